@@ -1,0 +1,57 @@
+"""Helpers shared by command modules: JSON output, rich console on stderr, progress bars."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+from rich.console import Console
+
+#: Human output goes to stderr so that stdout carries only the --json object.
+console = Console(stderr=True)
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+force_option = click.option("--force", is_flag=True, help="Replace an existing output folder.")
+threads_option = click.option("--threads", type=click.IntRange(1, 256), default=None,
+                              help="Intra-op threads for ONNX Runtime / torch (default: all cores).")
+
+
+def emit_json(obj: Any) -> None:
+    """Write one JSON object to stdout."""
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+@contextmanager
+def progress_bar(enabled: bool, description: str, total: float | None = None) -> Iterator[Any]:
+    """A rich progress bar on a terminal (stderr), or a no-op object when disabled / not a TTY."""
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+    if not enabled or not console.is_terminal:
+        yield _NoProgress()
+        return
+    with Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as p:
+        task = p.add_task(description, total=total)
+        yield _Bound(p, task)
+
+
+class _NoProgress:
+    def advance(self, amount: float = 1.0) -> None: ...
+
+    def update(self, **kw: Any) -> None: ...
+
+
+class _Bound:
+    def __init__(self, progress: Any, task: Any) -> None:
+        self.p, self.t = progress, task
+
+    def advance(self, amount: float = 1.0) -> None:
+        self.p.advance(self.t, amount)
+
+    def update(self, **kw: Any) -> None:
+        self.p.update(self.t, **kw)
