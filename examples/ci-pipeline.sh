@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# A CI pipeline over the default voice: every stage must succeed, or the build fails with the stage's
+# exit code (2 bad input, 3 bad model/artifact, 4 output not writable). Usage: ci-pipeline.sh OUTDIR
+set -euo pipefail
+out=${1:-artifacts}
+speedy=${SPEEDY:-.venv/bin/speedy}
+threads=${THREADS:-2}
+mkdir -p "$out"
+
+stage() {  # stage NAME CMD...: run one stage, keep its JSON, fail loudly with its exit code
+  local name=$1; shift
+  echo "== $name" >&2
+  if ! "$@" --json > "$out/$name.json"; then
+    rc=$?
+    echo "stage '$name' failed (exit $rc)" >&2
+    exit "$rc"
+  fi
+}
+
+stage export      "$speedy" export -o "$out/onnx" --force --threads "$threads"
+stage int8-static "$speedy" quantize "$out/onnx" -o "$out/int8-static" --recipe int8-static --force
+stage fp16        "$speedy" quantize "$out/onnx" -o "$out/fp16" --recipe fp16 --force
+stage mixed       "$speedy" quantize "$out/onnx" -o "$out/mixed" --recipe mixed --max-mcd 0.5 --force
+stage compiled    "$speedy" compile "$out/int8-static" -o "$out/compiled" --backend onnxruntime --threads "$threads" --force
+for a in onnx int8-static fp16 mixed compiled; do
+  stage "info-$a" "$speedy" info "$out/$a"
+done
+echo "pipeline OK: $(ls "$out" | tr '\n' ' ')" >&2
