@@ -10,8 +10,9 @@ mkdir -p "$out"
 stage() {  # stage NAME CMD...: run one stage, keep its JSON, fail loudly with its exit code
   local name=$1; shift
   echo "== $name" >&2
-  if ! "$@" --json > "$out/$name.json"; then
-    rc=$?
+  local rc=0
+  "$@" --json > "$out/$name.json" || rc=$?
+  if [ "$rc" -ne 0 ]; then
     echo "stage '$name' failed (exit $rc)" >&2
     exit "$rc"
   fi
