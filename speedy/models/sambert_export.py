@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -205,9 +206,11 @@ def check_sambert_graphs(acoustic: SambertAcoustic, vocoder: KanHifiGan | None, 
 
     feeds = record_feeds(acoustic, vocoder, sample_inputs(acoustic, length, seed=1))
     reference = torch_graphs(acoustic, vocoder)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1  # a check, not a benchmark: avoid spinning threads on shared cores
     diffs: dict[str, float] = {}
     for name, path in paths.items():
-        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         got = sess.run(None, feeds[name])
         want = reference[name](feeds[name])
         worst = 0.0
@@ -226,7 +229,10 @@ def _export_one(owner: nn.Module, name: str, spec: GraphSpec, feeds: Mapping[str
     import onnx
 
     args = tuple(torch.from_numpy(np.asarray(feeds[k])) for k in spec.inputs)
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape-dependent branches are fixed per graph by design
+        warnings.simplefilter("ignore", UserWarning)  # exporter notes on LSTM batch size / shape inference
+        warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter, chosen on purpose (as stages/export.py)
         torch.onnx.export(_Method(owner, spec.method), args, str(path), input_names=list(spec.inputs), output_names=list(spec.outputs),
                           dynamic_axes=spec.dynamic, opset_version=OPSET, dynamo=False, do_constant_folding=True)
     model = onnx.load(str(path))

@@ -1,0 +1,113 @@
+"""Sambert-HifiGan ONNX graphs: per-graph parity with PyTorch, host loop vs forward, whole pipeline."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sambert_fixture import write_sambert_folder
+
+from speedy.errors import ModelError, OutputError
+from speedy.models.sambert_export import OPSET, check_sambert_graphs, export_sambert_graphs, sample_inputs
+from speedy.models.sources.modelscope import LoadedSambert, load_sambert
+from speedy.runtime.sambert_loop import CONFIG_METADATA_KEY, GRAPH_NAMES, SambertLoop
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_sambert_folder(tmp_path_factory.mktemp("sambert") / "model")
+
+
+@pytest.fixture(scope="module")
+def loaded(model_dir: Path) -> LoadedSambert:
+    return load_sambert(model_dir)
+
+
+@pytest.fixture(scope="module")
+def graphs(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return export_sambert_graphs(model_dir, tmp_path_factory.mktemp("out") / "graphs")
+
+
+def test_every_graph_written_with_metadata(graphs: dict[str, Path]) -> None:
+    """All seven graphs exist at the module's opset and carry the loop config."""
+    import onnx
+
+    assert list(graphs) == list(GRAPH_NAMES)
+    for name, path in graphs.items():
+        model = onnx.load(str(path))
+        assert model.opset_import[0].version == OPSET
+        meta = {p.key: p.value for p in model.metadata_props}
+        assert meta["speedy.graph"] == name and CONFIG_METADATA_KEY in meta and meta["sample_rate"] == "16000"
+
+
+def test_every_graph_matches_pytorch(loaded: LoadedSambert, graphs: dict[str, Path]) -> None:
+    """ONNX Runtime equals PyTorch on every graph (recorded feeds of a sentence of another length)."""
+    diffs = check_sambert_graphs(loaded.acoustic, loaded.vocoder, graphs, length=13)
+    assert set(diffs) == set(GRAPH_NAMES)
+    assert max(diffs.values()) < 1e-4, diffs
+
+
+def test_host_loop_reproduces_forward(loaded: LoadedSambert, graphs: dict[str, Path]) -> None:
+    """The torch-free loop over the ONNX graphs gives forward's durations and band, and its mel to 1e-4."""
+    loop = SambertLoop.from_dir(graphs["encoder"].parent, threads=1)
+    for length, seed in ((5, 1), (31, 2)):
+        inputs = sample_inputs(loaded.acoustic, length, seed)
+        want = loaded.acoustic(inputs)
+        got = loop.acoustic(inputs)
+        np.testing.assert_array_equal(got.durations, want.durations.numpy())
+        assert got.band == want.band
+        np.testing.assert_allclose(got.mel, want.mel.numpy(), atol=1e-4, rtol=1e-4)
+        np.testing.assert_allclose(got.log_durations, want.log_durations.numpy(), atol=1e-5)
+
+
+def test_whole_pipeline_waveform(loaded: LoadedSambert, graphs: dict[str, Path]) -> None:
+    """Symbols → waveform through ONNX matches the PyTorch modules, is hop-exact and finite."""
+    loop = SambertLoop.from_dir(graphs["encoder"].parent, threads=1)
+    inputs = sample_inputs(loaded.acoustic, 20, seed=7)
+    start = time.perf_counter()
+    res = loop.synthesize(inputs)
+    elapsed = time.perf_counter() - start
+    with torch.no_grad():
+        want = loaded.vocoder(loaded.acoustic(inputs).mel[None])[0].numpy()
+    assert res.wav is not None and res.wav.shape == (int(res.durations.sum()) * 200,)
+    assert np.isfinite(res.wav).all() and np.abs(res.wav).max() <= 1.0
+    np.testing.assert_allclose(res.wav, want, atol=1e-4)
+    assert elapsed / (res.wav.size / 16000) < 5.0  # tiny model: generous bound, catches pathologies only
+
+
+def test_runtime_loop_imports_no_torch() -> None:
+    """speedy.runtime.sambert_loop works without torch being imported."""
+    code = "import sys, speedy.runtime.sambert_loop; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])
+
+
+def test_export_refuses_non_empty_target(model_dir: Path, tmp_path: Path) -> None:
+    """A non-empty target folder is an output error and nothing is written next to it."""
+    target = tmp_path / "t"
+    target.mkdir()
+    (target / "keep.txt").write_text("x")
+    with pytest.raises(OutputError, match="not an empty folder"):
+        export_sambert_graphs(model_dir, target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t"] and [p.name for p in target.iterdir()] == ["keep.txt"]
+
+
+def test_export_bad_source_writes_nothing(tmp_path: Path) -> None:
+    """A folder that is not a model folder fails with ModelError and leaves no output."""
+    with pytest.raises(ModelError, match="not a Sambert-HifiGan model folder"):
+        export_sambert_graphs(tmp_path, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]

@@ -1,0 +1,183 @@
+"""Reading ModelScope Sambert-HifiGan folders: layout, checkpoint choice, and one-line errors on bad input."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from sambert_fixture import write_sambert_folder
+
+from speedy.errors import ModelError
+from speedy.models.sources.modelscope import list_voices, load_sambert, read_voice
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_sambert_folder(tmp_path_factory.mktemp("sambert") / "model", voices=("zhitian_emo", "zhizhe_emo"))
+
+
+@pytest.fixture()
+def folder(pristine: Path, tmp_path: Path) -> Path:
+    """A private copy of the small two-voice folder, free to damage."""
+    return Path(shutil.copytree(pristine, tmp_path / "model"))
+
+
+def _one_line(exc: pytest.ExceptionInfo[ModelError]) -> str:
+    text = str(exc.value)
+    assert "\n" not in text and exc.value.exit_code == 3
+    return text
+
+
+def _edit_ckpt(path: Path, edit) -> None:  # edit: Callable[[dict], None]
+    ckpt = torch.load(path, weights_only=False)
+    edit(ckpt)
+    torch.save(ckpt, path)
+
+
+def test_voices_and_default(folder: Path) -> None:
+    """voices.json order is kept; the first voice is the default; configs and audio are parsed."""
+    assert list_voices(folder) == ["zhitian_emo", "zhizhe_emo"]
+    info = read_voice(folder)
+    assert info.name == "zhitian_emo" and info.speakers == ["F7"] and info.has_mask
+    assert info.audio.sample_rate == 16000 and info.audio.hop_size == 200 and info.audio.n_mels == 80
+    assert read_voice(folder, "zhizhe_emo").am_checkpoint.name == "checkpoint_980000.pth"
+
+
+def test_highest_checkpoint_is_loaded(folder: Path) -> None:
+    """Of checkpoint_N.pth files the highest N wins (numerically, not as text)."""
+    ckpt = folder / "voices" / "zhitian_emo" / "am" / "ckpt"
+    shutil.copy(ckpt / "checkpoint_980000.pth", ckpt / "checkpoint_99999.pth")
+    (ckpt / "checkpoint_980000.pth").rename(ckpt / "checkpoint_1200000.pth")
+    (ckpt / "notes.txt").write_text("x")
+    assert read_voice(folder).am_checkpoint.name == "checkpoint_1200000.pth"
+
+
+def test_vocab_sizes_come_from_checkpoint(folder: Path) -> None:
+    """Embedding shapes set the vocabulary sizes (e.g. a legacy table one entry shorter)."""
+    path = folder / "voices" / "zhitian_emo" / "am" / "ckpt" / "checkpoint_980000.pth"
+
+    def shrink(ckpt: dict) -> None:
+        ckpt["model"]["emo_tokenizer.weight"] = ckpt["model"]["emo_tokenizer.weight"][:35]
+        ckpt["model"]["text_encoder.sy_emb.weight"] = ckpt["model"]["text_encoder.sy_emb.weight"][:146]
+
+    _edit_ckpt(path, shrink)
+    cfg = load_sambert(folder).acoustic.config
+    assert (cfg.emotion, cfg.sy, cfg.tone) == (35, 146, 10)
+
+
+def test_missing_fixed_tables_are_tolerated(folder: Path) -> None:
+    """Only the position tables may be absent; they are recomputed."""
+    path = folder / "voices" / "zhitian_emo" / "am" / "ckpt" / "checkpoint_980000.pth"
+
+    def drop(ckpt: dict) -> None:
+        del ckpt["model"]["text_encoder.ling_enc.position_enc.position_enc"]
+        del ckpt["model"]["variance_adaptor.dur_position_encoder.inv_timescales"]
+
+    _edit_ckpt(path, drop)
+    load_sambert(folder)
+
+
+def test_not_a_model_folder(tmp_path: Path) -> None:
+    """A missing path, a file, or a folder without voices/voices.json are one-line errors."""
+    with pytest.raises(ModelError, match="is not a folder"):
+        load_sambert(tmp_path / "nope")
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(ModelError, match="is not a folder"):
+        load_sambert(tmp_path / "f")
+    with pytest.raises(ModelError, match="not a Sambert-HifiGan model folder") as exc:
+        load_sambert(tmp_path)
+    _one_line(exc)
+
+
+def test_legacy_layout_is_named(tmp_path: Path) -> None:
+    """The 2022 layout (voices.zip, am/pytorch_model.bin) is refused by name."""
+    (tmp_path / "am").mkdir()
+    (tmp_path / "am" / "pytorch_model.bin").write_bytes(b"x")
+    (tmp_path / "voices.zip").write_bytes(b"x")
+    with pytest.raises(ModelError, match=r"legacy 2022 .*voices\.zip, am/pytorch_model\.bin") as exc:
+        load_sambert(tmp_path)
+    _one_line(exc)
+
+
+def test_missing_voice(folder: Path) -> None:
+    """An unknown voice names the available ones."""
+    with pytest.raises(ModelError, match=r"voice 'zhiyan_emo' not found .*available: zhitian_emo, zhizhe_emo") as exc:
+        load_sambert(folder, "zhiyan_emo")
+    _one_line(exc)
+
+
+def test_key_and_shape_mismatch_named(folder: Path) -> None:
+    """Renamed keys and wrong shapes are reported by name (first few)."""
+    path = folder / "voices" / "zhitian_emo" / "am" / "ckpt" / "checkpoint_980000.pth"
+
+    def damage(ckpt: dict) -> None:
+        sd = ckpt["model"]
+        sd["mel_postnet.fc.weightX"] = sd.pop("mel_postnet.fc.weight")
+        sd["mel_postnet.fc.bias"] = torch.zeros(3)
+
+    _edit_ckpt(path, damage)
+    with pytest.raises(ModelError) as exc:
+        load_sambert(folder)
+    text = _one_line(exc)
+    assert "missing: mel_postnet.fc.weight" in text and "unexpected: mel_postnet.fc.weightX" in text
+    assert "mel_postnet.fc.bias (3,) != (80,)" in text and "checkpoint_980000.pth" in text
+
+
+def test_vocoder_weight_norm_pair_broken(folder: Path) -> None:
+    """A weight_g without its weight_v is a named error."""
+    path = folder / "voices" / "zhitian_emo" / "voc" / "ckpt" / "checkpoint_1.pth"
+    _edit_ckpt(path, lambda c: c["model"]["generator"].pop("conv_post.conv1d.weight_v"))
+    with pytest.raises(ModelError, match="conv_post.conv1d.weight_g has no matching"):
+        load_sambert(folder)
+
+
+def test_truncated_checkpoint(folder: Path) -> None:
+    """A truncated checkpoint is a one-line 'truncated or corrupt' error."""
+    path = folder / "voices" / "zhitian_emo" / "voc" / "ckpt" / "checkpoint_1.pth"
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(ModelError, match="truncated or corrupt") as exc:
+        load_sambert(folder)
+    _one_line(exc)
+
+
+def test_missing_checkpoint(folder: Path) -> None:
+    """An empty ckpt folder is named."""
+    for p in (folder / "voices" / "zhitian_emo" / "am" / "ckpt").iterdir():
+        p.unlink()
+    with pytest.raises(ModelError, match=r"am/ckpt: no checkpoint_<N>\.pth"):
+        load_sambert(folder)
+
+
+@pytest.mark.parametrize(
+    ("part", "change", "message"),
+    [
+        ("am", {"SE": True}, "speaker-embedding"),
+        ("am", {"NSF": True, "num_mels": 82}, "NSF"),
+        ("am", {"using_byte": True}, "byte-input"),
+        ("am", {"FP": True}, "filled-pause"),
+        ("voc", {"out_channels": 4}, "PQMF"),
+        ("voc", {"nsf_params": {"nb_harmonics": 7, "sampling_rate": 16000}}, "NSF"),
+    ],
+)
+def test_unsupported_variants(folder: Path, part: str, change: dict, message: str) -> None:
+    """SE, NSF, byte, filled-pause and PQMF variants are refused in one line naming the variant."""
+    path = folder / "voices" / "zhitian_emo" / part / "config.yaml"
+    cfg = yaml.safe_load(path.read_text())
+    key = "KanTtsSAMBERT" if part == "am" else "Generator"
+    cfg["Model"][key]["params"].update(change)
+    path.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ModelError, match=message) as exc:
+        load_sambert(folder)
+    assert "not supported" in _one_line(exc)
