@@ -22,7 +22,7 @@ Loader = Callable[[Path], tuple[nn.Module, nn.Module, dict[str, Any]]]
 _LOADERS: dict[str, Loader] = {}
 
 # Modules whose import registers a family (one line per family).
-_FAMILY_MODULES: tuple[str, ...] = ("speedy.models.registry",)
+_FAMILY_MODULES: tuple[str, ...] = ("speedy.models.registry", "speedy.prune.family")
 
 
 def register(family: str) -> Callable[[Loader], Loader]:
@@ -88,10 +88,12 @@ def load_torch_models(folder: Path) -> tuple[nn.Module, nn.Module, dict[str, Any
     try:
         f0 = cfg["f0_stats"]
         energy = cfg["energy_stats"]
+        low, high = (float(v) for v in f0["shift_limits_z"])
         cal = ProsodyCalibration(
-            f0_log2_per_z=float(f0["slope_log2_per_z"]),
-            energy_z_per_log2=float(energy["z_per_log2_gain"]),
-            voiced_threshold=float(f0["voiced_threshold"]),
+            f0_log2_per_z=float(f0["response_log2_per_z"]),
+            f0_shift_min_z=low,
+            f0_shift_max_z=high,
+            mel_log2_rms_per_unit=float(energy["mel_log2_rms_per_unit"]),
         )
         fs2 = FastSpeech2(FastSpeech2Config.from_dict(cfg["fastspeech2"]), cal)
         mbm_cfg = dict(cfg["mb_melgan"])

