@@ -14,7 +14,14 @@ import torch
 from sambert_fixture import write_sambert_folder
 
 from speedy.errors import ModelError, OutputError
-from speedy.models.sambert_export import OPSET, check_sambert_graphs, export_sambert_graphs, sample_inputs
+from speedy.models.sambert_export import (
+    OPSET,
+    check_sambert_graphs,
+    export_sambert_graphs,
+    record_feeds,
+    sample_inputs,
+    torch_graphs,
+)
 from speedy.models.sources.modelscope import LoadedSambert, load_sambert
 from speedy.runtime.sambert_loop import CONFIG_METADATA_KEY, GRAPH_NAMES, SambertLoop
 
@@ -59,6 +66,20 @@ def test_every_graph_matches_pytorch(loaded: LoadedSambert, graphs: dict[str, Pa
     diffs = check_sambert_graphs(loaded.acoustic, loaded.vocoder, graphs, length=13)
     assert set(diffs) == set(GRAPH_NAMES)
     assert max(diffs.values()) < 1e-4, diffs
+
+
+@pytest.mark.parametrize("band", [0, 2, 5])
+def test_decoder_step_graph_any_band(loaded: LoadedSambert, graphs: dict[str, Path], band: int) -> None:
+    """The decoder_step graph follows its band inputs like PyTorch (bands not seen while tracing)."""
+    import onnxruntime as ort
+
+    feeds = record_feeds(loaded.acoustic, None, sample_inputs(loaded.acoustic, 15, seed=3), step_index=6)[
+        "decoder_step"
+    ]
+    feeds["x_band"] = feeds["h_band"] = np.array(band, np.int64)
+    sess = ort.InferenceSession(str(graphs["decoder_step"]), providers=["CPUExecutionProvider"])
+    for got, want in zip(sess.run(None, feeds), torch_graphs(loaded.acoustic)["decoder_step"](feeds)):
+        np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)
 
 
 def test_host_loop_reproduces_forward(loaded: LoadedSambert, graphs: dict[str, Path]) -> None:

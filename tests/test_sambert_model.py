@@ -7,7 +7,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from sambert_fixture import AM_PARAMS_16K, AM_PARAMS_SMALL, VOC_PARAMS_16K, VOCAB, acoustic_state, vocoder_state, write_sambert_folder
+from sambert_fixture import (
+    AM_PARAMS_16K,
+    AM_PARAMS_SMALL,
+    VOC_PARAMS_16K,
+    VOCAB,
+    acoustic_state,
+    vocoder_state,
+    write_sambert_folder,
+)
 from sambert_golden import AM_16K_KEYS, AM_16K_VOCAB, VOC_16K_KEYS
 
 from speedy.models.kan_hifigan import KanHifiGan, KanHifiGanConfig, fold_weight_norm

@@ -53,9 +53,13 @@ class KanHifiGanConfig:
     def __post_init__(self) -> None:
         for name in ("upsample_scales", "upsample_kernel_sizes", "resblock_kernel_sizes"):
             object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
-        object.__setattr__(self, "resblock_dilations", tuple(tuple(int(d) for d in ds) for ds in self.resblock_dilations))
+        object.__setattr__(
+            self, "resblock_dilations", tuple(tuple(int(d) for d in ds) for ds in self.resblock_dilations)
+        )
         if len(self.upsample_scales) != len(self.upsample_kernel_sizes) or not self.upsample_scales:
-            raise ModelError("hifigan config: upsample_scales and upsample_kernal_sizes must have the same non-zero length")
+            raise ModelError(
+                "hifigan config: upsample_scales and upsample_kernal_sizes must have the same non-zero length"
+            )
         if len(self.resblock_dilations) != len(self.resblock_kernel_sizes):
             raise ModelError("hifigan config: resblock_dilations needs one list per resblock kernel size")
         if self.kernel_size % 2 == 0 or any(k % 2 == 0 for k in self.resblock_kernel_sizes):
@@ -88,7 +92,9 @@ class KanHifiGanConfig:
                 channels=int(params.get("channels", 512)),
                 kernel_size=int(params.get("kernel_size", 7)),
                 upsample_scales=params.get("upsample_scales", (8, 8, 2, 2)),
-                upsample_kernel_sizes=params.get("upsample_kernal_sizes", params.get("upsample_kernel_sizes", (16, 16, 4, 4))),
+                upsample_kernel_sizes=params.get(
+                    "upsample_kernal_sizes", params.get("upsample_kernel_sizes", (16, 16, 4, 4))
+                ),
                 resblock_kernel_sizes=params.get("resblock_kernel_sizes", (3, 7, 11)),
                 resblock_dilations=params.get("resblock_dilations", ((1, 3, 5),) * 3),
                 causal=bool(params.get("causal", True)),
@@ -101,7 +107,9 @@ class KanHifiGanConfig:
 class Conv(nn.Module):
     """``conv1d`` holder; causal: left padding ``(k - 1) · dilation``, else ``padding`` both sides."""
 
-    def __init__(self, c_in: int, c_out: int, kernel: int, dilation: int = 1, padding: int = 0, causal: bool = True) -> None:
+    def __init__(
+        self, c_in: int, c_out: int, kernel: int, dilation: int = 1, padding: int = 0, causal: bool = True
+    ) -> None:
         super().__init__()
         self.causal_pad = (kernel - 1) * dilation if causal else 0
         self.conv1d = nn.Conv1d(c_in, c_out, kernel, dilation=dilation, padding=0 if causal else padding)
@@ -129,7 +137,9 @@ class ResidualBlock(nn.Module):
     def __init__(self, channels: int, kernel: int, dilations: Sequence[int], slope: float, causal: bool) -> None:
         super().__init__()
         self.slope = slope
-        self.convs1 = nn.ModuleList([Conv(channels, channels, kernel, d, d * (kernel - 1) // 2, causal) for d in dilations])
+        self.convs1 = nn.ModuleList(
+            [Conv(channels, channels, kernel, d, d * (kernel - 1) // 2, causal) for d in dilations]
+        )
         self.convs2 = nn.ModuleList([Conv(channels, channels, kernel, 1, (kernel - 1) // 2, causal) for _ in dilations])
 
     def forward(self, x: Tensor) -> Tensor:
@@ -152,9 +162,15 @@ class KanHifiGan(nn.Module):
         self.conv_blocks = nn.ModuleList()
         ch = cfg.channels
         for scale, up_k in zip(cfg.upsample_scales, cfg.upsample_kernel_sizes):
-            self.transpose_upsamples.append(nn.Sequential(nn.LeakyReLU(slope), TransposedConv(ch, ch // 2, up_k, scale, causal)))
+            self.transpose_upsamples.append(
+                nn.Sequential(nn.LeakyReLU(slope), TransposedConv(ch, ch // 2, up_k, scale, causal))
+            )
             self.repeat_upsamples.append(
-                nn.Sequential(nn.Upsample(scale_factor=scale, mode="nearest"), nn.LeakyReLU(slope), Conv(ch, ch // 2, k, 1, (k - 1) // 2, causal))
+                nn.Sequential(
+                    nn.Upsample(scale_factor=scale, mode="nearest"),
+                    nn.LeakyReLU(slope),
+                    Conv(ch, ch // 2, k, 1, (k - 1) // 2, causal),
+                )
             )
             ch //= 2
             for rk, dils in zip(cfg.resblock_kernel_sizes, cfg.resblock_dilations):
@@ -184,7 +200,7 @@ class KanHifiGan(nn.Module):
 
     def load_checkpoint_state(self, state: Mapping[str, Tensor]) -> None:
         """Load a folded generator state dict strictly (see :func:`fold_weight_norm`)."""
-        from speedy.models.sambert import check_state_dict
+        from speedy.models.sambert_config import check_state_dict
 
         check_state_dict(self.state_dict(), state, "vocoder checkpoint")
         self.load_state_dict(dict(state), strict=True)

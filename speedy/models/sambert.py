@@ -26,14 +26,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from speedy.errors import ModelError
+from speedy.models.sambert_config import SambertConfig, check_state_dict, count_parameters
 from speedy.models.sambert_layers import (
     FFTBlock,
     PNCABlock,
@@ -47,7 +47,15 @@ from speedy.models.sambert_layers import (
 )
 from speedy.runtime.sambert_loop import IDENTITY_CONTROLS, SambertInputs
 
-__all__ = ["IDENTITY_CONTROLS", "SambertAcoustic", "SambertConfig", "SambertInputs", "SambertOutput"]
+__all__ = [
+    "IDENTITY_CONTROLS",
+    "SambertAcoustic",
+    "SambertConfig",
+    "SambertInputs",
+    "SambertOutput",
+    "check_state_dict",
+    "count_parameters",
+]
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -56,108 +64,6 @@ FIXED_TABLE_KEYS = (
     "variance_adaptor.dur_position_encoder.inv_timescales",
 )
 """Deterministic tables stored in checkpoints; tolerated when missing (recomputed)."""
-
-_UNSUPPORTED_FLAGS = {"SE": "speaker-embedding (SE)", "NSF": "NSF (mel + f0 + uv)", "FP": "filled-pause (FP)", "using_byte": "byte-input"}
-
-
-@dataclass(frozen=True)
-class SambertConfig:
-    """``Model.KanTtsSAMBERT.params`` of ``am/config.yaml`` plus the vocabulary sizes.
-
-    Field names are the YAML keys (defaults: KAN-TTS ``sambert_16k.yaml``); ``sy`` … ``speaker`` are the
-    embedding-table sizes, which KAN-TTS injects at load time and :mod:`speedy.models.sources.modelscope`
-    reads from the checkpoint's embedding shapes. Dropout keys are ignored (inference only).
-    """
-
-    sy: int = 147
-    tone: int = 10
-    syllable_flag: int = 8
-    word_segment: int = 8
-    emotion: int = 36
-    speaker: int = 4
-    max_len: int = 800
-    embedding_dim: int = 512
-    encoder_num_layers: int = 8
-    encoder_num_heads: int = 8
-    encoder_num_units: int = 128
-    encoder_ffn_inner_dim: int = 1024
-    encoder_projection_units: int = 32
-    speaker_units: int = 32
-    emotion_units: int = 32
-    predictor_filter_size: int = 41
-    predictor_fsmn_num_layers: int = 3
-    predictor_num_memory_units: int = 128
-    predictor_ffn_inner_dim: int = 256
-    predictor_shift: int = 0
-    predictor_lstm_units: int = 128
-    dur_pred_prenet_units: tuple[int, ...] = (128, 128)
-    dur_pred_lstm_units: int = 128
-    decoder_prenet_units: tuple[int, ...] = (256, 256)
-    decoder_num_layers: int = 12
-    decoder_num_heads: int = 8
-    decoder_num_units: int = 128
-    decoder_ffn_inner_dim: int = 1024
-    outputs_per_step: int = 3
-    num_mels: int = 80
-    postnet_filter_size: int = 41
-    postnet_fsmn_num_layers: int = 4
-    postnet_num_memory_units: int = 256
-    postnet_ffn_inner_dim: int = 512
-    postnet_shift: int = 17
-    postnet_lstm_units: int = 128
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name.endswith("_units") and isinstance(value, (list, tuple)):
-                value = tuple(int(v) for v in value)
-                object.__setattr__(self, f.name, value)
-                if not value or min(value) <= 0:
-                    raise ModelError(f"sambert config: {f.name} must be non-empty positive integers, got {value!r}")
-            elif not isinstance(value, int) or isinstance(value, bool):
-                raise ModelError(f"sambert config: {f.name} must be an integer, got {value!r}")
-            elif value < 0 or (value == 0 and not f.name.endswith("_shift")):
-                raise ModelError(f"sambert config: {f.name} must be positive, got {value}")
-        for part in ("encoder", "decoder"):
-            units, heads = getattr(self, f"{part}_num_units"), getattr(self, f"{part}_num_heads")
-            if units % heads:
-                raise ModelError(f"sambert config: {part}_num_units {units} is not divisible by {part}_num_heads {heads}")
-
-    @property
-    def d_memory(self) -> int:
-        """Decoder memory width: ``r`` projected text frames + speaker + emotion (160 for 16 kHz)."""
-        return self.encoder_projection_units * self.outputs_per_step + self.speaker_units + self.emotion_units
-
-    @property
-    def d_condition(self) -> int:
-        """Variance-predictor input width: text + speaker + emotion (96 for 16 kHz)."""
-        return self.encoder_projection_units + self.speaker_units + self.emotion_units
-
-    @property
-    def decoder_head_dim(self) -> int:
-        return self.decoder_num_units // self.decoder_num_heads
-
-    @property
-    def vocab_sizes(self) -> dict[str, int]:
-        """Embedding-table sizes by input stream (``sy``, ``tone``, ``syllable_flag``, ``ws``, ``emotion``, ``speaker``)."""
-        return {"sy": self.sy, "tone": self.tone, "syllable_flag": self.syllable_flag, "ws": self.word_segment,
-                "emotion": self.emotion, "speaker": self.speaker}
-
-    @classmethod
-    def from_params(cls, params: Mapping[str, Any], vocab: Mapping[str, int]) -> SambertConfig:
-        """Build from the YAML ``params`` mapping and vocabulary sizes; refuse unsupported variants."""
-        for flag, name in _UNSUPPORTED_FLAGS.items():
-            if params.get(flag, False):
-                raise ModelError(f"sambert: the {name} variant is not supported (am/config.yaml sets {flag}: true)")
-        if int(params.get("num_mels", 80)) != 80 and params.get("NSF", False):
-            raise ModelError("sambert: NSF mel layouts are not supported")
-        names = {f.name for f in fields(cls)}
-        values: dict[str, Any] = {k: v for k, v in params.items() if k in names}
-        values.update({k: int(v) for k, v in vocab.items() if k in names})
-        try:
-            return cls(**values)
-        except TypeError as exc:
-            raise ModelError(f"sambert config: {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -200,7 +106,9 @@ class SelfAttentionEncoder(nn.Module):
         d_model, heads = cfg.encoder_num_units, cfg.encoder_num_heads
         d_ins = [cfg.embedding_dim] + [d_model] * (cfg.encoder_num_layers - 1)
         self.d_model = d_model
-        self.fft = nn.ModuleList([FFTBlock(d, d_model, heads, d_model // heads, cfg.encoder_ffn_inner_dim) for d in d_ins])
+        self.fft = nn.ModuleList(
+            [FFTBlock(d, d_model, heads, d_model // heads, cfg.encoder_ffn_inner_dim) for d in d_ins]
+        )
         self.ln = nn.LayerNorm(d_model, eps=1e-6)
         self.position_enc = _PositionTable(cfg.max_len, cfg.embedding_dim)
 
@@ -233,8 +141,15 @@ class TextFftEncoder(nn.Module):
 class VarianceAdaptor(nn.Module):
     def __init__(self, cfg: SambertConfig) -> None:
         super().__init__()
-        pred = (cfg.d_condition, cfg.predictor_filter_size, cfg.predictor_fsmn_num_layers, cfg.predictor_num_memory_units,
-                cfg.predictor_ffn_inner_dim, cfg.predictor_shift, cfg.predictor_lstm_units)
+        pred = (
+            cfg.d_condition,
+            cfg.predictor_filter_size,
+            cfg.predictor_fsmn_num_layers,
+            cfg.predictor_num_memory_units,
+            cfg.predictor_ffn_inner_dim,
+            cfg.predictor_shift,
+            cfg.predictor_lstm_units,
+        )
         self.pitch_predictor = VarFsmnRnnNARPredictor(*pred)
         self.energy_predictor = VarFsmnRnnNARPredictor(*pred)
         self.duration_predictor = VarRnnARPredictor(cfg.d_condition, cfg.dur_pred_prenet_units, cfg.dur_pred_lstm_units)
@@ -251,7 +166,10 @@ class HybridAttentionDecoder(nn.Module):
         self.prenet = Prenet(cfg.num_mels, cfg.decoder_prenet_units, d_model)
         self.dec_in_proj = nn.Linear(d_model + cfg.d_memory, d_model)
         self.pnca = nn.ModuleList(
-            [PNCABlock(d_model, cfg.d_memory, heads, d_model // heads, cfg.decoder_ffn_inner_dim) for _ in range(cfg.decoder_num_layers)]
+            [
+                PNCABlock(d_model, cfg.d_memory, heads, d_model // heads, cfg.decoder_ffn_inner_dim)
+                for _ in range(cfg.decoder_num_layers)
+            ]
         )
         self.ln = nn.LayerNorm(d_model, eps=1e-6)
         self.dec_out_proj = nn.Linear(d_model, cfg.num_mels * cfg.outputs_per_step)
@@ -287,16 +205,27 @@ class SambertAcoustic(nn.Module):
         self.emo_tokenizer = nn.Embedding(cfg.emotion, cfg.emotion_units)
         self.variance_adaptor = VarianceAdaptor(cfg)
         self.mel_decoder = MelPNCADecoder(cfg)
-        self.mel_postnet = PostNet(cfg.num_mels, cfg.postnet_filter_size, cfg.postnet_fsmn_num_layers, cfg.postnet_num_memory_units,
-                                   cfg.postnet_ffn_inner_dim, cfg.postnet_shift, cfg.postnet_lstm_units)
+        self.mel_postnet = PostNet(
+            cfg.num_mels,
+            cfg.postnet_filter_size,
+            cfg.postnet_fsmn_num_layers,
+            cfg.postnet_num_memory_units,
+            cfg.postnet_ffn_inner_dim,
+            cfg.postnet_shift,
+            cfg.postnet_lstm_units,
+        )
         self.eval()
 
     # ---- graph pieces ---------------------------------------------------------------------------
-    def encode(self, sy: Tensor, tone: Tensor, syllable_flag: Tensor, ws: Tensor, emotion: Tensor, speaker: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def encode(
+        self, sy: Tensor, tone: Tensor, syllable_flag: Tensor, ws: Tensor, emotion: Tensor, speaker: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """Ids ``(1, T)`` int64 → text ``(1, T, P)``, emotion ``(1, T, E)``, speaker ``(1, T, S)`` features."""
         return self.text_encoder(sy, tone, syllable_flag, ws), self.emo_tokenizer(emotion), self.spk_tokenizer(speaker)
 
-    def predict_variance(self, text: Tensor, emo: Tensor, spk: Tensor, controls: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def predict_variance(
+        self, text: Tensor, emo: Tensor, spk: Tensor, controls: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Pitch and energy per symbol, and the inputs of the duration predictor and length regulator.
 
         Args:
@@ -314,14 +243,20 @@ class SambertAcoustic(nn.Module):
         energy = va.energy_predictor(cond)
         pitch_c = pitch * controls[0] + controls[1]
         energy_c = energy * controls[2] + controls[3]
-        text_aug = text + va.pitch_emb(pitch_c.unsqueeze(1)).transpose(1, 2) + va.energy_emb(energy_c.unsqueeze(1)).transpose(1, 2)
+        text_aug = (
+            text
+            + va.pitch_emb(pitch_c.unsqueeze(1)).transpose(1, 2)
+            + va.energy_emb(energy_c.unsqueeze(1)).transpose(1, 2)
+        )
         return pitch, energy, text_aug, torch.cat([text_aug, spk, emo], dim=-1)
 
     def duration_step(self, prev: Tensor, cond: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """One duration token; see :meth:`VarRnnARPredictor.step` (state ``(2, 1, lstm_units)``)."""
         return self.variance_adaptor.duration_predictor.step(prev, cond, h, c)
 
-    def decoder_memory(self, lr_text: Tensor, dur_pos: Tensor, lr_emo: Tensor, lr_spk: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def decoder_memory(
+        self, lr_text: Tensor, dur_pos: Tensor, lr_emo: Tensor, lr_spk: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """Length-regulated features → decoder memory and its keys/values.
 
         Args:
@@ -338,7 +273,11 @@ class SambertAcoustic(nn.Module):
         text = lr_text + torch.where(even, torch.sin(pos), torch.cos(pos))
         n = text.shape[1] // r
         memory = torch.cat(
-            [text.reshape(1, n, -1), lr_spk.reshape(1, n, -1)[:, :, : lr_spk.shape[-1]], lr_emo.reshape(1, n, -1)[:, :, : lr_emo.shape[-1]]],
+            [
+                text.reshape(1, n, -1),
+                lr_spk.reshape(1, n, -1)[:, :, : lr_spk.shape[-1]],
+                lr_emo.reshape(1, n, -1)[:, :, : lr_emo.shape[-1]],
+            ],
             dim=-1,
         )
         kv = [block.pnca_attn.memory_kv(memory) for block in self.mel_decoder.mel_dec.pnca]
@@ -349,8 +288,18 @@ class SambertAcoustic(nn.Module):
         x = dec.dec_in_proj(torch.cat([memory_frame, dec.prenet(prev_frame)], dim=-1))
         return x * dec.d_model**0.5
 
-    def decoder_step(self, prev_frame: Tensor, memory_frame: Tensor, x_k: Tensor, x_v: Tensor, h_k: Tensor, h_v: Tensor,
-                     step: Tensor, x_band: Tensor, h_band: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def decoder_step(
+        self,
+        prev_frame: Tensor,
+        memory_frame: Tensor,
+        x_k: Tensor,
+        x_v: Tensor,
+        h_k: Tensor,
+        h_v: Tensor,
+        step: Tensor,
+        x_band: Tensor,
+        h_band: Tensor,
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """One PNCA step with an explicit cache.
 
         Args:
@@ -402,7 +351,9 @@ class SambertAcoustic(nn.Module):
                 q, k, v = att.frame_qkv(x)
                 ks.append(k)
                 vs.append(v)
-                out_x = attend(q, torch.cat(ks, dim=1), torch.cat(vs, dim=1), att.temperature, x_mask[step : step + 1, : step + 1])
+                out_x = attend(
+                    q, torch.cat(ks, dim=1), torch.cat(vs, dim=1), att.temperature, x_mask[step : step + 1, : step + 1]
+                )
                 out_h = attend(q, h_k, h_v, att.temperature, h_mask[step : step + 1])
                 x = block.pos_ffn(att.combine(x, out_x, out_h))
             out = dec.dec_out_proj(dec.ln(x))
@@ -449,8 +400,15 @@ class SambertAcoustic(nn.Module):
         valid = torch.arange(dec.shape[1]) < frames
         dec = dec.masked_fill(~valid[None, :, None], 0.0)
         post = (self.mel_postnet(dec, ~valid[None]) + dec)[:, :frames]
-        return SambertOutput(mel=post[0], dec_mel=dec[0, :frames], durations=reps[0], log_durations=log_durations[0],
-                             pitch=pitch[0], energy=energy[0], band=band)
+        return SambertOutput(
+            mel=post[0],
+            dec_mel=dec[0, :frames],
+            durations=reps[0],
+            log_durations=log_durations[0],
+            pitch=pitch[0],
+            energy=energy[0],
+            band=band,
+        )
 
     # ---- loading --------------------------------------------------------------------------------
     def load_checkpoint_state(self, state: Mapping[str, Tensor]) -> None:
@@ -465,26 +423,8 @@ class SambertAcoustic(nn.Module):
             if key not in state:
                 state[key] = own[key]
             elif key == FIXED_TABLE_KEYS[0] and state[key].shape != own[key].shape:
-                state[key] = state[key][:, : own[key].shape[1]] if state[key].shape[1] >= own[key].shape[1] else own[key]
+                state[key] = (
+                    state[key][:, : own[key].shape[1]] if state[key].shape[1] >= own[key].shape[1] else own[key]
+                )
         check_state_dict(own, state, "acoustic checkpoint")
         self.load_state_dict(state, strict=True)
-
-
-def check_state_dict(own: Mapping[str, Tensor], state: Mapping[str, Tensor], what: str, limit: int = 3) -> None:
-    """Raise a one-line :class:`ModelError` naming the first few missing, unexpected or mis-shaped keys."""
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    shapes = [f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}" for k, v in own.items() if k in state and tuple(state[k].shape) != tuple(v.shape)]
-    problems = []
-    for label, items in (("missing", missing), ("unexpected", unexpected), ("shape", shapes)):
-        if items:
-            more = f" (+{len(items) - limit} more)" if len(items) > limit else ""
-            problems.append(f"{label}: {', '.join(items[:limit])}{more}")
-    if problems:
-        raise ModelError(f"{what} does not match the model: " + "; ".join(problems))
-
-
-def count_parameters(module: nn.Module) -> int:
-    """Number of parameters (for logs and reports)."""
-    return sum(p.numel() for p in module.parameters())
-

@@ -61,18 +61,40 @@ class GraphSpec:
 _T = {1: "symbols"}
 _CACHE = {2: "steps"}
 SPECS: dict[str, GraphSpec] = {
-    "encoder": GraphSpec("encode", ("sy", "tone", "syllable_flag", "ws", "emotion", "speaker"), ("text", "emo", "spk"),
-                         {**{k: _T for k in ("sy", "tone", "syllable_flag", "ws", "emotion", "speaker", "text", "emo", "spk")}}),
-    "variance": GraphSpec("predict_variance", ("text", "emo", "spk", "controls"), ("pitch", "energy", "text_aug", "cond"),
-                          {k: _T for k in ("text", "emo", "spk", "pitch", "energy", "text_aug", "cond")}),
+    "encoder": GraphSpec(
+        "encode",
+        ("sy", "tone", "syllable_flag", "ws", "emotion", "speaker"),
+        ("text", "emo", "spk"),
+        {**{k: _T for k in ("sy", "tone", "syllable_flag", "ws", "emotion", "speaker", "text", "emo", "spk")}},
+    ),
+    "variance": GraphSpec(
+        "predict_variance",
+        ("text", "emo", "spk", "controls"),
+        ("pitch", "energy", "text_aug", "cond"),
+        {k: _T for k in ("text", "emo", "spk", "pitch", "energy", "text_aug", "cond")},
+    ),
     "duration_step": GraphSpec("duration_step", ("prev", "cond", "h", "c"), ("log_dur", "h_out", "c_out"), {}),
-    "decoder_memory": GraphSpec("decoder_memory", ("lr_text", "dur_pos", "lr_emo", "lr_spk"), ("memory", "h_k", "h_v"),
-                                {**{k: {1: "frames"} for k in ("lr_text", "dur_pos", "lr_emo", "lr_spk")},
-                                 "memory": {1: "steps"}, "h_k": _CACHE, "h_v": _CACHE}),
-    "decoder_step": GraphSpec("decoder_step", ("prev_frame", "memory_frame", "x_k", "x_v", "h_k", "h_v", "step", "x_band", "h_band"),
-                              ("frames", "new_k", "new_v"), {k: _CACHE for k in ("x_k", "x_v", "h_k", "h_v")}),
+    "decoder_memory": GraphSpec(
+        "decoder_memory",
+        ("lr_text", "dur_pos", "lr_emo", "lr_spk"),
+        ("memory", "h_k", "h_v"),
+        {
+            **{k: {1: "frames"} for k in ("lr_text", "dur_pos", "lr_emo", "lr_spk")},
+            "memory": {1: "steps"},
+            "h_k": _CACHE,
+            "h_v": _CACHE,
+        },
+    ),
+    "decoder_step": GraphSpec(
+        "decoder_step",
+        ("prev_frame", "memory_frame", "x_k", "x_v", "h_k", "h_v", "step", "x_band", "h_band"),
+        ("frames", "new_k", "new_v"),
+        {k: _CACHE for k in ("x_k", "x_v", "h_k", "h_v")},
+    ),
     "postnet": GraphSpec("postnet", ("dec_mel",), ("mel",), {"dec_mel": {1: "frames"}, "mel": {1: "frames"}}),
-    "vocoder": GraphSpec("forward", ("mel",), ("wav",), {"mel": {1: "frames"}, "wav": {1: "samples"}}, module="vocoder"),
+    "vocoder": GraphSpec(
+        "forward", ("mel",), ("wav",), {"mel": {1: "frames"}, "wav": {1: "samples"}}, module="vocoder"
+    ),
 }
 
 
@@ -92,10 +114,17 @@ def loop_config(acoustic: SambertAcoustic, vocoder: KanHifiGan | None, sample_ra
     """The host-loop settings implied by the modules."""
     cfg = acoustic.config
     return SambertLoopConfig(
-        outputs_per_step=cfg.outputs_per_step, num_mels=cfg.num_mels, decoder_layers=cfg.decoder_num_layers,
-        decoder_heads=cfg.decoder_num_heads, decoder_head_dim=cfg.decoder_head_dim, duration_lstm_layers=2,
-        duration_lstm_units=cfg.dur_pred_lstm_units, max_len=cfg.max_len,
-        hop_size=vocoder.hop_size if vocoder is not None else 0, sample_rate=sample_rate, vocab_sizes=cfg.vocab_sizes,
+        outputs_per_step=cfg.outputs_per_step,
+        num_mels=cfg.num_mels,
+        decoder_layers=cfg.decoder_num_layers,
+        decoder_heads=cfg.decoder_num_heads,
+        decoder_head_dim=cfg.decoder_head_dim,
+        duration_lstm_layers=2,
+        duration_lstm_units=cfg.dur_pred_lstm_units,
+        max_len=cfg.max_len,
+        hop_size=vocoder.hop_size if vocoder is not None else 0,
+        sample_rate=sample_rate,
+        vocab_sizes=cfg.vocab_sizes,
     )
 
 
@@ -116,7 +145,9 @@ def torch_graphs(acoustic: SambertAcoustic, vocoder: KanHifiGan | None = None) -
     return {name: runner(spec) for name, spec in SPECS.items() if owners[spec.module] is not None}
 
 
-def record_feeds(acoustic: SambertAcoustic, vocoder: KanHifiGan | None, inputs: SambertInputs, step_index: int = 3) -> dict[str, dict[str, np.ndarray]]:
+def record_feeds(
+    acoustic: SambertAcoustic, vocoder: KanHifiGan | None, inputs: SambertInputs, step_index: int = 3
+) -> dict[str, dict[str, np.ndarray]]:
     """Run the host loop on PyTorch and keep each graph's feeds (call ``step_index`` for step graphs)."""
     recorded: dict[str, dict[str, np.ndarray]] = {}
 
@@ -196,7 +227,9 @@ def export_sambert_graphs(
     return {name: out / path.name for name, path in paths.items()}
 
 
-def check_sambert_graphs(acoustic: SambertAcoustic, vocoder: KanHifiGan | None, paths: Mapping[str, Path], length: int = 17) -> dict[str, float]:
+def check_sambert_graphs(
+    acoustic: SambertAcoustic, vocoder: KanHifiGan | None, paths: Mapping[str, Path], length: int = 17
+) -> dict[str, float]:
     """ONNX Runtime vs PyTorch on recorded feeds of a ``length``-symbol sentence: max abs diff per graph.
 
     Raises:
@@ -225,21 +258,40 @@ def check_sambert_graphs(acoustic: SambertAcoustic, vocoder: KanHifiGan | None, 
     return diffs
 
 
-def _export_one(owner: nn.Module, name: str, spec: GraphSpec, feeds: Mapping[str, np.ndarray], path: Path, cfg: SambertLoopConfig) -> Path:
+def _export_one(
+    owner: nn.Module, name: str, spec: GraphSpec, feeds: Mapping[str, np.ndarray], path: Path, cfg: SambertLoopConfig
+) -> Path:
     import onnx
 
     args = tuple(torch.from_numpy(np.asarray(feeds[k])) for k in spec.inputs)
     with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape-dependent branches are fixed per graph by design
+        warnings.simplefilter(
+            "ignore", torch.jit.TracerWarning
+        )  # shape-dependent branches are fixed per graph by design
         warnings.simplefilter("ignore", UserWarning)  # exporter notes on LSTM batch size / shape inference
-        warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter, chosen on purpose (as stages/export.py)
-        torch.onnx.export(_Method(owner, spec.method), args, str(path), input_names=list(spec.inputs), output_names=list(spec.outputs),
-                          dynamic_axes=spec.dynamic, opset_version=OPSET, dynamo=False, do_constant_folding=True)
+        warnings.simplefilter(
+            "ignore", DeprecationWarning
+        )  # the TorchScript exporter, chosen on purpose (as stages/export.py)
+        torch.onnx.export(
+            _Method(owner, spec.method),
+            args,
+            str(path),
+            input_names=list(spec.inputs),
+            output_names=list(spec.outputs),
+            dynamic_axes=spec.dynamic,
+            opset_version=OPSET,
+            dynamo=False,
+            do_constant_folding=True,
+        )
     model = onnx.load(str(path))
     kept = {i.name for i in model.graph.input}
     if kept != set(spec.inputs):
         raise ModelError(f"{name}: exported inputs {sorted(kept)} differ from {list(spec.inputs)}")
-    for key, value in ((CONFIG_METADATA_KEY, cfg.to_json()), ("speedy.graph", name), ("sample_rate", str(cfg.sample_rate))):
+    for key, value in (
+        (CONFIG_METADATA_KEY, cfg.to_json()),
+        ("speedy.graph", name),
+        ("sample_rate", str(cfg.sample_rate)),
+    ):
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.save(model, str(path))
@@ -258,5 +310,6 @@ def _resolve(source: Any, voice: str | None) -> tuple[SambertAcoustic, KanHifiGa
         if voc is not None and not isinstance(voc, KanHifiGan):
             raise ModelError(f"export: expected a KanHifiGan vocoder, got {type(voc).__name__}")
         return source[0].eval(), voc.eval() if voc is not None else None, 16000
-    raise ModelError(f"export: expected a model folder, LoadedSambert or (acoustic, vocoder), got {type(source).__name__}")
-
+    raise ModelError(
+        f"export: expected a model folder, LoadedSambert or (acoustic, vocoder), got {type(source).__name__}"
+    )

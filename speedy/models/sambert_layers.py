@@ -27,7 +27,9 @@ def sinusoid_table(n_position: int, depth: int) -> Tensor:
     """
     half = depth // 2
     pos = torch.arange(1, n_position + 1, dtype=torch.float64)[:, None]
-    rate = torch.pow(torch.tensor(10000.0, dtype=torch.float64), torch.arange(half, dtype=torch.float64) / (depth / 2 - 1))
+    rate = torch.pow(
+        torch.tensor(10000.0, dtype=torch.float64), torch.arange(half, dtype=torch.float64) / (depth / 2 - 1)
+    )
     angle = pos / rate[None, :]
     table = torch.zeros(n_position, depth, dtype=torch.float64)
     table[:, :half] = torch.sin(angle)
@@ -38,7 +40,9 @@ def sinusoid_table(n_position: int, depth: int) -> Tensor:
 def duration_inv_timescales(depth: int) -> Tensor:
     """Divisors ``(depth,)`` of the within-token frame position: ``10000 ** (2 * (i // 2) / depth)``."""
     idx = torch.arange(depth, dtype=torch.float64)
-    return torch.pow(torch.tensor(10000.0, dtype=torch.float64), 2 * torch.div(idx, 2, rounding_mode="floor") / depth).float()
+    return torch.pow(
+        torch.tensor(10000.0, dtype=torch.float64), 2 * torch.div(idx, 2, rounding_mode="floor") / depth
+    ).float()
 
 
 def attend(q: Tensor, k: Tensor, v: Tensor, temperature: float, allowed: Tensor | None = None) -> Tensor:
@@ -95,7 +99,9 @@ class MultiHeadSelfAttention(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         q, k, v = self.w_qkv(self.layer_norm(x)).chunk(3, dim=-1)
-        out = attend(split_heads(q, self.n_head), split_heads(k, self.n_head), split_heads(v, self.n_head), self.temperature)
+        out = attend(
+            split_heads(q, self.n_head), split_heads(k, self.n_head), split_heads(v, self.n_head), self.temperature
+        )
         out = self.fc(merge_heads(out))
         return out + x if out.shape[-1] == x.shape[-1] else out
 
@@ -218,7 +224,9 @@ class FsmnEncoderV2(nn.Module):
 class VarFsmnRnnNARPredictor(nn.Module):
     """Pitch or energy per token: FSMN, bidirectional LSTM, Linear → ``(1, T)``."""
 
-    def __init__(self, d_in: int, filter_size: int, num_layers: int, d_memory: int, d_inner: int, shift: int, lstm_units: int) -> None:
+    def __init__(
+        self, d_in: int, filter_size: int, num_layers: int, d_memory: int, d_inner: int, shift: int, lstm_units: int
+    ) -> None:
         super().__init__()
         self.fsmn = FsmnEncoderV2(filter_size, num_layers, d_in, d_memory, d_inner, shift)
         self.blstm = nn.LSTM(d_memory, lstm_units, num_layers=1, batch_first=True, bidirectional=True)
@@ -257,7 +265,9 @@ class VarRnnARPredictor(nn.Module):
 class PostNet(nn.Module):
     """Mel residual: FSMN (shifted context), LSTM, Linear → ``(1, L, num_mels)``."""
 
-    def __init__(self, num_mels: int, filter_size: int, num_layers: int, d_memory: int, d_inner: int, shift: int, lstm_units: int) -> None:
+    def __init__(
+        self, num_mels: int, filter_size: int, num_layers: int, d_memory: int, d_inner: int, shift: int, lstm_units: int
+    ) -> None:
         super().__init__()
         self.fsmn = FsmnEncoderV2(filter_size, num_layers, num_mels, d_memory, d_inner, shift)
         self.lstm = nn.LSTM(d_memory, lstm_units, num_layers=1, batch_first=True)

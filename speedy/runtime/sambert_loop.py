@@ -103,7 +103,9 @@ class SambertInputs:
             arr = getattr(self, name)
             bad = np.nonzero(arr >= size)[0]
             if bad.size:
-                raise InputError(f"SambertInputs.{name}[{int(bad[0])}] = {int(arr[bad[0]])} is outside the model's {size} ids")
+                raise InputError(
+                    f"SambertInputs.{name}[{int(bad[0])}] = {int(arr[bad[0]])} is outside the model's {size} ids"
+                )
 
 
 @dataclass(frozen=True)
@@ -215,7 +217,9 @@ class SambertLoop:
             raise ModelError(f"sambert loop: {folder}/encoder.onnx has no {CONFIG_METADATA_KEY} metadata")
         return cls(sessions, SambertLoopConfig.from_json(meta))
 
-    def acoustic(self, inputs: SambertInputs, controls: Sequence[float] = IDENTITY_CONTROLS, speed: float = 1.0) -> SambertResult:
+    def acoustic(
+        self, inputs: SambertInputs, controls: Sequence[float] = IDENTITY_CONTROLS, speed: float = 1.0
+    ) -> SambertResult:
         """Symbols → mel. ``controls``: see :data:`IDENTITY_CONTROLS`; ``speed`` > 1 shortens durations."""
         cfg, run = self.config, self._run
         if not speed > 0:
@@ -236,14 +240,26 @@ class SambertLoop:
             raise ModelError("sambert: the duration predictor gave zero frames for every symbol")
         band = band_width(durations, cfg.outputs_per_step)
         dur_pos, (lr_text, lr_emo, lr_spk) = length_regulate(reps, cfg.outputs_per_step, text_aug[0], emo[0], spk[0])
-        memory, h_k, h_v = run["decoder_memory"]({"lr_text": lr_text, "dur_pos": dur_pos, "lr_emo": lr_emo, "lr_spk": lr_spk})
+        memory, h_k, h_v = run["decoder_memory"](
+            {"lr_text": lr_text, "dur_pos": dur_pos, "lr_emo": lr_emo, "lr_spk": lr_spk}
+        )
         dec = self._decode(memory, h_k, h_v, band)[:, : int(reps.sum())]
         (mel,) = run["postnet"]({"dec_mel": np.ascontiguousarray(dec)})
         seconds = {"acoustic": time.perf_counter() - start}
-        return SambertResult(mel=mel[0], durations=reps, log_durations=log_dur, pitch=pitch[0], energy=energy[0],
-                             band=band, wav=None, seconds=seconds)
+        return SambertResult(
+            mel=mel[0],
+            durations=reps,
+            log_durations=log_dur,
+            pitch=pitch[0],
+            energy=energy[0],
+            band=band,
+            wav=None,
+            seconds=seconds,
+        )
 
-    def synthesize(self, inputs: SambertInputs, controls: Sequence[float] = IDENTITY_CONTROLS, speed: float = 1.0) -> SambertResult:
+    def synthesize(
+        self, inputs: SambertInputs, controls: Sequence[float] = IDENTITY_CONTROLS, speed: float = 1.0
+    ) -> SambertResult:
         """Symbols → mel → waveform (needs the ``vocoder`` graph)."""
         if "vocoder" not in self._run:
             raise ModelError("sambert loop: no vocoder graph")
@@ -251,7 +267,9 @@ class SambertLoop:
         start = time.perf_counter()
         (wav,) = self._run["vocoder"]({"mel": res.mel[None]})
         seconds = {**res.seconds, "vocoder": time.perf_counter() - start}
-        return SambertResult(res.mel, res.durations, res.log_durations, res.pitch, res.energy, res.band, wav.reshape(-1), seconds)
+        return SambertResult(
+            res.mel, res.durations, res.log_durations, res.pitch, res.energy, res.band, wav.reshape(-1), seconds
+        )
 
     def _durations(self, cond: np.ndarray) -> np.ndarray:
         """Autoregressive duration loop: ``cond`` ``(1, T, C)`` → log-durations ``(T,)``."""
@@ -277,9 +295,19 @@ class SambertLoop:
         out = np.empty((n, cfg.outputs_per_step * cfg.num_mels), np.float32)
         step = self._run["decoder_step"]
         for s in range(n):
-            frames, k, v = step({"prev_frame": frame, "memory_frame": np.ascontiguousarray(memory[:, s : s + 1]),
-                                 "x_k": x_k, "x_v": x_v, "h_k": h_k, "h_v": h_v,
-                                 "step": np.array(s, np.int64), "x_band": bands, "h_band": bands})
+            frames, k, v = step(
+                {
+                    "prev_frame": frame,
+                    "memory_frame": np.ascontiguousarray(memory[:, s : s + 1]),
+                    "x_k": x_k,
+                    "x_v": x_v,
+                    "h_k": h_k,
+                    "h_v": h_v,
+                    "step": np.array(s, np.int64),
+                    "x_band": bands,
+                    "h_band": bands,
+                }
+            )
             x_k[:, :, s] = k[:, :, 0]
             x_v[:, :, s] = v[:, :, 0]
             out[s] = frames.reshape(-1)

@@ -104,7 +104,7 @@ def list_voices(model_dir: Path | str) -> list[str]:
         raise ModelError(f"{path}: cannot read voices.json ({exc})") from exc
     voices = data.get("voices") if isinstance(data, dict) else None
     if not isinstance(voices, list) or not voices or not all(isinstance(v, str) for v in voices):
-        raise ModelError(f"{path}: expected {{\"voices\": [names...]}} with at least one voice")
+        raise ModelError(f'{path}: expected {{"voices": [names...]}} with at least one voice')
     return voices
 
 
@@ -115,17 +115,28 @@ def read_voice(model_dir: Path | str, voice: str | None = None) -> SambertVoice:
     name = voice or names[0]
     folder = root / "voices" / name
     if name not in names or not folder.is_dir():
-        raise ModelError(f"voice {name!r} not found in {root} (available: {', '.join(n for n in names if (root / 'voices' / n).is_dir())})")
+        raise ModelError(
+            f"voice {name!r} not found in {root} (available: {', '.join(n for n in names if (root / 'voices' / n).is_dir())})"
+        )
     am_cfg = _read_yaml(folder / "am" / "config.yaml")
     voc_cfg = _read_yaml(folder / "voc" / "config.yaml")
     audio = _read_audio(folder / "audio_config.yaml")
     am_params = _dig(am_cfg, ("Model", "KanTtsSAMBERT", "params"), folder / "am" / "config.yaml")
     voc_params = _dig(voc_cfg, ("Model", "Generator", "params"), folder / "voc" / "config.yaml")
-    for flag, what in (("SE", "speaker-embedding (SE)"), ("NSF", "NSF"), ("using_byte", "byte-input"), ("FP", "filled-pause (FP)")):
+    for flag, what in (
+        ("SE", "speaker-embedding (SE)"),
+        ("NSF", "NSF"),
+        ("using_byte", "byte-input"),
+        ("FP", "filled-pause (FP)"),
+    ):
         if am_params.get(flag, False):
-            raise ModelError(f"voice {name!r}: the {what} Sambert variant is not supported (am/config.yaml sets {flag})")
+            raise ModelError(
+                f"voice {name!r}: the {what} Sambert variant is not supported (am/config.yaml sets {flag})"
+            )
     if (folder / "am" / "se.npy").exists():
-        raise ModelError(f"voice {name!r}: the speaker-embedding (SE) Sambert variant is not supported (am/se.npy present)")
+        raise ModelError(
+            f"voice {name!r}: the speaker-embedding (SE) Sambert variant is not supported (am/se.npy present)"
+        )
     return SambertVoice(
         name=name,
         folder=folder,
@@ -160,13 +171,19 @@ def load_sambert(model_dir: Path | str, voice: str | None = None) -> LoadedSambe
 
     voc_cfg = KanHifiGanConfig.from_params(info.voc_params)
     if voc_cfg.in_channels != acoustic.config.num_mels:
-        raise ModelError(f"voice {info.name!r}: vocoder takes {voc_cfg.in_channels} mel bins, acoustic model gives {acoustic.config.num_mels}")
+        raise ModelError(
+            f"voice {info.name!r}: vocoder takes {voc_cfg.in_channels} mel bins, acoustic model gives {acoustic.config.num_mels}"
+        )
     if voc_cfg.hop_size != info.audio.hop_size:
-        raise ModelError(f"voice {info.name!r}: vocoder hop {voc_cfg.hop_size} != audio_config hop_length {info.audio.hop_size}")
+        raise ModelError(
+            f"voice {info.name!r}: vocoder hop {voc_cfg.hop_size} != audio_config hop_length {info.audio.hop_size}"
+        )
     voc_state = _state_dict(load_checkpoint(info.voc_checkpoint), ("model", "generator"), info.voc_checkpoint)
     vocoder = KanHifiGan(voc_cfg)
     _load(vocoder.load_checkpoint_state, fold_weight_norm(voc_state), info.voc_checkpoint)
-    _LOGGER.info("loaded sambert voice %s (am %s, voc %s)", info.name, info.am_checkpoint.name, info.voc_checkpoint.name)
+    _LOGGER.info(
+        "loaded sambert voice %s (am %s, voc %s)", info.name, info.am_checkpoint.name, info.voc_checkpoint.name
+    )
     return LoadedSambert(voice=info, acoustic=acoustic, vocoder=vocoder)
 
 
@@ -198,7 +215,16 @@ def load_checkpoint(path: Path) -> Any:
     """
     import torch
 
-    errors = (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile, AttributeError, ModuleNotFoundError)
+    errors = (
+        RuntimeError,
+        EOFError,
+        OSError,
+        ValueError,
+        pickle.UnpicklingError,
+        zipfile.BadZipFile,
+        AttributeError,
+        ModuleNotFoundError,
+    )
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -241,9 +267,15 @@ def _check_root(root: Path) -> Path:
         raise ModelError(f"{root} is not a folder")
     if (root / "voices" / "voices.json").is_file():
         return root
-    legacy = [p.relative_to(root).as_posix() for p in (root / "voices.zip", root / "am" / "pytorch_model.bin", root / "vocoder" / "pytorch_model.bin") if p.exists()]
+    legacy = [
+        p.relative_to(root).as_posix()
+        for p in (root / "voices.zip", root / "am" / "pytorch_model.bin", root / "vocoder" / "pytorch_model.bin")
+        if p.exists()
+    ]
     if legacy:
-        raise ModelError(f"{root}: the legacy 2022 ModelScope layout ({', '.join(legacy)}) is not supported; use a current model revision")
+        raise ModelError(
+            f"{root}: the legacy 2022 ModelScope layout ({', '.join(legacy)}) is not supported; use a current model revision"
+        )
     raise ModelError(f"{root} is not a Sambert-HifiGan model folder (no voices/voices.json)")
 
 
