@@ -85,7 +85,7 @@ def test_decoder_step_graph_any_band(loaded: LoadedSambert, graphs: dict[str, Pa
 def test_host_loop_reproduces_forward(loaded: LoadedSambert, graphs: dict[str, Path]) -> None:
     """The torch-free loop over the ONNX graphs gives forward's durations and band, and its mel to 1e-4."""
     loop = SambertLoop.from_dir(graphs["encoder"].parent, threads=1)
-    for length, seed in ((5, 1), (31, 2)):
+    for length, seed in ((1, 0), (5, 1), (31, 2)):
         inputs = sample_inputs(loaded.acoustic, length, seed)
         want = loaded.acoustic(inputs)
         got = loop.acoustic(inputs)
@@ -93,6 +93,17 @@ def test_host_loop_reproduces_forward(loaded: LoadedSambert, graphs: dict[str, P
         assert got.band == want.band
         np.testing.assert_allclose(got.mel, want.mel.numpy(), atol=1e-4, rtol=1e-4)
         np.testing.assert_allclose(got.log_durations, want.log_durations.numpy(), atol=1e-5)
+
+
+def test_loop_speed_and_controls(loaded: LoadedSambert, graphs: dict[str, Path]) -> None:
+    """Identity controls change nothing; speed 2 roughly halves the frames; a pitch shift changes the mel."""
+    loop = SambertLoop.from_dir(graphs["encoder"].parent, threads=1)
+    inputs = sample_inputs(loaded.acoustic, 12, seed=9)
+    base = loop.acoustic(inputs)
+    assert np.array_equal(loop.acoustic(inputs, controls=[1.0, 0.0, 1.0, 0.0]).mel, base.mel)
+    fast = loop.acoustic(inputs, speed=2.0)
+    assert abs(int(fast.durations.sum()) - int(base.durations.sum()) / 2) <= len(inputs)
+    assert not np.array_equal(loop.acoustic(inputs, controls=[1.0, 1.0, 1.0, 0.0]).mel, base.mel)
 
 
 def test_whole_pipeline_waveform(loaded: LoadedSambert, graphs: dict[str, Path]) -> None:

@@ -89,6 +89,13 @@ def test_missing_fixed_tables_are_tolerated(folder: Path) -> None:
     load_sambert(folder)
 
 
+def test_training_only_alignment_keys_are_dropped(folder: Path) -> None:
+    """MAS checkpoints carry align_attention.* (training only); they are ignored, nothing else is."""
+    path = folder / "voices" / "zhitian_emo" / "am" / "ckpt" / "checkpoint_980000.pth"
+    _edit_ckpt(path, lambda c: c["model"].update({"align_attention.key_proj.0.conv.weight": torch.zeros(2, 2, 3)}))
+    load_sambert(folder)
+
+
 def test_not_a_model_folder(tmp_path: Path) -> None:
     """A missing path, a file, or a folder without voices/voices.json are one-line errors."""
     with pytest.raises(ModelError, match="is not a folder"):

@@ -113,8 +113,6 @@ class SambertConfig:
         for flag, name in _UNSUPPORTED_FLAGS.items():
             if params.get(flag, False):
                 raise ModelError(f"sambert: the {name} variant is not supported (am/config.yaml sets {flag}: true)")
-        if int(params.get("num_mels", 80)) != 80 and params.get("NSF", False):
-            raise ModelError("sambert: NSF mel layouts are not supported")
         names = {f.name for f in fields(cls)}
         values: dict[str, Any] = {k: v for k, v in params.items() if k in names}
         values.update({k: int(v) for k, v in vocab.items() if k in names})
