@@ -67,7 +67,18 @@ class _Vocoder:
 
 
 def load_component(manifest: Manifest, name: str, root: Path, options) -> _Acoustic | _Vocoder:
+    """An ONNX Runtime session for component `name`.
+
+    A graph written by `speedy compile --backend onnxruntime` is already optimised offline: its
+    `extra["graph_optimization"]` (normally "disable") overrides `options.graph_optimization` so the
+    work is not done again at load time, and its `extra["threads"]` is the default thread count when
+    `options.threads` is None.
+    """
     comp = manifest.components[name]
-    session = make_session(root / comp.file, options.threads, options.graph_optimization)
+    level = str(comp.extra.get("graph_optimization") or options.graph_optimization)
+    if level not in _LEVELS:
+        raise ModelError(f"{comp.file}: unknown graph_optimization {level!r} in manifest (known: {', '.join(_LEVELS)})")
+    threads = options.threads or comp.extra.get("threads")
+    session = make_session(root / comp.file, threads, level)
     cls = _Acoustic if name == "acoustic" else _Vocoder
     return cls(session, comp.inputs, comp.outputs)

@@ -31,12 +31,15 @@ def load_torch_modules(manifest: Manifest, root: Path) -> dict[str, Any]:
         root: the artifact folder (holds the weight files and the family's config.json).
 
     Returns:
-        {"acoustic": nn.Module, "vocoder": nn.Module}, eval mode, float32, CPU.
+        {"acoustic": nn.Module, "vocoder": nn.Module}, eval mode, float32, CPU, no parameter requires grad.
     """
     from speedy.models.registry import get_loader
 
     acoustic, vocoder, _cfg = get_loader(manifest.family)(Path(root))
-    return {"acoustic": acoustic.eval(), "vocoder": vocoder.eval()}
+    modules = {"acoustic": acoustic.eval(), "vocoder": vocoder.eval()}
+    for m in modules.values():  # inference only: tensors made under inference_mode may meet the weights
+        m.requires_grad_(False)
+    return modules
 
 
 def _set_threads(options: Any) -> None:
