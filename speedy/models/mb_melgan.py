@@ -100,7 +100,9 @@ class MBMelGAN(nn.Module):
         up = torch.zeros(b, b, b)
         up[torch.arange(b), torch.arange(b), 0] = float(b)  # zero insertion with gain b
         self.register_buffer("pqmf_up", up)
-        self.register_buffer("pqmf_filter", torch.zeros(1, b, cfg.pqmf_taps))
+        filt = torch.zeros(1, b, cfg.pqmf_taps)
+        filt[0, :, cfg.pqmf_taps // 2] = 1.0 / b  # placeholder (sum of bands); real voices load theirs
+        self.register_buffer("pqmf_filter", filt)
 
     def _upsample(self, i: int, x: Tensor) -> Tensor:
         """TF SAME transposed conv: crop (K - s)//2 = s//2 at the start and keep N·s samples."""
