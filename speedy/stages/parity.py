@@ -1,0 +1,150 @@
+"""Parity checks shared by the compile and trace stages: one reference run, any backend compared to it.
+
+The reference is the source artifact run through its own runtime backend (ONNX Runtime for an ONNX
+source, eager torch for a torch source) on real sentences (through the frontend when it is available,
+else fixed pseudo-random id sequences), at default controls and at one non-default set, so that a
+backend that baked in a length or a control value is caught. Outputs are compared with the family's
+export tolerances (`speedy.models.specs`): exact durations, mel max |Δ|, waveform SNR.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from speedy.artifacts import Manifest
+from speedy.errors import ModelError
+from speedy.models.specs import FAMILY_SPECS, ComponentSpec, FamilySpec
+
+_LOGGER = logging.getLogger(__name__)
+
+CHECK_SENTENCES = ("今天天气很好。", "我们一起去公园散步吧！", "请在三点以前把报告发给我。")
+#: (speed ×, pitch semitones, pitch_range ×, energy ×): defaults, then a set that moves every control.
+CHECK_CONTROLS = ((1.0, 0.0, 1.0, 1.0), (0.8, 2.0, 1.3, 1.2))
+#: id-sequence lengths used when no frontend is available (short, medium, longer).
+FALLBACK_LENGTHS = (9, 23, 41)
+
+
+class ParityError(ModelError):
+    """A backend disagrees with the reference beyond the family's tolerance (names output and difference)."""
+
+
+@dataclass(frozen=True)
+class ParityFigure:
+    """One compared output: worst value over the inputs (max |Δ|, or min SNR in dB) and its tolerance."""
+
+    component: str
+    output: str
+    kind: str
+    value: float
+    tol: float
+
+
+@dataclass(frozen=True)
+class CheckSet:
+    """Reference inputs and outputs.
+
+    acoustic: [(ids (1, T) int64, controls (4,) float32, mel (1, L, n_mels), durations (1, T))].
+    vocoder: [(mel (1, L, n_mels) float32, wav (1, L·hop) float32)].
+    """
+
+    acoustic: tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], ...]
+    vocoder: tuple[tuple[np.ndarray, np.ndarray], ...]
+
+
+def family_spec(manifest: Manifest, stage: str) -> FamilySpec:
+    """The family's export contract; ModelError when the family has none."""
+    spec = FAMILY_SPECS.get(manifest.family)
+    if spec is None:
+        raise ModelError(f"{stage}: no graph spec for family {manifest.family!r} (known: {', '.join(FAMILY_SPECS)})")
+    return spec
+
+
+def check_ids(manifest: Manifest, sentences: Sequence[str] = CHECK_SENTENCES) -> list[np.ndarray]:
+    """Id sequences (1, T) int64: the sentences through the frontend, or fixed pseudo-random ids."""
+    table = {s: i for i, s in enumerate(manifest.frontend.symbols)}
+    out: list[np.ndarray] = []
+    try:
+        from speedy.frontend import text_to_utterances
+    except ImportError:
+        text_to_utterances = None
+    if text_to_utterances is not None:
+        for text in sentences:
+            for utt in text_to_utterances(text):
+                if all(p in table for p in utt.phones):
+                    out.append(np.asarray([[table[p] for p in utt.phones]], dtype=np.int64))
+    if not out:
+        rng = np.random.default_rng(0)
+        hi = max(2, len(manifest.frontend.symbols))
+        out = [rng.integers(1, hi, size=(1, n), dtype=np.int64) for n in FALLBACK_LENGTHS]
+    return out
+
+
+def build_check_set(manifest: Manifest, root: Path, spec: FamilySpec, *, threads: int | None = None,
+                    acoustic: Callable | None = None, vocoder: Callable | None = None) -> CheckSet:
+    """Run the reference runners (default: the source through its own backend) on the check inputs."""
+    from speedy.runtime import RuntimeOptions, load_runner
+
+    opts = RuntimeOptions(threads=threads)
+    acoustic = acoustic or load_runner(manifest, "acoustic", root, opts)
+    vocoder = vocoder or load_runner(manifest, "vocoder", root, opts)
+    need = max(1, manifest.audio.min_vocoder_frames)
+    ac: list[Any] = []
+    vo: list[Any] = []
+    for i, ids in enumerate(check_ids(manifest)):
+        for j, c in enumerate(CHECK_CONTROLS):
+            if j and i % 2:  # non-default controls on every other input: enough to catch a baked value
+                continue
+            controls = np.asarray(c, dtype=np.float32)
+            mel, dur = acoustic(ids, controls)
+            ac.append((ids, controls, mel, dur))
+            if j == 0:
+                m = mel if mel.shape[1] >= need else np.concatenate(
+                    [mel, np.full((1, need - mel.shape[1], mel.shape[2]), mel.min(), np.float32)], axis=1)
+                vo.append((m, vocoder(m)))
+    return CheckSet(tuple(ac), tuple(vo))
+
+
+def snr_db(ref: np.ndarray, test: np.ndarray) -> float:
+    """10·log10(Σref² / Σ(ref−test)²) in dB; inf when identical. Shapes must match."""
+    noise = float(np.sum((ref.astype(np.float64) - test) ** 2))
+    return float("inf") if noise == 0 else 10.0 * float(np.log10(float(np.sum(ref.astype(np.float64) ** 2)) / noise))
+
+
+def compare_runner(runner: Callable, name: str, spec: ComponentSpec, checks: CheckSet, stage: str,
+                   error: type[ParityError] = ParityError) -> list[ParityFigure]:
+    """Run `runner` (a component runner, numpy in/out) on the check inputs; raise `error` out of tolerance."""
+    worst: dict[str, float] = {}
+    if name == "acoustic":
+        pairs = [(runner(ids, c), (mel, dur)) for ids, c, mel, dur in checks.acoustic]
+    else:
+        pairs = [((runner(mel),), (wav,)) for mel, wav in checks.vocoder]
+    for got_t, ref_t in pairs:
+        got = dict(zip(spec.outputs, got_t))
+        ref = dict(zip(spec.outputs, ref_t))
+        for chk in spec.checks:
+            a, b = np.asarray(ref[chk.name]), np.asarray(got[chk.name])
+            if a.shape != b.shape:
+                raise error(f"{stage}: {name}.{chk.name} shape {b.shape} ≠ reference {a.shape}")
+            v = measure(chk.kind, a, b)
+            bad = v < chk.tol if chk.kind == "snr_db" else v > chk.tol
+            if bad:
+                unit = "dB SNR" if chk.kind == "snr_db" else "max |Δ|"
+                raise error(f"{stage}: {name}.{chk.name} {unit} {v:.3g} is out of tolerance {chk.tol:g}")
+            prev = worst.get(chk.name)
+            worst[chk.name] = v if prev is None else (min(prev, v) if chk.kind == "snr_db" else max(prev, v))
+    return [ParityFigure(name, c.name, c.kind, round(worst[c.name], 6), c.tol) for c in spec.checks]
+
+
+def measure(kind: str, ref: np.ndarray, test: np.ndarray) -> float:
+    """The figure of one check kind: "exact"/"max_abs" → max |Δ|, "snr_db" → SNR in dB."""
+    if kind == "exact":
+        return float(np.abs(ref.astype(np.int64) - test.astype(np.int64)).max(initial=0))
+    if kind == "max_abs":
+        return float(np.abs(ref.astype(np.float64) - test).max(initial=0.0))
+    return snr_db(ref, test)
