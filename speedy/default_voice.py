@@ -48,10 +48,10 @@ def torch_artifact(source_wheel: Path | None = None, progress: Callable[[str], N
 
     root, stem = _cache_names()
     target = root / f"{stem}-torch"
-    if _usable(target):
+    converted = ensure_converted(source_wheel, progress=progress)
+    if _usable(target) and _same_files(converted, target):
         return target
     start = time.perf_counter()
-    converted = ensure_converted(source_wheel, progress=progress)
     config = json.loads((converted / "config.json").read_text(encoding="utf-8"))
     with atomic_artifact(target, force=True) as staging:
         for name in (ACOUSTIC_FILE, VOCODER_FILE, "config.json"):
@@ -80,6 +80,15 @@ def torch_artifact(source_wheel: Path | None = None, progress: Callable[[str], N
     return target
 
 
+def _same_files(converted: Path, target: Path) -> bool:
+    """True when the torch artifact still mirrors the converted folder (a newer converter rewrites it)."""
+    for name in (ACOUSTIC_FILE, VOCODER_FILE, "config.json"):
+        a, b = converted / name, target / name
+        if not b.is_file() or a.stat().st_size != b.stat().st_size:
+            return False
+    return (converted / "config.json").read_bytes() == (target / "config.json").read_bytes()
+
+
 def _audio(config: dict) -> Audio:
     a = config.get("audio", config)
     limits = config.get("limits", {})
@@ -97,14 +106,29 @@ def default_artifact(progress: Callable[[str], None] | None = None) -> Path:
     """
     root, stem = _cache_names()
     target = root / f"{stem}-onnx"
-    if _usable(target):
+    if _usable(target) and _fresh(target):
         return target
     from speedy.stages.export import export
 
     say = progress or (lambda m: _LOGGER.info(m))
-    say("first use: exporting the default voice to ONNX (once; cached in %s)" % root)
+    say(f"first use: exporting the default voice to ONNX (once; cached in {root})")
     export(torch_artifact(progress=progress), target, force=True, progress=progress)
     return target
+
+
+def _fresh(onnx_folder: Path) -> bool:
+    """The cached export was made from the current torch artifact (same component checksums).
+
+    Reads only small JSON files, and imports no torch, so the everyday path stays cheap.
+    """
+    root, stem = _cache_names()
+    torch_folder = root / f"{stem}-torch"
+    try:
+        exported = read_manifest(onnx_folder, verify=False).extra.get("exported_from", {})
+        current = {n: c.sha256 for n, c in read_manifest(torch_folder, verify=False).components.items()}
+    except ModelError:
+        return False
+    return exported == current
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:

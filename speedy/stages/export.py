@@ -105,7 +105,8 @@ def export(source: Path | None, out: Path, config: ExportConfig = ExportConfig()
         step = lineage_step("export", {"opset": config.opset, "source": str(source), "check": config.check},
                             time.perf_counter() - start, "torch", "onnx", "onnxruntime")
         manifest = src.with_step(step, components=comps, extra={
-            **dict(src.extra), "parity": [f.__dict__ for f in figures]})
+            **dict(src.extra), "parity": [f.__dict__ for f in figures],
+            "exported_from": {n: c.sha256 for n, c in src.components.items()}})
         write_manifest(staging, manifest)
     return manifest
 
@@ -162,7 +163,7 @@ def _add_metadata(path: Path, manifest: Manifest, name: str) -> None:
 def snr_db(ref: np.ndarray, test: np.ndarray) -> float:
     """10·log10(Σref² / Σ(ref−test)²); inf when identical. Shapes must match."""
     noise = float(np.sum((ref.astype(np.float64) - test) ** 2))
-    return float("inf") if noise == 0 else 10.0 * np.log10(float(np.sum(ref.astype(np.float64) ** 2)) / noise)
+    return float("inf") if noise == 0 else float(10.0 * np.log10(float(np.sum(ref.astype(np.float64) ** 2)) / noise))
 
 
 def check_parity(path: Path, name: str, spec: ComponentSpec, examples: list, threads: int | None) -> list[ParityFigure]:
