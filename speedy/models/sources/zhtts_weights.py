@@ -162,7 +162,8 @@ def _attention_roles(graph: Graph, fcs: list[Layer]) -> dict[str, Layer]:
 def _fft_block(graph: Graph, layers: list[Layer], pos: int, prefix: str, sd: dict) -> int:
     fcs = _take(graph, layers, pos, "fc fc fc fc")
     for role, layer in _attention_roles(graph, fcs[:3]).items():
-        sd[f"{prefix}.attention.{role}.weight"], sd[f"{prefix}.attention.{role}.bias"] = _t(layer.weight), _t(layer.bias)
+        sd[f"{prefix}.attention.{role}.weight"] = _t(layer.weight)
+        sd[f"{prefix}.attention.{role}.bias"] = _t(layer.bias)
     sd[f"{prefix}.attention.out.weight"], sd[f"{prefix}.attention.out.bias"] = _t(fcs[3].weight), _t(fcs[3].bias)
     ln1, c1, c2, ln2 = _take(graph, layers, pos + 4, "ln conv conv ln")
     for name, layer in (("attn_norm", ln1), ("conv1", c1), ("conv2", c2), ("ffn_norm", ln2)):
@@ -183,11 +184,8 @@ def _predictor_role(graph: Graph, fc: Layer) -> str:
             return "duration"
         if op.kind == "MUL":
             for operand in op.inputs:
-                src = graph.back(operand, frozenset({"RESHAPE", "EXPAND_DIMS"}))
-                root = src.inputs[0] if src is not None else operand
-                prod = graph.producer(operand)
-                if prod is not None and prod.kind == "RESHAPE" and prod.inputs[0] in ratio_inputs:
-                    return ratio_inputs[prod.inputs[0]]
+                src = graph.producer(operand)
+                root = src.inputs[0] if src is not None and src.kind in ("RESHAPE", "EXPAND_DIMS") else operand
                 if root in ratio_inputs:
                     return ratio_inputs[root]
         t = op.outputs[0]
