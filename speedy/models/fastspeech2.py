@@ -279,7 +279,9 @@ class FastSpeech2(nn.Module):
 
         Returns:
             mel (1, L, n_mels) float32 normalised log-mel (the graph's mel_after) and
-            durations (1, T) int64 frames per token.
+            durations (1, T) int64 frames per token. L = durations.sum() must come out >= 1 (real id
+            sequences start and end with sil/eos, which always get frames); past 2048 frames the
+            position table repeats its last row, so callers split long text (config ``limits``).
         """
         cal = self.calibration
         enc, mask = self.encode(input_ids)
