@@ -19,34 +19,58 @@ def eval_ids(manifest: Manifest, count: int, sentences: Sequence[str] | None = N
     return calibration_ids(manifest, list(sentences) if sentences else load_corpus("eval"), count)
 
 
-def synthesize(acoustic: nn.Module, vocoder: nn.Module, ids: Sequence[np.ndarray], min_frames: int = 10
-               ) -> list[np.ndarray]:
-    """Waveforms (samples,) float32 at default controls; utterances shorter than `min_frames` are padded."""
+def synthesize(acoustic: nn.Module, vocoder: nn.Module, ids: Sequence[np.ndarray], min_frames: int = 10,
+               durations: Sequence[Any] | None = None) -> tuple[list[np.ndarray], list[Any]]:
+    """Waveforms (samples,) float32 at default controls, and the durations (1, T) int64 used.
+
+    With `durations`, each utterance's durations are forced (FastSpeech2.forward_ratios at ratio 1).
+    Utterances shorter than `min_frames` frames are padded with their last frame.
+    """
     import torch
 
     one, zero = torch.ones(1), torch.zeros(1)
-    out = []
+    wavs, durs = [], []
     with torch.inference_mode():
-        for x in ids:
-            mel, _ = acoustic(torch.from_numpy(np.asarray(x)), one, zero, one, one)
+        for i, x in enumerate(ids):
+            t = torch.from_numpy(np.asarray(x))
+            if durations is None:
+                mel, dur = acoustic(t, one, zero, one, one)
+            else:
+                mel, dur = acoustic.forward_ratios(t, one, one, one, durations=durations[i])[:2]
             if mel.shape[1] < min_frames:
                 mel = torch.cat([mel, mel[:, -1:].expand(1, min_frames - mel.shape[1], -1)], dim=1)
-            out.append(vocoder(mel).reshape(-1).numpy())
-    return out
+            wavs.append(vocoder(mel).reshape(-1).numpy())
+            durs.append(dur)
+    return wavs, durs
 
 
-def mean_mcd(ref: Sequence[np.ndarray], test: Sequence[np.ndarray], sample_rate: int) -> float:
-    """Mean MCD (dB) over paired waveforms (`speedy.quality.mel_cepstral_distortion`)."""
+def compare_pipelines(manifest: Manifest, reference: tuple[list[np.ndarray], list[Any]],
+                      candidate: Mapping[str, nn.Module], ids: Sequence[np.ndarray]) -> dict[str, Any]:
+    """Mean MCD (dB) of the `candidate` pipeline vs `reference` (waveforms, durations from `synthesize`).
+
+    Each utterance is compared at the candidate's own durations (DTW-aligned by `speedy.quality`); one
+    whose length is too far from the reference's for that is re-synthesized with the reference
+    durations forced and counted in ``forced_durations``.
+    """
+    from speedy.errors import InputError
     from speedy.quality import mel_cepstral_distortion
 
-    return float(np.mean([mel_cepstral_distortion(r, t, sample_rate) for r, t in zip(ref, test)]))
+    sr, mf = manifest.audio.sample_rate, manifest.audio.min_vocoder_frames
+    own, _ = synthesize(candidate["acoustic"], candidate["vocoder"], ids, mf)
+    values, forced = [], 0
+    for i, (r, t) in enumerate(zip(reference[0], own)):
+        try:
+            values.append(mel_cepstral_distortion(r, t, sr))
+        except InputError:
+            forced += 1
+            t2, _ = synthesize(candidate["acoustic"], candidate["vocoder"], ids[i:i + 1], mf, reference[1][i:i + 1])
+            values.append(mel_cepstral_distortion(r, t2[0], sr))
+    return {"mcd_db": round(float(np.mean(values)), 4), "sentences": len(values), "forced_durations": forced}
 
 
 def pipeline_mcd(manifest: Manifest, reference: Mapping[str, nn.Module], candidate: Mapping[str, nn.Module],
                  count: int, ids: Sequence[np.ndarray] | None = None) -> dict[str, Any]:
     """MCD of `candidate` vs `reference` pipelines ({"acoustic", "vocoder"} modules) on `count` eval utterances."""
     ids = list(ids) if ids is not None else eval_ids(manifest, count)
-    sr, mf = manifest.audio.sample_rate, manifest.audio.min_vocoder_frames
-    ref = synthesize(reference["acoustic"], reference["vocoder"], ids, mf)
-    test = synthesize(candidate["acoustic"], candidate["vocoder"], ids, mf)
-    return {"mcd_db": round(mean_mcd(ref, test, sr), 4), "sentences": len(ids)}
+    ref = synthesize(reference["acoustic"], reference["vocoder"], ids, manifest.audio.min_vocoder_frames)
+    return compare_pipelines(manifest, ref, candidate, ids)

@@ -201,7 +201,6 @@ def _prune_components(student: dict, config: PruneConfig, ids: Sequence[np.ndarr
 
     from speedy.prune.criteria import get_criterion
     from speedy.prune.plan import plan_uniform
-    from speedy.prune.recover import acoustic_outputs, vocoder_float
     from speedy.prune.surgery import DEFAULT_KINDS, groups_for, prune_group
 
     report: dict[str, Any] = {}
@@ -214,8 +213,7 @@ def _prune_components(student: dict, config: PruneConfig, ids: Sequence[np.ndarr
             raise InputError(f"prune: the {c} model has no prunable structures of kind {', '.join(kinds)}")
         crit = get_criterion(config.criterion)
         if crit.needs_data:
-            crit.prepare(model, groups, lambda m, c=c: _probe_run(m, c, student, probe_ids,
-                                                                  acoustic_outputs, vocoder_float))
+            crit.prepare(model, groups, lambda m, c=c: calibration_run(m, c, student["acoustic"], probe_ids))
         plan = plan_uniform(model, groups, {g.name: crit(g, model) for g in groups}, config.target_params,
                             config.round_to)
         for g in groups:
@@ -229,9 +227,14 @@ def _prune_components(student: dict, config: PruneConfig, ids: Sequence[np.ndarr
     return report
 
 
-def _probe_run(model, component: str, student: dict, ids: Sequence, acoustic_outputs, vocoder_float):
-    """Calibration pass for data criteria: every output the component produces, flattened and joined."""
+def calibration_run(model, component: str, acoustic, ids: Sequence):  # -> Tensor
+    """Calibration pass for data criteria: every output `model` (as `component`) produces, flattened, joined.
+
+    The vocoder is fed the first 64 frames of `acoustic`'s mel for each id tensor (1, T).
+    """
     import torch
+
+    from speedy.prune.recover import acoustic_outputs, vocoder_float
 
     outs = []
     for x in ids:
@@ -242,7 +245,7 @@ def _probe_run(model, component: str, student: dict, ids: Sequence, acoustic_out
             outs += [t.flatten() for t in acoustic_outputs(model, x, dur)]
         else:
             with torch.no_grad():
-                mel = student["acoustic"](x, torch.ones(1), torch.zeros(1), torch.ones(1), torch.ones(1))[0]
+                mel = acoustic(x, torch.ones(1), torch.zeros(1), torch.ones(1), torch.ones(1))[0]
             if mel.shape[1] >= 10:
                 outs.append(vocoder_float(model, mel[:, :64]).flatten())
     if not outs:
