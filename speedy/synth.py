@@ -158,6 +158,17 @@ class Synthesizer:
                              f"{self.manifest.audio.max_ids}: add punctuation to split it")
         return np.asarray([ids], dtype=np.int64)
 
+    def split_pitch(self, semitones: float) -> tuple[float, float]:
+        """Split a pitch shift into the acoustic graph's part and a resampling ratio for the rest.
+
+        The graph's own pitch input is accurate only inside `extra["pitch_graph_semitones"]` (measured
+        per voice; beyond it the model's F0 saturates). The remainder is applied by resampling the
+        waveform with durations stretched to compensate, which also moves formants.
+        """
+        lo, hi = self.manifest.extra.get("pitch_graph_semitones", (-12.0, 12.0))
+        graph = min(max(semitones, lo), hi)
+        return graph, float(2.0 ** ((semitones - graph) / 12.0))
+
     def vocode(self, mel: np.ndarray) -> np.ndarray:
         """mel (1, L, n_mels) → (L·hop,) float32, padding short inputs to the vocoder's minimum."""
         frames = mel.shape[1]
@@ -177,7 +188,10 @@ class Synthesizer:
         check_text(text)
         self._check_voice(options)
         ctrl = effective_controls(options)
-        controls = np.asarray([ctrl.speed, ctrl.pitch, ctrl.pitch_range, ctrl.energy], dtype=np.float32)
+        graph_pitch, ratio = self.split_pitch(ctrl.pitch)
+        # Durations are stretched by `ratio` before the waveform is resampled by 1/ratio, so the
+        # requested speed is kept while F0 (and formants) move by `ratio`.
+        controls = np.asarray([ctrl.speed / ratio, graph_pitch, ctrl.pitch_range, ctrl.energy], dtype=np.float32)
         utterances = self._frontend.text_to_utterances(text)
         first = next(utterances, None)
         if first is None:
@@ -189,6 +203,8 @@ class Synthesizer:
             mel, _ = self.acoustic(ids, controls)
             t1 = time.perf_counter()
             wav = self.vocode(mel)
+            if ratio != 1.0:
+                wav = _resample(wav, ratio)
             t2 = time.perf_counter()
             pause = int(round(utt.pause_after * ctrl.pause * self.sample_rate))
             if pause > 0:
@@ -221,6 +237,13 @@ class Synthesizer:
         result = self.synthesize(text, options, on_chunk)
         write_wav(out, result.audio, self.sample_rate)
         return result
+
+
+def _resample(wav: np.ndarray, ratio: float) -> np.ndarray:
+    """Play `wav` `ratio`× faster: F0 × ratio, length ÷ ratio (soxr, high quality)."""
+    import soxr
+
+    return soxr.resample(wav.astype(np.float32, copy=False), 1000.0 * ratio, 1000.0, quality="HQ").astype(np.float32)
 
 
 def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
