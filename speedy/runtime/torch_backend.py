@@ -25,9 +25,9 @@ from speedy.errors import ModelError
 
 _LOGGER = logging.getLogger(__name__)
 
-#: torch.export specialises a dimension of size 1, so exported acoustic programs take T >= 2; the runner
-#: pads shorter inputs with id 0 (masked: it gets duration 0 and changes no frame) and crops durations.
-MIN_TOKENS = 2
+#: Smallest token count the exported acoustic program takes. Padding a shorter input with id 0 is NOT
+#: transparent (the variance predictors' second conv sees the pad position), so the bound is 1.
+MIN_TOKENS = 1
 
 
 def load_torch_modules(manifest: Manifest, root: Path) -> dict[str, Any]:
@@ -63,26 +63,20 @@ class TorchAcoustic:
     The callable may be an eager module, a TorchScript module or a torch.export program's module.
     """
 
-    def __init__(self, fn: Any, min_tokens: int = 1) -> None:
+    def __init__(self, fn: Any) -> None:
         self.fn = fn
-        self.min_tokens = min_tokens
 
     def __call__(self, ids: np.ndarray, controls: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """ids (1, T) int64; controls (4,) float32 → mel (1, L, n_mels) float32, durations (1, T) int64."""
         import torch
 
-        n = ids.shape[1]
-        if n < self.min_tokens:  # id 0 is padding: masked, duration 0
-            ids = np.concatenate([ids, np.zeros((1, self.min_tokens - n), dtype=np.int64)], axis=1)
-
         c = np.asarray(controls, dtype=np.float32).reshape(-1)
         if c.shape[0] != 4:
             raise ModelError(f"acoustic runner: expected 4 controls (speed, pitch, pitch_range, energy), got {c.shape[0]}")
-        with torch.inference_mode():
-            t_ids = torch.from_numpy(np.ascontiguousarray(ids, dtype=np.int64))
-            ctrl = [torch.tensor([float(v)], dtype=torch.float32) for v in c]
-            mel, dur = self.fn(t_ids, *ctrl)
-        return mel.float().numpy(), dur.to(torch.int64).numpy()[:, :n]
+        t_ids = torch.from_numpy(np.ascontiguousarray(ids, dtype=np.int64))
+        ctrl = [torch.tensor([float(v)], dtype=torch.float32) for v in c]
+        mel, dur = _call("acoustic", self.fn, t_ids, *ctrl)
+        return mel.float().numpy(), dur.to(torch.int64).numpy()
 
 
 class TorchVocoder:
@@ -97,13 +91,25 @@ class TorchVocoder:
         import torch
 
         x = torch.from_numpy(np.ascontiguousarray(mel, dtype=np.float32))
-        with torch.inference_mode():
-            if self.one_by_one and x.shape[0] > 1:
-                wav = torch.cat([self.fn(x[i : i + 1]).reshape(1, -1) for i in range(x.shape[0])])
-            else:
-                wav = self.fn(x)
+        if self.one_by_one and x.shape[0] > 1:
+            wav = torch.cat([_call("vocoder", self.fn, x[i : i + 1]).reshape(1, -1) for i in range(x.shape[0])])
+        else:
+            wav = _call("vocoder", self.fn, x)
         wav = wav.float().numpy()
         return wav.reshape(wav.shape[0], -1)
+
+
+def _call(name: str, fn: Any, *args: Any) -> Any:
+    """fn(*args) under inference mode; an input outside a compiled program's bounds becomes a ModelError."""
+    import torch
+
+    try:
+        with torch.inference_mode():
+            return fn(*args)
+    except (AssertionError, RuntimeError) as e:  # torch.export guards raise AssertionError, TorchScript RuntimeError
+        first = next((ln for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
+        shapes = ", ".join(str(tuple(a.shape)) for a in args[:1])
+        raise ModelError(f"{name}: the torch runtime refused input {shapes}: {first[:200]}") from None
 
 
 def _runner(name: str, fn: Any) -> TorchAcoustic | TorchVocoder:
@@ -142,7 +148,7 @@ def load_torch_export(manifest: Manifest, name: str, root: Path, options: Any) -
         raise ModelError(f"{path.name}: torch.export.load cannot read it ({str(e).splitlines()[0][:200]})") from None
     module = program.module()
     if name == "acoustic":
-        return TorchAcoustic(module, int(manifest.components[name].extra.get("min_tokens", MIN_TOKENS)))
+        return TorchAcoustic(module)
     return TorchVocoder(module, one_by_one=manifest.components[name].extra.get("batch") == 1)
 
 
