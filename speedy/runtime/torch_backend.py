@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -131,7 +132,7 @@ def load_torchscript(manifest: Manifest, name: str, root: Path, options: Any) ->
     path = Path(root) / manifest.components[name].file
     try:
         module = torch.jit.load(str(path), map_location="cpu").eval()
-    except (RuntimeError, OSError, ValueError) as e:
+    except (RuntimeError, OSError, ValueError, zipfile.BadZipFile) as e:
         raise ModelError(f"{path.name}: torch.jit.load cannot read it ({str(e).splitlines()[0][:200]})") from None
     return _runner(name, module)
 
@@ -144,7 +145,7 @@ def load_torch_export(manifest: Manifest, name: str, root: Path, options: Any) -
     path = Path(root) / manifest.components[name].file
     try:
         program = torch.export.load(str(path))
-    except (RuntimeError, OSError, ValueError, KeyError) as e:
+    except (RuntimeError, OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
         raise ModelError(f"{path.name}: torch.export.load cannot read it ({str(e).splitlines()[0][:200]})") from None
     module = program.module()
     if name == "acoustic":
