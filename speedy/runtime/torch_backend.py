@@ -194,9 +194,10 @@ def _export_friendly_length_regulator(module: Any, max_frames: int) -> Iterator[
 
 
 def export_program(module: Any, name: str, example: tuple, max_seq_len: int, max_frames: int,
-                   min_frames: int) -> Any:
+                   min_frames: int) -> tuple[Any, bool]:
     """`torch.export.export` of one component with dynamic tokens (acoustic) or frames (vocoder).
 
+    Returns (ExportedProgram, whether the length regulator was swapped for its export-friendly twin).
     Raises ModelError with the exporter's first line when the component cannot be exported.
     """
     import torch
@@ -207,8 +208,9 @@ def export_program(module: Any, name: str, example: tuple, max_seq_len: int, max
     else:
         dyn = ({1: Dim("frames", min=max(2, min_frames), max=max_frames)},)
     try:
-        with _export_friendly_length_regulator(module, max_frames):
-            return torch.export.export(module, example, dynamic_shapes=dyn, strict=False)
+        with _export_friendly_length_regulator(module, max_frames) as swapped:
+            program = torch.export.export(module, example, dynamic_shapes=dyn, strict=False)
+        return program, swapped
     except Exception as e:  # export raises many internal types; one line says which component and why
         first = next((ln for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
         raise ModelError(f"compile: torch.export failed for {name}: {first[:300]}") from e
@@ -234,7 +236,7 @@ def compile_torch_export(src: Manifest, source: Path, staging: Path, config: Any
         comp = src.components[name]
         say(f"{name}: torch.export with dynamic {'tokens' if name == 'acoustic' else 'frames'}")
         try:
-            program = export_program(modules[name], name, examples[name], config.max_seq_len, config.max_frames,
+            program, swapped = export_program(modules[name], name, examples[name], config.max_seq_len, config.max_frames,
                                      src.audio.min_vocoder_frames)
         except ModelError as e:
             _LOGGER.warning("%s; keeping it as eager torch", e)
@@ -249,6 +251,9 @@ def compile_torch_export(src: Manifest, source: Path, staging: Path, config: Any
                                               "max_frames": config.max_frames, "batch": 1})
         comps[name] = replace_component(comp, path, "torch-export", **bounds)
         notes[name] = {"format": "torch-export", **bounds, "torch": torch.__version__}
+        if swapped:
+            notes[name]["length_regulator"] = ("exported through a twin with torch._check(1 <= frames <= "
+                                               "max_frames): the eager one's frame count is unbacked")
     return comps, notes
 
 
