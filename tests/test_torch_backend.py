@@ -104,3 +104,19 @@ def test_default_voice_torch_artifact_synthesizes(default_torch: Path) -> None:
 
     result = Synthesizer.load(default_torch, threads=2).synthesize("今天天气很好。")
     assert result.duration_s > 0.5
+
+
+def test_folder_is_read_once_for_both_components(tiny_torch: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loading acoustic then vocoder from one torch folder builds the modules once; a new pair builds again."""
+    import speedy.runtime.torch_backend as tb
+
+    tb._PENDING.clear()
+    calls = []
+    real = tb.load_torch_modules
+    monkeypatch.setattr(tb, "load_torch_modules", lambda m, r: calls.append(r) or real(m, r))
+    m = read_manifest(tiny_torch)
+    for _ in range(2):
+        load_runner(m, "acoustic", tiny_torch, RuntimeOptions())
+        load_runner(m, "vocoder", tiny_torch, RuntimeOptions())
+    assert len(calls) == 2
+    assert not tb._PENDING

@@ -117,10 +117,25 @@ def _runner(name: str, fn: Any) -> TorchAcoustic | TorchVocoder:
     return TorchAcoustic(fn) if name == "acoustic" else TorchVocoder(fn)
 
 
+#: Modules built for one component wait here for the other one (the family loader builds both at once).
+_PENDING: dict[tuple[str, ...], tuple[dict[str, Any], set[str]]] = {}
+
+
 def load_component(manifest: Manifest, name: str, root: Path, options: Any) -> TorchAcoustic | TorchVocoder:
-    """Format "torch": eager modules built by the family loader from the folder's weights + config.json."""
+    """Format "torch": eager modules built by the family loader from the folder's weights + config.json.
+
+    The loader builds both components; the one not asked for is kept until it is asked for (the
+    Synthesizer loads acoustic then vocoder), so a folder is read once, not twice.
+    """
     _set_threads(options)
-    modules = load_torch_modules(manifest, Path(root))
+    key = (str(Path(root).resolve()), *(c.sha256 for c in manifest.components.values()))
+    modules, taken = _PENDING.pop(key, (None, set()))
+    if modules is None or name in taken:
+        modules, taken = load_torch_modules(manifest, Path(root)), set()
+    taken.add(name)
+    if not taken >= {"acoustic", "vocoder"}:
+        _PENDING.clear()  # one folder at a time: never hold more than one pair of modules
+        _PENDING[key] = (modules, taken)
     return _runner(name, modules[name])
 
 
