@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from speedy.artifacts import Component, Manifest, atomic_artifact, lineage_step, read_manifest, write_manifest
-from speedy.errors import InputError, ModelError
+from speedy.errors import InputError
 from speedy.stages.parity import CheckSet, ParityError, build_check_set, compare_runner, family_spec
 
 _LOGGER = logging.getLogger(__name__)
