@@ -12,7 +12,7 @@ from speedy.errors import InputError
 from speedy.models.fastspeech2 import FastSpeech2, FastSpeech2Config
 from speedy.models.mb_melgan import MBMelGAN, MBMelGANConfig
 from speedy.prune.criteria import CRITERIA, get_criterion
-from speedy.prune.plan import plan_uniform
+from speedy.prune.plan import ALLOCATIONS
 from speedy.prune.surgery import count_params, groups_for, mask_group, prune_group, resize, widths
 
 TINY_FS2 = FastSpeech2Config(vocab_size=20, hidden=32, heads=2, head_dim=8, ffn_channels=64, encoder_layers=2,
@@ -106,9 +106,10 @@ def test_predictor_cut_equals_masked_with_subset_layer_norm() -> None:
         torch.testing.assert_close(_fs2_outputs(pruned), _fs2_outputs(masked), rtol=1e-5, atol=1e-5, msg=g.name)
 
 
+@pytest.mark.parametrize("allocation", sorted(ALLOCATIONS))
 @pytest.mark.parametrize("component", ["acoustic", "vocoder"])
 @pytest.mark.parametrize("criterion", sorted(CRITERIA))
-def test_plan_reaches_target_and_resize_reloads(component: str, criterion: str) -> None:
+def test_plan_reaches_target_and_resize_reloads(component: str, criterion: str, allocation: str) -> None:
     """Every criterion yields a plan within the target; a fresh model resized to the widths loads the weights."""
     make = tiny_fs2 if component == "acoustic" else tiny_mbm
     model = make()
@@ -125,7 +126,7 @@ def test_plan_reaches_target_and_resize_reloads(component: str, criterion: str) 
             return torch.cat([mel.flatten(), log_dur.flatten(), f0.flatten(), en.flatten()])
 
         crit.prepare(model, groups, run)
-    plan = plan_uniform(model, groups, {g.name: crit(g, model) for g in groups}, 0.7, round_to=4)
+    plan = ALLOCATIONS[allocation](model, groups, {g.name: crit(g, model) for g in groups}, 0.7, round_to=4)
     for g in groups:
         prune_group(model, g, plan.keep[g.name])
     assert count_params(model) == plan.params_after <= 0.7 * plan.params_before
@@ -140,8 +141,9 @@ def test_unreachable_target_and_unknown_structures_are_input_errors() -> None:
     """A target the groups cannot reach, and a module without known groups, raise one-line InputErrors."""
     model = tiny_fs2()
     heads = [g for g in groups_for("acoustic", model) if g.kind == "heads"]
-    with pytest.raises(InputError, match="out of reach"):
-        plan_uniform(model, heads, {g.name: torch.ones(g.units) for g in heads}, 0.3)
+    for plan in ALLOCATIONS.values():
+        with pytest.raises(InputError, match="out of reach"):
+            plan(model, heads, {g.name: torch.ones(g.units) for g in heads}, 0.3)
     with pytest.raises(InputError, match="no prunable structures"):
         groups_for("vocoder", nn.Linear(2, 2))
     with pytest.raises(InputError, match="--criterion"):

@@ -15,10 +15,12 @@ from speedy.commands.common import console, emit_json, force_option, json_option
 @click.option("--target-params", type=float, default=0.7, show_default=True,
               help="Parameters kept per pruned component, in (0, 1): 0.7 = 30 % fewer.")
 @click.option("--component", default="acoustic", show_default=True, help="acoustic | vocoder | both")
-@click.option("--criterion", default="l1", show_default=True, help="l1 | l2 | random | activation | taylor")
+@click.option("--criterion", default="taylor", show_default=True, help="l1 | l2 | random | activation | taylor")
+@click.option("--allocation", default="global", show_default=True,
+              help="global: fewest important units per parameter across layers; uniform: same fraction everywhere.")
 @click.option("--kinds", default=None,
               help="Structures to shrink, comma-separated (acoustic: heads,ffn,predictor,postnet; "
-                   "vocoder: vocoder-pre,vocoder-stream,vocoder-inner). Default: all of the component's.")
+                   "vocoder: vocoder-pre,vocoder-stream,vocoder-inner). Default: acoustic heads,ffn,postnet; vocoder all.")
 @click.option("--recover-steps", type=int, default=0, show_default=True,
               help="Self-distillation steps after pruning (0 = none).")
 @click.option("--lr", type=float, default=2e-4, show_default=True, help="Peak learning rate of the recovery.")
@@ -29,7 +31,7 @@ from speedy.commands.common import console, emit_json, force_option, json_option
 @threads_option
 @force_option
 @json_option
-def prune(source: str | None, output: str, target_params: float, component: str, criterion: str,
+def prune(source: str | None, output: str, target_params: float, component: str, criterion: str, allocation: str,
           kinds: str | None, recover_steps: int, lr: float, checkpoint_every: int, calib_sentences: int,
           round_to: int, threads: int | None, force: bool, as_json: bool) -> None:
     """Prune a torch artifact (default: the built-in voice) for real: smaller tensors, not masks.
@@ -45,7 +47,7 @@ def prune(source: str | None, output: str, target_params: float, component: str,
     from speedy.prune import PruneConfig
     from speedy.prune import prune as run_prune
 
-    cfg = PruneConfig(target_params=target_params, component=component, criterion=criterion,
+    cfg = PruneConfig(target_params=target_params, component=component, criterion=criterion, allocation=allocation,
                       kinds=tuple(k.strip() for k in kinds.split(",") if k.strip()) if kinds else None,
                       recover_steps=recover_steps, lr=lr, checkpoint_every=checkpoint_every,
                       calib_sentences=calib_sentences, round_to=round_to, threads=threads)

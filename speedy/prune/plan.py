@@ -82,3 +82,53 @@ def plan_uniform(model: nn.Module, groups: Sequence[PruneGroup], scores: Mapping
             raise InputError(f"prune: criterion gave {tuple(s.shape)} scores for {g.name} ({g.units} units)")
         keep[g.name] = torch.topk(s, kept[g.name]).indices.sort().values
     return Plan(keep=keep, fraction=hi, params_before=before, params_after=count(hi))
+
+
+def _round_keep(group: PruneGroup, n: int, round_to: int) -> int:
+    step = round_to if (group.unit == 1 and group.units >= 4 * round_to) else 1
+    n = int(math.ceil(n / step)) * step
+    return max(min(group.min_units, group.units), min(group.units, n))
+
+
+def plan_global(model: nn.Module, groups: Sequence[PruneGroup], scores: Mapping[str, Tensor],
+                target_ratio: float, round_to: int = 8) -> Plan:
+    """Remove the units with the lowest importance per parameter across all groups, down to the target.
+
+    A unit goes when score / parameters-per-unit is below a threshold τ found by bisection (the kept
+    count of each group is rounded up to `round_to`), so groups whose units matter less per parameter
+    lose more. Meaningful when scores are comparable across groups (taylor: the squared output change).
+    `Plan.fraction` is the fraction of all units removed.
+    """
+    before = sum(p.numel() for p in model.parameters())
+    budget = target_ratio * before
+    shapes = {n: p.shape for n, p in model.named_parameters()}
+    density = {}
+    for g in groups:
+        s = scores[g.name]
+        if s.shape != (g.units,):
+            raise InputError(f"prune: criterion gave {tuple(s.shape)} scores for {g.name} ({g.units} units)")
+        density[g.name] = s.double() / g.params_per_unit(shapes)
+
+    def kept_at(tau: float) -> dict[str, int]:
+        return {g.name: _round_keep(g, int((density[g.name] >= tau).sum()), round_to) for g in groups}
+
+    def count(tau: float) -> int:
+        return params_after(model, groups, kept_at(tau))
+
+    top = max(float(d.max()) for d in density.values()) * 2 + 1e-30
+    if count(top) > budget:
+        lowest = count(top)
+        raise InputError(f"prune: --target-params {target_ratio:g} is out of reach for the chosen structures: "
+                         f"at most {1 - lowest / before:.0%} of the parameters can be removed "
+                         f"({lowest / before:.2f} is the smallest ratio)")
+    lo, hi = 0.0, top
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if count(mid) <= budget else (mid, hi)
+    kept = kept_at(hi)
+    keep = {g.name: torch.topk(scores[g.name], kept[g.name]).indices.sort().values for g in groups}
+    removed = sum(g.units - kept[g.name] for g in groups) / max(1, sum(g.units for g in groups))
+    return Plan(keep=keep, fraction=removed, params_before=before, params_after=count(hi))
+
+
+ALLOCATIONS = {"uniform": plan_uniform, "global": plan_global}

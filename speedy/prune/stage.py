@@ -36,7 +36,10 @@ class PruneConfig:
     """Options of the prune stage.
 
     target_params: parameters kept / before, per pruned component, in (0, 1) (0.7 = 30 % fewer).
-    component: "acoustic" | "vocoder" | "both". criterion: see `speedy.prune.criteria.CRITERIA`.
+    component: "acoustic" | "vocoder" | "both". criterion: see `speedy.prune.criteria.CRITERIA`
+    (default taylor: on the default voice it lost far less before recovery than l1).
+    allocation: "global" ranks units across groups by importance per parameter; "uniform" removes the
+    same fraction from every group.
     kinds: group kinds allowed to shrink (None = all of the component's kinds).
     round_to: channel counts become multiples of this. calib_sentences: sentences for data criteria and
     recovery. recover_steps, lr, checkpoint_every: see `RecoveryConfig`. threads: torch intra-op threads.
@@ -44,7 +47,8 @@ class PruneConfig:
 
     target_params: float = 0.7
     component: str = "acoustic"
-    criterion: str = "l1"
+    criterion: str = "taylor"
+    allocation: str = "global"
     kinds: tuple[str, ...] | None = None
     round_to: int = 8
     calib_sentences: int = 64
@@ -64,6 +68,8 @@ class PruneConfig:
             raise InputError(f"--component must be one of {', '.join(COMPONENT_CHOICES)}, got {self.component!r}")
         if self.criterion not in CRITERIA:
             raise InputError(f"unknown --criterion {self.criterion!r}; choose one of: {', '.join(CRITERIA)}")
+        if self.allocation not in ("uniform", "global"):
+            raise InputError(f"--allocation must be uniform or global, got {self.allocation!r}")
         if not 1 <= self.round_to <= 64:
             raise InputError(f"--round-to must be in [1, 64], got {self.round_to}")
         if not 1 <= self.calib_sentences <= 5000:
@@ -200,7 +206,7 @@ def _prune_components(student: dict, config: PruneConfig, ids: Sequence[np.ndarr
     import torch
 
     from speedy.prune.criteria import get_criterion
-    from speedy.prune.plan import plan_uniform
+    from speedy.prune.plan import ALLOCATIONS
     from speedy.prune.surgery import DEFAULT_KINDS, groups_for, prune_group
 
     report: dict[str, Any] = {}
@@ -214,15 +220,16 @@ def _prune_components(student: dict, config: PruneConfig, ids: Sequence[np.ndarr
         crit = get_criterion(config.criterion)
         if crit.needs_data:
             crit.prepare(model, groups, lambda m, c=c: calibration_run(m, c, student["acoustic"], probe_ids))
-        plan = plan_uniform(model, groups, {g.name: crit(g, model) for g in groups}, config.target_params,
-                            config.round_to)
+        plan = ALLOCATIONS[config.allocation](model, groups, {g.name: crit(g, model) for g in groups},
+                                              config.target_params, config.round_to)
         for g in groups:
             if len(plan.keep[g.name]) < g.units:
                 prune_group(model, g, plan.keep[g.name])
         model.eval()
         say(f"{c}: {plan.params_before / 1e6:.2f} M → {plan.params_after / 1e6:.2f} M parameters "
             f"({config.criterion}, {plan.fraction:.0%} of the units of {len(groups)} groups)")
-        report[c] = {"criterion": config.criterion, "kinds": list(kinds), "fraction": round(plan.fraction, 4),
+        report[c] = {"criterion": config.criterion, "allocation": config.allocation, "kinds": list(kinds),
+                     "fraction": round(plan.fraction, 4),
                      "widths": {g.name: [g.units, len(plan.keep[g.name])] for g in groups}}
     return report
 
