@@ -3,7 +3,8 @@
 Per component:
   1. acoustic only: `onnxruntime.transformers.optimizer.optimize_model` (model_type "bert", the
      closest of its recipes to FastSpeech2's post-LN FFT blocks). The fused graph is kept only if some
-     fusion applied and ONNX Runtime's output on the check inputs stays within the family's tolerance.
+     fusion applied, ONNX Runtime's output on the check inputs stays within the family's tolerance,
+     and it runs no slower than the unfused graph (best of interleaved rounds on this machine).
   2. an `InferenceSession` at the chosen level with `optimized_model_filepath` writes the optimised
      graph. The component's `extra["graph_optimization"]` is set to "disable": the runtime loads the
      saved graph as it is instead of optimising it again (that is where load time goes).
@@ -17,8 +18,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from speedy.artifacts import Component, Manifest
 from speedy.errors import ModelError
 
@@ -26,6 +25,9 @@ _LOGGER = logging.getLogger(__name__)
 
 #: What the runtime uses to load an offline-optimised graph: nothing left to do.
 LOAD_LEVEL = "disable"
+#: Fused acoustic graphs are kept only when at most this much slower than the unfused one (timing noise):
+#: on the default voice the SkipLayerNormalization fusions measured 1-5 % slower at 1 thread.
+KEEP_IF_NOT_SLOWER = 1.01
 
 
 def compile_ort(src: Manifest, source: Path, staging: Path, config: Any, checks: Any,
@@ -131,23 +133,29 @@ def try_transformer_fusions(graph: Path, out: Path, src: Manifest, name: str, co
         note["reason"] = f"not kept: {e}"
         out.unlink()
         return None, note
-    t_fused, t_plain = _median_run(fused, checks), _median_run(plain, checks)
+    t_fused, t_plain = _interleaved_min(fused, plain, checks)
     note["run_s"] = {"fused": round(t_fused, 5), "plain": round(t_plain, 5)}
-    if t_fused > 1.10 * t_plain:
-        note["reason"] = "not kept: the fused graph ran slower on the check inputs"
+    if t_fused > KEEP_IF_NOT_SLOWER * t_plain:
+        note["reason"] = (f"not kept: the fused graph ran slower on the check inputs "
+                          f"({t_fused * 1000:.1f} ms vs {t_plain * 1000:.1f} ms, best of interleaved rounds)")
         out.unlink()
         return None, note
     note["kept"] = True
     return out, note
 
 
-def _median_run(runner: Any, checks: Any, repeat: int = 3) -> float:
-    """Median over `repeat` passes of the summed wall time of `runner` on the acoustic check inputs (s)."""
-    runner(*checks.acoustic[0][:2])  # warm-up
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        for ids, c, *_ in checks.acoustic:
-            runner(ids, c)
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))
+def _interleaved_min(a: Any, b: Any, checks: Any, rounds: int = 7) -> tuple[float, float]:
+    """Best-of-`rounds` wall time (s) of runners `a` and `b` over the acoustic check inputs, interleaved.
+
+    Interleaving and taking the minimum keep other load on the machine from favouring either graph.
+    """
+    for r in (a, b):
+        r(*checks.acoustic[0][:2])  # warm-up
+    best = [float("inf"), float("inf")]
+    for _ in range(rounds):
+        for i, r in enumerate((a, b)):
+            t = time.perf_counter()
+            for ids, c, *_ in checks.acoustic:
+                r(ids, c)
+            best[i] = min(best[i], time.perf_counter() - t)
+    return best[0], best[1]
