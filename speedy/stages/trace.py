@@ -71,10 +71,10 @@ def trace(source: Path, out: Path, config: TraceConfig = TraceConfig(), *, force
     if config.threads:
         torch.set_num_threads(config.threads)
     start = time.perf_counter()
-    modules = load_torch_modules(src, source)
-    eager = {"acoustic": TorchAcoustic(modules["acoustic"]), "vocoder": TorchVocoder(modules["vocoder"])}
-    checks = build_check_set(src, source, spec, acoustic=eager["acoustic"], vocoder=eager["vocoder"])
-    with atomic_artifact(out, force=force) as staging:
+    with atomic_artifact(out, force=force) as staging:  # refuses an existing `out` before any work
+        modules = load_torch_modules(src, source)
+        checks = build_check_set(src, source, spec, acoustic=TorchAcoustic(modules["acoustic"]),
+                                 vocoder=TorchVocoder(modules["vocoder"]))
         comps: dict[str, Component] = {}
         notes: dict[str, Any] = {}
         figures: list[dict] = []
