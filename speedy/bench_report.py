@@ -99,8 +99,9 @@ def rich_tables(report: BenchReport) -> list[Any]:
 
 
 def summary_line(report: BenchReport) -> str:
-    return (f"{report.texts} texts, {report.characters} characters; medians of {report.repeat} timed passes "
-            f"after {report.warmup} warm-up; quality against {report.reference or '—'}")
+    passes = "1 timed pass" if report.repeat == 1 else f"medians of {report.repeat} timed passes"
+    return (f"{report.texts} texts, {report.characters} characters; {passes} after {report.warmup} warm-up "
+            f"pass(es); quality against {report.reference or '—'}")
 
 
 @contextmanager
@@ -140,9 +141,13 @@ def write_plot(report: BenchReport, path: str | os.PathLike[str]) -> None:
                               (ax3, [r.quality.dnsmos_ovrl for r in rows], "DNSMOS OVRL (1–5, higher is better)")):
         heights = [v if v is not None and math.isfinite(v) else 0.0 for v in values]
         ax.bar(range(len(rows)), heights, color="tab:blue")
+        for i, v in enumerate(values):
+            if v is None or not math.isfinite(v):
+                ax.annotate("n/a", (i, 0), ha="center", va="bottom", fontsize=8)
         ax.set_xticks(range(len(rows)), names, rotation=30, ha="right", fontsize=8)
         ax.set_title(label)
         ax.grid(True, axis="y", alpha=0.3)
+    ax3.set_ylim(1, 5)
     out = Path(path)
     with _atomic(out, ".png") as tmp:
         fig.savefig(tmp, dpi=110, format="png")

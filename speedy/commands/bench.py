@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -71,7 +72,10 @@ def bench(artifacts: tuple[str, ...], texts: str, reference: str | None, baselin
 
 
 def _command_line(ctx: click.Context) -> str:
-    """The command as a user would retype it: arguments, then options that differ from their defaults."""
+    """The exact command line when run as `speedy`; otherwise (e.g. from Python) an equivalent one:
+    arguments, then the options that differ from their defaults."""
+    if Path(sys.argv[0]).name == "speedy" and "bench" in sys.argv[1:]:
+        return shlex.join(["speedy", *sys.argv[1:]])
     words = ["speedy", "bench", *ctx.params["artifacts"]]
     for param in ctx.command.params:
         if not isinstance(param, click.Option) or param.name == "artifacts":
