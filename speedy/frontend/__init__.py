@@ -1,0 +1,68 @@
+"""Chinese text frontend for the Baker FastSpeech2 voice: normalisation, G2P, prosody, splitting.
+
+``text_to_utterances`` = normalize -> split -> G2P (polyphones, sandhi, erhua, prosodic breaks) ->
+Baker symbols. No torch here: this is run-time code.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from speedy.frontend.g2p import clause_phones, pinyin
+from speedy.frontend.normalize import normalize
+from speedy.frontend.split import pause_after, split_sentences
+from speedy.frontend.symbols import EOS, SIL, symbols
+
+__all__ = ["Utterance", "normalize", "pinyin", "split_sentences", "symbols", "text_to_utterances"]
+
+_LOG = logging.getLogger(__name__)
+_CLAUSE_PUNCT = re.compile(r"[，,、：:；;。！？!?…—\-~“”‘’「」『』（）()《》【】\"'·/|]+")
+MAX_CHARS = 60
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """One piece of speech for the acoustic model.
+
+    Attributes:
+        text: the normalised sentence it came from.
+        phones: Baker symbols, ``("sil", ..., "sil", "eos")``.
+        pause_after: seconds of silence to insert after it (0 after the last one).
+    """
+
+    text: str
+    phones: tuple[str, ...]
+    pause_after: float
+
+
+def sentence_phones(text: str) -> tuple[str, ...]:
+    """A normalised sentence -> Baker phones, ``#3`` at inner punctuation; ``()`` if nothing is sayable."""
+    phones: list[str] = []
+    for clause in _CLAUSE_PUNCT.split(text):
+        part = clause_phones(clause)
+        if part:
+            if phones:
+                phones.append("#3")
+            phones.extend(part)
+    if not phones:
+        return ()
+    return (SIL, *phones, SIL, EOS)
+
+
+def text_to_utterances(text: str, max_chars: int = MAX_CHARS) -> Iterator[Utterance]:
+    """Lazily turn any text into utterances; yields nothing when nothing in it can be said."""
+    previous: Utterance | None = None
+    for raw in split_sentences(text, max_chars=max_chars):
+        spoken = normalize(raw)
+        for piece in split_sentences(spoken, max_chars=max_chars) if len(spoken) > max_chars else [spoken]:
+            phones = sentence_phones(piece)
+            if not phones:
+                continue
+            if previous is not None:
+                yield previous
+            previous = Utterance(text=piece.strip(), phones=phones, pause_after=pause_after(piece))
+    if previous is not None:
+        yield Utterance(previous.text, previous.phones, 0.0)

@@ -1,0 +1,178 @@
+"""Grapheme to phoneme: Han text -> TONE3 pinyin with polyphones, sandhi and erhua; -> Baker phones.
+
+Lexicon: pypinyin's phrase dictionary over jieba's words (pypinyin's own max-match inside words it
+does not know); characters outside any phrase with several readings go to the polyphone module.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from functools import lru_cache
+
+from speedy.frontend import polyphones, prosody, sandhi
+from speedy.frontend.english import read_latin
+from speedy.frontend.symbols import ERHUA, split_syllable
+
+_LOG = logging.getLogger(__name__)
+_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ebef]+")
+_TOKEN = re.compile(r"(?P<han>[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ebef]+)"
+                    r"|(?P<latin>[A-Za-z]+(?:['’][A-Za-z]+)*)|(?P<space>\s+)|(?P<other>.)", re.S)
+#: 儿 after these is a real syllable (女儿, 儿子 ...), not the erhua suffix
+_NOT_ERHUA = set("女婴幼孤健患男胎少孙侄产乳病托宠混犬花孩") | {"儿"}
+_ERHUA_WORDS = {"哪儿", "这儿", "那儿", "一点儿", "一会儿", "玩儿", "事儿", "味儿", "好玩儿", "一块儿", "小孩儿",
+                "聊天儿", "有点儿", "差点儿", "慢慢儿", "面条儿", "冰棍儿", "小曲儿", "大伙儿", "老头儿", "门儿",
+                "劲儿", "空儿", "个儿", "头儿", "片儿", "法儿", "样儿", "款儿", "盖儿", "画儿", "花儿",
+                "今儿", "明儿", "昨儿", "哥们儿", "爷们儿", "模样儿", "活儿", "伴儿", "词儿", "字儿"}
+
+
+@lru_cache(maxsize=1)
+def _lexicon():  # -> (jieba tokenizer, phrases dict, single-char dict, mmseg)
+    import jieba
+    from pypinyin.constants import PHRASES_DICT, PINYIN_DICT
+    from pypinyin.seg.mmseg import seg
+
+    jieba.setLogLevel(logging.WARNING)
+    tokenizer = jieba.Tokenizer()
+    tokenizer.initialize()
+    return tokenizer, PHRASES_DICT, PINYIN_DICT, seg
+
+
+@lru_cache(maxsize=65536)
+def _tone3(marked: str) -> str:
+    from pypinyin.contrib.tone_convert import to_tone3
+
+    out = to_tone3(marked, neutral_tone_with_five=True, v_to_u=False)
+    return out.replace("ü", "v")
+
+
+def _char_reading(ch: str) -> tuple[str, bool]:
+    """(default TONE3 reading, has several readings) of one character; ('', False) if unknown."""
+    table = _lexicon()[2]
+    value = table.get(ord(ch))
+    if not value:
+        return "", False
+    readings = value.split(",")
+    return _tone3(readings[0]), len(readings) > 1
+
+
+def _word_readings(word: str) -> tuple[list[str], list[bool]]:
+    """TONE3 readings of a word from the phrase lexicon; flags mark single-character guesses."""
+    _, phrases, _, seg = _lexicon()
+    if len(word) > 1 and word in phrases:
+        return [_tone3(p[0]) for p in phrases[word]], [False] * len(word)
+    readings: list[str] = []
+    guesses: list[bool] = []
+    parts = seg.cut(word) if len(word) > 1 else [word]
+    for part in parts:
+        if len(part) > 1 and part in phrases:
+            readings.extend(_tone3(p[0]) for p in phrases[part])
+            guesses.extend([False] * len(part))
+        else:
+            for ch in part:
+                r, multi = _char_reading(ch)
+                readings.append(r)
+                guesses.append(multi)
+    return readings, guesses
+
+
+def analyse_han(text: str, sandhi_on: bool = True) -> tuple[list[tuple[str, list[str]]], list[list[int]]]:
+    """A run of Han characters -> (words as (text, TONE3 syllables), prosodic-word groups)."""
+    tokenizer = _lexicon()[0]
+    words = [w for w in tokenizer.cut(text, HMM=True) if w]
+    readings: list[str] = []
+    guesses: list[int] = []
+    spans: list[tuple[int, int]] = []
+    for w in words:
+        r, g = _word_readings(w)
+        start = len(readings)
+        guesses.extend(start + k for k, flag in enumerate(g) if flag)
+        readings.extend(r)
+        spans.append((start, start + len(w)))
+    if guesses:
+        polyphones.resolve(text, readings, guesses, spans)
+    out = [(w, readings[a:b]) for w, (a, b) in zip(words, spans)]
+    groups = prosody.prosodic_words(words)
+    if sandhi_on:
+        sandhi.apply(out, groups)
+    else:
+        for w, syl in out:
+            for k, ch in enumerate(w):
+                if ch == "一" and syl[k].startswith("yi"):
+                    syl[k] = "yi1"
+                elif ch == "不" and syl[k].startswith("bu"):
+                    syl[k] = "bu4"
+    return out, groups
+
+
+def pinyin(text: str, sandhi: bool = True) -> list[str]:
+    """One item per character of ``text``: TONE3 pinyin for Han characters (neutral 5, ü as v),
+    anything else unchanged. ``normalize`` is not applied, so digits come back as digits."""
+    out: list[str] = []
+    for m in _TOKEN.finditer(text):
+        if m.lastgroup != "han":
+            out.extend(m.group(0))
+            continue
+        words, _ = analyse_han(m.group(0), sandhi_on=sandhi)
+        for w, syl in words:
+            out.extend(s or c for s, c in zip(syl, w))
+    return out
+
+
+def _is_erhua(word: str, k: int, syl: list[str]) -> bool:
+    """Whether 儿 at ``word[k]`` is the erhua suffix of the syllable before it."""
+    if k == 0 or word[k] != "儿" or word[k - 1] in _NOT_ERHUA:
+        return False
+    return word in _ERHUA_WORDS or word[k - 1:k + 1] in _ERHUA_WORDS or (k == len(word) - 1 and len(word) >= 3)
+
+
+def clause_phones(text: str) -> list[str]:
+    """One clause (no punctuation inside) -> Baker phones with #0/#1/#2 between syllables, no sil.
+
+    Han runs and Latin words are read; anything else is dropped with a warning.
+    """
+    units: list[list[tuple[str, ...]]] = []  # prosodic words, each a list of syllable phone groups
+    breaks: list[str] = []
+    for m in _TOKEN.finditer(text):
+        kind = m.lastgroup
+        if kind == "space":
+            continue
+        if kind == "latin":
+            groups = read_latin(m.group(0))
+            if groups:
+                if units:
+                    breaks.append("#1")
+                units.append(groups)
+            continue
+        if kind == "other":
+            _LOG.warning("dropping unreadable character %r", m.group(0))
+            continue
+        words, pw = analyse_han(m.group(0))
+        names = [w for w, _ in words]
+        inner = prosody.phrase_breaks(names, pw)
+        for gi, group in enumerate(pw):
+            syllables: list[tuple[str, ...]] = []
+            for wi in group:
+                w, syl = words[wi]
+                for k, ch in enumerate(w):
+                    phones = split_syllable(syl[k]) if syl[k] else ()
+                    if _is_erhua(w, k, syl) and syllables:
+                        syllables[-1] = syllables[-1] + (ERHUA,)
+                    elif phones:
+                        syllables.append(phones)
+                    else:
+                        _LOG.warning("dropping unreadable character %r", ch)
+            if not syllables:
+                continue
+            if units:
+                breaks.append(inner[gi - 1] if gi > 0 else "#1")
+            units.append(syllables)
+    phones: list[str] = []
+    for u, syllables in enumerate(units):
+        if u:
+            phones.append(breaks[u - 1])
+        for s, group in enumerate(syllables):
+            if s:
+                phones.append("#0")
+            phones.extend(group)
+    return phones

@@ -1,0 +1,106 @@
+"""Mandarin tone sandhi on TONE3 syllables: 一, 不, third-tone runs, neutral tones.
+
+Works on one clause at a time as a list of words, each a (text, syllables) pair with one syllable per
+character; syllables are rewritten in place.
+"""
+
+from __future__ import annotations
+
+_NUMERALS = set("零一二三四五六七八九十百千万亿两幺")
+_NUM_AFTER_YI = set("零一二三四五六七八九")  # 一 read as a digit: 一九九八, 一一零
+_ORDINAL_BEFORE = set("第初周礼星")  # 第一, 初一, 周一, 礼拜一, 星期一
+_PARTICLES = {"吧": "ba5", "吗": "ma5", "呢": "ne5", "啊": "a5", "呀": "ya5", "嘛": "ma5", "啦": "la5",
+              "哦": "o5", "喽": "lou5", "呗": "bei5", "么": "me5"}
+_REDUP_NEUTRAL = set("妈爸哥姐弟妹爷奶婆公叔婶舅姑姨娃宝星猩蝈看听说想试走坐聊问等尝写读找玩摸逛谈歇动"
+                     "转瞧笑练学跳唱洗擦揉捏敲拍抱亲")
+_NEUTRAL_SUFFIX = {"们": "men5"}
+
+
+def _tone(s: str) -> str:
+    return s[-1] if s and s[-1] in "12345" else ""
+
+
+def _set_tone(s: str, tone: str) -> str:
+    return s[:-1] + tone if _tone(s) else s
+
+
+def _flat(words: list[tuple[str, list[str]]]) -> tuple[str, list[tuple[int, int]]]:
+    text = "".join(w for w, _ in words)
+    pos = []
+    for wi, (w, _) in enumerate(words):
+        pos.extend((wi, ci) for ci in range(len(w)))
+    return text, pos
+
+
+def _yi_bu(words: list[tuple[str, list[str]]]) -> None:
+    text, pos = _flat(words)
+    syl = [words[wi][1][ci] for wi, ci in pos]
+    for k, ch in enumerate(text):
+        if ch not in "一不" or not syl[k].startswith(("yi", "bu")):
+            continue
+        prev = text[k - 1] if k else ""
+        nxt = text[k + 1] if k + 1 < len(text) else ""
+        nxt_tone = _tone(syl[k + 1]) if nxt else ""
+        if ch == "一":
+            if not nxt or nxt in _NUM_AFTER_YI or prev in _NUMERALS or prev in _ORDINAL_BEFORE:
+                new = "yi1"
+            elif prev and prev == nxt and k >= 1:  # 看一看
+                new = "yi5"
+            elif nxt in "月号日" and not prev:
+                new = "yi1"
+            elif nxt_tone == "4" or (nxt_tone == "5" and nxt in "个"):
+                new = "yi2"
+            elif nxt_tone in "123" and nxt_tone:
+                new = "yi4"
+            else:
+                new = syl[k]
+        else:
+            if prev and prev == nxt:  # 去不去
+                new = "bu5"
+            elif nxt_tone == "4":
+                new = "bu2"
+            else:
+                new = "bu4"
+        wi, ci = pos[k]
+        words[wi][1][ci] = new
+
+
+def _neutral(words: list[tuple[str, list[str]]]) -> None:
+    for w, syl in words:
+        if len(w) == 2 and w[0] == w[1] and w[0] in _REDUP_NEUTRAL:
+            syl[1] = _set_tone(syl[1], "5")
+        if len(w) >= 2 and w[-1] in _NEUTRAL_SUFFIX:
+            syl[-1] = _NEUTRAL_SUFFIX[w[-1]]
+        if len(w) == 1 and w in _PARTICLES and syl[0][:-1] == _PARTICLES[w][:-1]:
+            syl[0] = _PARTICLES[w]
+
+
+def _third(groups: list[list[list[str]]]) -> None:
+    """3-3 -> 2-3 inside each prosodic word (a list of lexical words' syllable lists), in place.
+
+    Inside a lexical word every third tone before a (dictionary) third tone becomes 2 (展览馆 -> 2 2 3);
+    across word boundaries of one prosodic word it is applied right to left on the current tones, so
+    我很好 -> 3 2 3.
+    """
+    for group in groups:
+        for syl in group:
+            tones = [_tone(s) for s in syl]
+            for k in range(len(syl) - 1):
+                if tones[k] == "3" and tones[k + 1] == "3":
+                    syl[k] = _set_tone(syl[k], "2")
+        for j in range(len(group) - 2, -1, -1):
+            left, right = group[j], group[j + 1]
+            if left and right and _tone(left[-1]) == "3" and _tone(right[0]) == "3":
+                left[-1] = _set_tone(left[-1], "2")
+
+
+def apply(words: list[tuple[str, list[str]]], prosodic_words: list[list[int]]) -> None:
+    """All sandhi rules on a clause, in place.
+
+    Args:
+        words: (text, syllables) per lexical word, syllables in TONE3 with neutral 5.
+        prosodic_words: groups of word indices that form one prosodic word (third-tone domain).
+    """
+    _neutral(words)
+    _yi_bu(words)
+    _third([[words[wi][1] for wi in group] for group in prosodic_words])

@@ -1,0 +1,81 @@
+"""Splitting long text into utterance-sized pieces at natural points, lazily."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+#: seconds of silence after a piece, by the punctuation that ends it
+PAUSES = {"。": 0.4, "！": 0.4, "？": 0.4, "!": 0.4, "?": 0.4, "…": 0.4, "\n": 0.4, ".": 0.4,
+          "；": 0.3, ";": 0.3, "：": 0.25, ":": 0.25, "，": 0.2, ",": 0.2, "、": 0.15}
+_SENTENCE = re.compile(r"[^。！？!?…；;\n]*(?:[。！？!?…；;\n]+[”’」』）)]*|$)")
+_CLAUSE = re.compile(r"[^，,、：:]*(?:[，,、：:]+[”’」』）)]*|$)")
+_SOFT = re.compile(r"[\s“”‘’「」『』（）()《》【】\-—]")
+
+
+def _pieces(pattern: re.Pattern[str], text: str) -> Iterator[str]:
+    for m in pattern.finditer(text):
+        if m.group(0):
+            yield m.group(0)
+
+
+def _hard_cut(clause: str, max_chars: int) -> Iterator[str]:
+    """A clause longer than ``max_chars`` cut at spaces/brackets when possible, else at word ends."""
+    while len(clause) > max_chars:
+        window = clause[:max_chars]
+        cut = max((m.end() for m in _SOFT.finditer(window) if m.end() > max_chars // 2), default=0)
+        if not cut:
+            cut = _word_cut(clause, max_chars)
+        yield clause[:cut]
+        clause = clause[cut:]
+    if clause:
+        yield clause
+
+
+def _word_cut(clause: str, max_chars: int) -> int:
+    """The last jieba word boundary within ``max_chars`` (at least half-way)."""
+    from speedy.frontend.g2p import _lexicon
+
+    pos = 0
+    best = max_chars
+    for w in _lexicon()[0].cut(clause[: max_chars + 8], HMM=False):
+        pos += len(w)
+        if pos > max_chars:
+            break
+        if pos >= max_chars // 2:
+            best = pos
+    return best
+
+
+def split_sentences(text: str, max_chars: int = 60) -> Iterator[str]:
+    """Lazily yield pieces of ``text`` of at most ``max_chars`` characters, each ending where a reader
+    would pause: sentence ends first, then clauses (，、：) packed together, then spaces or word ends.
+    Punctuation stays attached to the piece it ends; blank pieces are skipped."""
+    max_chars = max(8, max_chars)
+    for sentence in _pieces(_SENTENCE, text):
+        if not sentence.strip():
+            continue
+        if len(sentence) <= max_chars:
+            yield sentence
+            continue
+        buf = ""
+        for clause in _pieces(_CLAUSE, sentence):
+            if len(buf) + len(clause) <= max_chars:
+                buf += clause
+                continue
+            if buf.strip():
+                yield buf
+            buf = ""
+            if len(clause) <= max_chars:
+                buf = clause
+            else:
+                *head, buf = list(_hard_cut(clause, max_chars))
+                yield from (h for h in head if h.strip())
+        if buf.strip():
+            yield buf
+
+
+def pause_after(piece: str) -> float:
+    """Seconds of silence after ``piece``, from its final punctuation (0.05 for a cut mid-clause)."""
+    tail = piece.rstrip(" \t”’」』）)")
+    return PAUSES.get(tail[-1], 0.05) if tail else 0.0
