@@ -85,7 +85,15 @@ class ProsodyCalibration:
 
 
 def _mish(x: Tensor) -> Tensor:
-    return x * torch.tanh(F.softplus(x))
+    """mish(x) = x·tanh(softplus(x)), written as x·n/(n+2) with n = eˣ(eˣ+2).
+
+    The identity tanh(log(1+eˣ)) = n/(n+2) is exact. It exports to Exp/Mul/Add/Div, which ONNX
+    Runtime vectorises, instead of Softplus + Tanh (Softplus alone was 23 % of the acoustic model's
+    CPU time). eˣ is taken on min(x, 20): above that mish(x) = x to float32 precision.
+    """
+    e = torch.exp(torch.clamp(x, max=20.0))
+    n = e * (e + 2.0)
+    return x * n / (n + 2.0)
 
 
 class _SelfAttention(nn.Module):

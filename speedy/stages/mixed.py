@@ -21,13 +21,20 @@ from speedy.artifacts import Component, Manifest
 _LOGGER = logging.getLogger(__name__)
 
 
-def node_groups(model_path: Path, op_types: Sequence[str], depth: int = 3) -> "OrderedDict[str, list[str]]":
-    """Quantizable node names of `model_path` grouped by the first `depth` parts of their scope path."""
+def node_groups(model_path: Path, op_types: Sequence[str], depth: int = 1,
+                scopes: Sequence[str] | None = None) -> "OrderedDict[str, list[str]]":
+    """Quantizable node names of `model_path` grouped by the first `depth` parts of their scope path.
+
+    depth 1 groups by block (`/decoder.1`, `/postnet.3`, `/stacks.2.0`): a handful of trials per
+    component instead of one per node.
+    """
     import onnx
 
     model = onnx.load(str(model_path), load_external_data=False)
     groups: OrderedDict[str, list[str]] = OrderedDict()
     for node in model.graph.node:
+        if scopes and not node.name.startswith(tuple(scopes)):
+            continue
         if node.op_type in op_types or "*" in op_types:
             parts = [p for p in node.name.split("/") if p][:-1] or [node.op_type]
             key = "/" + "/".join(parts[:depth])
@@ -91,9 +98,10 @@ def choose_float_groups(src: Manifest, root: Path, staging: Path, comps: Mapping
             ops = recipe.op_types.get(name, ())
             if not ops or name not in caches:
                 continue
-            for key, nodes in node_groups(root / src.components[name].file, ops).items():
+            scopes = recipe.scopes.get(name)
+            for key, nodes in node_groups(root / src.components[name].file, ops, scopes=scopes).items():
                 trial = trial_dir / f"{name}.onnx"
-                _static(root / src.components[name].file, trial, ops, recipe, None, caches[name], nodes)
+                _static(root / src.components[name].file, trial, ops, recipe, None, caches[name], nodes, scopes)
                 pair = {**files, name: trial}
                 m = scorer.mcd(pair["acoustic"], pair["vocoder"])
                 scores.append((base - m, name, key, nodes))
@@ -108,7 +116,7 @@ def choose_float_groups(src: Manifest, root: Path, staging: Path, comps: Mapping
                 if excluded[n]:
                     ops = recipe.op_types[n]
                     _static(root / src.components[n].file, trial_dir / f"{n}.onnx", ops, recipe, None, caches[n],
-                            excluded[n])
+                            excluded[n], recipe.scopes.get(n))
             pair = {n: (trial_dir / f"{n}.onnx" if excluded[n] else files[n]) for n in comps}
             current = scorer.mcd(pair["acoustic"], pair["vocoder"])
             report["groups"].append({"component": name, "group": key, "nodes": len(nodes),
