@@ -9,8 +9,10 @@ through the FP32 acoustic model, so the vocoder is calibrated on the mels it wil
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -245,6 +247,10 @@ def _int8(src: Manifest, root: Path, staging: Path, tmp: Path, recipe: QuantReci
           say: Callable[[str], None]) -> tuple[dict[str, Component], dict[str, object]]:
     from speedy.stages.mixed import choose_float_groups
 
+    if src.extra.get("graphs"):  # multi-graph families (Sambert): per-graph INT8, calibrated through the host loop
+        from speedy.stages.export_sambert import quantize_graphs
+
+        return quantize_graphs(src, root, staging, tmp, recipe, text, say)
     ac, vo = src.components["acoustic"], src.components["vocoder"]
     comps: dict[str, Component] = {}
     caches: dict[str, Path] = {}
@@ -303,18 +309,21 @@ def _dynamic(src: Path, dst: Path, ops: tuple[str, ...], recipe: QuantRecipe, sc
 def _static(src: Path, dst: Path, ops: tuple[str, ...], recipe: QuantRecipe, reader: _Reader | None,
             cache: Path, exclude: Sequence[str], scopes: Sequence[str] | None = None) -> None:
     """Static QDQ quantization; the first call calibrates and writes `cache`, later calls reuse it."""
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
+    from onnxruntime.quantization import quantize_static as _quantize_static
 
     method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
               "percentile": CalibrationMethod.Percentile}[recipe.calibration]
     try:
-        quantize_static(
-            str(src), str(dst), calibration_data_reader=reader if not cache.exists() else None,
-            quant_format=QuantFormat.QDQ, op_types_to_quantize=list(ops), per_channel=recipe.per_channel,
-            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, nodes_to_exclude=list(exclude),
-            nodes_to_quantize=scoped_nodes(src, ops, scopes),
-            calibrate_method=method, calibration_cache_path=str(cache),
-            extra_options={"ActivationSymmetric": False, "WeightSymmetric": True, "CalibStridedMinMax": 1},
-        )
+        # ORT's calibrators print progress to stdout; keep stdout for the command's --json object.
+        with contextlib.redirect_stdout(sys.stderr):
+            _quantize_static(
+                str(src), str(dst), calibration_data_reader=reader if not cache.exists() else None,
+                quant_format=QuantFormat.QDQ, op_types_to_quantize=list(ops), per_channel=recipe.per_channel,
+                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, nodes_to_exclude=list(exclude),
+                nodes_to_quantize=scoped_nodes(src, ops, scopes),
+                calibrate_method=method, calibration_cache_path=str(cache),
+                extra_options={"ActivationSymmetric": False, "WeightSymmetric": True, "CalibStridedMinMax": 1},
+            )
     except (ValueError, RuntimeError) as e:
         raise ModelError(f"quantize: ONNX Runtime failed on {src.name}: {str(e).splitlines()[0][:300]}") from e
