@@ -12,7 +12,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +25,10 @@ from speedy.runtime import RuntimeOptions, load_runner
 
 _LOGGER = logging.getLogger(__name__)
 
-#: manifest frontend name -> module providing `text_to_utterances(text) -> Iterator[Utterance]`.
-_FRONTENDS = {"baker-pinyin": "speedy.frontend"}
+#: manifest frontend name -> module providing `text_to_utterances(text) -> Iterator[Utterance]`, or, for a
+#: family whose acoustic model takes more than phone ids (Sambert), `encoder(manifest)` -> an object with
+#: `text_to_utterances(text)` and `encode(utterance, options) -> model inputs` for the acoustic runner.
+_FRONTENDS = {"baker-pinyin": "speedy.frontend", "sambert-kantts": "speedy.frontend_sambert"}
 MAX_TEXT_CHARS = 100_000
 
 
@@ -108,6 +110,7 @@ class Synthesizer:
         if module is None:
             raise ModelError(f"unknown frontend {manifest.frontend.name!r} in manifest")
         self._frontend = importlib.import_module(module)
+        self._encoder = self._frontend.encoder(manifest) if hasattr(self._frontend, "encoder") else None
 
     @classmethod
     def load(cls, artifact: str | os.PathLike[str] | None = None, *, threads: int | None = None,
@@ -187,24 +190,27 @@ class Synthesizer:
         options = options or SynthesisOptions()
         check_text(text)
         self._check_voice(options)
-        ctrl = effective_controls(options)
+        native = self.manifest.controls.emotions.get("kind") == "native"  # the model takes the emotion itself
+        ctrl = effective_controls(replace(options, emotion=None) if native else options)
         graph_pitch, ratio = self.split_pitch(ctrl.pitch)
         # Durations are stretched by `ratio` before the waveform is resampled by 1/ratio, so the
         # requested speed is kept while F0 (and formants) move by `ratio`.
         controls = np.asarray([ctrl.speed / ratio, graph_pitch, ctrl.pitch_range, ctrl.energy], dtype=np.float32)
-        utterances = self._frontend.text_to_utterances(text)
+        utterances = (self._encoder or self._frontend).text_to_utterances(text)
         first = next(utterances, None)
         if first is None:
             raise InputError("nothing to say: the text has no readable characters (Chinese, letters or digits)")
         index = 0
         for utt in _chain(first, utterances):
-            ids = self.ids_for(utt.phones)
+            ids = self._encoder.encode(utt, options) if self._encoder else self.ids_for(utt.phones)
             t0 = time.perf_counter()
             mel, _ = self.acoustic(ids, controls)
             t1 = time.perf_counter()
             wav = self.vocode(mel)
             if ratio != 1.0:
                 wav = _resample(wav, ratio)
+            if ctrl.energy != 1.0 and self.manifest.extra.get("energy_control") == "gain":
+                wav = wav * np.float32(ctrl.energy)
             t2 = time.perf_counter()
             pause = int(round(utt.pause_after * ctrl.pause * self.sample_rate))
             if pause > 0:

@@ -1,0 +1,100 @@
+"""The Sambert-HifiGan acoustic runner: the host loop over an artifact's per-piece graphs. Imports no torch.
+
+A Sambert artifact has no single ``acoustic`` component: its manifest lists the six acoustic graphs
+(``encoder`` … ``postnet``) and the ``vocoder`` as components and says in ``extra["graphs"]`` how they
+chain. :func:`speedy.runtime.load_runner` sends ``"acoustic"`` here (``extra["graphs"]["runtime"]`` is
+``"sambert-loop"``); the vocoder loads like any other component.
+
+Each graph is opened by the backend its component format names (ONNX Runtime; a compiled graph keeps
+its recorded optimisation level and thread count) and handed to
+:class:`speedy.runtime.sambert_loop.SambertLoop`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from speedy.artifacts import Manifest
+from speedy.errors import ModelError
+from speedy.runtime.sambert_loop import GRAPH_NAMES, SambertInputs, SambertLoop, SambertLoopConfig
+
+_LOGGER = logging.getLogger(__name__)
+
+RUNTIME_NAME = "sambert-loop"
+ACOUSTIC_GRAPHS = GRAPH_NAMES[:-1]
+
+
+class SambertAcousticRunner:
+    """``(inputs, controls) -> (mel, durations)`` over the Sambert graphs.
+
+    Args of ``__call__``:
+        inputs: :class:`SambertInputs` of one sentence (streams of shape ``(T,)``).
+        controls: float32 ``(4,)`` = speed ×, pitch (semitones), pitch_range ×, energy ×. Speed divides
+            the predicted durations; pitch_range scales the (speaker-normalised) pitch contour around the
+            speaker's mean. Pitch and energy are not model inputs for this family: the manifest's
+            ``pitch_graph_semitones`` (0, 0) sends every pitch shift to the Synthesizer's resampling and
+            ``energy_control`` "gain" makes it scale the waveform, so both are ignored here.
+
+    Returns:
+        mel ``(1, L, n_mels)`` float32 (KAN-TTS normalisation, what the vocoder takes) and durations
+        ``(1, T)`` int64 frames per symbol.
+    """
+
+    def __init__(self, loop: SambertLoop) -> None:
+        self.loop = loop
+
+    def __call__(self, inputs: SambertInputs, controls: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        c = np.asarray(controls, dtype=np.float32).reshape(4)
+        res = self.loop.acoustic(inputs, (float(c[2]), 0.0, 1.0, 0.0), float(c[0]))
+        return res.mel[None].astype(np.float32, copy=False), res.durations[None].astype(np.int64, copy=False)
+
+
+def loop_config(manifest: Manifest) -> SambertLoopConfig:
+    """The host-loop settings recorded in ``extra["graphs"]["loop"]``."""
+    graphs = manifest.extra.get("graphs") or {}
+    data = graphs.get("loop")
+    if not isinstance(data, Mapping):
+        raise ModelError("sambert manifest: extra['graphs']['loop'] is missing")
+    try:
+        return SambertLoopConfig(**dict(data))
+    except TypeError as e:
+        raise ModelError(f"sambert manifest: bad extra['graphs']['loop'] ({e})") from None
+
+
+def graph_sessions(manifest: Manifest, root: Path, options: Any, names: Sequence[str] = ACOUSTIC_GRAPHS) -> dict[str, Any]:
+    """ONNX Runtime sessions of the named graph components (each with its recorded level and threads)."""
+    from speedy.runtime.onnx_backend import _LEVELS, make_session
+
+    sessions: dict[str, Any] = {}
+    for name in names:
+        comp = manifest.components.get(name)
+        if comp is None:
+            raise ModelError(f"sambert artifact: no {name} component")
+        if comp.format != "onnx":
+            raise ModelError(f"sambert artifact: {name} is {comp.format}; the Sambert loop runs ONNX graphs only")
+        level = str(comp.extra.get("graph_optimization") or options.graph_optimization)
+        if level not in _LEVELS:
+            raise ModelError(f"{comp.file}: unknown graph_optimization {level!r} in manifest")
+        sessions[name] = make_session(root / comp.file, options.threads or comp.extra.get("threads"), level)
+    return sessions
+
+
+def build_loop(manifest: Manifest, root: Path, options: Any,
+               wrap: Callable[[str, Any], Any] | None = None) -> SambertLoop:
+    """A :class:`SambertLoop` over the artifact's graphs; ``wrap(name, session)`` may replace each runner."""
+    sessions = graph_sessions(manifest, root, options, (*ACOUSTIC_GRAPHS, "vocoder"))
+    graphs = {n: (wrap(n, s) if wrap else s) for n, s in sessions.items()}
+    return SambertLoop(graphs, loop_config(manifest))
+
+
+def load_runner(manifest: Manifest, name: str, root: Path, options: Any) -> SambertAcousticRunner:
+    """The composite runner for ``name`` (only ``"acoustic"``); called by :func:`speedy.runtime.load_runner`."""
+    if name != "acoustic":
+        raise ModelError(f"sambert artifact: no composite component {name!r} (the loop provides 'acoustic')")
+    sessions = graph_sessions(manifest, root, options)
+    return SambertAcousticRunner(SambertLoop(sessions, loop_config(manifest)))

@@ -1,0 +1,347 @@
+"""Export and quantize stages for Sambert-HifiGan (ModelScope / KAN-TTS) artifacts.
+
+A Sambert artifact holds seven ONNX graphs as components (``encoder``, ``variance``, ``duration_step``,
+``decoder_memory``, ``decoder_step``, ``postnet``, ``vocoder``); ``extra["graphs"]`` says how the host
+loop chains them, and :mod:`speedy.runtime.sambert_backend` builds the ``acoustic`` runner from them.
+The frontend is ``sambert-kantts`` (:mod:`speedy.frontend_sambert`) with the voice's symbol tables;
+emotions are the voice's native emotion ids.
+
+Quantization works per graph: dynamic INT8 and FP16 need no data; static INT8 records every graph's
+inputs by running the FP32 host loop over the calibration corpus. The duration LSTM and the
+decoder step (whose KV cache feeds back into itself) are the autoregressive graphs; which of them stay
+float is :data:`FLOAT_GRAPHS` (measured, see there).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from speedy.artifacts import (Audio, Component, Controls, Frontend, Manifest, Source, atomic_artifact, lineage_step,
+                              sha256_file, write_manifest)
+from speedy.errors import InputError, ModelError
+
+_LOGGER = logging.getLogger(__name__)
+
+FAMILY = "sambert-hifigan"
+#: Check sentence for the whole-loop parity (ONNX host loop vs the PyTorch reference forward).
+CHECK_TEXT = "今天天气很好，我们一起去公园散步吧。"
+#: Graphs left in float by the INT8 recipes. The duration LSTM is a few kFLOPs per symbol and feeds its
+#: own output back (a rounding flip changes a duration): nothing to gain. decoder_step: see the report
+#: in the closing notes — on the fixture its dynamic INT8 MatMuls changed durations not at all and the
+#: mel by a small amount that does not grow along the utterance, so it is quantized (measured per
+#: artifact into manifest.extra["quantize"]["loop_error"]).
+FLOAT_GRAPHS: tuple[str, ...] = ("duration_step",)
+#: Steps kept per autoregressive graph per calibration sentence (every k-th call), to bound memory.
+CALIB_STEPS_PER_SENTENCE = 24
+
+
+def _say(progress: Callable[[str], None] | None) -> Callable[[str], None]:
+    return progress or (lambda m: _LOGGER.info(m))
+
+
+# ---- export ----------------------------------------------------------------------------------------
+def export_modelscope(model_dir: Path, out: Path, *, voice: str | None = None, config: Any = None,
+                      force: bool = False, progress: Callable[[str], None] | None = None) -> Manifest:
+    """Export one voice of a ModelScope Sambert-HifiGan folder to an ONNX artifact at ``out``.
+
+    The folder is read (and refused with a one-line ModelError: not a model folder, missing voice,
+    unsupported variant) before anything is written. Every graph is checked in ONNX Runtime against
+    PyTorch, then the whole ONNX loop against the PyTorch reference on a real sentence.
+
+    Returns the written manifest (``extra["parity"]``: one figure per graph and for the loop).
+    """
+    from speedy.frontend_sambert import FRONTEND_NAME, native_emotion_names, read_vocab
+    from speedy.models.sambert_export import ATOL, OPSET, SPECS, check_sambert_graphs, export_sambert_graphs, loop_config
+    from speedy.models.sources.modelscope import load_sambert
+
+    say = _say(progress)
+    check = bool(getattr(config, "check", True))
+    opset = getattr(config, "opset", OPSET)
+    if opset != OPSET:
+        raise InputError(f"--opset {opset}: Sambert graphs are exported at opset {OPSET} only")
+    model_dir = Path(model_dir)
+    if out.exists() and not force:
+        raise InputError(f"{out} already exists; pass --force to replace it")
+    say(f"reading {model_dir} (voice {voice or 'default'})")
+    loaded = load_sambert(model_dir, voice)
+    info = loaded.voice
+    cfg = loop_config(loaded.acoustic, loaded.vocoder, info.audio.sample_rate)
+    speakers = info.speakers or ["F7"]
+    vocab, vocab_origin = read_vocab(info.folder, speakers, cfg.vocab_sizes)
+    start = time.perf_counter()
+    with atomic_artifact(out, force=force) as staging:
+        say(f"exporting {len(SPECS)} graphs to ONNX (opset {OPSET})")
+        tmp = staging / ".graphs"
+        paths = export_sambert_graphs(loaded, tmp, check=False)
+        comps: dict[str, Component] = {}
+        for name, path in paths.items():
+            dst = staging / path.name
+            shutil.move(str(path), dst)
+            spec = SPECS[name]
+            comps[name] = Component(
+                file=dst.name, format="onnx", precision="fp32", inputs=spec.inputs, outputs=spec.outputs,
+                sha256=sha256_file(dst), dynamic_axes={k: {str(a): n for a, n in v.items()} for k, v in spec.dynamic.items()},
+                extra={"opset": OPSET, "role": "vocoder" if spec.module == "vocoder" else "acoustic"})
+        shutil.rmtree(tmp, ignore_errors=True)
+        figures: list[dict[str, Any]] = []
+        if check:
+            say("checking every graph in ONNX Runtime against PyTorch")
+            diffs = check_sambert_graphs(loaded.acoustic, loaded.vocoder, {n: staging / c.file for n, c in comps.items()})
+            figures = [{"component": n, "output": "*", "kind": "max_abs", "value": v, "tol": ATOL} for n, v in diffs.items()]
+        emotions = native_emotion_names(vocab.emotion)
+        manifest = Manifest(
+            family=FAMILY,
+            source=Source(kind="modelscope", uri=f"{model_dir.resolve()}#{info.name}",
+                          sha256=_checkpoints_sha(info.am_checkpoint, info.voc_checkpoint)),
+            components=comps,
+            audio=Audio(sample_rate=info.audio.sample_rate, hop_size=info.audio.hop_size, n_mels=info.audio.n_mels,
+                        mel_normalization=f"kantts-{info.audio.norm_type}", max_ids=cfg.max_len,
+                        max_frames=cfg.max_len * 32, min_vocoder_frames=1),
+            frontend=Frontend(name=FRONTEND_NAME, symbols=vocab.sy),
+            controls=Controls(inputs=("speed", "pitch_range"), emotions={"kind": "native", "names": emotions},
+                              voices=(info.name,)),
+            extra={
+                "graphs": {"runtime": "sambert-loop", "acoustic": list(comps)[:-1], "vocoder": "vocoder",
+                           "loop": asdict(cfg)},
+                "vocab": {k: v for k, v in vocab.as_dict().items() if k != "sy"},
+                "vocab_source": vocab_origin,
+                "speaker": {"name": speakers[0], "id": 0},
+                # Sambert's pitch is speaker-normalised: no semitone input; shifts go to resampling.
+                "pitch_graph_semitones": [0.0, 0.0],
+                "energy_control": "gain",
+                "voice": info.name,
+                "audio_config": asdict(info.audio),
+            },
+        )
+        if check:
+            say("checking the ONNX host loop against the PyTorch reference on a sentence")
+            figures += loop_parity(manifest, staging, loaded.acoustic)
+        step = lineage_step("export", {"from_modelscope": str(model_dir), "voice": info.name, "opset": OPSET,
+                                       "check": check, "am_checkpoint": info.am_checkpoint.name,
+                                       "voc_checkpoint": info.voc_checkpoint.name},
+                            time.perf_counter() - start, "torch", "onnx", "onnxruntime")
+        manifest = manifest.with_step(step, extra={**dict(manifest.extra), "parity": figures})
+        write_manifest(staging, manifest)
+    return manifest
+
+
+def _checkpoints_sha(*paths: Path) -> str:
+    h = hashlib.sha256()
+    for p in paths:
+        h.update(sha256_file(p).encode())
+    return h.hexdigest()
+
+
+def loop_parity(manifest: Manifest, root: Path, acoustic: Any, text: str = CHECK_TEXT) -> list[dict[str, Any]]:
+    """ONNX host loop vs ``acoustic.forward`` (PyTorch) on ``text``: exact durations, mel max |Δ|.
+
+    Raises ModelError when a duration differs or the mel is off by more than the graphs' tolerance × 10
+    (errors of the six graphs add up along the loop).
+    """
+    from speedy.frontend_sambert import encoder
+    from speedy.models.sambert_export import ATOL
+    from speedy.runtime import RuntimeOptions, load_runner
+
+    enc = encoder(manifest)
+    runner = load_runner(manifest, "acoustic", root, RuntimeOptions(threads=1))
+    worst = 0.0
+    for utt in enc.text_to_utterances(text):
+        inputs = enc.encode(utt, None)
+        mel, dur = runner(inputs, np.asarray((1.0, 0.0, 1.0, 1.0), np.float32))
+        ref = acoustic.forward(inputs)
+        if not np.array_equal(dur[0], ref.durations.numpy()):
+            raise ModelError("export: the ONNX host loop's durations differ from PyTorch's")
+        worst = max(worst, float(np.abs(mel[0] - ref.mel.numpy()).max()))
+    tol = 10 * ATOL
+    if worst > tol:
+        raise ModelError(f"export: the ONNX host loop's mel differs from PyTorch by {worst:.3g} (> {tol:g})")
+    return [{"component": "acoustic-loop", "output": "mel", "kind": "max_abs", "value": worst, "tol": tol}]
+
+
+# ---- quantize --------------------------------------------------------------------------------------
+def graph_role(comp: Component) -> str:
+    """``"acoustic"`` or ``"vocoder"``: which of a recipe's op-type lists applies to this graph."""
+    return str(comp.extra.get("role", "vocoder" if comp.file.startswith("vocoder") else "acoustic"))
+
+
+def quantize_graphs(src: Manifest, root: Path, staging: Path, tmp: Path, recipe: Any, text: Sequence[str],
+                    say: Callable[[str], None]) -> tuple[dict[str, Component], dict[str, object]]:
+    """INT8 per graph for a Sambert artifact (the recipe's acoustic op types on the six acoustic graphs).
+
+    ``int8-dynamic`` needs no data; ``int8-static`` calibrates each graph on inputs recorded from the
+    FP32 host loop over ``text``; ``mixed`` is refused. Graphs in :data:`FLOAT_GRAPHS` are copied.
+    Returns (components, report) as ``speedy.stages.quantize._int8`` does; the report holds the
+    quantized loop's error against FP32 on the check sentence.
+    """
+    from speedy.stages.quantize import _dynamic, _Reader, _static
+
+    if recipe.name not in ("int8-dynamic", "int8-static"):
+        raise InputError(f"quantize: recipe {recipe.name} is not supported for Sambert artifacts; "
+                         "use int8-dynamic, int8-static or fp16")
+    feeds: dict[str, list[dict[str, np.ndarray]]] = {}
+    if recipe.name == "int8-static":
+        say(f"calibration: {recipe.calib_sentences} sentences through the FP32 Sambert host loop")
+        feeds = record_calibration(src, root, text, recipe.calib_sentences)
+    comps: dict[str, Component] = {}
+    precision = recipe.name
+    for name, comp in src.components.items():
+        ops = tuple(recipe.op_types.get(graph_role(comp), ()))
+        if not ops or name in FLOAT_GRAPHS or not _has_ops(root / comp.file, ops):
+            shutil.copyfile(root / comp.file, staging / comp.file)
+            comps[name] = comp
+            continue
+        if recipe.name == "int8-dynamic":
+            say(f"quantizing {name} (dynamic INT8: {', '.join(ops)})")
+            _dynamic(root / comp.file, staging / comp.file, ops, recipe, None)
+        else:
+            say(f"calibrating {name} ({recipe.calibration}, {len(feeds[name])} inputs) and quantizing {', '.join(ops)}")
+            _static(root / comp.file, staging / comp.file, ops, recipe, _Reader(feeds[name]),
+                    tmp / f"{name}.calib.json", ())
+        comps[name] = replace(comp, precision=precision, sha256=sha256_file(staging / comp.file),
+                              extra={**dict(comp.extra), "op_types": list(ops)})
+    report: dict[str, object] = {"float_graphs": [n for n in FLOAT_GRAPHS if n in src.components]}
+    report["loop_error"] = loop_error(src, root, replace(src, components=comps), staging)
+    return comps, report
+
+
+def _has_ops(path: Path, ops: Sequence[str]) -> bool:
+    """Whether the graph has a node of one of ``ops`` (ORT's calibrators fail on a graph with none)."""
+    import onnx
+
+    return any(n.op_type in ops for n in onnx.load(str(path), load_external_data=False).graph.node)
+
+
+def record_calibration(src: Manifest, root: Path, text: Sequence[str], limit: int) -> dict[str, list[dict[str, np.ndarray]]]:
+    """Each graph's feeds from the FP32 host loop over up to ``limit`` calibration sentences.
+
+    Emotions cycle through the voice's four main labels so every emotion embedding is seen. Step
+    graphs keep every k-th call (≈ :data:`CALIB_STEPS_PER_SENTENCE` per sentence).
+    """
+    from speedy.frontend_sambert import LABELS, encoder
+    from speedy.runtime import RuntimeOptions
+    from speedy.runtime.sambert_backend import build_loop
+    from speedy.runtime.sambert_loop import as_runner
+
+    if not text:
+        raise InputError("calibration set is empty")
+    recorded: dict[str, list[dict[str, np.ndarray]]] = {}
+    stride: dict[str, int] = {}
+
+    def wrap(name: str, session: Any) -> Callable[[Mapping[str, np.ndarray]], Sequence[np.ndarray]]:
+        run = as_runner(session)
+        calls = [0]
+
+        def rec(feeds: Mapping[str, np.ndarray]) -> Sequence[np.ndarray]:
+            if calls[0] % stride.get(name, 1) == 0:
+                recorded.setdefault(name, []).append({k: np.array(v, copy=True) for k, v in feeds.items()})
+            calls[0] += 1
+            return run(feeds)
+
+        return rec
+
+    loop = build_loop(src, root, RuntimeOptions(threads=None), wrap)
+    enc = encoder(src)
+    labels = [lab for lab in LABELS if lab in enc.emotions] or [None]
+    count = 0
+    for sentence in text:
+        for utt in enc.text_to_utterances(sentence):
+            n = len(utt.tokens)
+            stride["duration_step"] = max(1, n // CALIB_STEPS_PER_SENTENCE)
+            stride["decoder_step"] = max(1, 4 * n // CALIB_STEPS_PER_SENTENCE)  # ≈ 4 decoder steps per symbol
+            inputs = enc.encode(utt, _Emotion(labels[count % len(labels)]))
+            loop.synthesize(inputs)
+            count += 1
+            if count >= limit:
+                return recorded
+    if not count:
+        raise InputError("calibration set produced no utterances")
+    return recorded
+
+
+class _Emotion:
+    """The one attribute of SynthesisOptions the encoder reads."""
+
+    def __init__(self, emotion: str | None) -> None:
+        self.emotion = emotion
+
+
+def loop_error(ref: Manifest, ref_root: Path, test: Manifest, test_root: Path,
+               text: str = CHECK_TEXT) -> dict[str, float]:
+    """Quantized vs FP32 host loop on ``text``: symbols whose duration changed, and mel errors.
+
+    ``mel_rel``: ‖mel_q − mel‖ / ‖mel‖ over the frames both have; ``mel_rel_last_quarter``: the same on
+    the last quarter of frames (growth along the utterance shows autoregressive error accumulation).
+    """
+    from speedy.frontend_sambert import encoder
+    from speedy.runtime import RuntimeOptions, load_runner
+
+    opts = RuntimeOptions(threads=1)
+    a = load_runner(ref, "acoustic", ref_root, opts)
+    b = load_runner(test, "acoustic", test_root, opts)
+    enc = encoder(ref)
+    ctl = np.asarray((1.0, 0.0, 1.0, 1.0), np.float32)
+    changed = total = 0
+    num = den = num_q = den_q = 0.0
+    for utt in enc.text_to_utterances(text):
+        inputs = enc.encode(utt, None)
+        (ma, da), (mb, db) = a(inputs, ctl), b(inputs, ctl)
+        changed += int((da != db).sum())
+        total += da.size
+        n = min(ma.shape[1], mb.shape[1])
+        d = ma[0, :n] - mb[0, :n]
+        num += float((d ** 2).sum())
+        den += float((ma[0, :n] ** 2).sum())
+        q = n - n // 4
+        num_q += float((d[q:] ** 2).sum())
+        den_q += float((ma[0, q:n] ** 2).sum())
+    return {"durations_changed": changed, "symbols": total, "mel_rel": round((num / max(den, 1e-12)) ** 0.5, 5),
+            "mel_rel_last_quarter": round((num_q / max(den_q, 1e-12)) ** 0.5, 5)}
+
+
+# ---- compile -----------------------------------------------------------------------------------------
+def verify_graphs(src: Manifest, src_root: Path, manifest: Manifest, root: Path, threads: int | None = None,
+                  strict: bool = True, text: str = CHECK_TEXT) -> list[dict[str, Any]]:
+    """A compiled Sambert artifact against its source, through the runtime: loop and vocoder.
+
+    Durations must match exactly and the loop's mel within 1e-3 (max |Δ|); the vocoder, fed the
+    source's mel, within 40 dB SNR. ``strict=False`` reports without raising (reduced precision).
+    Returns parity figures in the shape ``speedy.stages.compile`` records.
+    """
+    from speedy.frontend_sambert import encoder
+    from speedy.runtime import RuntimeOptions, load_runner
+    from speedy.stages.parity import snr_db
+
+    opts = RuntimeOptions(threads=threads)
+    runners = [(load_runner(m, "acoustic", r, opts), load_runner(m, "vocoder", r, opts))
+               for m, r in ((src, src_root), (manifest, root))]
+    enc = encoder(src)
+    ctl = np.asarray((1.0, 0.0, 1.0, 1.0), np.float32)
+    mel_diff, snr, dur_equal = 0.0, float("inf"), True
+    for utt in enc.text_to_utterances(text):
+        inputs = enc.encode(utt, None)
+        (ma, da), (mb, db) = (r[0](inputs, ctl) for r in runners)
+        dur_equal &= bool(np.array_equal(da, db))
+        mel_diff = max(mel_diff, float(np.abs(ma - mb).max()) if ma.shape == mb.shape else float("inf"))
+        wa, wb = (r[1](ma) for r in runners)
+        snr = min(snr, snr_db(wa, wb))
+    figures = [
+        {"component": "acoustic-loop", "output": "durations", "kind": "exact", "value": 0.0 if dur_equal else 1.0,
+         "tol": 0.0, "enforced": strict},
+        {"component": "acoustic-loop", "output": "mel", "kind": "max_abs", "value": mel_diff, "tol": 1e-3,
+         "enforced": strict},
+        {"component": "vocoder", "output": "wav", "kind": "snr_db", "value": snr, "tol": 40.0, "enforced": strict},
+    ]
+    if strict and (not dur_equal or mel_diff > 1e-3 or snr < 40.0):
+        raise ModelError(f"compile: the compiled Sambert graphs differ from the source (durations equal: {dur_equal}, "
+                         f"mel max |Δ| {mel_diff:.3g}, vocoder SNR {snr:.1f} dB)")
+    return figures
