@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import re
 from functools import lru_cache
+from importlib import resources
 
 from speedy.frontend import polyphones, prosody, sandhi
 from speedy.frontend.english import read_latin
@@ -20,10 +21,24 @@ _TOKEN = re.compile(r"(?P<han>[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000
                     r"|(?P<latin>[A-Za-z]+(?:['’][A-Za-z]+)*)|(?P<space>\s+)|(?P<other>.)", re.S)
 #: 儿 after these is a real syllable (女儿, 儿子 ...), not the erhua suffix
 _NOT_ERHUA = set("女婴幼孤健患男胎少孙侄产乳病托宠混犬花孩") | {"儿"}
+_COUNTING = set("第一二三四五六七八九十百千万两几每半")
 _ERHUA_WORDS = {"哪儿", "这儿", "那儿", "一点儿", "一会儿", "玩儿", "事儿", "味儿", "好玩儿", "一块儿", "小孩儿",
                 "聊天儿", "有点儿", "差点儿", "慢慢儿", "面条儿", "冰棍儿", "小曲儿", "大伙儿", "老头儿", "门儿",
                 "劲儿", "空儿", "个儿", "头儿", "片儿", "法儿", "样儿", "款儿", "盖儿", "画儿", "花儿",
                 "今儿", "明儿", "昨儿", "哥们儿", "爷们儿", "模样儿", "活儿", "伴儿", "词儿", "字儿"}
+
+
+@lru_cache(maxsize=1)
+def _extra_phrases() -> dict[str, list[str]]:
+    """Words pypinyin's own table lacks or reads wrongly (``data/phrases.tsv`` + ``data/overrides.tsv``)."""
+    out = {}
+    for name in ("data/phrases.tsv", "data/overrides.tsv"):  # overrides last: they win
+        text = resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                word, readings = line.split("\t")
+                out[word] = readings.split()
+    return out
 
 
 @lru_cache(maxsize=1)
@@ -35,6 +50,9 @@ def _lexicon():  # -> (jieba tokenizer, phrases dict, single-char dict, mmseg)
     jieba.setLogLevel(logging.WARNING)
     tokenizer = jieba.Tokenizer()
     tokenizer.initialize()
+    for word in _extra_phrases():
+        if word not in tokenizer.FREQ:
+            tokenizer.add_word(word)
     return tokenizer, PHRASES_DICT, PINYIN_DICT, seg
 
 
@@ -59,6 +77,9 @@ def _char_reading(ch: str) -> tuple[str, bool]:
 def _word_readings(word: str) -> tuple[list[str], list[bool]]:
     """TONE3 readings of a word from the phrase lexicon; flags mark single-character guesses."""
     _, phrases, _, seg = _lexicon()
+    extra = _extra_phrases().get(word)
+    if extra is not None:
+        return list(extra), [False] * len(word)
     if len(word) > 1 and word in phrases:
         return [_tone3(p[0]) for p in phrases[word]], [False] * len(word)
     readings: list[str] = []
@@ -86,6 +107,8 @@ def analyse_han(text: str, sandhi_on: bool = True) -> tuple[list[tuple[str, list
     for w in words:
         r, g = _word_readings(w)
         start = len(readings)
+        if len(w) > 1 and w[-1] in polyphones.RULES and all(c in _COUNTING for c in w[:-1]):
+            g[-1] = True  # numeral + measure (一行, 第三行, 两卷): let the rules look at the context
         guesses.extend(start + k for k, flag in enumerate(g) if flag)
         readings.extend(r)
         spans.append((start, start + len(w)))

@@ -61,7 +61,11 @@ def _date_ymd(m: re.Match) -> str:
 
 
 def _time(m: re.Match) -> str:
-    h, mi, s = int(m.group("h")), int(m.group("mi")), m.group("s")
+    return _clock(int(m.group("h")), int(m.group("mi")), m.group("s"))
+
+
+def _clock(h: int, mi: int, s: str | None) -> str:
+    """12, 30, None -> 十二点三十分; 8, 5, None -> 八点零五分; seconds read after 分."""
     out = cardinal(h, liang=True) + "点"
     if s is not None:
         out += (digits("0") if mi < 10 and mi else "") + (cardinal(mi) + "分" if mi else "零分")
@@ -73,6 +77,10 @@ def _time(m: re.Match) -> str:
     return out + cardinal(mi) + "分"
 
 
+def _hm(h: str, mi: str) -> str:
+    return _clock(int(h), int(mi), None)
+
+
 def _money(m: re.Match) -> str:
     amount = m.group("amt").replace(",", "")
     if "." in amount:
@@ -81,11 +89,17 @@ def _money(m: re.Match) -> str:
     return number(amount, liang=True) + (m.group("scale") or "") + unit
 
 
+def _pct(a: str) -> str:
+    sign = "负" if a.startswith("-") else ""
+    a = a.lstrip("-")
+    return sign + "百分之" + ("百" if a == "100" else number(a, liang=True))
+
+
 def _percent(m: re.Match) -> str:
     a, b = m.group("a"), m.group("b")
-    out = "百分之" + number(a)
+    out = _pct(a)
     if b:
-        out += "到百分之" + number(b)
+        out += "到" + _pct(b)
     return out
 
 
@@ -141,12 +155,14 @@ def _integer(m: re.Match) -> str:
 
 _RULES: list[tuple[str, object]] = [
     # phone numbers: mobile, landline with area code, 400/800 service numbers
-    (r"(?<!\d)(?P<n>(?:\+?86[- ]?)?1[3-9]\d(?:[- ]?\d{4}){2})(?!\d)", _phone),
+    (r"(?<!\d)(?P<p>\+86[- ]?)?(?P<n>1[3-9]\d(?:[- ]?\d{4}){2})(?!\d)",
+     lambda m: ("加八六" if m.group("p") else "") + _phone(m)),
     (r"(?<!\d)(?P<n>0\d{2,3}-\d{7,8}|[48]00-?\d{3}-?\d{4})(?!\d)", _phone),
-    (r"(?<![\d.])(?P<n>(?:110|119|120|122|114|12315|12345|10086|10010|10000|95\d{3}))(?![\d.年元个%])",
-     _phone),
+    (r"(?<![\d.])(?P<n>(?:12306|12315|12345|12348|10086|10010|10000|95\d{3}))(?![\d.年元个%])", _phone),
+    (r"(?P<k>拨打|拨|打|报警|急救|火警|客服|热线|电话|求助|匪警)(?P<s>[：: ]*)(?P<n>11[0249]|12[02])(?!\d)",
+     lambda m: m.group("k") + m.group("s") + _phone(m)),
     # codes read digit by digit after a keyword
-    (rf"(?P<k>(?:{_CODE_WORDS})(?:是|为|:|：| )*)(?P<c>[A-Za-z]*\d[\d\- ]*\d|\d)",
+    (rf"(?P<k>(?:{_CODE_WORDS})(?:号|是|为|:|：| )*)(?P<c>[A-Za-z]*\d[\d\- ]*\d|\d)",
      lambda m: m.group("k") + digits(re.sub(r"[- ]", "", m.group("c")))),
     (r"(?<![\d.])(\d{3,5})(?=(?:号房|房间|室|次列车|次航班))", lambda m: digits(m.group(1))),
     # dates
@@ -154,12 +170,16 @@ _RULES: list[tuple[str, object]] = [
      _date_ymd),
     (r"(?<!\d)(?P<y>\d{4})年(?P<m>0?[1-9]|1[0-2])月(?:(?P<d>0?[1-9]|[12]\d|3[01])(?P<suf>[日号]))?", _date_ymd),
     (r"(?<!\d)(?P<y>)(?P<m>0?[1-9]|1[0-2])月(?P<d>0?[1-9]|[12]\d|3[01])(?P<suf>[日号])", _date_ymd),
+    (r"(?<!\d)(\d{4})\s*[-~到至]\s*(\d{4})(?=年)", lambda m: _year(m.group(1)) + "到" + _year(m.group(2))),
     (r"(?<!\d)(\d{4})(?=年)", lambda m: _year(m.group(1))),
-    (r"(?<!\d)(\d{4})(?=[-~到至](?:\d{4})年)", lambda m: _year(m.group(1))),
     (r"(?<!\d)(\d{2})(?=年代)", lambda m: cardinal(int(m.group(1)))),
     # scores and ratios (before times: 比分 3:2, 以2:1获胜)
-    (r"(?<=比分|比赛|战胜|击败|比例|比率)(?:是|为|以)?(\d+):(\d+)", _score_or_ratio),
-    (r"(?<=以)(\d+):(\d+)(?=[获战胜负取击赢输领落])", _score_or_ratio),
+    (r"(?<=比分|比赛|战胜|击败|比例|比率)(是|为|以)?(\d+):(\d+)",
+     lambda m: (m.group(1) or "") + number(m.group(2)) + "比" + number(m.group(3))),
+    (r"(?<=以)(\d+):(\d+)(?=[获战胜负取击赢输领落结])", _score_or_ratio),
+    (r"(?<![\d:])(\d+):(\d+)(?=[获战胜负取击赢输领落])", _score_or_ratio),
+    (r"(?<![\d.:])(?P<a>[01]?\d|2[0-4]):(?P<b>[0-5]\d)\s*[-~至到]\s*(?P<c>[01]?\d|2[0-4]):(?P<d>[0-5]\d)(?![\d:])",
+     lambda m: _hm(m.group("a"), m.group("b")) + "到" + _hm(m.group("c"), m.group("d"))),
     # times
     (r"(?<![\d.:])(?P<h>[01]?\d|2[0-4]):(?P<mi>[0-5]\d)(?::(?P<s>[0-5]\d))?(?![\d:])", _time),
     (r"(?<![\d.])(\d+):(\d+)(?![\d:])", _score_or_ratio),
@@ -180,13 +200,14 @@ _RULES: list[tuple[str, object]] = [
     # fractions (not dates: those were handled above)
     (r"(?<![\d/])(\d+)/(\d+)(?![\d/])", lambda m: fraction(m.group(1), m.group(2))),
     # ranges
-    (rf"(?<![\d.])({_NUM})\s*[-~—]\s*({_NUM})(?![\d.])", lambda m: number(m.group(1)) + "到" + number(m.group(2))),
+    (rf"(?<![\d.])({_NUM})\s*[-~—]\s*({_NUM})(?![\d.])(?=(?P<mw>{_LIANG_AFTER})?)",
+     lambda m: number(m.group(1), liang=bool(m.group("mw"))) + "到" + number(m.group(2), liang=bool(m.group("mw")))),
     # ordinals
     (r"第(\d+)", lambda m: "第" + cardinal(int(m.group(1)))),
     # alphanumeric codes: A380 -> A三八零, G20 -> G二十
     (r"(?<=[A-Za-z])(\d{3,})", lambda m: digits(m.group(1))),
     # negative numbers
-    (rf"(?<![\w.])-({_NUM})", lambda m: "负" + number(m.group(1))),
+    (rf"(?<![A-Za-z0-9.])-({_NUM})", lambda m: "负" + number(m.group(1))),
     # 2 before a measure word is 两
     (rf"(?<![\d.])2(?=(?:{_LIANG_AFTER}))", "两"),
     # everything else numeric

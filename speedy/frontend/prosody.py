@@ -28,6 +28,11 @@ def prosodic_words(words: list[str]) -> list[list[int]]:
             groups[-1].append(i)
             sizes[-1] += 1
             continue
+        if pending and n == 1 and w not in _LEAN_LEFT and i + 1 < len(words) and len(words[i + 1]) == 1:
+            groups.append(pending)  # 我/很/好 -> [我] [很 好]
+            sizes.append(pending_size)
+            pending, pending_size = [i], 1
+            continue
         if pending and pending_size + n <= 3:
             pending.append(i)
             pending_size += n

@@ -1,0 +1,50 @@
+"""Developer tool: derive ``data/phrases.tsv`` from pypinyin-dict's CC-CEDICT and zdic word lists.
+
+Run ``python -m speedy.frontend.build_lexicon`` after changing pypinyin or pypinyin-dict. It keeps only
+words that jieba can produce, that pypinyin's own phrase table lacks and whose polyphonic characters
+the frontend would otherwise read differently, so the shipped table stays small and loads fast.
+Both sources are MIT-licensed (pypinyin-dict, by mozillazg; CC-CEDICT data is CC BY-SA 4.0).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+_LOG = logging.getLogger(__name__)
+OUT = Path(__file__).with_name("data") / "phrases.tsv"
+
+
+def build(out: Path = OUT) -> int:
+    """Write the table; returns its number of entries."""
+    from pypinyin.constants import PHRASES_DICT, PINYIN_DICT
+    from pypinyin_dict.phrase_pinyin_data import cc_cedict, zdic_cibs
+
+    from speedy.frontend.g2p import _lexicon, _tone3, _word_readings
+
+    tokenizer = _lexicon()[0]
+    merged: dict[str, list[list[str]]] = dict(zdic_cibs.phrases_dict)
+    merged.update(cc_cedict.phrases_dict)  # CC-CEDICT marks neutral tones; prefer it
+    rows = []
+    for word, marked in merged.items():
+        if not 2 <= len(word) <= 4 or word in PHRASES_DICT or word not in tokenizer.FREQ:
+            continue
+        if not tokenizer.FREQ[word] or len(marked) != len(word):
+            continue
+        target = [_tone3(p[0]) for p in marked]
+        if not all(t[-1:].isdigit() for t in target):
+            continue
+        current, _ = _word_readings(word)
+        poly = [i for i, ch in enumerate(word) if ch not in "一不" and "," in PINYIN_DICT.get(ord(ch), "")]
+        target = [current[i] if ch in "一不" else t for i, (ch, t) in enumerate(zip(word, target))]
+        if any(target[i] != current[i] for i in poly):
+            rows.append(f"{word}\t{' '.join(target)}")
+    rows.sort()
+    out.write_text("# word<TAB>TONE3 readings; derived from pypinyin-dict (MIT) by build_lexicon.py\n"
+                   + "\n".join(rows) + "\n", encoding="utf-8")
+    return len(rows)
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO)
+    _LOG.info("wrote %d entries to %s", build(), OUT)
