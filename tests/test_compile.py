@@ -298,3 +298,14 @@ def test_default_voice_torch_export_synthesizes(default_torch: Path, tmp_path: P
     compile_artifact(default_torch, out, CompileConfig(backend="torch", threads=2))
     result = Synthesizer.load(out, threads=2).synthesize("请在三点以前把报告发给我。")
     assert result.duration_s > 1.0
+
+
+def test_unknown_family_is_refused(tiny: dict[str, Path], tmp_path: Path) -> None:
+    """A family without a graph spec (e.g. a multi-graph Sambert artifact) is a ModelError naming it."""
+    src = tmp_path / "odd"
+    shutil.copytree(tiny["onnx"], src)
+    m = read_manifest(src)
+    write_manifest(src, replace(m, family="sambert-hifigan-test", extra={"graphs": {"runtime": "sambert-loop"}}))
+    with pytest.raises(ModelError, match="sambert-hifigan-test.*multi-graph"):
+        compile_artifact(src, tmp_path / "out", CompileConfig(threads=1))
+    assert not (tmp_path / "out").exists()

@@ -60,6 +60,10 @@ class CheckSet:
 def family_spec(manifest: Manifest, stage: str) -> FamilySpec:
     """The family's export contract; ModelError when the family has none."""
     spec = FAMILY_SPECS.get(manifest.family)
+    if spec is None and manifest.extra.get("graphs"):
+        raise ModelError(f"{stage}: {manifest.family!r} is a multi-graph artifact (its acoustic model is a host "
+                         f"loop over {len(manifest.components)} graphs); {stage} supports single-graph families "
+                         f"only ({', '.join(FAMILY_SPECS)}): use its ONNX artifact as it is")
     if spec is None:
         raise ModelError(f"{stage}: no graph spec for family {manifest.family!r} (known: {', '.join(FAMILY_SPECS)})")
     return spec
