@@ -27,6 +27,9 @@ _LOGGER = logging.getLogger(__name__)
 
 RUNTIME_NAME = "sambert-loop"
 ACOUSTIC_GRAPHS = GRAPH_NAMES[:-1]
+#: onnxruntime 1.32 crashes (SIGSEGV) creating a session at level "all" for the FP16 variance and postnet
+#: graphs (FSMN convolutions + LSTM, Cast-wrapped by the FP16 converter); "extended" loads and runs them.
+FP16_MAX_LEVEL = "extended"
 
 
 class SambertAcousticRunner:
@@ -80,6 +83,8 @@ def graph_sessions(manifest: Manifest, root: Path, options: Any, names: Sequence
         level = str(comp.extra.get("graph_optimization") or options.graph_optimization)
         if level not in _LEVELS:
             raise ModelError(f"{comp.file}: unknown graph_optimization {level!r} in manifest")
+        if comp.precision == "fp16" and level == "all":
+            level = FP16_MAX_LEVEL
         sessions[name] = make_session(root / comp.file, options.threads or comp.extra.get("threads"), level)
     return sessions
 
