@@ -1,7 +1,7 @@
 """Grapheme to phoneme: Han text -> TONE3 pinyin with polyphones, sandhi and erhua; -> Baker phones.
 
-Lexicon: pypinyin's phrase dictionary over jieba's words (pypinyin's own max-match inside words it
-does not know); characters outside any phrase with several readings go to the polyphone module.
+Lexicon: pypinyin's phrase dictionary plus this project's tables over bidirectional max-match words
+(segment.py); characters outside any phrase with several readings go to the polyphone module.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import re
 from functools import lru_cache
 from importlib import resources
 
-from speedy.frontend import polyphones, prosody, sandhi
+from speedy.frontend import polyphones, prosody, sandhi, segment
 from speedy.frontend.english import read_latin
 from speedy.frontend.symbols import ERHUA, split_syllable
 
@@ -42,18 +42,19 @@ def _extra_phrases() -> dict[str, list[str]]:
 
 
 @lru_cache(maxsize=1)
-def _lexicon():  # -> (jieba tokenizer, phrases dict, single-char dict, mmseg)
-    import jieba
+def _lexicon():  # -> (segmenter, phrases dict, single-char dict, mmseg)
     from pypinyin.constants import PHRASES_DICT, PINYIN_DICT
     from pypinyin.seg.mmseg import seg
 
-    jieba.setLogLevel(logging.WARNING)
-    tokenizer = jieba.Tokenizer()
-    tokenizer.initialize()
-    for word in _extra_phrases():
-        if word not in tokenizer.FREQ:
-            tokenizer.add_word(word)
-    return tokenizer, PHRASES_DICT, PINYIN_DICT, seg
+    text = resources.files(__package__).joinpath("data/words.txt").read_text(encoding="utf-8")
+    counts = dict(line.split("\t") for line in text.splitlines())
+    segmenter = segment.Segmenter(counts, extra=(_extra_phrases(), PHRASES_DICT))
+    return segmenter, PHRASES_DICT, PINYIN_DICT, seg
+
+
+def cut(text: str) -> list[str]:
+    """Words of a Han run (most probable path over the lexicon's word counts)."""
+    return _lexicon()[0].cut(text)
 
 
 @lru_cache(maxsize=65536)
@@ -74,10 +75,13 @@ def _char_reading(ch: str) -> tuple[str, bool]:
     return _tone3(readings[0]), len(readings) > 1
 
 
-def _word_readings(word: str) -> tuple[list[str], list[bool]]:
-    """TONE3 readings of a word from the phrase lexicon; flags mark single-character guesses."""
+def _word_readings(word: str, own: bool = True) -> tuple[list[str], list[bool]]:
+    """TONE3 readings of a word from the phrase lexicon; flags mark single-character guesses.
+
+    ``own=False`` ignores this project's tables (used when rebuilding them).
+    """
     _, phrases, _, seg = _lexicon()
-    extra = _extra_phrases().get(word)
+    extra = _extra_phrases().get(word) if own else None
     if extra is not None:
         return list(extra), [False] * len(word)
     if len(word) > 1 and word in phrases:
@@ -99,8 +103,7 @@ def _word_readings(word: str) -> tuple[list[str], list[bool]]:
 
 def analyse_han(text: str, sandhi_on: bool = True) -> tuple[list[tuple[str, list[str]]], list[list[int]]]:
     """A run of Han characters -> (words as (text, TONE3 syllables), prosodic-word groups)."""
-    tokenizer = _lexicon()[0]
-    words = [w for w in tokenizer.cut(text, HMM=True) if w]
+    words = cut(text)
     readings: list[str] = []
     guesses: list[int] = []
     spans: list[tuple[int, int]] = []

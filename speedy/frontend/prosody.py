@@ -1,7 +1,7 @@
 """Prosodic structure from word segmentation: prosodic words (#1) and prosodic phrases (#2).
 
 Baker's labels mark prosodic words with #1, prosodic phrases with #2 and intonational phrases (at
-commas) with #3; inside a prosodic word every character is followed by #0. Lexical words from jieba
+commas) with #3; inside a prosodic word every character is followed by #0. Lexical words
 are grouped the way Baker's annotators tend to: particles and suffixes lean on the word before,
 a monosyllable joins the next word when the two stay within three syllables, and a phrase closes
 once it holds about six syllables.

@@ -14,6 +14,12 @@ _PARTICLES = {"吧": "ba5", "吗": "ma5", "呢": "ne5", "啊": "a5", "呀": "ya5
 _REDUP_NEUTRAL = set("妈爸哥姐弟妹爷奶婆公叔婶舅姑姨娃宝星猩蝈看听说想试走坐聊问等尝写读找玩摸逛谈歇动"
                      "转瞧笑练学跳唱洗擦揉捏敲拍抱亲")
 _NEUTRAL_SUFFIX = {"们": "men5"}
+#: common words whose last syllable is neutral in speech (dictionary tone with sandhi=False)
+_NEUTRAL_LAST = set("""明白 衣服 朋友 事情 先生 意思 休息 关系 知道 告诉 认识 喜欢 商量 暖和 头发 漂亮 清楚 舒服
+麻烦 客气 聪明 时候 多少 豆腐 月亮 打扮 收拾 学生 姑娘 丈夫 媳妇 眼睛 耳朵 嘴巴 尾巴 脑袋 屁股 窗户 玻璃 葡萄
+萝卜 亲戚 生意 便宜 热闹 厉害 凉快 口袋 故事 结实 踏实 老实 马虎 糊涂 凑合 琢磨 折腾 打听 招呼 答应 吩咐 嘱咐
+衣裳 云彩 队伍 风筝 规矩 闺女 钥匙 木头 骨头 石头 晚上 早上 认得 记得 觉得 晓得 喇叭 琵琶 芝麻 消息 困难 动静
+东家 姐夫 妹夫 爱人 庄稼 粮食 名字 枕头 舌头 指头 馒头 畜生 算盘 苗条""".split())
 
 
 def _tone(s: str) -> str:
@@ -69,6 +75,8 @@ def _neutral(words: list[tuple[str, list[str]]]) -> None:
     for w, syl in words:
         if len(w) == 2 and w[0] == w[1] and w[0] in _REDUP_NEUTRAL:
             syl[1] = _set_tone(syl[1], "5")
+        if w in _NEUTRAL_LAST:
+            syl[-1] = _set_tone(syl[-1], "5")
         if len(w) >= 2 and w[-1] in _NEUTRAL_SUFFIX:
             syl[-1] = _NEUTRAL_SUFFIX[w[-1]]
         if len(w) == 1 and w in _PARTICLES and syl[0][:-1] == _PARTICLES[w][:-1]:

@@ -33,12 +33,12 @@ def _hard_cut(clause: str, max_chars: int) -> Iterator[str]:
 
 
 def _word_cut(clause: str, max_chars: int) -> int:
-    """The last jieba word boundary within ``max_chars`` (at least half-way)."""
-    from speedy.frontend.g2p import _lexicon
+    """The last word boundary within ``max_chars`` (at least half-way)."""
+    from speedy.frontend.g2p import cut
 
     pos = 0
     best = max_chars
-    for w in _lexicon()[0].cut(clause[: max_chars + 8], HMM=False):
+    for w in cut(clause[: max_chars + 8]):
         pos += len(w)
         if pos > max_chars:
             break

@@ -1,0 +1,98 @@
+"""``python -m speedy.frontend.bench``: accuracy on the frontend's own tables, and its speed.
+
+Prints TN exact match, polyphone accuracy and sandhi accuracy on tests/frontend/data, the first-call
+load time (import + dictionaries + first sentence, measured in a fresh interpreter) and the time per
+100 characters after warm-up on one thread (median of repeated runs over a mixed paragraph).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+PARAGRAPH = ("2024年3月5日下午3:30，行长在银行的会议上说：今年的存款增长了12.5%，达到1.2万亿元。"
+             "我们还要继续努力，把服务做得更好！你觉得这个计划行不行？他长得很高，头发也长了。"
+             "请拨打客服电话400-123-4567，或者发邮件咨询GPS和WiFi的问题。")
+
+_FIRST_CALL = """
+import time, warnings
+warnings.simplefilter("ignore")
+t = time.perf_counter()
+from speedy.frontend import text_to_utterances
+list(text_to_utterances("今天天气很好，我们去银行取了100元。"))
+print(time.perf_counter() - t)
+"""
+
+
+def first_call_seconds() -> float:
+    """Seconds from a fresh interpreter's import to the first utterance (dictionary load included)."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    out = subprocess.run([sys.executable, "-c", _FIRST_CALL], capture_output=True, text=True, env=env, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def ms_per_100_chars(repeats: int = 30) -> float:
+    """Median milliseconds per 100 input characters for text_to_utterances after warm-up."""
+    from speedy.frontend import text_to_utterances
+
+    list(text_to_utterances(PARAGRAPH))
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        list(text_to_utterances(PARAGRAPH))
+        times.append(time.perf_counter() - t)
+    return statistics.median(times) * 1000.0 * 100.0 / len(PARAGRAPH)
+
+
+def sandhi_accuracy() -> tuple[int, int]:
+    """(correct, total) on sandhi.tsv."""
+    from speedy.frontend import pinyin
+    from speedy.frontend.suite import rows
+
+    table = rows("sandhi.tsv")
+    return sum(" ".join(pinyin(t)) == e for t, e in table), len(table)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the report (``--json`` for a machine-readable one)."""
+    parser = argparse.ArgumentParser(prog="python -m speedy.frontend.bench", description=__doc__)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--failures", action="store_true", help="list the failing table rows")
+    args = parser.parse_args(argv)
+    import warnings
+
+    warnings.simplefilter("ignore")
+    load = first_call_seconds()
+    from speedy.frontend.suite import score_polyphones, score_tn
+
+    tn, poly = score_tn(), score_polyphones()
+    sandhi_ok, sandhi_n = sandhi_accuracy()
+    speed = ms_per_100_chars()
+    report = {
+        "tn_exact_match_percent": round(tn.percent, 2), "tn_cases": tn.total,
+        "polyphone_percent": round(poly.percent, 2), "polyphone_sentences": poly.total,
+        "sandhi_percent": round(100.0 * sandhi_ok / sandhi_n, 2), "sandhi_cases": sandhi_n,
+        "first_call_s": round(load, 3), "ms_per_100_chars": round(speed, 3), "threads": 1,
+    }
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(f"TN exact match      {tn.percent:6.2f} %  ({tn.correct}/{tn.total})")
+        print(f"polyphones          {poly.percent:6.2f} %  ({poly.correct}/{poly.total})")
+        print(f"tone sandhi         {report['sandhi_percent']:6.2f} %  ({sandhi_ok}/{sandhi_n})")
+        print(f"first call (load)   {load * 1000:7.1f} ms  (fresh interpreter: import, dictionaries, 1 sentence)")
+        print(f"after warm-up       {speed:7.3f} ms per 100 characters (text_to_utterances, 1 thread, median)")
+    if args.failures:
+        for line in tn.failures + poly.failures:
+            print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    raise SystemExit(main())
