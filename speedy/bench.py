@@ -273,7 +273,7 @@ def run_bench(artifacts: Sequence[str | os.PathLike[str]], texts: Sequence[str],
     threads = cfg.threads or os.cpu_count() or 1
     probes = length_probes(texts, cfg.length_targets)
     first_probe = length_probes(texts, (cfg.first_audio_chars,))[0]
-    rss_texts = (*probes, max(texts, key=len))
+    rss_texts = tuple(dict.fromkeys((*probes, max(texts, key=len))))
     keep = min(len(texts), cfg.quality_texts or len(texts)) if (cfg.quality or cfg.dnsmos) else 0
     machine = machine_info()
     order = sorted(targets, key=lambda t: not _same(t.path, ref_path))

@@ -29,47 +29,66 @@ def _num(x: float | None, fmt: str, scale: float = 1.0) -> str:
     return format(x * scale, fmt)
 
 
-def _speed_columns(report: BenchReport) -> list[tuple[str, Callable[[BenchRow], str]]]:
-    """(header, cell) pairs for the speed table; length columns follow the report's probes."""
-    cols: list[tuple[str, Callable[[BenchRow], str]]] = [
+Columns = list[tuple[str, Callable[[BenchRow], str]]]
+
+
+def _speed_columns() -> Columns:
+    """(header, cell) pairs: per-stage RTF over all texts, the ratio to FP32, latencies, load time."""
+    return [
         ("artifact", lambda r: r.name),
-        ("precision", lambda r: r.precision),
         ("RTF acoustic", lambda r: _num(r.rtf.acoustic, ".4f")),
         ("RTF vocoder", lambda r: _num(r.rtf.vocoder, ".4f")),
         ("RTF total", lambda r: _num(r.rtf.total, ".4f")),
         ("× FP32", lambda r: _num(r.vs_fp32.speedup if r.vs_fp32 else None, ".2f")),
-    ]
-    lengths = report.rows[0].rtf_by_length if report.rows else ()
-    for i, lr in enumerate(lengths):
-        cols.append((f"RTF @{lr.target_chars} ch", lambda r, i=i: _num(r.rtf_by_length[i].rtf.total, ".4f")))
-    cols += [
-        ("latency p50 ms", lambda r: _num(r.latency_s.p50, ".0f", 1000)),
-        ("latency p95 ms", lambda r: _num(r.latency_s.p95, ".0f", 1000)),
-        ("first audio ms", lambda r: _num(r.first_audio_s, ".0f", 1000)),
+        ("p50 ms", lambda r: _num(r.latency_s.p50, ".0f", 1000)),
+        ("p95 ms", lambda r: _num(r.latency_s.p95, ".0f", 1000)),
+        ("1st audio ms", lambda r: _num(r.first_audio_s, ".0f", 1000)),
         ("load s", lambda r: _num(r.load_s, ".2f")),
     ]
+
+
+def _length_columns(report: BenchReport) -> Columns:
+    """Total (acoustic / vocoder) RTF on each length probe; headers give its characters and audio seconds."""
+    cols: Columns = [("artifact", lambda r: r.name)]
+    for i, lr in enumerate(report.rows[0].rtf_by_length if report.rows else ()):
+        header = f"{lr.chars} ch ({lr.audio_s:.0f} s)"
+        cols.append((header, lambda r, i=i: (f"{_num(r.rtf_by_length[i].rtf.total, '.4f')} "
+                                             f"({_num(r.rtf_by_length[i].rtf.acoustic, '.3f')} / "
+                                             f"{_num(r.rtf_by_length[i].rtf.vocoder, '.3f')})")))
     return cols
 
 
-def _size_quality_columns() -> list[tuple[str, Callable[[BenchRow], str]]]:
+def _size_quality_columns() -> Columns:
     return [
         ("artifact", lambda r: r.name),
         ("size MB", lambda r: _num(r.size_bytes, ".1f", 1 / MB)),
-        ("× FP32 size", lambda r: _num(r.vs_fp32.size if r.vs_fp32 else None, ".2f")),
+        ("× FP32", lambda r: _num(r.vs_fp32.size if r.vs_fp32 else None, ".2f")),
         ("params M", lambda r: _num(r.parameters, ".2f", 1 / MB)),
         ("peak RSS MB", lambda r: _num(r.peak_rss_bytes, ".0f", 1 / MB)),
         ("MCD dB", lambda r: _num(r.quality.mcd_db, ".2f")),
         ("F0 RMSE Hz", lambda r: _num(r.quality.f0_rmse_hz, ".1f")),
         ("V/UV %", lambda r: _num(r.quality.vuv_error, ".1f", 100)),
-        ("DNSMOS OVRL", lambda r: _num(r.quality.dnsmos_ovrl, ".2f")),
+        ("DNSMOS", lambda r: _num(r.quality.dnsmos_ovrl, ".2f")),
+    ]
+
+
+def _provenance_columns() -> Columns:
+    return [
+        ("artifact", lambda r: r.name),
+        ("family", lambda r: r.family),
+        ("format", lambda r: r.format),
+        ("precision", lambda r: r.precision),
         ("made by", lambda r: " → ".join(r.lineage) or "—"),
     ]
 
 
 def tables(report: BenchReport) -> list[tuple[str, list[str], list[list[str]]]]:
-    """The report as (title, headers, rows of cells): speed, then size / memory / quality."""
+    """The report as (title, headers, rows of cells): speed, RTF by length, size / memory / quality, provenance."""
     out = []
-    for title, cols in (("speed", _speed_columns(report)), ("size, memory, quality", _size_quality_columns())):
+    for title, cols in (("speed (all texts)", _speed_columns()),
+                        ("RTF by text length: total (acoustic / vocoder)", _length_columns(report)),
+                        ("size, memory, quality", _size_quality_columns()),
+                        ("artifacts", _provenance_columns())):
         out.append((title, [h for h, _ in cols], [[cell(r) for _, cell in cols] for r in report.rows]))
     return out
 
@@ -91,7 +110,8 @@ def rich_tables(report: BenchReport) -> list[Any]:
     for title, headers, rows in tables(report):
         t = Table(title=f"speedy bench: {title}", title_justify="left")
         for i, h in enumerate(headers):
-            t.add_column(h, justify="left" if i == 0 or h in ("precision", "made by") else "right")
+            text = i == 0 or h in ("family", "format", "precision", "made by")
+            t.add_column(h, justify="left" if text else "right", no_wrap=i == 0)
         for row in rows:
             t.add_row(*row)
         out.append(t)
@@ -167,7 +187,7 @@ def markdown(report: BenchReport, plot: str | None = None) -> str:
         parts += ["Command:", "", "```", report.command, "```", ""]
     parts += [f"Machine: {machine_line(report)}.", "", f"Run: {report.created}; {summary_line(report)}.", ""]
     for title, headers, rows in tables(report):
-        parts += [f"## {title.capitalize()}", "", _md_table(headers, rows), ""]
+        parts += [f"## {title[0].upper()}{title[1:]}", "", _md_table(headers, rows), ""]
     if plot:
         parts += [f"![RTF vs size and quality per artifact]({plot})", ""]
     parts += [
@@ -188,7 +208,8 @@ def markdown(report: BenchReport, plot: str | None = None) -> str:
     return "\n".join(parts)
 
 
-def write_markdown(report: BenchReport, path: str | os.PathLike[str], plot: str | os.PathLike[str] | None = None) -> None:
+def write_markdown(report: BenchReport, path: str | os.PathLike[str],
+                   plot: str | os.PathLike[str] | None = None) -> None:
     """Write `markdown(report)` to `path` atomically; `plot` (a file) is linked relative to the page."""
     out = Path(path)
     rel = os.path.relpath(Path(plot), out.parent if str(out.parent) else Path(".")) if plot else None

@@ -24,7 +24,8 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path, 
     monkeypatch.setattr("speedy.bench.measure_peak_rss", lambda *a, **k: 100_000_000)
     texts = tmp_path / "texts.txt"
     texts.write_text(TEXTS, encoding="utf-8")
-    return make_toy_artifact(tmp_path / "fp32"), make_toy_artifact(tmp_path / "int8", precision="int8", noise=0.05), texts
+    fp32 = make_toy_artifact(tmp_path / "fp32")
+    return fp32, make_toy_artifact(tmp_path / "int8", precision="int8", noise=0.05), texts
 
 
 def _run(*args: str) -> object:

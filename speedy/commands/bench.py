@@ -22,7 +22,8 @@ from speedy.commands.common import console, emit_json, threads_option
 @threads_option
 @click.option("--repeat", type=click.IntRange(1, 100), default=3, show_default=True, help="Timed passes.")
 @click.option("--warmup", type=click.IntRange(0, 10), default=1, show_default=True, help="Untimed passes first.")
-@click.option("--json", "json_file", type=click.Path(), default=None, help="Write the JSON report to FILE ('-': stdout).")
+@click.option("--json", "json_file", type=click.Path(), default=None,
+              help="Write the JSON report to FILE ('-': stdout).")
 @click.option("--plot", type=click.Path(), default=None, help="Write a PNG: RTF vs size, quality per artifact.")
 @click.option("--markdown", "markdown_file", type=click.Path(), default=None,
               help="Write a markdown page (tables, plot, machine, command), e.g. docs/benchmarks.md.")
@@ -65,8 +66,9 @@ def bench(artifacts: tuple[str, ...], texts: str, reference: str | None, baselin
         emit_json(report.to_json())
     elif json_file:
         write_json(report, json_file)
+    width = None if console.is_terminal else 160  # piped or logged: do not squeeze the tables to 80 columns
     for table in rich_tables(report):
-        console.print(table)
+        console.print(table, width=width)
     console.print(f"machine: {machine_line(report)}")
     console.print(summary_line(report))
 
