@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from speedy.frontend.g2p import clause_phones, pinyin
 from speedy.frontend.normalize import normalize
-from speedy.frontend.split import pause_after, split_sentences
+from speedy.frontend.split import pause_after, sentences, split_sentences
 from speedy.frontend.symbols import EOS, SIL, symbols
 
 __all__ = ["Utterance", "normalize", "pinyin", "split_sentences", "symbols", "text_to_utterances"]
@@ -55,9 +55,9 @@ def sentence_phones(text: str) -> tuple[str, ...]:
 def text_to_utterances(text: str, max_chars: int = MAX_CHARS) -> Iterator[Utterance]:
     """Lazily turn any text into utterances; yields nothing when nothing in it can be said."""
     previous: Utterance | None = None
-    for raw in split_sentences(text, max_chars=max_chars):
-        spoken = normalize(raw)
-        for piece in split_sentences(spoken, max_chars=max_chars) if len(spoken) > max_chars else [spoken]:
+    for raw in sentences(text):
+        spoken = normalize(raw)  # whole sentences, so that 12:30 or 1,000 are never cut apart
+        for piece in split_sentences(spoken, max_chars=max_chars):
             phones = sentence_phones(piece)
             if not phones:
                 continue

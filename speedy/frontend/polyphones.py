@@ -65,6 +65,8 @@ def _huan(prev: str, nxt: str, _: str) -> str | None:
 
 
 def _wei(prev: str, nxt: str, _: str) -> str | None:
+    if _in(prev, "成作称认视命选评分改变化定列划立封奉尊推拜誉以"):
+        return "wei2"
     if _in(nxt, "你我他她它大祖国此了谁何什人"):
         return "wei4"
     return None
@@ -97,7 +99,7 @@ def _shu(prev: str, nxt: str, _: str) -> str | None:
 def _zhong_kind(prev: str, nxt: str, _: str) -> str | None:
     if _in(prev, "这那哪一各多几某每两三此该何") or _in(nxt, "类"):
         return "zhong3"
-    if _in(nxt, "了树花菜地田下瓜豆麦稻"):
+    if _in(nxt, "了树花菜地田下瓜豆麦稻") or (_in(prev, "里在去要来会能正们民他我你也都就还") and not _in(nxt, "子类")):
         return "zhong4"
     return None
 
@@ -147,7 +149,8 @@ RULES: dict[str, Rule] = {
     "挑": _simple({"水担着": ("tiao1", "")}),
     "通": _simple({"<一两几": ("tong4", "")}),
     "薄": _simple({"<很太真好挺": ("bao2", "")}),
-    "教": _simple({"我你他她们人": ("jiao1", "")}),
+    "教": _simple({"我你他她们人了书过着课": ("jiao1", "")}),
+    "只": _simple({"<一二两三四五六七八九十几万千百每": ("zhi1", "")}),
     "的": _simple({"<打": ("di1", "")}),
     "着": _simple({"<一": ("zhao1", "")}),
     "扇": _simple({"扇": ("shan1", "")}),

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 PAUSES = {"。": 0.4, "！": 0.4, "？": 0.4, "!": 0.4, "?": 0.4, "…": 0.4, "\n": 0.4, ".": 0.4,
           "；": 0.3, ";": 0.3, "：": 0.25, ":": 0.25, "，": 0.2, ",": 0.2, "、": 0.15}
 _SENTENCE = re.compile(r"[^。！？!?…；;\n]*(?:[。！？!?…；;\n]+[”’」』）)]*|$)")
-_CLAUSE = re.compile(r"[^，,、：:]*(?:[，,、：:]+[”’」』）)]*|$)")
+_CLAUSE = re.compile(r"(?:[^，,、：:]|(?<=\d)[,:](?=\d))*(?:[，,、：:]+[”’」』）)]*|$)")
 _SOFT = re.compile(r"[\s“”‘’「」『』（）()《》【】\-—]")
 
 
@@ -45,6 +45,13 @@ def _word_cut(clause: str, max_chars: int) -> int:
         if pos >= max_chars // 2:
             best = pos
     return best
+
+
+def sentences(text: str) -> Iterator[str]:
+    """Lazily yield the sentences of ``text`` (cut after 。！？!?…；; and newlines), blank ones skipped."""
+    for sentence in _pieces(_SENTENCE, text):
+        if sentence.strip():
+            yield sentence
 
 
 def split_sentences(text: str, max_chars: int = 60) -> Iterator[str]:

@@ -36,12 +36,12 @@ def polyphone_case(marked: str) -> tuple[str, int]:
     return marked.replace("[", "", 1).replace("]", "", 1), i
 
 
-def score_polyphones(folder: Path = DATA) -> Score:
+def score_polyphones(folder: Path = DATA, name: str = "polyphones.tsv") -> Score:
     """Share of target characters read as labelled (dictionary tones: ``sandhi=False``)."""
     from speedy.frontend import pinyin
 
     good, fails = 0, []
-    table = rows("polyphones.tsv", folder)
+    table = rows(name, folder)
     for marked, expected in table:
         text, i = polyphone_case(marked)
         got = pinyin(text, sandhi=False)[i]

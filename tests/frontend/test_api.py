@@ -160,3 +160,11 @@ def test_prosodic_breaks() -> None:
     """Long clauses get #2 phrase breaks; words are joined by #1 and characters by #0."""
     (utt,) = _all("中国人民解放军在抗洪抢险中发挥了重要的作用。")
     assert "#2" in utt.phones and "#1" in utt.phones and "#0" in utt.phones
+
+
+def test_clause_split_keeps_times_and_thousands_whole() -> None:
+    """Splitting a long sentence never cuts 12:30 or 1,000 apart."""
+    text = "会议在12:30开始，共有1,000人参加，" * 5 + "结束。"
+    pieces = list(split_sentences(text, max_chars=40))
+    assert "".join(pieces) == text
+    assert all(not p.startswith(("30", "000")) for p in pieces)
