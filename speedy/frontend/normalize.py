@@ -72,6 +72,8 @@ def _clock(h: int, mi: int, s: str | None) -> str:
         return out + cardinal(int(s)) + "秒"
     if mi == 0:
         return out
+    if mi == 30:
+        return out + "半"
     if mi < 10:
         return out + "零" + cardinal(mi) + "分"
     return out + cardinal(mi) + "分"
@@ -106,6 +108,10 @@ def _percent(m: re.Match) -> str:
 def _unit(m: re.Match) -> str:
     a, b, unit = m.group("a"), m.group("b"), m.group("u")
     word = UNITS[unit]
+    if unit == "s" and not b and re.fullmatch(r"(?:1[5-9]|20)\d0", a):
+        return digits(a) + "年代"  # 1990s
+    if word.endswith("摄氏度") and a.startswith("-") and not b:
+        return "零下" + number(a[1:]) + word  # -3℃ -> 零下三摄氏度
     liang = word[:1] in "公千克米吨升斤小分秒瓦伏安平立天周年个"
     if b:
         return number(a, liang=liang) + "到" + number(b, liang=liang) + word
@@ -209,7 +215,7 @@ _RULES: list[tuple[str, object]] = [
     # negative numbers
     (rf"(?<![A-Za-z0-9.])-({_NUM})", lambda m: "负" + number(m.group(1))),
     # 2 before a measure word is 两
-    (rf"(?<![\d.])2(?=(?:{_LIANG_AFTER}))", "两"),
+    (rf"(?<![\d.])2(?!年级|号|月|点\d)(?=(?:{_LIANG_AFTER}))", "两"),
     # everything else numeric
     (_NUM, _integer),
 ]
