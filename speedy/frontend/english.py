@@ -2,8 +2,9 @@
 
 The Baker voice only knows Mandarin initials and finals, so English is approximated the way Chinese
 speakers often say it: letters by their common Mandarin-ised names (GPS -> 吉 披 艾斯: ``j i4 p i4 ^ ai4
-s ii1``), a small lexicon of frequent English words as Mandarin-like syllables (hello -> 哈喽), and
-any other word spelt letter by letter. Phones are given directly as (initial, final+tone) pairs, so
+s ii1``), a small lexicon of frequent English words as Mandarin-like syllables (hello -> 哈喽), other
+lower-case words by letter-to-sound rules (english_rules.py), and acronyms (all capitals, or short
+mixed-case words) spelt letter by letter. Phones are given directly as (initial, final+tone) pairs, so
 non-pinyin combinations such as ``k ei4`` (K) are allowed: each is in the symbol set.
 """
 
@@ -11,7 +12,8 @@ from __future__ import annotations
 
 import re
 
-from speedy.frontend.symbols import split_syllable
+from speedy.frontend.english_rules import approximate
+from speedy.frontend.symbols import pinyin_table, split_syllable, symbol_set
 
 #: letter -> phones (pairs of initial, final+tone)
 LETTERS: dict[str, tuple[str, ...]] = {
@@ -27,7 +29,7 @@ LETTERS: dict[str, tuple[str, ...]] = {
 #: frequent English words -> Mandarin-like syllables (TONE3)
 WORDS: dict[str, str] = {
     "hello": "ha1 lou2", "hi": "hai1", "ok": "ou1 kei4", "okay": "ou1 kei4", "bye": "bai1", "yes": "ye1 si5",
-    "no": "nou1", "wifi": "wai4 fai1", "wi-fi": "wai4 fai1", "app": "ai4 pu5", "iphone": "ai4 feng4",
+    "no": "nou1", "wifi": "wai4 fei1", "wi-fi": "wai4 fei1", "app": "ai4 pu5", "iphone": "ai4 feng4",
     "ipad": "ai4 pai4", "email": "yi1 mei2 er5", "google": "gu3 ge1", "apple": "ai4 pou5",
     "microsoft": "mai4 ke4 ruan3", "windows": "wen1 dou1 si5", "android": "an1 zhuo2", "python": "pai4 sen1",
     "java": "jia1 wa3", "linux": "li2 nu2 ke4 si5", "office": "ao4 fei3 si5", "word": "wo4 de5",
@@ -56,16 +58,50 @@ def spell(word: str) -> list[tuple[str, ...]]:
     return [LETTERS[c] for c in word.upper() if c in LETTERS]
 
 
-def read_latin(word: str) -> list[tuple[str, ...]]:
-    """A Latin word -> phone groups, one per spoken syllable group (joined by ``#0`` later).
+def _as_pinyin(key: str) -> list[str] | None:
+    """``"beijing"`` -> ``["bei", "jing"]`` when the word is a run of toneless pinyin syllables."""
+    table = pinyin_table()
+    best: list[list[str] | None] = [None] * (len(key) + 1)
+    best[len(key)] = []
+    for i in range(len(key) - 1, -1, -1):
+        for size in range(min(6, len(key) - i), 0, -1):
+            rest = best[i + size]
+            if rest is not None and key[i:i + size] in table and (size > 1 or key[i] in "aeo"):
+                best[i] = [key[i:i + size], *rest]
+                break
+    return best[0]
 
-    Lexicon words are read as Mandarin-like syllables; acronyms and other words are spelt.
-    """
-    key = word.lower().replace("’", "'")
+
+def _read_part(part: str) -> list[tuple[str, ...]]:
+    key = part.lower()
     reading = WORDS.get(key)
     if reading:
         return [_syllables(s) for s in reading.split()]
-    return spell(word)
+    if (part.isupper() and len(part) > 1) or len(part) == 1 or not re.search(r"[aeiouy]", key):
+        return spell(part)  # acronyms, single letters and vowel-less strings
+    syllables = _as_pinyin(key) if len(key) > 3 else None
+    if syllables and len(syllables) <= len(key) // 2:
+        return [_syllables(s + "1") for s in syllables]
+    groups = approximate(key)
+    valid = symbol_set()
+    if groups and all(p in valid for g in groups for p in g):
+        return groups
+    return spell(part)
+
+
+def read_latin(word: str) -> list[tuple[str, ...]]:
+    """A Latin word -> phone groups, one per spoken syllable (joined by ``#0`` later).
+
+    Lexicon words are read as Mandarin-like syllables, pinyin (Beijing) as pinyin, acronyms spelt,
+    other words approximated by letter-to-sound rules; camelCase parts separately (ChatGPT).
+    """
+    key = word.lower().replace("’", "'")
+    if key in WORDS and WORDS[key]:
+        return _read_part(key)
+    out: list[tuple[str, ...]] = []
+    for part in re.findall(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+", word.replace("'", "").replace("’", "")):
+        out.extend(_read_part(part))
+    return out
 
 
 def latin_tokens(text: str) -> list[str]:

@@ -168,3 +168,20 @@ def test_clause_split_keeps_times_and_thousands_whole() -> None:
     pieces = list(split_sentences(text, max_chars=40))
     assert "".join(pieces) == text
     assert all(not p.startswith(("30", "000")) for p in pieces)
+
+
+@pytest.mark.parametrize("word", ["hello", "WiFi", "ChatGPT", "Tesla", "Beijing", "strength", "McDonald", "don't"])
+def test_english_words_are_read(word: str) -> None:
+    """Lexicon, camelCase, pinyin and letter-to-sound readings all give valid, non-empty syllables."""
+    from speedy.frontend.english import read_latin
+
+    groups = read_latin(word)
+    assert groups and all(groups) and {p for g in groups for p in g} <= symbol_set()
+
+
+def test_english_lexicon_is_sayable() -> None:
+    """Every syllable of the English lexicon splits into Baker phones."""
+    from speedy.frontend.english import WORDS
+
+    for reading in WORDS.values():
+        assert all(split_syllable(s) for s in reading.split())
