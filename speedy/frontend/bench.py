@@ -49,6 +49,20 @@ def ms_per_100_chars(repeats: int = 30) -> float:
     return statistics.median(times) * 1000.0 * 100.0 / len(PARAGRAPH)
 
 
+def pypinyin_baseline(name: str) -> float:
+    """Plain pypinyin (TONE3, its own phrase table, no context) on a polyphone table, in percent."""
+    from pypinyin import Style, lazy_pinyin
+
+    from speedy.frontend.suite import polyphone_case, rows
+
+    table = rows(name)
+    good = 0
+    for marked, expected in table:
+        text, i = polyphone_case(marked)
+        good += lazy_pinyin(text, style=Style.TONE3, neutral_tone_with_five=True)[i] == expected
+    return 100.0 * good / len(table)
+
+
 def sandhi_accuracy() -> tuple[int, int]:
     """(correct, total) on sandhi.tsv."""
     from speedy.frontend import pinyin
@@ -71,11 +85,15 @@ def main(argv: list[str] | None = None) -> int:
     from speedy.frontend.suite import score_polyphones, score_tn
 
     tn, poly = score_tn(), score_polyphones()
+    news = score_polyphones(name="polyphones_news.tsv")
+    base, base_news = pypinyin_baseline("polyphones.tsv"), pypinyin_baseline("polyphones_news.tsv")
     sandhi_ok, sandhi_n = sandhi_accuracy()
     speed = ms_per_100_chars()
     report = {
         "tn_exact_match_percent": round(tn.percent, 2), "tn_cases": tn.total,
         "polyphone_percent": round(poly.percent, 2), "polyphone_sentences": poly.total,
+        "polyphone_news_percent": round(news.percent, 2), "polyphone_news_sentences": news.total,
+        "pypinyin_baseline_percent": round(base, 2), "pypinyin_baseline_news_percent": round(base_news, 2),
         "sandhi_percent": round(100.0 * sandhi_ok / sandhi_n, 2), "sandhi_cases": sandhi_n,
         "first_call_s": round(load, 3), "ms_per_100_chars": round(speed, 3), "threads": 1,
     }
@@ -83,12 +101,13 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(report))
     else:
         print(f"TN exact match      {tn.percent:6.2f} %  ({tn.correct}/{tn.total})")
-        print(f"polyphones          {poly.percent:6.2f} %  ({poly.correct}/{poly.total})")
+        print(f"polyphones          {poly.percent:6.2f} %  ({poly.correct}/{poly.total}; plain pypinyin {base:.2f} %)")
+        print(f"polyphones (news)   {news.percent:6.2f} %  ({news.correct}/{news.total}; plain pypinyin {base_news:.2f} %)")
         print(f"tone sandhi         {report['sandhi_percent']:6.2f} %  ({sandhi_ok}/{sandhi_n})")
         print(f"first call (load)   {load * 1000:7.1f} ms  (fresh interpreter: import, dictionaries, 1 sentence)")
         print(f"after warm-up       {speed:7.3f} ms per 100 characters (text_to_utterances, 1 thread, median)")
     if args.failures:
-        for line in tn.failures + poly.failures:
+        for line in tn.failures + poly.failures + news.failures:
             print(line)
     return 0
 

@@ -153,8 +153,9 @@ RULES: dict[str, Rule] = {
     "只": _simple({"<一二两三四五六七八九十几万千百每": ("zhi1", "")}),
     "的": _simple({"<打": ("di1", "")}),
     "着": _simple({"<一": ("zhao1", "")}),
+    "朝": _simple({"着向东南西北前后外里上下左右": ("chao2", "")}),
     "扇": _simple({"扇": ("shan1", "")}),
-    "干": _simple({"<晒烘吹擦风": ("gan1", "")}),
+    "干": _simple({"<晒烘吹擦风": ("gan1", ""), "燥净杯爽": ("gan1", "")}),
     "了": _simple({"<不": ("liao3", "")}),
     "和": _simple({"<麻": ("hu2", "")}),
     "量": _simple({"<商打思": ("liang2", "")}),
@@ -176,6 +177,8 @@ def rule_reading(text: str, i: int, word: tuple[int, int]) -> str | None:
     nxt = text[i + 1] if i + 1 < len(text) else ""
     if prev == "姓" and ch in _SURNAMES:
         return _SURNAMES[ch]
+    if ch == "着" and nxt == "了" and _in(prev, "找睡猜摸够见逮抓碰借买"):
+        return "zhao2"
     if ch == "了":
         if _in(prev, "不得") and i >= 2 and text[i - 2] in _VERB_BU_LIAO:
             return "liao3"
