@@ -86,14 +86,21 @@ def main(argv: list[str] | None = None) -> int:
 
     tn, poly = score_tn(), score_polyphones()
     news = score_polyphones(name="polyphones_news.tsv")
+    more = score_polyphones(name="polyphones_more.tsv")
     base, base_news = pypinyin_baseline("polyphones.tsv"), pypinyin_baseline("polyphones_news.tsv")
+    base_more = pypinyin_baseline("polyphones_more.tsv")
+    total = poly.correct + news.correct + more.correct
+    count = poly.total + news.total + more.total
     sandhi_ok, sandhi_n = sandhi_accuracy()
     speed = ms_per_100_chars()
     report = {
         "tn_exact_match_percent": round(tn.percent, 2), "tn_cases": tn.total,
         "polyphone_percent": round(poly.percent, 2), "polyphone_sentences": poly.total,
         "polyphone_news_percent": round(news.percent, 2), "polyphone_news_sentences": news.total,
+        "polyphone_more_percent": round(more.percent, 2), "polyphone_more_sentences": more.total,
+        "polyphone_all_percent": round(100.0 * total / count, 2), "polyphone_all_sentences": count,
         "pypinyin_baseline_percent": round(base, 2), "pypinyin_baseline_news_percent": round(base_news, 2),
+        "pypinyin_baseline_more_percent": round(base_more, 2),
         "sandhi_percent": round(100.0 * sandhi_ok / sandhi_n, 2), "sandhi_cases": sandhi_n,
         "first_call_s": round(load, 3), "ms_per_100_chars": round(speed, 3), "threads": 1,
     }
@@ -103,11 +110,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"TN exact match      {tn.percent:6.2f} %  ({tn.correct}/{tn.total})")
         print(f"polyphones          {poly.percent:6.2f} %  ({poly.correct}/{poly.total}; plain pypinyin {base:.2f} %)")
         print(f"polyphones (news)   {news.percent:6.2f} %  ({news.correct}/{news.total}; plain pypinyin {base_news:.2f} %)")
+        print(f"polyphones (third)  {more.percent:6.2f} %  ({more.correct}/{more.total}; plain pypinyin {base_more:.2f} %)")
+        print(f"polyphones (all)    {100.0 * total / count:6.2f} %  ({total}/{count})")
         print(f"tone sandhi         {report['sandhi_percent']:6.2f} %  ({sandhi_ok}/{sandhi_n})")
         print(f"first call (load)   {load * 1000:7.1f} ms  (fresh interpreter: import, dictionaries, 1 sentence)")
         print(f"after warm-up       {speed:7.3f} ms per 100 characters (text_to_utterances, 1 thread, median)")
     if args.failures:
-        for line in tn.failures + poly.failures + news.failures:
+        for line in tn.failures + poly.failures + news.failures + more.failures:
             print(line)
     return 0
 

@@ -57,7 +57,7 @@ def _di_de(prev: str, nxt: str, word_before: str) -> str | None:
 
 
 def _huan(prev: str, nxt: str, _: str) -> str | None:
-    if _in(nxt, "给钱书回债款贷清账本上"):
+    if _in(nxt, "给钱书回债款贷清账本上了"):
         return "huan2" if nxt else None
     if not nxt and _in(prev, "要不没得会来去就能"):
         return "huan2"
@@ -80,6 +80,8 @@ def _zhong4_weight(prev: str, nxt: str, _: str) -> str | None:
 
 def _zhong(prev: str, nxt: str, _: str) -> str | None:
     if _in(prev, "射考猜打选看击命说") and (not nxt or _in(nxt, "了过的")):
+        return "zhong4"
+    if _in(nxt, "了过奖彩签") and prev not in ("", "其", "之", "当", "空", "心", "手", "家", "眼", "水"):
         return "zhong4"
     return None
 
@@ -153,6 +155,8 @@ RULES: dict[str, Rule] = {
     "只": _simple({"<一二两三四五六七八九十几万千百每": ("zhi1", "")}),
     "的": _simple({"<打": ("di1", "")}),
     "着": _simple({"<一": ("zhao1", "")}),
+    "弹": _simple({"吉钢琴琵古奏唱": ("tan2", ""), "<在会正来": ("tan2", "")}),
+    "觉": _simple({"<一大睡午": ("jiao4", "")}),
     "朝": _simple({"着向东南西北前后外里上下左右": ("chao2", "")}),
     "扇": _simple({"扇": ("shan1", "")}),
     "干": _simple({"<晒烘吹擦风": ("gan1", ""), "燥净杯爽": ("gan1", "")}),
@@ -161,6 +165,7 @@ RULES: dict[str, Rule] = {
     "量": _simple({"<商打思": ("liang2", "")}),
 }
 
+_LIAO_WORDS = {"了解", "了然", "了结", "了却", "了不", "了得", "了如", "了断", "了事", "了无"}
 _VERB_BU_LIAO = set("受吃走跑少免忘办做干完用睡喝拿搬看听说写记学去来管救改躲逃当瞒挡")
 
 
@@ -175,6 +180,8 @@ def rule_reading(text: str, i: int, word: tuple[int, int]) -> str | None:
     ch = text[i]
     prev = text[i - 1] if i > 0 else ""
     nxt = text[i + 1] if i + 1 < len(text) else ""
+    if text[i + 1:i + 3] in _LIAO_WORDS:
+        nxt = "·"  # 过程中了解, 还了解: the next word is 了解, not the particle 了
     if prev == "姓" and ch in _SURNAMES:
         return _SURNAMES[ch]
     if ch == "着" and nxt == "了" and _in(prev, "找睡猜摸够见逮抓碰借买"):

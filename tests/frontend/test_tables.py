@@ -37,9 +37,16 @@ def test_news_polyphone_table_accuracy() -> None:
     assert score.percent >= 97.0, "\n".join(score.failures)
 
 
+def test_third_polyphone_table_accuracy() -> None:
+    """The third table (written after the rules, 92.5 % before its own fixes) stays at or above 95 %."""
+    score = score_polyphones(name="polyphones_more.tsv")
+    assert score.total >= 100
+    assert score.percent >= 95.0, "\n".join(score.failures)
+
+
 def test_polyphone_rows_are_well_formed() -> None:
     """Every polyphone row marks exactly one character and labels it with a TONE3 syllable."""
-    for marked, expected in rows("polyphones.tsv") + rows("polyphones_news.tsv"):
+    for marked, expected in rows("polyphones.tsv") + rows("polyphones_news.tsv") + rows("polyphones_more.tsv"):
         text, i = polyphone_case(marked)
         assert "[" not in text and "]" not in text and 0 <= i < len(text)
         assert expected[-1] in "12345" and expected[:-1].isalpha()
