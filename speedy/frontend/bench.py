@@ -108,9 +108,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(report))
     else:
         print(f"TN exact match      {tn.percent:6.2f} %  ({tn.correct}/{tn.total})")
-        print(f"polyphones          {poly.percent:6.2f} %  ({poly.correct}/{poly.total}; plain pypinyin {base:.2f} %)")
-        print(f"polyphones (news)   {news.percent:6.2f} %  ({news.correct}/{news.total}; plain pypinyin {base_news:.2f} %)")
-        print(f"polyphones (third)  {more.percent:6.2f} %  ({more.correct}/{more.total}; plain pypinyin {base_more:.2f} %)")
+        for label, sc, b in (("polyphones        ", poly, base), ("polyphones (news) ", news, base_news),
+                             ("polyphones (third)", more, base_more)):
+            print(f"{label}  {sc.percent:6.2f} %  ({sc.correct}/{sc.total}; plain pypinyin {b:.2f} %)")
         print(f"polyphones (all)    {100.0 * total / count:6.2f} %  ({total}/{count})")
         print(f"tone sandhi         {report['sandhi_percent']:6.2f} %  ({sandhi_ok}/{sandhi_n})")
         print(f"first call (load)   {load * 1000:7.1f} ms  (fresh interpreter: import, dictionaries, 1 sentence)")

@@ -1,4 +1,5 @@
-"""Developer tool: derive ``data/words.txt`` from jieba's dictionary and ``data/phrases.tsv`` from pypinyin-dict's CC-CEDICT and zdic word lists.
+"""Developer tool: derive ``data/words.txt`` from jieba's dictionary and ``data/phrases.tsv`` from
+pypinyin-dict's CC-CEDICT and zdic word lists.
 
 Run ``python -m speedy.frontend.build_lexicon`` after changing pypinyin or pypinyin-dict. It keeps only
 words of two to four characters that pypinyin's own phrase table lacks and whose polyphonic characters
@@ -34,10 +35,10 @@ def build(out: Path = OUT) -> int:
             continue
         current, _ = _word_readings(word, own=False)
         poly = [i for i, ch in enumerate(word) if ch not in "一不" and "," in PINYIN_DICT.get(ord(ch), "")]
-        target = [current[i] if ch in "一不" else t for i, (ch, t) in enumerate(zip(word, target))]
+        target = [current[i] if ch in "一不" else t for i, (ch, t) in enumerate(zip(word, target, strict=True))]
         # dictionary tones: a neutral tone on a full syllable (商量 liang5) keeps its citation tone;
         # the neutral tones of speech are sandhi's business (sandhi.py)
-        target = [c if t.endswith("5") and t[:-1] == c[:-1] else t for t, c in zip(target, current)]
+        target = [c if t.endswith("5") and t[:-1] == c[:-1] else t for t, c in zip(target, current, strict=True)]
         if any(target[i] != current[i] for i in poly):
             rows.append(f"{word}\t{' '.join(target)}")
     rows.sort()

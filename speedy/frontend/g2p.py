@@ -42,7 +42,7 @@ def _extra_phrases() -> dict[str, list[str]]:
 
 
 @lru_cache(maxsize=1)
-def _lexicon():  # -> (segmenter, phrases dict, single-char dict, mmseg)
+def _lexicon():  # noqa: ANN202 - (Segmenter, phrases dict, single-char dict, pypinyin mmseg)
     from pypinyin.constants import PHRASES_DICT, PINYIN_DICT
     from pypinyin.seg.mmseg import seg
 
@@ -117,7 +117,7 @@ def analyse_han(text: str, sandhi_on: bool = True) -> tuple[list[tuple[str, list
         spans.append((start, start + len(w)))
     if guesses:
         polyphones.resolve(text, readings, guesses, spans)
-    out = [(w, readings[a:b]) for w, (a, b) in zip(words, spans)]
+    out = [(w, readings[a:b]) for w, (a, b) in zip(words, spans, strict=True)]
     groups = prosody.prosodic_words(words)
     if sandhi_on:
         sandhi.apply(out, groups)
@@ -141,7 +141,7 @@ def pinyin(text: str, sandhi: bool = True) -> list[str]:
             continue
         words, _ = analyse_han(m.group(0), sandhi_on=sandhi)
         for w, syl in words:
-            out.extend(s or c for s, c in zip(syl, w))
+            out.extend(s or c for s, c in zip(syl, w, strict=True))
     return out
 
 

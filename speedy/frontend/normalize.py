@@ -19,14 +19,14 @@ _NUM = r"\d+(?:,\d{3})*(?:\.\d+)?"
 _FULLWIDTH = {i: i - 0xFEE0 for i in range(0xFF10, 0xFF1A)}
 _FULLWIDTH.update({i: i - 0xFEE0 for i in range(0xFF21, 0xFF3B)})
 _FULLWIDTH.update({i: i - 0xFEE0 for i in range(0xFF41, 0xFF5B)})
-_FULLWIDTH.update({ord(a): b for a, b in zip("％＋－＝／．＄＜＞＆＠＃～〜", "%+-=/.$<>&@#~~")})
+_FULLWIDTH.update({ord(a): b for a, b in zip("％＋－＝／．＄＜＞＆＠＃～〜", "%+-=/.$<>&@#~~", strict=True)})
 _FULLWIDTH.update({0x3000: " ", 0x2212: "-", 0x2013: "-", 0xFFE5: "¥", 0x00A0: " "})
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\ufeff]")
 _CURRENCY = {"¥": "元", "$": "美元", "€": "欧元", "£": "英镑", "₩": "韩元", "US$": "美元", "HK$": "港元"}
 
 
 @lru_cache(maxsize=1)
-def _t2s():  # -> opencc.OpenCC
+def _t2s():  # noqa: ANN202 - opencc.OpenCC, imported lazily
     from opencc import OpenCC
 
     return OpenCC("t2s")
@@ -41,10 +41,6 @@ def _clean(text: str) -> str:
     text = text.translate(_FULLWIDTH)
     text = re.sub(r"(?<=\d)：(?=\d)", ":", text)
     return _t2s().convert(text)
-
-
-def _sub(pattern: str, repl, text: str) -> str:
-    return re.sub(pattern, repl, text)
 
 
 def _year(y: str) -> str:
