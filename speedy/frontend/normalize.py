@@ -204,6 +204,14 @@ _RULES: list[tuple[str, object]] = [
     # ranges
     (rf"(?<![\d.])({_NUM})\s*[-~—]\s*({_NUM})(?![\d.])(?=(?P<mw>{_LIANG_AFTER})?)",
      lambda m: number(m.group(1), liang=bool(m.group("mw"))) + "到" + number(m.group(2), liang=bool(m.group("mw")))),
+    # ranges with scale words: 5万-10万, 3千~5千
+    (rf"({_NUM})([万亿千百])\s*[-~—到至]\s*({_NUM})(?=[万亿千百])",
+     lambda m: number(m.group(1), liang=True) + m.group(2) + "到" + number(m.group(3), liang=True)),
+    # 100+家 -> 一百多家, ~100 -> 约一百
+    (rf"({_NUM})\+(?=[\u4e00-\u9fff])", lambda m: number(m.group(1), liang=True) + "多"),
+    (rf"(?<![\d.])[~～]({_NUM})", lambda m: "约" + number(m.group(1))),
+    # COVID-19, iPhone-15: the hyphen after letters is not a minus
+    (r"(?<=[A-Za-z])-(?=\d)", ""),
     # ordinals
     (r"第(\d+)", lambda m: "第" + cardinal(int(m.group(1)))),
     # alphanumeric codes: A380 -> A三八零, G20 -> G二十
