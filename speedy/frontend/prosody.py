@@ -9,7 +9,7 @@ once it holds about six syllables.
 
 from __future__ import annotations
 
-_LEAN_LEFT = set("的了着过地得们吗呢吧啊呀嘛啦哦么似")
+_LEAN_LEFT = set("的了着过地得们吗呢吧啊呀嘛啦哦么似中里上时后前内外")
 _CONJUNCTIONS = {"但是", "而且", "因为", "所以", "如果", "虽然", "然后", "并且", "或者", "还是", "以及", "不过",
                  "可是", "于是", "因此", "而", "和", "与", "但", "却", "并", "就是", "只要", "只有", "即使"}
 _PHRASE_MIN, _PHRASE_MAX = 4, 7
