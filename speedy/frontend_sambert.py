@@ -7,8 +7,9 @@ prosodic break, ``{phone$tone$syllable_flag$word_segment$emotion$speaker}``, e.g
     {j_c$tone1$s_begin$word_middle$emotion_neutral$F7} {ing_c$tone1$s_end$word_end$emotion_neutral$F7}
     {#1$tone_none$s_none$word_none$emotion_none$F7} ...
 
-This module builds the same streams from open parts: the project frontend's normalisation and pinyin
-(pypinyin with tone sandhi when it is not importable), jieba word segmentation, and KAN-TTS's
+This module builds the same streams from open parts: the project frontend's normalisation, word
+segmentation, readings and prosodic grouping (jieba + pypinyin with tone sandhi when it is not
+importable), and KAN-TTS's
 pinyin → phone rules (``languages/PinYin/py2phoneMap.txt``), restated here as rules plus tables:
 
 - every syllable is two phones: an initial (``x`` is spelled ``xx_c``; ``y`` and ``w`` are initials
@@ -17,11 +18,12 @@ pinyin → phone rules (``languages/PinYin/py2phoneMap.txt``), restated here as 
   after zh/ch/sh/r is ``ih``, after z/c/s ``ii``); erhua finals add ``r`` (``dianr`` → ``ianr_c``);
 - both phones carry the syllable's tone; the initial is ``s_begin`` and the final ``s_end``;
 - ``word_begin``/``word_middle``/``word_end`` mark phones inside a prosodic word; breaks are
-  ``#1`` between words, ``#3`` at in-sentence punctuation and ``#4`` at the end, with ``tone_none``,
-  ``s_none``, ``word_none`` and ``emotion_none``.
+  ``#1``/``#2`` between prosodic words (the project frontend's grouping rules), ``#3`` at in-sentence
+  punctuation and ``#4`` at the end, with ``tone_none``, ``s_none``, ``word_none`` and ``emotion_none``.
 
 Prosody differs from ttsfrd's: ttsfrd predicts breaks (#1–#4) with a trained model; here they come
-from jieba words and punctuation, so phrasing and rhythm of real voices will not match ModelScope's.
+from word segmentation, grouping rules and punctuation, so phrasing and rhythm of real voices will not
+match ModelScope's.
 
 Ids index the voice's vocabularies: the symbol lists of the voice's ``dict/`` files when the folder
 has them, else the built-in KAN-TTS lists below (same order), each followed by ``_``, ``~`` and
@@ -175,7 +177,7 @@ def _pinyin(text: str) -> list[str]:
 
 
 def _words(phrase: str) -> list[str]:
-    """jieba words of a Han-only phrase, with particles joined to the word before (prosodic words)."""
+    """jieba words of a Han-only phrase, with particles joined to the word before (fallback path)."""
     import jieba
 
     jieba.setLogLevel(logging.WARNING)
@@ -186,6 +188,28 @@ def _words(phrase: str) -> list[str]:
         else:
             words.append(w)
     return words
+
+
+def prosodic_words(han: str) -> list[tuple[str, list[str], str]]:
+    """A Han-only run → [(prosodic word, TONE3 item per character, break after it: #1 or #2)].
+
+    Uses the project frontend's segmentation, readings and prosodic grouping (the same structure its
+    Baker voices get); without it, jieba words and pypinyin with #1 after every word.
+    """
+    try:
+        from speedy.frontend.g2p import analyse_han
+        from speedy.frontend.prosody import phrase_breaks
+    except ImportError:
+        items, out, pos = _pinyin(han), [], 0
+        for w in _words(han):
+            out.append((w, items[pos:pos + len(w)], "#1"))
+            pos += len(w)
+        return out
+    words, groups = analyse_han(han, sandhi_on=True)
+    texts = [w for w, _ in words]
+    breaks = [*phrase_breaks(texts, groups), "#1"]
+    return [("".join(texts[i] for i in g), [s or words[i][0][k] for i in g for k, s in enumerate(words[i][1])], b)
+            for g, b in zip(groups, breaks)]
 
 
 def _word_tokens(word: str, items: Sequence[str]) -> list[KanToken]:
@@ -214,7 +238,8 @@ def _word_tokens(word: str, items: Sequence[str]) -> list[KanToken]:
 
 
 def sentence_tokens(sentence: str) -> list[KanToken]:
-    """Tokens of one normalised sentence: #1 between words, #3 at in-sentence punctuation, #4 at the end.
+    """Tokens of one normalised sentence: #1/#2 between prosodic words, #3 at in-sentence punctuation, #4 at
+    the end.
 
     Characters other than Han are skipped (the normaliser has already spelled digits and symbols out).
     """
@@ -227,12 +252,10 @@ def sentence_tokens(sentence: str) -> list[KanToken]:
             continue
         if tokens:
             tokens[-1] = brk("#3")
-        items = _pinyin(han)
-        pos = 0
-        for word in _words(han):
-            tokens += _word_tokens(word, items[pos:pos + len(word)])
-            tokens.append(brk("#1"))
-            pos += len(word)
+        for word, items, after in prosodic_words(han):
+            word_tokens = _word_tokens(word, items)
+            if word_tokens:
+                tokens += [*word_tokens, brk(after)]
     if tokens:
         tokens[-1] = brk("#4")
     return tokens

@@ -296,14 +296,19 @@ def loop_error(ref: Manifest, ref_root: Path, test: Manifest, test_root: Path,
     """Quantized vs FP32 host loop on ``text``: symbols whose duration changed, and mel errors.
 
     ``mel_rel``: ‖mel_q − mel‖ / ‖mel‖ over the frames both have; ``mel_rel_last_quarter``: the same on
-    the last quarter of frames (growth along the utterance shows autoregressive error accumulation).
+    the last quarter of frames (growth along the utterance shows autoregressive error accumulation);
+    ``vocoder_snr_db``: both vocoders on the FP32 mel (None when identical).
     """
     from speedy.frontend_sambert import encoder
     from speedy.runtime import RuntimeOptions, load_runner
 
+    from speedy.stages.parity import snr_db
+
     opts = RuntimeOptions(threads=1)
     a = load_runner(ref, "acoustic", ref_root, opts)
     b = load_runner(test, "acoustic", test_root, opts)
+    va, vb = load_runner(ref, "vocoder", ref_root, opts), load_runner(test, "vocoder", test_root, opts)
+    snr = float("inf")
     enc = encoder(ref)
     ctl = np.asarray((1.0, 0.0, 1.0, 1.0), np.float32)
     changed = total = 0
@@ -311,6 +316,7 @@ def loop_error(ref: Manifest, ref_root: Path, test: Manifest, test_root: Path,
     for utt in enc.text_to_utterances(text):
         inputs = enc.encode(utt, None)
         (ma, da), (mb, db) = a(inputs, ctl), b(inputs, ctl)
+        snr = min(snr, snr_db(va(ma), vb(ma)))
         changed += int((da != db).sum())
         total += da.size
         n = min(ma.shape[1], mb.shape[1])
@@ -321,7 +327,8 @@ def loop_error(ref: Manifest, ref_root: Path, test: Manifest, test_root: Path,
         num_q += float((d[q:] ** 2).sum())
         den_q += float((ma[0, q:n] ** 2).sum())
     return {"durations_changed": changed, "symbols": total, "mel_rel": round((num / max(den, 1e-12)) ** 0.5, 5),
-            "mel_rel_last_quarter": round((num_q / max(den_q, 1e-12)) ** 0.5, 5)}
+            "mel_rel_last_quarter": round((num_q / max(den_q, 1e-12)) ** 0.5, 5),
+            "vocoder_snr_db": round(snr, 2) if np.isfinite(snr) else None}
 
 
 # ---- compile -----------------------------------------------------------------------------------------
