@@ -47,7 +47,7 @@ load: setup
 	$(BIN)/python -m speedy.serve.loadtest --spawn --clients 16 --seconds 60
 
 lock:
-	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^openspeedy' > requirements.lock
+	$(BIN)/python -m pip freeze --all --exclude-editable | grep -v "^openspeedy" > requirements.lock
 
 clean:
 	rm -rf $(VENV) artifacts demo.wav .pytest_cache
