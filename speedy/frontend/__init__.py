@@ -38,11 +38,14 @@ class Utterance:
     pause_after: float
 
 
-def sentence_phones(text: str) -> tuple[str, ...]:
-    """A normalised sentence -> Baker phones, ``#3`` at inner punctuation; ``()`` if nothing is sayable."""
+def sentence_phones(text: str, dropped: list[str] | None = None) -> tuple[str, ...]:
+    """A normalised sentence -> Baker phones, ``#3`` at inner punctuation; ``()`` if nothing is sayable.
+
+    Unreadable characters are appended to ``dropped`` when given, else logged as a warning.
+    """
     phones: list[str] = []
     for clause in _CLAUSE_PUNCT.split(text):
-        part = clause_phones(clause)
+        part = clause_phones(clause, dropped)
         if part:
             if phones:
                 phones.append("#3")
@@ -55,14 +58,21 @@ def sentence_phones(text: str) -> tuple[str, ...]:
 def text_to_utterances(text: str, max_chars: int = MAX_CHARS) -> Iterator[Utterance]:
     """Lazily turn any text into utterances; yields nothing when nothing in it can be said."""
     previous: Utterance | None = None
+    dropped: list[str] = []
+    warned = 0
     for raw in sentences(text):
         spoken = normalize(raw)  # whole sentences, so that 12:30 or 1,000 are never cut apart
         for piece in split_sentences(spoken, max_chars=max_chars):
-            phones = sentence_phones(piece)
+            phones = sentence_phones(piece, dropped)
+            if dropped and not warned:
+                _LOG.warning("dropping unreadable characters, e.g. %r", "".join(dropped[:20]))
+                warned = len(dropped)
             if not phones:
                 continue
             if previous is not None:
                 yield previous
             previous = Utterance(text=piece.strip(), phones=phones, pause_after=pause_after(piece))
+    if len(dropped) > warned:
+        _LOG.warning("dropped %d unreadable characters in all", len(dropped))
     if previous is not None:
         yield Utterance(previous.text, previous.phones, 0.0)

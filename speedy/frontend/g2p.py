@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+import unicodedata
 from functools import lru_cache
 from importlib import resources
 
@@ -152,12 +153,15 @@ def _is_erhua(word: str, k: int, syl: list[str]) -> bool:
     return word in _ERHUA_WORDS or word[k - 1:k + 1] in _ERHUA_WORDS or (k == len(word) - 1 and len(word) >= 3)
 
 
-def clause_phones(text: str) -> list[str]:
+def clause_phones(text: str, dropped: list[str] | None = None) -> list[str]:
     """One clause (no punctuation inside) -> Baker phones with #0/#1/#2 between syllables, no sil.
 
-    Han runs and Latin words are read; anything else is dropped with a warning.
+    Han runs and Latin words are read; anything else is dropped: appended to ``dropped`` when given
+    (the caller warns), else logged here as a warning.
     """
+    own = dropped is None
     units: list[list[tuple[str, ...]]] = []  # prosodic words, each a list of syllable phone groups
+    dropped = [] if dropped is None else dropped
     breaks: list[str] = []
     for m in _TOKEN.finditer(text):
         kind = m.lastgroup
@@ -171,7 +175,8 @@ def clause_phones(text: str) -> list[str]:
                 units.append(groups)
             continue
         if kind == "other":
-            _LOG.warning("dropping unreadable character %r", m.group(0))
+            if not unicodedata.category(m.group(0)).startswith("P"):
+                dropped.append(m.group(0))  # punctuation is a silent boundary, anything else is dropped
             continue
         words, pw = analyse_han(m.group(0))
         names = [w for w, _ in words]
@@ -187,12 +192,14 @@ def clause_phones(text: str) -> list[str]:
                     elif phones:
                         syllables.append(phones)
                     else:
-                        _LOG.warning("dropping unreadable character %r", ch)
+                        dropped.append(ch)
             if not syllables:
                 continue
             if units:
                 breaks.append(inner[gi - 1] if gi > 0 else "#1")
             units.append(syllables)
+    if own and dropped:
+        _LOG.warning("dropping %d unreadable character(s): %r", len(dropped), "".join(dropped[:20]))
     phones: list[str] = []
     for u, syllables in enumerate(units):
         if u:

@@ -226,6 +226,7 @@ _RULES: list[tuple[str, object]] = [
 _SYMBOLS = {"+": "加", "=": "等于", "%": "百分之", "&": "和", "@": "艾特", "×": "乘", "÷": "除以",
             "℃": "摄氏度", "°": "度", "~": "到", "<": "小于", ">": "大于", "±": "正负", "№": "第"}
 _COMPILED = [(re.compile(p), r) for p, r in _RULES]
+_LONG_DIGITS = re.compile(r"\d{19,}")
 
 
 def normalize(text: str) -> str:
@@ -235,6 +236,8 @@ def normalize(text: str) -> str:
     Never raises on odd input: control characters and unpaired surrogates are removed.
     """
     text = _clean(text)
+    # runs too long to be a quantity are read digit by digit now (keeps the rules below linear)
+    text = _LONG_DIGITS.sub(lambda m: digits(m.group(0)), text)
     for pattern, repl in _COMPILED:
         text = pattern.sub(repl, text)
     return "".join(_SYMBOLS.get(c, c) for c in text)
