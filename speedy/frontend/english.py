@@ -20,7 +20,7 @@ LETTERS: dict[str, tuple[str, ...]] = {
     "A": ("^", "ei1"), "B": ("b", "i4"), "C": ("s", "ei1"), "D": ("d", "i4"), "E": ("^", "i4"),
     "F": ("^", "ai2", "f", "u5"), "G": ("j", "i4"), "H": ("^", "ei2", "q", "i1"), "I": ("^", "ai4"),
     "J": ("j", "ie4"), "K": ("k", "ei4"), "L": ("^", "ai2", "l", "ou5"), "M": ("^", "ai2", "m", "u5"),
-    "N": ("^", "en1"), "O": ("^", "ou1"), "P": ("p", "i4"), "Q": ("k", "iou1"), "R": ("^", "a4", "^", "er5"),
+    "N": ("^", "en1"), "O": ("^", "ou1"), "P": ("p", "i4"), "Q": ("k", "iou1"), "R": ("^", "a4", "er5"),
     "S": ("^", "ai4", "s", "ii1"), "T": ("t", "i4"), "U": ("^", "iou1"), "V": ("^", "uei1"),
     "W": ("d", "a2", "b", "u5", "l", "iou1"), "X": ("^", "ai2", "k", "e4", "s", "ii1"), "Y": ("^", "uai1"),
     "Z": ("z", "ei4"),
@@ -53,9 +53,27 @@ def _syllables(text: str) -> tuple[str, ...]:
     return tuple(phones)
 
 
+def _syllable_groups(phones: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """``(^, ai4, s, ii1)`` -> ``[(^, ai4), (s, ii1)]``: one group per syllable (erhua stays attached)."""
+    groups: list[tuple[str, ...]] = []
+    k = 0
+    while k < len(phones):
+        if phones[k] == "er5" and groups:
+            groups[-1] += ("er5",)
+            k += 1
+        else:
+            groups.append(phones[k:k + 2])
+            k += 2
+    return groups
+
+
 def spell(word: str) -> list[tuple[str, ...]]:
-    """Letters of ``word`` as one phone group each: ``"GPS"`` -> ``[(j, i4), (p, i4), (^, ai4, s, ii1)]``."""
-    return [LETTERS[c] for c in word.upper() if c in LETTERS]
+    """Letters of ``word``, one phone group per spoken syllable: ``"GPS"`` -> j i4 / p i4 / ^ ai4 / s ii1."""
+    out: list[tuple[str, ...]] = []
+    for c in word.upper():
+        if c in LETTERS:
+            out.extend(_syllable_groups(LETTERS[c]))
+    return out
 
 
 def _as_pinyin(key: str) -> list[str] | None:

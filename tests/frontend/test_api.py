@@ -104,7 +104,7 @@ def test_unreadable_characters_warn(caplog: pytest.LogCaptureFixture) -> None:
 def test_latin_is_read_not_dropped() -> None:
     """GPS is spelt with Mandarin letter names (吉 披 艾斯), not dropped."""
     (utt,) = _all("GPS")
-    assert utt.phones == ("sil", "j", "i4", "#0", "p", "i4", "#0", "^", "ai4", "s", "ii1", "sil", "eos")
+    assert utt.phones == ("sil", "j", "i4", "#0", "p", "i4", "#0", "^", "ai4", "#0", "s", "ii1", "sil", "eos")
     (utt,) = _all("hello")
     assert len(utt.phones) > 3
 
