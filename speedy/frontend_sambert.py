@@ -237,13 +237,17 @@ def _word_tokens(word: str, items: Sequence[str]) -> list[KanToken]:
     return [KanToken(p, t, f, s) for (p, t, f), s in zip(phones, seg)]
 
 
+def brk(label: str) -> KanToken:
+    """A prosodic-break token (#1…#4)."""
+    return KanToken(label, "tone_none", "s_none", "word_none")
+
+
 def sentence_tokens(sentence: str) -> list[KanToken]:
     """Tokens of one normalised sentence: #1/#2 between prosodic words, #3 at in-sentence punctuation, #4 at
     the end.
 
     Characters other than Han are skipped (the normaliser has already spelled digits and symbols out).
     """
-    brk = lambda b: KanToken(b, "tone_none", "s_none", "word_none")  # noqa: E731
     phrases = [p for p in re.split(f"[{re.escape(_PHRASE_PUNCT)}]", sentence)]
     tokens: list[KanToken] = []
     for phrase in phrases:
@@ -293,7 +297,7 @@ def _fit(tokens: list[KanToken], limit: int) -> Iterator[list[KanToken]]:
         cuts = [i for i, t in enumerate(tokens[:limit]) if t.phone == level]
         if cuts:
             cut = cuts[-1] + 1
-            head = [*tokens[:cut - 1], KanToken("#4", "tone_none", "s_none", "word_none")]
+            head = [*tokens[:cut - 1], brk("#4")]
             yield head
             yield from _fit(tokens[cut:], limit)
             return
