@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 _NUMERALS = set("一二三四五六七八九十百千万两几每第数半")
 _PRONOUNS = set("我你他她它咱您谁")
-_ADVERBS_DEI = set("还就都也总必须又可真非只便才却倒先得") | _PRONOUNS
+_ADVERBS_DEI = set("还就都也总必须又可真非只便才却倒先得须") | _PRONOUNS
 _DEGREE = set("很太真好最更挺超极蛮够多那这么")
 _SURNAMES = {"曾": "zeng1", "解": "xie4", "单": "shan4", "仇": "qiu2", "任": "ren2", "朴": "piao2", "查": "zha1",
              "区": "ou1", "盖": "ge3", "乐": "yue4", "华": "hua4", "曲": "qu1", "尉": "yu4", "缪": "miao4",
@@ -37,7 +37,7 @@ def _xing(prev: str, nxt: str, _: str) -> str | None:
 
 
 def _zhang_chang(prev: str, nxt: str, _: str) -> str | None:
-    if _in(prev, "米尺寸丈公分") or prev in _DEGREE:
+    if _in(prev, "米尺寸丈公分间久") or prev in _DEGREE:
         return "chang2"
     if _in(nxt, "得着出满成高胖大起歪肉个") or (nxt == "了" and prev not in _DEGREE):
         return "zhang3"
@@ -46,7 +46,7 @@ def _zhang_chang(prev: str, nxt: str, _: str) -> str | None:
 
 def _de_dei(prev: str, nxt: str, _: str) -> str | None:
     if not prev or prev in _ADVERBS_DEI:
-        return "de2" if _in(nxt, "了到奖分病知罪逞手益") else "dei3"
+        return "de2" if _in(nxt, "了到奖分病知罪逞手益过") else "dei3"
     return "de5"
 
 
@@ -73,7 +73,7 @@ def _wei(prev: str, nxt: str, _: str) -> str | None:
 
 
 def _zhong4_weight(prev: str, nxt: str, _: str) -> str | None:
-    if _in(nxt, "新复叠逢申返温播建组修演蹈"):
+    if _in(nxt, "新复叠逢申返温播建组修演蹈") or _in(prev, "一二两三四五六七八九十万千百几双"):
         return "chong2"
     return "zhong4"
 
