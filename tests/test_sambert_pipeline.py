@@ -167,7 +167,6 @@ def test_compiled_graphs_match_source(fp32: Path, tmp_path: Path) -> None:
     assert Synthesizer.load(out, threads=1).synthesize("你好。").audio.size > 0
 
 
-@pytest.mark.xfail(strict=True, reason="speedy.stages.compile needs the graph-family dispatch (family spec, checks)")
 def test_compile_cli(fp32: Path, tmp_path: Path) -> None:
     res = speedy("compile", str(fp32), "-o", str(tmp_path / "c"), "--backend", "onnxruntime", "--threads", "1")
     assert res.exit_code == 0, res.stderr

@@ -128,16 +128,26 @@ def compile_artifact(source: Path, out: Path, config: CompileConfig, *, force: b
     source = Path(source)
     src = read_manifest(source)
     _check_source(src, source, config)
-    spec = family_spec(src, "compile")
+    graphs = bool(src.extra.get("graphs"))  # multi-graph family (Sambert): checked through its host loop
+    if graphs and config.backend != "onnxruntime":
+        raise InputError(f"compile: {source} is a multi-graph {src.family} artifact; only --backend onnxruntime "
+                         "takes it")
+    spec = None if graphs else family_spec(src, "compile")
     if config.backend in _PREFLIGHT:
         _resolve(_PREFLIGHT[config.backend])(src, source, config)
     start = time.perf_counter()
     with atomic_artifact(out, force=force) as staging:
-        checks = build_check_set(src, source, spec, threads=config.threads) if config.check else None
+        checks = build_check_set(src, source, spec, threads=config.threads) if config.check and not graphs else None
         comps, notes = _resolve(_COMPILERS[config.backend])(src, source, staging, config, checks, say)
         manifest = replace(src, components=comps, extra={**dict(src.extra), "compile": notes})
         figures: list[dict] = []
-        if checks is not None:
+        if config.check and graphs:
+            from speedy.stages.export_sambert import verify_graphs
+
+            say("checking the compiled graphs against the source through the host loop")
+            figures = verify_graphs(src, source, manifest, staging, config.threads,
+                                    strict=config.precision == "fp32", error=CompileParityError)
+        elif checks is not None:
             say("checking the compiled components against the source")
             figures = verify(manifest, staging, checks, spec, config.threads, strict=config.precision == "fp32")
         step = lineage_step("compile", {**config.options(), "source": str(source)}, time.perf_counter() - start,
