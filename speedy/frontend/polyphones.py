@@ -165,6 +165,10 @@ RULES: dict[str, Rule] = {
     "量": _simple({"<商打思": ("liang2", "")}),
 }
 
+#: the reading of a character standing alone when no rule fires, where pypinyin's first reading is the
+#: one used inside words rather than alone (削 xue1 in 削弱, but 削苹果 xiao1)
+SINGLE_DEFAULTS = {"长": "chang2", "似": "si4", "弹": "tan2", "铺": "pu1", "曲": "qu3", "教": "jiao1", "泊": "bo2",
+                   "帖": "tie3", "削": "xiao1", "划": "hua2", "切": "qie1"}
 _LIAO_WORDS = {"了解", "了然", "了结", "了却", "了不", "了得", "了如", "了断", "了事", "了无"}
 _VERB_BU_LIAO = set("受吃走跑少免忘办做干完用睡喝拿搬看听说写记学去来管救改躲逃当瞒挡")
 
@@ -192,9 +196,12 @@ def rule_reading(text: str, i: int, word: tuple[int, int]) -> str | None:
         if word[1] - word[0] == 1 and prev != "不":
             return "le5"
     rule = RULES.get(ch)
-    if rule is None:
-        return None
-    return rule(prev, nxt, text[max(0, word[0] - 4):word[0]])
+    ruled = rule(prev, nxt, text[max(0, word[0] - 4):word[0]]) if rule else None
+    if ruled is None and ch == "似" and nxt == "的":
+        return "shi4"
+    if ruled is None and word[1] - word[0] == 1:
+        return SINGLE_DEFAULTS.get(ch)
+    return ruled
 
 
 def resolve(text: str, readings: list[str], ambiguous: list[int], words: list[tuple[int, int]]) -> None:
