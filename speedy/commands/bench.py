@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import click
+from rich.console import Console
 
 from speedy.commands.common import console, emit_json, threads_option
 
@@ -66,9 +67,9 @@ def bench(artifacts: tuple[str, ...], texts: str, reference: str | None, baselin
         emit_json(report.to_json())
     elif json_file:
         write_json(report, json_file)
-    width = None if console.is_terminal else 160  # piped or logged: do not squeeze the tables to 80 columns
+    out = console if console.is_terminal else Console(stderr=True, width=160)  # piped or logged: keep it wide
     for table in rich_tables(report):
-        console.print(table, width=width)
+        out.print(table)
     console.print(f"machine: {machine_line(report)}")
     console.print(summary_line(report))
 
