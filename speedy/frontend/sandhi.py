@@ -42,8 +42,8 @@ def _yi_bu(words: list[tuple[str, list[str]]]) -> None:
     text, pos = _flat(words)
     syl = [words[wi][1][ci] for wi, ci in pos]
     for k, ch in enumerate(text):
-        if ch not in "一不" or not syl[k].startswith(("yi", "bu")):
-            continue
+        if ch not in "一不" or not syl[k].startswith(("yi", "bu")) or syl[k] in ("yi5", "bu5"):
+            continue  # the lexicon's neutral tone (对不起, 看一看) stays
         prev = text[k - 1] if k else ""
         nxt = text[k + 1] if k + 1 < len(text) else ""
         nxt_tone = _tone(syl[k + 1]) if nxt else ""
@@ -52,8 +52,8 @@ def _yi_bu(words: list[tuple[str, list[str]]]) -> None:
                 new = "yi1"
             elif prev and prev == nxt and k >= 1:  # 看一看
                 new = "yi5"
-            elif nxt in "月号日" and not prev:
-                new = "yi1"
+            elif nxt == "号" or (nxt in "月日" and (not prev or prev == "月")):
+                new = "yi1"  # dates: 一月一日, 一号
             elif nxt_tone == "4" or (nxt_tone == "5" and nxt in "个"):
                 new = "yi2"
             elif nxt_tone in "123" and nxt_tone:
@@ -61,7 +61,8 @@ def _yi_bu(words: list[tuple[str, list[str]]]) -> None:
             else:
                 new = syl[k]
         else:
-            if prev and prev == nxt:  # 去不去
+            wi, ci = pos[k]
+            if (prev and prev == nxt) or (len(words[wi][0]) == 3 and ci == 1):  # 去不去, 对不起, 看不见
                 new = "bu5"
             elif nxt_tone == "4":
                 new = "bu2"
