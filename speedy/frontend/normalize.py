@@ -217,7 +217,7 @@ _RULES: list[tuple[str, object]] = [
     # alphanumeric codes: A380 -> A三八零, G20 -> G二十
     (r"(?<=[A-Za-z])(\d{3,})", lambda m: digits(m.group(1))),
     # negative numbers
-    (rf"(?<![A-Za-z0-9.])-({_NUM})", lambda m: "负" + number(m.group(1))),
+    (rf"(?<![A-Za-z0-9.月日号年时点分秒万亿千百])-({_NUM})", lambda m: "负" + number(m.group(1))),
     # 2 before a measure word is 两
     (rf"(?<![\d.])2(?!年级|号|月|点\d)(?=(?:{_LIANG_AFTER}))", "两"),
     # everything else numeric
@@ -227,6 +227,14 @@ _SYMBOLS = {"+": "加", "=": "等于", "%": "百分之", "&": "和", "@": "艾�
             "℃": "摄氏度", "°": "度", "~": "到", "<": "小于", ">": "大于", "±": "正负", "№": "第"}
 _COMPILED = [(re.compile(p), r) for p, r in _RULES]
 _LONG_DIGITS = re.compile(r"\d{19,}")
+
+
+_AFTER = [
+    # 5元/斤, 100次/分钟: a slash after a unit reads 每
+    (re.compile(r"(?<=[元角克斤米升时天月年次人件个份台秒分])\s*/\s*(?=[\u4e00-\u9fff])"), "每"),
+    # 12月25日-1月3日 (already spelled out): a dash between number words reads 到
+    (re.compile(r"(?<=[零一二三四五六七八九十百千万亿两日号月年点分秒])\s*[-~～—]+\s*(?=[零一二三四五六七八九十两])"), "到"),
+]
 
 
 def normalize(text: str) -> str:
@@ -239,5 +247,7 @@ def normalize(text: str) -> str:
     # runs too long to be a quantity are read digit by digit now (keeps the rules below linear)
     text = _LONG_DIGITS.sub(lambda m: digits(m.group(0)), text)
     for pattern, repl in _COMPILED:
+        text = pattern.sub(repl, text)
+    for pattern, repl in _AFTER:
         text = pattern.sub(repl, text)
     return "".join(_SYMBOLS.get(c, c) for c in text)
