@@ -81,8 +81,12 @@ def main(argv: list[str] | None = None) -> int:
     import warnings
 
     warnings.simplefilter("ignore")
+    from speedy.frontend.suite import DATA, score_polyphones, score_tn
+
+    if not DATA.is_dir():
+        print(f"bench: the test tables are not here ({DATA}); run it from a source checkout", file=sys.stderr)
+        return 2
     load = first_call_seconds()
-    from speedy.frontend.suite import score_polyphones, score_tn
 
     tn, poly = score_tn(), score_polyphones()
     news = score_polyphones(name="polyphones_news.tsv")
