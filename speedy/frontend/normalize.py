@@ -233,7 +233,8 @@ _AFTER = [
     # 5元/斤, 100次/分钟: a slash after a unit reads 每
     (re.compile(r"(?<=[元角克斤米升时天月年次人件个份台秒分])\s*/\s*(?=[\u4e00-\u9fff])"), "每"),
     # 12月25日-1月3日 (already spelled out): a dash between number words reads 到
-    (re.compile(r"(?<=[零一二三四五六七八九十百千万亿两日号月年点分秒])\s*[-~～—]+\s*(?=[零一二三四五六七八九十两])"), "到"),
+    (re.compile(r"(?<=[零一二三四五六七八九十百千万亿两日号月年点分秒])\s*[-~～—]+\s*"
+                r"(?=[零一二三四五六七八九十两])"), "到"),
 ]
 
 

@@ -115,7 +115,7 @@ def apply(words: list[tuple[str, list[str]]], prosodic_words: list[list[int]]) -
     groups = [[words[wi][1] for wi in group] for group in prosodic_words]
     _third(groups)
     # a lone third-tone monosyllable before a third tone changes too (我 | 想吃 -> wo2)
-    for left, right in zip(groups, groups[1:]):
+    for left, right in zip(groups, groups[1:], strict=False):
         if len(left) == 1 and len(left[0]) == 1 and _tone(left[0][0]) == "3" and right and right[0]:
             if _tone(right[0][0]) == "3":
                 left[0][0] = _set_tone(left[0][0], "2")
