@@ -157,6 +157,7 @@ def write_plot(report: BenchReport, path: str | os.PathLike[str]) -> None:
     ax1.set(xlabel="size (MB)", ylabel="total RTF (lower is faster)", yscale="log",
             title=f"speed vs size ({report.threads} threads)")
     ax1.grid(True, which="both", alpha=0.3)
+    ax1.margins(x=0.3, y=0.25)  # room for the labels
     for ax, values, label in ((ax2, [r.quality.mcd_db for r in rows], "MCD vs FP32 (dB, lower is better)"),
                               (ax3, [r.quality.dnsmos_ovrl for r in rows], "DNSMOS OVRL (1–5, higher is better)")):
         heights = [v if v is not None and math.isfinite(v) else 0.0 for v in values]
