@@ -21,7 +21,7 @@ stage() {  # stage NAME CMD...: run one stage, keep its JSON, fail loudly with i
 stage export      "$speedy" export -o "$out/onnx" --force --threads "$threads"
 stage int8-static "$speedy" quantize "$out/onnx" -o "$out/int8-static" --recipe int8-static --force
 stage fp16        "$speedy" quantize "$out/onnx" -o "$out/fp16" --recipe fp16 --force
-stage mixed       "$speedy" quantize "$out/onnx" -o "$out/mixed" --recipe mixed --max-mcd 0.5 --force
+stage mixed       "$speedy" quantize "$out/onnx" -o "$out/mixed" --recipe mixed --force
 stage compiled    "$speedy" compile "$out/int8-static" -o "$out/compiled" --backend onnxruntime --threads "$threads" --force
 for a in onnx int8-static fp16 mixed compiled; do
   stage "info-$a" "$speedy" info "$out/$a"
