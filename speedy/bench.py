@@ -39,6 +39,7 @@ from speedy.artifacts import Manifest, folder_size, read_manifest
 from speedy.bench_measure import (LengthRtf, MachineInfo, Percentiles, Quality, StageRtf, count_parameters,
                                   machine_info, measure_peak_rss, measure_quality, run_once, time_synthesizer)
 from speedy.errors import InputError, OutputError
+from speedy.synth import check_output_path
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -384,10 +385,4 @@ def write_json(report: BenchReport, path: str | os.PathLike[str]) -> None:
 
 def check_writable(out: Path) -> None:
     """OutputError (exit 4) if a file cannot be written at `out` (checked before a long run)."""
-    if out.is_dir():
-        raise OutputError(f"{out} is a directory")
-    parent = out.parent if str(out.parent) else Path(".")
-    if not parent.is_dir():
-        raise OutputError(f"cannot write {out}: folder {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise OutputError(f"cannot write {out}: folder {parent} is not writable")
+    check_output_path(out)

@@ -152,14 +152,7 @@ class Synthesizer:
 
     def ids_for(self, phones: tuple[str, ...]) -> np.ndarray:
         """Map frontend symbols to ids (1, T) int64; unknown symbols are a frontend/model mismatch."""
-        try:
-            ids = [self._ids[p] for p in phones]
-        except KeyError as e:
-            raise ModelError(f"frontend produced symbol {e.args[0]!r} that this model does not know") from None
-        if len(ids) > self.manifest.audio.max_ids:
-            raise InputError(f"a sentence produced {len(ids)} symbols; the model takes at most "
-                             f"{self.manifest.audio.max_ids}: add punctuation to split it")
-        return np.asarray([ids], dtype=np.int64)
+        return phones_to_ids(self._ids, phones, self.manifest.audio.max_ids)
 
     def split_pitch(self, semitones: float) -> tuple[float, float]:
         """Split a pitch shift into the acoustic graph's part and a resampling ratio for the rest.
@@ -174,13 +167,7 @@ class Synthesizer:
 
     def vocode(self, mel: np.ndarray) -> np.ndarray:
         """mel (1, L, n_mels) → (L·hop,) float32, padding short inputs to the vocoder's minimum."""
-        frames = mel.shape[1]
-        need = self.manifest.audio.min_vocoder_frames
-        if frames < need:
-            pad = np.full((1, need - frames, mel.shape[2]), mel.min(), dtype=np.float32)
-            mel = np.concatenate([mel, pad], axis=1)
-        wav = self.vocoder(mel)[0]
-        return wav[: frames * self.manifest.audio.hop_size]
+        return vocode_padded(self.vocoder, mel, self.manifest.audio.min_vocoder_frames, self.manifest.audio.hop_size)
 
     def stream(self, text: str, options: SynthesisOptions | None = None) -> Iterator[AudioChunk]:
         """Yield audio sentence by sentence for text of any length (memory stays flat).
@@ -243,6 +230,29 @@ class Synthesizer:
         result = self.synthesize(text, options, on_chunk)
         write_wav(out, result.audio, self.sample_rate)
         return result
+
+
+def phones_to_ids(table: dict[str, int], phones: tuple[str, ...], max_ids: int) -> np.ndarray:
+    """Frontend symbols → ids (1, T) int64 (ModelError on an unknown symbol, InputError when too long)."""
+    try:
+        ids = [table[p] for p in phones]
+    except KeyError as e:
+        raise ModelError(f"frontend produced symbol {e.args[0]!r} that this model does not know") from None
+    if len(ids) > max_ids:
+        raise InputError(f"a sentence produced {len(ids)} symbols; the model takes at most {max_ids}: "
+                         "add punctuation to split it")
+    return np.asarray([ids], dtype=np.int64)
+
+
+def vocode_padded(vocoder: Callable[[np.ndarray], np.ndarray], mel: np.ndarray, min_frames: int,
+                  hop: int) -> np.ndarray:
+    """mel (1, L, n_mels) → (L·hop,) float32; mels shorter than `min_frames` are padded with their minimum
+    (silence) and the padding's samples cut off again."""
+    frames = mel.shape[1]
+    if frames < min_frames:
+        pad = np.full((1, min_frames - frames, mel.shape[2]), mel.min(), dtype=np.float32)
+        mel = np.concatenate([mel, pad], axis=1)
+    return vocoder(mel)[0][: frames * hop]
 
 
 def _resample(wav: np.ndarray, ratio: float) -> np.ndarray:

@@ -17,7 +17,8 @@ import numpy as np
 from speedy.artifacts import (Component, Manifest, atomic_artifact, lineage_step, read_manifest, sha256_file,
                               write_manifest)
 from speedy.errors import InputError, ModelError
-from speedy.models.specs import OPSET, ComponentSpec, FamilySpec, FAMILY_SPECS
+from speedy.models.specs import OPSET, ComponentSpec
+from speedy.stages.parity import ParityError, ParityFigure, family_spec, snr_db
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -25,7 +26,7 @@ _LOGGER = logging.getLogger(__name__)
 CHECK_SENTENCES = ("今天天气很好。", "我们一起去公园散步吧！", "请在三点以前把报告发给我。")
 
 
-class ExportParityError(ModelError):
+class ExportParityError(ParityError):
     """ONNX Runtime disagrees with PyTorch beyond the family's tolerance (names output and difference)."""
 
 
@@ -42,24 +43,6 @@ class ExportConfig:
     def __post_init__(self) -> None:
         if not 13 <= self.opset <= 21:
             raise InputError(f"--opset must be in [13, 21], got {self.opset}")
-
-
-@dataclass(frozen=True)
-class ParityFigure:
-    """One compared output: worst value over the sentences (max |Δ|, or min SNR in dB)."""
-
-    component: str
-    output: str
-    kind: str
-    value: float
-    tol: float
-
-
-def family_spec(manifest: Manifest) -> FamilySpec:
-    spec = FAMILY_SPECS.get(manifest.family)
-    if spec is None:
-        raise ModelError(f"export: no export spec for family {manifest.family!r}")
-    return spec
 
 
 def export(source: Path | None, out: Path, config: ExportConfig = ExportConfig(), *, force: bool = False,
@@ -79,7 +62,7 @@ def export(source: Path | None, out: Path, config: ExportConfig = ExportConfig()
     if any(c.format != "torch" for c in src.components.values()):
         raise InputError(f"export: {source} is not a torch artifact (formats: "
                          f"{', '.join(c.format for c in src.components.values())}); export takes a torch artifact")
-    spec = family_spec(src)
+    spec = family_spec(src, "export")
     modules = load_torch_modules(src, Path(source))
     start = time.perf_counter()
     with atomic_artifact(out, force=force) as staging:
@@ -158,12 +141,6 @@ def _add_metadata(path: Path, manifest: Manifest, name: str) -> None:
     for k, v in facts.items():
         model.metadata_props.add(key=k, value=str(v))
     onnx.save(model, str(path))
-
-
-def snr_db(ref: np.ndarray, test: np.ndarray) -> float:
-    """10·log10(Σref² / Σ(ref−test)²); inf when identical. Shapes must match."""
-    noise = float(np.sum((ref.astype(np.float64) - test) ** 2))
-    return float("inf") if noise == 0 else float(10.0 * np.log10(float(np.sum(ref.astype(np.float64) ** 2)) / noise))
 
 
 def check_parity(path: Path, name: str, spec: ComponentSpec, examples: list, threads: int | None) -> list[ParityFigure]:
