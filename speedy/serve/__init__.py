@@ -1,0 +1,21 @@
+"""`speedy serve`: the HTTP API and web page over one Synthesizer (nothing loads at import time)."""
+
+from __future__ import annotations
+
+from speedy.serve.settings import ServeSettings
+
+__all__ = ["ServeSettings", "create_app", "run"]
+
+
+def create_app(synthesizer, settings: ServeSettings | None = None):  # -> fastapi.FastAPI
+    """Build the FastAPI app around a loaded Synthesizer (see speedy.serve.app)."""
+    from speedy.serve.app import create_app as _create
+
+    return _create(synthesizer, settings or ServeSettings())
+
+
+def run(artifact: str | None, settings: ServeSettings) -> None:
+    """Load the artifact with the settings' thread split and serve it with uvicorn until SIGTERM/SIGINT."""
+    from speedy.serve.app import run as _run
+
+    _run(artifact, settings)

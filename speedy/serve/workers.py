@@ -1,0 +1,75 @@
+"""A bounded synthesis pool: at most `workers` runs at once, `queue` more may wait, the rest get 503.
+
+ONNX Runtime sessions are safe to run from several threads, so one Synthesizer (loaded with
+`threads_per_worker` intra-op threads) serves every worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class QueueFull(Exception):
+    """No room: every worker is busy and the queue is full."""
+
+
+class SynthesisPool:
+    def __init__(self, workers: int, queue: int) -> None:
+        self.workers = workers
+        self.capacity = workers + queue
+        self._admit = threading.BoundedSemaphore(self.capacity)
+        self._run = threading.BoundedSemaphore(workers)
+        self._executor = ThreadPoolExecutor(max_workers=self.capacity, thread_name_prefix="synth")
+        self._lock = threading.Lock()
+        self.in_flight = 0  # admitted requests (running + waiting)
+
+    def _enter(self) -> None:
+        if not self._admit.acquire(blocking=False):
+            raise QueueFull
+        with self._lock:
+            self.in_flight += 1
+
+    def _leave(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
+        self._admit.release()
+
+    def _guarded(self, fn: Callable[[], T]) -> T:
+        with self._run:
+            return fn()
+
+    async def run(self, fn: Callable[[], T], timeout: float) -> T:
+        """Run `fn` on a worker; QueueFull at once if there is no room; asyncio.TimeoutError after `timeout`.
+
+        A timed-out run keeps its slot until it really ends, so the pool never over-commits the cores.
+        """
+        self._enter()
+        future = self._executor.submit(self._guarded, fn)
+        future.add_done_callback(lambda _: self._leave())
+        return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
+
+    def stream(self, make: Callable[[], Iterator[Any]]) -> Iterator[Any]:
+        """Admit now (QueueFull if no room), then yield `make()`'s items holding a worker slot.
+
+        The returned generator is iterated by the web framework's thread pool; the slot is released when
+        it ends or the client goes away.
+        """
+        self._enter()
+
+        def gen() -> Iterator[Any]:
+            try:
+                with self._run:
+                    yield from make()
+            finally:
+                self._leave()
+
+        return gen()
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=False)

@@ -1,0 +1,56 @@
+"""A fake Synthesizer with the real public surface (a sine per sentence) for fast server tests."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Iterator
+
+import numpy as np
+
+from speedy.controls import CONTROL_RANGES, EMOTION_PRESETS, SynthesisOptions
+from speedy.errors import InputError
+from speedy.synth import AudioChunk, SynthesisResult, check_text
+
+
+class FakeSynthesizer:
+    """Sentence-by-sentence sine tones; `delay` seconds per sentence (to test the queue)."""
+
+    sample_rate = 24000
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
+        self.running = 0
+        self.max_running = 0
+        self._lock = threading.Lock()
+
+    def describe(self) -> dict:
+        return {"family": "fake", "sample_rate": self.sample_rate, "precision": "fp32",
+                "voices": [{"name": "baker", "emotions": list(EMOTION_PRESETS), "emotion_kind": "preset"}],
+                "controls": {k: {"min": lo, "max": hi, "default": d, "unit": u}
+                             for k, (lo, hi, d, u) in CONTROL_RANGES.items()}}
+
+    def stream(self, text: str, options: SynthesisOptions | None = None) -> Iterator[AudioChunk]:
+        check_text(text)
+        parts = [p for p in re.split(r"[。！？!?]", text) if re.search(r"[\w\u4e00-\u9fff]", p)]
+        if not parts:
+            raise InputError("nothing to say: the text has no readable characters (Chinese, letters or digits)")
+        speed = (options or SynthesisOptions()).speed
+        for i, p in enumerate(parts):
+            with self._lock:
+                self.running += 1
+                self.max_running = max(self.max_running, self.running)
+            try:
+                time.sleep(self.delay)
+                n = int(self.sample_rate * 0.1 * len(p) / speed)
+                audio = (0.3 * np.sin(2 * np.pi * 220 * np.arange(n) / self.sample_rate)).astype(np.float32)
+            finally:
+                with self._lock:
+                    self.running -= 1
+            yield AudioChunk(audio, self.sample_rate, i, p, 0.0, 0.0)
+
+    def synthesize(self, text: str, options: SynthesisOptions | None = None) -> SynthesisResult:
+        start = time.perf_counter()
+        audio = np.concatenate([c.audio for c in self.stream(text, options)])
+        return SynthesisResult(audio, self.sample_rate, len(text), 1, 0.0, 0.0, time.perf_counter() - start)

@@ -1,0 +1,177 @@
+"""The HTTP API with FastAPI's TestClient on a fake synthesizer: every route and every bad request."""
+
+from __future__ import annotations
+
+import base64
+import io
+import threading
+
+import pytest
+import soundfile as sf
+from fastapi.testclient import TestClient
+
+from serve_fake import FakeSynthesizer
+from speedy.serve import ServeSettings, create_app
+
+
+@pytest.fixture()
+def client() -> TestClient:
+    return TestClient(create_app(FakeSynthesizer(), ServeSettings(workers=2, queue=4)))
+
+
+def wav_seconds(data: bytes) -> float:
+    info = sf.info(io.BytesIO(data))
+    assert info.samplerate == 24000 and info.channels == 1
+    return info.duration
+
+
+def test_page_is_served(client: TestClient) -> None:
+    """/ is the Chinese page with its controls; static files load without a CDN."""
+    r = client.get("/")
+    assert r.status_code == 200 and "text/html" in r.headers["content-type"]
+    for needle in ('maxlength="500"', 'id="emotion"', 'id="speed"', 'id="pitch"', "<audio", "下载 WAV", "合成语音"):
+        assert needle in r.text
+    assert "http" not in r.text.split("<body>")[1].replace("/docs", "")  # no external resources
+    assert client.get("/static/app.js").status_code == 200 and client.get("/static/style.css").status_code == 200
+
+
+def test_voices_health_models(client: TestClient) -> None:
+    """/voices lists emotions and ranges; /healthz and /v1/models answer."""
+    v = client.get("/voices").json()
+    assert v["sample_rate"] == 24000 and v["max_chars"] == 500
+    assert v["voices"][0]["emotions"] == ["中性", "喜悦", "悲伤", "愤怒"]
+    assert v["controls"]["pitch"]["min"] == -12
+    assert client.get("/healthz").json()["status"] == "ok"
+    assert any(m["id"] == "tts-1" for m in client.get("/v1/models").json()["data"])
+
+
+def test_tts_wav_and_base64(client: TestClient) -> None:
+    """/tts returns a WAV, or JSON with the same WAV in base64."""
+    r = client.post("/tts", json={"text": "你好。世界。", "emotion": "喜悦", "speed": 1.5})
+    assert r.status_code == 200 and r.headers["content-type"] == "audio/wav"
+    assert wav_seconds(r.content) > 0.1
+    j = client.post("/tts", json={"text": "你好", "format": "base64"}).json()
+    assert j["sample_rate"] == 24000 and wav_seconds(base64.b64decode(j["audio_base64"])) == pytest.approx(j["duration_s"], abs=1e-3)
+
+
+def test_stream_sends_header_then_pcm(client: TestClient) -> None:
+    """/tts/stream is a WAV header with open length followed by each sentence's PCM."""
+    with client.stream("POST", "/tts/stream", json={"text": "第一句。第二句。第三句。"}) as r:
+        assert r.status_code == 200
+        body = b"".join(r.iter_bytes())
+    assert body[:4] == b"RIFF" and body[8:12] == b"WAVE" and len(body) > 44 + 3 * 4800
+
+
+@pytest.mark.parametrize("fmt", ["wav", "flac", "pcm"])
+def test_openai_speech(client: TestClient, fmt: str) -> None:
+    """/v1/audio/speech answers the OpenAI request shape in the asked format."""
+    r = client.post("/v1/audio/speech", json={"model": "tts-1", "input": "你好，世界", "voice": "alloy",
+                                               "response_format": fmt, "speed": 1.0})
+    assert r.status_code == 200, r.text
+    if fmt == "pcm":
+        assert len(r.content) % 2 == 0 and len(r.content) > 1000
+    else:
+        assert wav_seconds(r.content) > 0.1
+
+
+def test_metrics_count_requests(client: TestClient) -> None:
+    """/metrics exposes request counts by route and status, audio seconds and queue depth."""
+    client.post("/tts", json={"text": "你好"})
+    client.post("/tts", json={"text": ""})
+    m = client.get("/metrics").text
+    assert 'speedy_requests_total{route="/tts",status="200"} 1.0' in m
+    assert 'speedy_requests_total{route="/tts",status="422"} 1.0' in m
+    assert "speedy_audio_seconds_total" in m and "speedy_queue_depth" in m and "speedy_rtf_bucket" in m
+
+
+BAD = [
+    ("/tts", {"text": ""}, 422, "text"),
+    ("/tts", {"text": "好" * 501}, 422, "text"),
+    ("/tts", {"text": "。，！"}, 422, "text"),
+    ("/tts", {"text": "😀😀"}, 422, "text"),
+    ("/tts", {"text": 42}, 422, "text"),
+    ("/tts", {}, 422, "text"),
+    ("/tts", {"text": "你好", "speed": 3}, 422, "speed"),
+    ("/tts", {"text": "你好", "speed": "fast"}, 422, "speed"),
+    ("/tts", {"text": "你好", "pitch": -13}, 422, "pitch"),
+    ("/tts", {"text": "你好", "energy": 0}, 422, "energy"),
+    ("/tts", {"text": "你好", "emotion": "开心"}, 422, "emotion"),
+    ("/tts", {"text": "你好", "voice": "nobody"}, 422, "voice"),
+    ("/tts", {"text": "你好", "format": "ogg"}, 422, "format"),
+    ("/tts", {"text": "你好", "colour": "red"}, 422, "colour"),
+    ("/v1/audio/speech", {"input": "你好", "voice": "alloy", "response_format": "aiff"}, 422, "response_format"),
+    ("/v1/audio/speech", {"input": "你好", "voice": "nobody"}, 422, "voice"),
+    ("/v1/audio/speech", {"input": "", "voice": "alloy"}, 422, "input"),
+    ("/v1/audio/speech", {"input": "你好", "voice": "alloy", "speed": 9}, 422, "speed"),
+]
+
+
+@pytest.mark.parametrize("route, body, status, field", BAD)
+def test_bad_json_fields(client: TestClient, route: str, body: dict, status: int, field: str) -> None:
+    """Each bad field is a 4xx whose JSON names it; never a 5xx or a traceback."""
+    r = client.post(route, json=body)
+    assert r.status_code == status, r.text
+    err = r.json()["error"]
+    assert err["field"] == field and err["message"] and "Traceback" not in r.text
+
+
+@pytest.mark.parametrize("raw", ['{"text": NaN}', '{"text": "你好", "speed": NaN}', '{"text": "你好", "pitch": Infinity}'])
+def test_nan_and_inf_rejected(client: TestClient, raw: str) -> None:
+    """NaN / Infinity (accepted by Python's JSON parser) are 422."""
+    r = client.post("/tts", content=raw, headers={"content-type": "application/json"})
+    assert r.status_code == 422
+
+
+def test_malformed_json_type_method_and_size(client: TestClient) -> None:
+    """Malformed JSON 422, wrong content type 415, wrong method 405, unknown route 404, big body 413."""
+    assert client.post("/tts", content="{not json", headers={"content-type": "application/json"}).status_code == 422
+    r = client.post("/tts", content="text=你好", headers={"content-type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 415 and "application/json" in r.json()["error"]["message"]
+    assert client.get("/tts").status_code == 405
+    assert client.get("/nope").status_code == 404
+    r = client.post("/tts", content=b'{"text": "' + b"a" * (1 << 20) + b'"}', headers={"content-type": "application/json"})
+    assert r.status_code == 413
+
+
+def test_api_key() -> None:
+    """With an API key, API routes need 'Bearer KEY' (401 otherwise); the page stays public."""
+    c = TestClient(create_app(FakeSynthesizer(), ServeSettings(api_key="s3cret")))
+    assert c.post("/tts", json={"text": "你好"}).status_code == 401
+    assert c.post("/tts", json={"text": "你好"}, headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert c.post("/tts", json={"text": "你好"}, headers={"Authorization": "Bearer s3cret"}).status_code == 200
+    assert c.get("/").status_code == 200 and c.get("/healthz").status_code == 200
+
+
+def test_full_queue_is_503_with_retry_after() -> None:
+    """With every worker busy and the queue full, requests get 503 + Retry-After at once; none hang."""
+    fake = FakeSynthesizer(delay=0.5)
+    c = TestClient(create_app(fake, ServeSettings(workers=1, queue=1)))
+    codes: list[int] = []
+    headers: list[str | None] = []
+
+    def hit() -> None:
+        r = c.post("/tts", json={"text": "你好"})
+        codes.append(r.status_code)
+        headers.append(r.headers.get("retry-after"))
+
+    threads = [threading.Thread(target=hit) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert sorted(set(codes)) == [200, 503] and codes.count(200) >= 2
+    assert all(h == "1" for code, h in zip(codes, headers) if code == 503)
+    assert fake.max_running == 1  # the pool never ran more than `workers` at once
+
+
+def test_timeout_is_504() -> None:
+    """A run longer than the per-request timeout answers 504 without blocking the server."""
+    c = TestClient(create_app(FakeSynthesizer(delay=1.0), ServeSettings(workers=1, queue=1, timeout_s=0.2)))
+    assert c.post("/tts", json={"text": "你好"}).status_code == 504
+
+
+def test_openapi_documents_routes(client: TestClient) -> None:
+    """/openapi.json documents the request models."""
+    spec = client.get("/openapi.json").json()
+    assert {"/tts", "/tts/stream", "/v1/audio/speech", "/voices", "/v1/models", "/healthz"} <= set(spec["paths"])
+    assert "TTSRequest" in spec["components"]["schemas"]
