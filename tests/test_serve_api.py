@@ -99,7 +99,7 @@ BAD = [
     ("/tts", {"text": "你好", "voice": "nobody"}, 422, "voice"),
     ("/tts", {"text": "你好", "format": "ogg"}, 422, "format"),
     ("/tts", {"text": "你好", "colour": "red"}, 422, "colour"),
-    ("/v1/audio/speech", {"input": "你好", "voice": "alloy", "response_format": "aiff"}, 422, "response_format"),
+    ("/v1/audio/speech", {"input": "你好", "voice": "alloy", "response_format": "aiff"}, 400, "response_format"),
     ("/v1/audio/speech", {"input": "你好", "voice": "nobody"}, 422, "voice"),
     ("/v1/audio/speech", {"input": "", "voice": "alloy"}, 422, "input"),
     ("/v1/audio/speech", {"input": "你好", "voice": "alloy", "speed": 9}, 422, "speed"),
@@ -175,3 +175,17 @@ def test_openapi_documents_routes(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     assert {"/tts", "/tts/stream", "/v1/audio/speech", "/voices", "/v1/models", "/healthz"} <= set(spec["paths"])
     assert "TTSRequest" in spec["components"]["schemas"]
+
+
+def test_unsupported_format_lists_supported(client: TestClient) -> None:
+    """An unknown response_format is a 400 whose message lists what this libsndfile can write."""
+    r = client.post("/v1/audio/speech", json={"input": "你好", "voice": "alloy", "response_format": "aiff"})
+    assert r.status_code == 400 and "wav" in r.json()["error"]["message"] and "flac" in r.json()["error"]["message"]
+
+
+def test_pool_survives_app_restart() -> None:
+    """Starting the app again after a shutdown (lifespan drain) still serves: no leaked worker slots."""
+    app = create_app(FakeSynthesizer(), ServeSettings(workers=1, queue=0))
+    for _ in range(3):
+        with TestClient(app) as c:
+            assert c.post("/tts", json={"text": "你好。"}).status_code == 200

@@ -26,4 +26,5 @@ def serve(artifact: str | None, host: str, port: int, workers: int, queue: int, 
     """
     from speedy.serve import ServeSettings, run
 
-    run(artifact, ServeSettings(host=host, port=port, workers=workers, queue=queue, timeout_s=timeout, api_key=api_key))
+    run(artifact, ServeSettings(host=host, port=port, workers=workers, queue=queue, timeout_s=timeout,
+                                api_key=api_key or None))

@@ -88,7 +88,9 @@ def create_app(synthesizer: Any, settings: ServeSettings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
-        pool.shutdown()  # after uvicorn stopped accepting: let admitted runs finish
+        # After uvicorn stopped accepting (SIGTERM): let admitted runs finish.
+        if not await asyncio.to_thread(pool.drain, settings.timeout_s):
+            _LOGGER.warning("shutdown: %d requests still running after %g s", pool.in_flight, settings.timeout_s)
 
     app = FastAPI(title="OpenSpeedy TTS", version="0.1.0", description="Chinese multi-emotion text-to-speech.",
                   lifespan=lifespan)
@@ -187,7 +189,7 @@ def create_app(synthesizer: Any, settings: ServeSettings) -> FastAPI:
         except QueueFull:
             raise ApiError(503, "the server is busy; retry shortly", kind="busy", headers={"Retry-After": "1"}) from None
         try:
-            first = await run_in_threadpool(next, gen)
+            first = await run_in_threadpool(next, gen, b"")
         except InputError as e:
             raise ApiError(422, str(e), "text") from None
 
@@ -259,7 +261,7 @@ def create_app(synthesizer: Any, settings: ServeSettings) -> FastAPI:
         fmt = req.response_format.lower()
         supported = audio_io.supported_formats()
         if fmt not in supported:
-            raise ApiError(422, f"response_format {req.response_format!r} is not supported here; supported: "
+            raise ApiError(400, f"response_format {req.response_format!r} is not supported here; supported: "
                                 f"{', '.join(supported)}", "response_format")
         voice, emotion = None, None
         if req.voice in voices:

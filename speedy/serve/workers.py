@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -50,7 +51,11 @@ class SynthesisPool:
         A timed-out run keeps its slot until it really ends, so the pool never over-commits the cores.
         """
         self._enter()
-        future = self._executor.submit(self._guarded, fn)
+        try:
+            future = self._executor.submit(self._guarded, fn)
+        except BaseException:
+            self._leave()
+            raise
         future.add_done_callback(lambda _: self._leave())
         return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
 
@@ -71,5 +76,13 @@ class SynthesisPool:
 
         return gen()
 
-    def shutdown(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=False)
+    def drain(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds until no request is admitted; True if the pool is idle.
+
+        The executor stays usable (an app may be started again, as test clients do); its threads are
+        idle once drained.
+        """
+        deadline = time.monotonic() + timeout
+        while self.in_flight and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return not self.in_flight
