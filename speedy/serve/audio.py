@@ -31,7 +31,8 @@ def supported_formats() -> list[str]:
 
 
 def media_type(fmt: str) -> str:
-    return "audio/L16" if fmt == "pcm" else _CONTAINERS[fmt][2]
+    # audio/L16 means big-endian (RFC 2586); this is little-endian int16 as OpenAI sends it.
+    return "audio/pcm" if fmt == "pcm" else _CONTAINERS[fmt][2]
 
 
 def encode(audio: np.ndarray, sample_rate: int, fmt: str) -> bytes:
