@@ -49,7 +49,7 @@ class SpeechRequest(BaseModel):
     input: str = Field(..., min_length=1, max_length=500)
     voice: str = Field("default", description="a voice name, an emotion (中性 喜悦 悲伤 愤怒) or an OpenAI voice name")
     response_format: str = Field("wav", description="wav, pcm, flac, mp3, opus (as libsndfile allows)")
-    speed: float = Field(1.0, ge=0.5, le=2.0)
+    speed: float = _control("speed", "speaking rate (same range as speedy synth)")
     stream_format: Literal["audio", "sse"] | None = Field(None, description="'audio' streams chunked audio")
 
 
