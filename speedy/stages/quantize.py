@@ -306,6 +306,41 @@ def _dynamic(src: Path, dst: Path, ops: tuple[str, ...], recipe: QuantRecipe, sc
                      weight_type=QuantType.QInt8, nodes_to_quantize=scoped_nodes(src, ops, scopes))
 
 
+def unshare_initializers(src: Path, dst: Path) -> bool:
+    """Give every Conv/ConvTranspose its own copy of an initializer it shares with another node.
+
+    MB-MelGAN's shortcut and second 1×1 conv share one bias tensor (the TFLite graph did, so the
+    exporter kept one initializer). ORT's QDQ quantizer then cannot quantize that bias, leaves those
+    convs as DequantizeLinear → float Conv, and the graph pays Q/DQ without the QLinearConv kernel.
+    Returns False (and writes nothing) when no initializer is shared.
+    """
+    import onnx
+
+    model = onnx.load(str(src))
+    inits = {i.name: i for i in model.graph.initializer}
+    users: dict[str, int] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            if name in inits:
+                users[name] = users.get(name, 0) + 1
+    changed = False
+    for node in model.graph.node:
+        if node.op_type not in ("Conv", "ConvTranspose"):
+            continue
+        for k, name in enumerate(node.input):
+            if name in inits and users[name] > 1:
+                copy = onnx.TensorProto()
+                copy.CopyFrom(inits[name])
+                copy.name = f"{name}__{node.name.strip('/').replace('/', '_')}_{k}"
+                model.graph.initializer.append(copy)
+                node.input[k] = copy.name
+                users[name] -= 1
+                changed = True
+    if changed:
+        onnx.save(model, str(dst))
+    return changed
+
+
 def _static(src: Path, dst: Path, ops: tuple[str, ...], recipe: QuantRecipe, reader: _Reader | None,
             cache: Path, exclude: Sequence[str], scopes: Sequence[str] | None = None) -> None:
     """Static QDQ quantization; the first call calibrates and writes `cache`, later calls reuse it."""
@@ -314,6 +349,9 @@ def _static(src: Path, dst: Path, ops: tuple[str, ...], recipe: QuantRecipe, rea
 
     method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
               "percentile": CalibrationMethod.Percentile}[recipe.calibration]
+    unshared = cache.with_name(cache.name + ".unshared.onnx")
+    if unshared.exists() or unshare_initializers(src, unshared):
+        src = unshared
     try:
         # ORT's calibrators print progress to stdout; keep stdout for the command's --json object.
         with contextlib.redirect_stdout(sys.stderr):
