@@ -68,6 +68,9 @@ def prune(source: str | None, output: str, target_params: float, component: str,
     rec = report.get("recovery", {})
     if rec.get("steps"):
         console.print(f"recovery: {rec['steps']} steps in {rec['seconds']:.0f} s, final loss {rec['final_loss']}")
-    if "mcd_db" in report.get("eval", {}):
-        console.print(f"MCD vs unpruned: {report['eval']['mcd_db']:.3f} dB on {report['eval']['sentences']} sentences")
+    ev = report.get("eval", {})
+    if "mcd_db" in ev:
+        console.print(f"vs unpruned ({ev['sentences']} eval utterances): MCD {ev['mcd_db']:.3f} dB, "
+                      f"{ev.get('mcd_float_vocoder_db', float('nan')):.3f} dB without the vocoder's int8 rounding, "
+                      f"mel L1 {ev['mel_l1']:.4f}")
     console.print(f"wrote {output} (next: speedy export {output} -o …)")

@@ -41,7 +41,8 @@ class PruneConfig:
     allocation: "global" ranks units across groups by importance per parameter; "uniform" removes the
     same fraction from every group.
     kinds: group kinds allowed to shrink (None = all of the component's kinds).
-    round_to: channel counts become multiples of this. calib_sentences: sentences for data criteria and
+    round_to: channel counts become multiples of this. refit: re-solve the layers that read pruned
+    units by least squares towards the unpruned outputs (`speedy.prune.reconstruct`). calib_sentences: sentences for data criteria and
     recovery. recover_steps, lr, checkpoint_every: see `RecoveryConfig`. threads: torch intra-op threads.
     """
 
@@ -51,6 +52,7 @@ class PruneConfig:
     allocation: str = "global"
     kinds: tuple[str, ...] | None = None
     round_to: int = 8
+    refit: bool = True
     calib_sentences: int = 64
     recover_steps: int = 0
     lr: float = 2e-4
@@ -163,7 +165,7 @@ def prune(source: Path | None, out: Path, config: PruneConfig = PruneConfig(), *
         state = RecoveryState(step=int(ckpt["step"]), optimizer=ckpt["optimizer"], losses=list(ckpt["losses"]),
                               seconds=float(ckpt["seconds"]), rng=ckpt.get("rng"))
     else:
-        report = _prune_components(student, config, ids, say)
+        report = _prune_components(teacher, student, config, ids, say)
         state = RecoveryState()
 
     def save(st: RecoveryState) -> None:
@@ -200,9 +202,9 @@ def _ids(src: Manifest, config: PruneConfig, given: Sequence[np.ndarray] | None)
     return calibration_ids(src, load_corpus("calib"), config.calib_sentences)
 
 
-def _prune_components(student: dict, config: PruneConfig, ids: Sequence[np.ndarray],
+def _prune_components(teacher: dict, student: dict, config: PruneConfig, ids: Sequence[np.ndarray],
                       say: Callable[[str], None]) -> dict[str, Any]:
-    """Score, plan and cut each chosen component of `student` in place; returns the report per component."""
+    """Score, plan, cut (and re-fit) each chosen component of `student` in place; returns the report."""
     import torch
 
     from speedy.prune.criteria import get_criterion
@@ -211,6 +213,7 @@ def _prune_components(student: dict, config: PruneConfig, ids: Sequence[np.ndarr
 
     report: dict[str, Any] = {}
     probe_ids = [torch.from_numpy(np.asarray(x)) for x in ids[:8]]
+    refit_ids = [torch.from_numpy(np.asarray(x)) for x in ids[:24]]
     for c in config.components:
         model = student[c]
         kinds = config.kinds or DEFAULT_KINDS[c]
@@ -222,33 +225,54 @@ def _prune_components(student: dict, config: PruneConfig, ids: Sequence[np.ndarr
             crit.prepare(model, groups, lambda m, c=c: calibration_run(m, c, student["acoustic"], probe_ids))
         plan = ALLOCATIONS[config.allocation](model, groups, {g.name: crit(g, model) for g in groups},
                                               config.target_params, config.round_to)
-        for g in groups:
-            if len(plan.keep[g.name]) < g.units:
-                prune_group(model, g, plan.keep[g.name])
+        cut = [g for g in groups if len(plan.keep[g.name]) < g.units]
+        for g in cut:
+            prune_group(model, g, plan.keep[g.name])
+        refit: dict[str, float] = {}
+        if config.refit and cut:
+            from speedy.prune.reconstruct import refit_consumers
+
+            say(f"{c}: re-fitting the layers that read pruned units (least squares, {len(refit_ids)} utterances)")
+            durs = _teacher_durations(teacher["acoustic"], refit_ids)
+            refit = refit_consumers(teacher[c], model, cut, plan.keep,
+                                    lambda m, c=c: calibration_run(m, c, teacher["acoustic"], refit_ids, durs))
         model.eval()
         say(f"{c}: {plan.params_before / 1e6:.2f} M → {plan.params_after / 1e6:.2f} M parameters "
             f"({config.criterion}, {plan.fraction:.0%} of the units of {len(groups)} groups)")
         report[c] = {"criterion": config.criterion, "allocation": config.allocation, "kinds": list(kinds),
-                     "fraction": round(plan.fraction, 4),
+                     "fraction": round(plan.fraction, 4), "refit_error": refit,
                      "widths": {g.name: [g.units, len(plan.keep[g.name])] for g in groups}}
     return report
 
 
-def calibration_run(model, component: str, acoustic, ids: Sequence):  # -> Tensor
-    """Calibration pass for data criteria: every output `model` (as `component`) produces, flattened, joined.
+def _teacher_durations(acoustic, ids: Sequence) -> list:
+    """The unpruned model's durations (1, T) int64 per id tensor, at least 1 frame a token."""
+    import torch
 
-    The vocoder is fed the first 64 frames of `acoustic`'s mel for each id tensor (1, T).
+    with torch.no_grad():
+        return [acoustic.durations_from_log(acoustic.predict(*acoustic.encode(x))[0], torch.ones(1)).clamp_min(1)
+                for x in ids]
+
+
+def calibration_run(model, component: str, acoustic, ids: Sequence, durations: Sequence | None = None):  # -> Tensor
+    """Calibration pass: every output `model` (as `component`) produces, flattened and joined.
+
+    Acoustic: `durations` (one (1, T) tensor per id tensor) are forced when given, so that two models'
+    frames align; else `model`'s own are used. The vocoder is fed the first 64 frames of `acoustic`'s mel per id tensor (1, T).
     """
     import torch
 
     from speedy.prune.recover import acoustic_outputs, vocoder_float
 
     outs = []
-    for x in ids:
+    for i, x in enumerate(ids):
         if component == "acoustic":
-            with torch.no_grad():
-                enc, mask = model.encode(x)
-                dur = model.durations_from_log(model.predict(enc, mask)[0], torch.ones(1)).clamp_min(1)
+            if durations is not None:
+                dur = durations[i]
+            else:
+                with torch.no_grad():
+                    enc, mask = model.encode(x)
+                    dur = model.durations_from_log(model.predict(enc, mask)[0], torch.ones(1)).clamp_min(1)
             outs += [t.flatten() for t in acoustic_outputs(model, x, dur)]
         else:
             with torch.no_grad():
@@ -269,7 +293,9 @@ def _evaluate(src: Manifest, teacher: dict, student: dict, say: Callable[[str], 
     except (ImportError, KeyError) as exc:  # frontend / quality not available, or a phone not in the table
         _LOGGER.warning("prune: skipped the MCD check (%s)", exc)
         return {"skipped": str(exc)}
-    say(f"MCD vs unpruned on {result['sentences']} eval sentences: {result['mcd_db']:.3f} dB")
+    say(f"vs unpruned on {result['sentences']} eval utterances: MCD {result['mcd_db']:.3f} dB "
+        f"({result.get('mcd_float_vocoder_db', float('nan')):.3f} dB without the vocoder's int8 sub-band rounding), "
+        f"mel L1 {result['mel_l1']:.4f}, duration error {result['duration_error']:.3f} frames/token")
     return result
 
 
