@@ -21,11 +21,13 @@ from speedy.commands.common import console, emit_json, force_option, json_option
               help="Override the recipe's op types: 'Conv,MatMul' or 'acoustic=MatMul;vocoder=Conv,ConvTranspose'.")
 @click.option("--max-mcd", type=float, default=None, help="Quality budget in dB for --recipe mixed.")
 @click.option("--per-channel/--per-tensor", default=None, help="Weight scales per output channel (default) or tensor.")
+@click.option("--sensitivity", type=click.Path(dir_okay=False), default=None,
+              help="A 'speedy analyze --json' report: mixed ranks layers by it instead of measuring each group.")
 @force_option
 @json_option
 def quantize(source: str, output: str, recipe: str, method: str | None, calib_file: str | None,
              calib_sentences: int | None, op_types: str | None, max_mcd: float | None, per_channel: bool | None,
-             force: bool, as_json: bool) -> None:
+             sensitivity: str | None, force: bool, as_json: bool) -> None:
     """Quantize an FP32 ONNX artifact with a named recipe.
 
     \b
@@ -55,7 +57,8 @@ def quantize(source: str, output: str, recipe: str, method: str | None, calib_fi
             text = parse_corpus(p.read_text(encoding="utf-8"))
         except UnicodeDecodeError as e:
             raise InputError(f"--calib {p}: invalid UTF-8 at byte offset {e.start}") from None
-    manifest = run_quantize(Path(source), Path(output), rec, calibration_text=text, force=force, progress=console.log)
+    manifest = run_quantize(Path(source), Path(output), rec, calibration_text=text, force=force, progress=console.log,
+                            sensitivity=Path(sensitivity) if sensitivity else None)
     info = {"output": output, "recipe": rec.name,
             "components": {n: {"precision": c.precision, "size_bytes": (Path(output) / c.file).stat().st_size}
                            for n, c in manifest.components.items()},

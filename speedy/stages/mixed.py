@@ -78,9 +78,13 @@ class Scorer:
 
 
 def choose_float_groups(src: Manifest, root: Path, staging: Path, comps: Mapping[str, Component], recipe,
-                        text: Sequence[str], caches: Mapping[str, Path],
-                        say: Callable[[str], None]) -> tuple[dict[str, list[str]], dict[str, object]]:
-    """Return {component: node names to keep float} and a report with every measurement."""
+                        text: Sequence[str], caches: Mapping[str, Path], say: Callable[[str], None],
+                        sensitivity: Path | None = None) -> tuple[dict[str, list[str]], dict[str, object]]:
+    """Return {component: node names to keep float} and a report with every measurement.
+
+    With `sensitivity` (a `speedy analyze --json` report) the per-group trials are skipped and the
+    report's "keep this layer float" gains rank the groups instead.
+    """
     from speedy.stages.quantize import _static
 
     held_out = list(text[-recipe.check_sentences:])  # never the sentences the calibrator saw first
@@ -97,7 +101,13 @@ def choose_float_groups(src: Manifest, root: Path, staging: Path, comps: Mapping
     trial_dir.mkdir(exist_ok=True)
     try:
         scores = []
-        for name in comps:
+        if sensitivity is not None:
+            from speedy.analyze import mixed_scores
+
+            scores = mixed_scores(sensitivity, {n: root / src.components[n].file for n in comps})
+            report["sensitivity"] = str(sensitivity)
+            say(f"mixed: ranking {len(scores)} layer groups from {sensitivity}")
+        for name in (comps if sensitivity is None else ()):
             ops = recipe.op_types.get(name, ())
             if not ops or name not in caches:
                 continue

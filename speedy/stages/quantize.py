@@ -201,8 +201,14 @@ def vocoder_feeds(acoustic_path: Path, comp: Component, voc: Component, ids: lis
 
 # ---- the stage --------------------------------------------------------------------------------------
 def quantize(source: Path, out: Path, recipe: QuantRecipe, *, calibration_text: Sequence[str] | None = None,
-             force: bool = False, progress: Callable[[str], None] | None = None) -> Manifest:
-    """Quantize the FP32 ONNX artifact at `source` into `out` with `recipe`; returns the new manifest."""
+             force: bool = False, progress: Callable[[str], None] | None = None,
+             sensitivity: Path | None = None) -> Manifest:
+    """Quantize the FP32 ONNX artifact at `source` into `out` with `recipe`; returns the new manifest.
+
+    `sensitivity`: a `speedy analyze --json` report that ranks layers for the mixed recipe.
+    """
+    if sensitivity is not None and recipe.name != "mixed":
+        raise InputError("--sensitivity is only used by --recipe mixed")
     say = progress or (lambda m: _LOGGER.info(m))
     src = read_manifest(source)
     for name, c in src.components.items():
@@ -221,7 +227,7 @@ def quantize(source: Path, out: Path, recipe: QuantRecipe, *, calibration_text: 
                 from speedy.corpus import load_corpus
 
                 calibration_text = load_corpus("calib")
-            comps, report = _int8(src, Path(source), staging, tmp, recipe, calibration_text, say)
+            comps, report = _int8(src, Path(source), staging, tmp, recipe, calibration_text, say, sensitivity)
         step = lineage_step("quantize", {"recipe": recipe.name, "op_types": {k: list(v) for k, v in recipe.op_types.items()},
                                          "per_channel": recipe.per_channel, "calibration": recipe.calibration,
                                          "calib_sentences": recipe.calib_sentences, "max_mcd": recipe.max_mcd},
@@ -244,7 +250,7 @@ def _fp16(src: Path, dst: Path, comp: Component) -> Component:
 
 
 def _int8(src: Manifest, root: Path, staging: Path, tmp: Path, recipe: QuantRecipe, text: Sequence[str],
-          say: Callable[[str], None]) -> tuple[dict[str, Component], dict[str, object]]:
+          say: Callable[[str], None], sensitivity: Path | None = None) -> tuple[dict[str, Component], dict[str, object]]:
     from speedy.stages.mixed import choose_float_groups
 
     if src.extra.get("graphs"):  # multi-graph families (Sambert): per-graph INT8, calibrated through the host loop
@@ -278,7 +284,7 @@ def _int8(src: Manifest, root: Path, staging: Path, tmp: Path, recipe: QuantReci
                               sha256=sha256_file(staging / comp.file), extra={**dict(comp.extra), "op_types": list(ops)})
     report: dict[str, object] = {}
     if recipe.name == "mixed":
-        excluded, report = choose_float_groups(src, root, staging, comps, recipe, text, caches, say)
+        excluded, report = choose_float_groups(src, root, staging, comps, recipe, text, caches, say, sensitivity)
         for name, nodes in excluded.items():
             if nodes:
                 ops = recipe.op_types[name]
