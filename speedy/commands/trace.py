@@ -10,15 +10,15 @@ from speedy.commands.common import console, emit_json, force_option, json_option
 
 
 @click.command()
-@click.argument("source", type=click.Path())
+@click.argument("source", required=False, type=click.Path())
 @click.option("-o", "--output", required=True, type=click.Path(), help="Artifact folder to write.")
 @threads_option
 @force_option
 @json_option
-def trace(source: str, output: str, threads: int | None, force: bool, as_json: bool) -> None:
+def trace(source: str | None, output: str, threads: int | None, force: bool, as_json: bool) -> None:
     """Trace a torch artifact to TorchScript for the torch runtime (no Python model code at load time).
 
-    SOURCE is a torch artifact folder (e.g. the default voice's torch artifact). The vocoder is traced
+    SOURCE is a torch artifact folder (default: the built-in voice's torch artifact). The vocoder is traced
     and checked at a second mel length so no length is baked in; the acoustic model is traced the same
     way (second token count, non-default controls), scripted if tracing would bake a data-dependent
     value, and kept as eager torch if neither works (the manifest says why). Every TorchScript file is
@@ -27,6 +27,10 @@ def trace(source: str, output: str, threads: int | None, force: bool, as_json: b
     from speedy.stages.trace import TraceConfig
     from speedy.stages.trace import trace as run_trace
 
+    if source is None:
+        from speedy.default_voice import torch_artifact
+
+        source = str(torch_artifact(progress=console.log))
     manifest = run_trace(Path(source), Path(output), TraceConfig(threads=threads), force=force, progress=console.log)
     notes = manifest.extra.get("trace", {})
     parity = manifest.extra.get("parity", [])
