@@ -22,22 +22,25 @@ _LOGGER = logging.getLogger(__name__)
 
 RIDGE = 1e-3
 """Ridge strength relative to the mean diagonal of XᵀX."""
+ROWS_PER_INPUT = 160
+"""Frames sampled per calibration utterance (evenly spaced): XᵀX costs rows × (in·k)², so all frames of
+the decoder would take minutes per layer on 2 cores for no better fit."""
 
 
 def _unfold(x: Tensor, layer: nn.Module) -> Tensor:
     """A layer's input -> rows of its receptive fields, (frames, in·k [+ nothing]) float64."""
     if isinstance(layer, nn.Linear):
-        return x.reshape(-1, x.shape[-1]).double()
+        return x.reshape(-1, x.shape[-1])
     k, pad, dil = layer.kernel_size[0], layer.padding[0], layer.dilation[0]
     cols = F.unfold(x.unsqueeze(2), (1, k), dilation=(1, dil), padding=(0, pad))  # (B, C·k, N)
-    return cols.transpose(1, 2).reshape(-1, cols.shape[1]).double()
+    return cols.transpose(1, 2).reshape(-1, cols.shape[1])
 
 
 def _flat_out(y: Tensor, layer: nn.Module) -> Tensor:
     """A layer's output -> (frames, out) float64."""
     if isinstance(layer, nn.Linear):
-        return y.reshape(-1, y.shape[-1]).double()
-    return y.transpose(1, 2).reshape(-1, y.shape[1]).double()
+        return y.reshape(-1, y.shape[-1])
+    return y.transpose(1, 2).reshape(-1, y.shape[1])
 
 
 def refit_consumers(teacher: nn.Module, student: nn.Module, groups: Sequence[PruneGroup],
@@ -91,15 +94,17 @@ def refit_consumers(teacher: nn.Module, student: nn.Module, groups: Sequence[Pru
             _LOGGER.warning("refit: %s saw %d inputs and %d outputs; left as is", path, len(ins), len(outs))
             continue
         for x, y in zip(ins, outs):
-            xs = _unfold(x, s_layer)
+            xs, yt = _unfold(x, s_layer), _flat_out(y, t_layer)
+            rows = torch.linspace(0, xs.shape[0] - 1, min(xs.shape[0], ROWS_PER_INPUT)).round().long()
+            xs, yt = xs[rows], yt[rows]
             xs = torch.cat([xs, torch.ones(xs.shape[0], 1, dtype=xs.dtype)], dim=1)
-            yt = _flat_out(y, t_layer)
             if out_keep is not None:
                 yt = yt[:, out_keep]
             xtx = xs.T @ xs if xtx is None else xtx + xs.T @ xs
             xty = xs.T @ yt if xty is None else xty + xs.T @ yt
             yy += float((yt ** 2).sum())
         assert xtx is not None and xty is not None  # internal invariant: ins is not empty
+        xtx, xty = xtx.double(), xty.double()
         lam = RIDGE * float(xtx.diagonal().mean())
         sol = torch.linalg.solve(xtx + lam * torch.eye(xtx.shape[0], dtype=xtx.dtype), xty)  # (in·k + 1, out)
         w, b = sol[:-1].T, sol[-1]

@@ -213,7 +213,7 @@ def _prune_components(teacher: dict, student: dict, config: PruneConfig, ids: Se
 
     report: dict[str, Any] = {}
     probe_ids = [torch.from_numpy(np.asarray(x)) for x in ids[:8]]
-    refit_ids = [torch.from_numpy(np.asarray(x)) for x in ids[:24]]
+    refit_ids = [torch.from_numpy(np.asarray(x)) for x in ids[:32]]
     for c in config.components:
         model = student[c]
         kinds = config.kinds or DEFAULT_KINDS[c]
