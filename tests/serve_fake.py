@@ -23,6 +23,7 @@ class FakeSynthesizer:
         self.delay = delay
         self.running = 0
         self.max_running = 0
+        self.completed = 0  # sentences fully synthesised
         self._lock = threading.Lock()
 
     def describe(self) -> dict:
@@ -48,6 +49,8 @@ class FakeSynthesizer:
             finally:
                 with self._lock:
                     self.running -= 1
+            with self._lock:
+                self.completed += 1
             yield AudioChunk(audio, self.sample_rate, i, p, 0.0, 0.0)
 
     def synthesize(self, text: str, options: SynthesisOptions | None = None) -> SynthesisResult:
