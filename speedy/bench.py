@@ -29,7 +29,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -38,8 +37,8 @@ from typing import Any
 from speedy.artifacts import Manifest, folder_size, read_manifest
 from speedy.bench_measure import (LengthRtf, MachineInfo, Percentiles, Quality, StageRtf, count_parameters,
                                   machine_info, measure_peak_rss, measure_quality, run_once, time_synthesizer)
-from speedy.errors import InputError, OutputError
-from speedy.synth import check_output_path
+from speedy.errors import InputError
+from speedy.synth import atomic_write, check_output_path
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -160,17 +159,11 @@ def _clean(obj: Any) -> Any:
 # ---- inputs ----------------------------------------------------------------------------------------
 def read_texts(path: str | os.PathLike[str]) -> list[str]:
     """Texts to bench, one per line (blank lines and `#` comments skipped); InputError if none or unreadable."""
-    from speedy.corpus import parse_corpus
+    from speedy.corpus import read_corpus_file
 
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"--texts {p}: no such file")
-    try:
-        texts = parse_corpus(p.read_text(encoding="utf-8-sig"))
-    except UnicodeDecodeError as e:
-        raise InputError(f"--texts {p}: invalid UTF-8 at byte offset {e.start}") from None
+    texts = read_corpus_file(path, "--texts")
     if not texts:
-        raise InputError(f"--texts {p}: no text in it (only blank lines or # comments)")
+        raise InputError(f"--texts {path}: no text in it (only blank lines or # comments)")
     return texts
 
 
@@ -368,19 +361,8 @@ def _with_ratios(rows: list[BenchRow], ref_path: Path | None) -> list[BenchRow]:
 
 def write_json(report: BenchReport, path: str | os.PathLike[str]) -> None:
     """Write the report's JSON atomically (temp file in the same folder, then rename): never a partial file."""
-    out = Path(path)
-    check_writable(out)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent if str(out.parent) else ".")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(report.to_json(), f, ensure_ascii=False, indent=2)
-            f.write("\n")
-        os.replace(tmp, out)
-    except OSError as e:
-        raise OutputError(f"cannot write {out}: {e.strerror or e}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    text = json.dumps(report.to_json(), ensure_ascii=False, indent=2) + "\n"
+    atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def check_writable(out: Path) -> None:

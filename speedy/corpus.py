@@ -58,3 +58,14 @@ def load_corpus(name: CorpusName | str) -> list[str]:
         raise InputError(f"corpus {name!r} at {path} holds no sentences (only blanks or # comments)")
     _LOGGER.debug("loaded %d sentences from %s", len(sentences), path)
     return sentences
+
+
+def read_corpus_file(path: str | os.PathLike[str], option: str) -> list[str]:
+    """Sentences of a UTF-8 text file given as `option` (InputError naming the option: missing file, bad UTF-8)."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{option} {p}: no such file")
+    try:
+        return parse_corpus(p.read_text(encoding="utf-8-sig"))
+    except UnicodeDecodeError as e:
+        raise InputError(f"{option} {p}: invalid UTF-8 at byte offset {e.start}") from None

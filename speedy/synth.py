@@ -282,12 +282,20 @@ def write_wav(out: Path, audio: np.ndarray, sample_rate: int) -> None:
     """16-bit PCM mono WAV via soundfile, written to a temp file in the same folder then renamed."""
     import soundfile as sf
 
+    atomic_write(out, lambda tmp: sf.write(tmp, audio, sample_rate, subtype="PCM_16", format="WAV"))
+
+
+def atomic_write(out: Path, write: Callable[[str], object]) -> None:
+    """Call `write(tmp)` on a temp file beside `out`, then rename it to `out`: never a partial file.
+
+    OutputError (exit 4) if `out` cannot be written; the temp file is removed on any failure.
+    """
     check_output_path(out)
     parent = out.parent if str(out.parent) else Path(".")
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=parent)
     os.close(fd)
     try:
-        sf.write(tmp, audio, sample_rate, subtype="PCM_16", format="WAV")
+        write(tmp)
         os.replace(tmp, out)
     except OSError as e:
         raise OutputError(f"cannot write {out}: {e.strerror or e}") from None

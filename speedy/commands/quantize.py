@@ -38,8 +38,7 @@ def quantize(source: str, output: str, recipe: str, method: str | None, calib_fi
       mixed         int8-static, keeping the most sensitive layers float within --max-mcd dB
     Calibration text runs through the real frontend and FP32 acoustic model (the vocoder sees real mels).
     """
-    from speedy.corpus import parse_corpus
-    from speedy.errors import InputError
+    from speedy.corpus import read_corpus_file
     from speedy.stages.quantize import QuantRecipe, parse_op_types
     from speedy.stages.quantize import quantize as run_quantize
 
@@ -50,13 +49,7 @@ def quantize(source: str, output: str, recipe: str, method: str | None, calib_fi
     rec = QuantRecipe.named(recipe, **overrides)
     text = None
     if calib_file is not None:
-        p = Path(calib_file)
-        if not p.is_file():
-            raise InputError(f"--calib {p}: no such file")
-        try:
-            text = parse_corpus(p.read_text(encoding="utf-8"))
-        except UnicodeDecodeError as e:
-            raise InputError(f"--calib {p}: invalid UTF-8 at byte offset {e.start}") from None
+        text = read_corpus_file(calib_file, "--calib")
     manifest = run_quantize(Path(source), Path(output), rec, calibration_text=text, force=force, progress=console.log,
                             sensitivity=Path(sensitivity) if sensitivity else None)
     info = {"output": output, "recipe": rec.name,
