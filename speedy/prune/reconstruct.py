@@ -22,9 +22,12 @@ _LOGGER = logging.getLogger(__name__)
 
 RIDGE = 1e-3
 """Ridge strength relative to the mean diagonal of XᵀX."""
-ROWS_PER_INPUT = 160
-"""Frames sampled per calibration utterance (evenly spaced): XᵀX costs rows × (in·k)², so all frames of
-the decoder would take minutes per layer on 2 cores for no better fit."""
+ROWS_PER_INPUT = 2000
+"""Frames sampled per calibration utterance (evenly spaced; in practice every frame of a sentence). A
+postnet conv has 512·5 inputs per output, so the fit needs many more rows than that or it memorises the
+calibration set: on the default voice (30 % cut, 8 eval sentences) 32 utterances × 160 frames made the
+MCD worse than no re-fit (3.95 vs 3.66 dB), 296 utterances × all frames made it better (3.11 dB), for
+about 2 minutes on 2 cores."""
 
 
 def _unfold(x: Tensor, layer: nn.Module) -> Tensor:
@@ -45,7 +48,7 @@ def _flat_out(y: Tensor, layer: nn.Module) -> Tensor:
 
 def refit_consumers(teacher: nn.Module, student: nn.Module, groups: Sequence[PruneGroup],
                     keep: Mapping[str, Tensor], run: Callable[[nn.Module], object],
-                    say: Callable[[str], None] | None = None) -> dict[str, float]:
+                    say: Callable[[str], None] | None = None, rows_per_input: int = ROWS_PER_INPUT) -> dict[str, float]:
     """Re-fit every consumer layer of the pruned `groups` of `student` towards `teacher`, in place.
 
     Args:
@@ -53,6 +56,7 @@ def refit_consumers(teacher: nn.Module, student: nn.Module, groups: Sequence[Pru
         groups: the groups that were cut (as they were before the cut); keep: {group: kept unit indices}.
         run: feeds the calibration inputs through a module (the same inputs and forced durations for
             both, so their frames align).
+        rows_per_input: output frames (samples, for the vocoder) used per input, evenly spaced.
 
     Returns:
         {consumer module path: relative output error after the fit} (‖ΔY‖ / ‖Y‖ on the calibration data).
@@ -95,7 +99,7 @@ def refit_consumers(teacher: nn.Module, student: nn.Module, groups: Sequence[Pru
             continue
         for x, y in zip(ins, outs):
             xs, yt = _unfold(x, s_layer), _flat_out(y, t_layer)
-            rows = torch.linspace(0, xs.shape[0] - 1, min(xs.shape[0], ROWS_PER_INPUT)).round().long()
+            rows = torch.linspace(0, xs.shape[0] - 1, min(xs.shape[0], rows_per_input)).round().long()
             xs, yt = xs[rows], yt[rows]
             xs = torch.cat([xs, torch.ones(xs.shape[0], 1, dtype=xs.dtype)], dim=1)
             if out_keep is not None:
