@@ -145,3 +145,30 @@ def test_cli_bad_target_exits_2_with_one_line(tiny_artifact: Path, tmp_path: Pat
     assert res.exit_code == 2
     lines = [x for x in res.output.splitlines() if x.strip()]
     assert lines == ["error: --target-params must be in (0, 1) (parameters kept), got 1.2"]
+
+
+def test_layer_distillation_compares_every_encoder_and_decoder_layer() -> None:
+    """The teacher cache holds one (1, N, hidden) output per FFT layer; an exact copy of the teacher has zero
+    loss, and a pruned student's hidden term is positive (it is part of the loss, not a no-op)."""
+    import copy
+
+    from speedy.prune.criteria import get_criterion
+    from speedy.prune.recover import _acoustic_loss, _Teacher
+    from speedy.prune.surgery import groups_for, prune_group
+
+    teacher = tiny_fs2().eval()
+    ids = torch.from_numpy(IDS[0])
+    target = _Teacher(teacher).acoustic_targets(0, ids)
+    hidden = target[-1]
+    n_layers = len(teacher.encoder) + len(teacher.decoder)
+    assert sorted(hidden) == sorted([f"encoder.{i}" for i in range(len(teacher.encoder))]
+                                    + [f"decoder.{i}" for i in range(len(teacher.decoder))]) and len(hidden) == n_layers
+    assert all(h.shape[0] == 1 and h.shape[-1] == TINY_FS2.hidden for h in hidden.values())
+    with torch.no_grad():
+        assert float(_acoustic_loss(copy.deepcopy(teacher), ids, target, hidden_weight=1.0)) == 0.0
+        student = copy.deepcopy(teacher)
+        g = next(g for g in groups_for("acoustic", student) if g.kind == "ffn")
+        prune_group(student, g, get_criterion("l1")(g, student).topk(g.units // 2).indices.sort().values)
+        plain = float(_acoustic_loss(student, ids, target, hidden_weight=0.0))
+        with_hidden = float(_acoustic_loss(student, ids, target, hidden_weight=1.0))
+    assert with_hidden > plain > 0.0
