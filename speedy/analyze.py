@@ -51,7 +51,7 @@ class AnalyzeConfig:
     texts: tuple[str, ...] | None = None
     sentences: int = 4
     fractions: tuple[float, ...] = (0.25, 0.5)
-    criterion: str = "l1"
+    criterion: str = "taylor"
     calib_sentences: int = 16
     profile_runs: int = 3
     threads: int | None = None
@@ -182,7 +182,8 @@ def analyze(source: Path | None, config: AnalyzeConfig = AnalyzeConfig(), *,
          "layers": [{"component", "name", "kind", "params", "param_share", "time_share", "quant_mcd_db",
                      "float_keep_mcd_db", "float_gain_db", "prune_mcd_db": {fraction: dB},
                      "onnx_nodes": [...], "saved_per_db", "best_action"}]}
-        where dB figures are MCD vs FP32 / unpruned on the chosen sentences and shares are of the voice.
+        where dB figures are MCD vs FP32 / unpruned on the chosen sentences and shares are of the voice;
+        a prune figure is null where the cut changed an utterance's length beyond ×1.4 (durations broke).
     """
     import shutil
 
@@ -215,7 +216,7 @@ def analyze(source: Path | None, config: AnalyzeConfig = AnalyzeConfig(), *,
             from speedy.prune.sensitivity import quant_sensitivity
 
             base, quant = quant_sensitivity(src, root, texts, nodes, config.calib_sentences, tmp, say)
-        pruned: dict[tuple[str, str], dict[str, float]] = {}
+        pruned: dict[tuple[str, str], dict[str, float | None]] = {}
         if config.prune and torch_dir is not None:
             from speedy.prune.sensitivity import prune_sensitivity
 
@@ -251,7 +252,7 @@ def _onnx_layers(src: Manifest, root: Path) -> list[Layer]:
 
 def _rows(layers: Sequence[Layer], times: Mapping[tuple[str, str], float],
           quant: Mapping[tuple[str, str], tuple[float | None, float | None]],
-          pruned: Mapping[tuple[str, str], Mapping[str, float]],
+          pruned: Mapping[tuple[str, str], Mapping[str, float | None]],
           nodes: Mapping[str, Mapping[str, list[str]]], base: float | None) -> list[dict[str, Any]]:
     total_params = max(1, sum(x.params for x in layers))
     total_time = max(1e-9, sum(times.values()))
@@ -264,6 +265,8 @@ def _rows(layers: Sequence[Layer], times: Mapping[tuple[str, str], float],
         if q_only is not None and p_share > 0:
             options.append((INT8_BYTES_SAVED * p_share / max(q_only, DB_FLOOR), "int8"))
         for f, db in pruned.get(key, {}).items():
+            if db is None:  # durations broke: not a candidate
+                continue
             options.append((float(f) * (p_share + t_share) / 2 / max(db, DB_FLOOR), f"prune {f}"))
         best = max(options) if options else (0.0, "-")
         rows.append({"component": x.component, "name": x.name, "kind": x.kind, "params": x.params,

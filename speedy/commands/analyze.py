@@ -16,7 +16,8 @@ from speedy.commands.common import console, emit_json, threads_option
               help="Chinese sentences, one a line, to score on (default: the evaluation corpus).")
 @click.option("--sentences", type=int, default=4, show_default=True, help="How many sentences to score on.")
 @click.option("--fractions", default="0.25,0.5", show_default=True, help="Pruning fractions to try per layer.")
-@click.option("--criterion", default="l1", show_default=True, help="l1 | l2 | random | activation | taylor")
+@click.option("--criterion", default="taylor", show_default=True,
+              help="l1 | l2 | random | activation | taylor (prune's default, so the rows predict its cuts)")
 @click.option("--quant/--no-quant", default=True, help="Measure INT8 sensitivity (the slowest part).")
 @click.option("--prune/--no-prune", "prune_", default=True, help="Measure pruning sensitivity.")
 @click.option("--json", "json_file", type=click.Path(dir_okay=False), default=None,
@@ -31,6 +32,7 @@ def analyze(source: str | None, texts_file: str | None, sentences: int, fraction
       INT8 dB     MCD vs FP32 when only this layer is INT8
       float gain  how much MCD drops when only this layer stays float (the rest INT8)
       prune dB    MCD vs unpruned when that fraction of its heads/channels is removed
+                  ('dur!': an utterance's length changed beyond x1.4, durations broke)
       time, params  its share of ONNX Runtime kernel time and of the parameters
     Rows are sorted by cost saved per dB lost (see speedy/analyze.py for the definition).
     """
@@ -70,6 +72,13 @@ def analyze(source: str | None, texts_file: str | None, sentences: int, fraction
         console.print(f"wrote {json_file}")
 
 
+def _prune_cell(figures: dict, fraction: str) -> str:
+    """'-' not measured (nothing to cut at that fraction), 'dur!' durations broke, else the dB."""
+    if fraction not in figures:
+        return "-"
+    return "dur!" if figures[fraction] is None else f"{figures[fraction]:.2f}"
+
+
 def _table(report: dict):  # -> rich.table.Table
     from rich.table import Table
 
@@ -87,5 +96,5 @@ def _table(report: dict):  # -> rich.table.Table
     for r in report["layers"]:
         t.add_row(r["component"], r["name"], f"{r['params'] / 1e6:.2f} M ({r['param_share']:.0%})",
                   f"{100 * r['time_share']:.1f}", num(r["quant_mcd_db"]), num(r["float_gain_db"]),
-                  *(num(r["prune_mcd_db"].get(f)) for f in fr), num(r["saved_per_db"], "{:.3f}"), r["best_action"])
+                  *(_prune_cell(r["prune_mcd_db"], f) for f in fr), num(r["saved_per_db"], "{:.3f}"), r["best_action"])
     return t

@@ -70,9 +70,11 @@ def _pair(component: str, mine: Path, other: Path) -> tuple[Path, Path]:
 
 
 def prune_sensitivity(manifest: Manifest, torch_dir: Path, ids: Sequence[np.ndarray], fractions: Sequence[float],
-                      criterion: str, say: Callable[[str], None]) -> dict[Key, dict[str, float]]:
+                      criterion: str, say: Callable[[str], None]) -> dict[Key, dict[str, float | None]]:
     """MCD (dB) vs the unpruned torch pipeline when each layer loses `fraction` of its units.
 
+    None where an utterance's length changed too much to align (a broken duration predictor): MCD
+    would have to force the unpruned durations and so would score the damage as nothing.
     Every group of the layer (`PruneGroup.layer`) keeps its top (1 - fraction) units by `criterion`;
     fractions that would remove nothing from a layer (e.g. a quarter of 2 heads) are left out.
     """
@@ -88,7 +90,7 @@ def prune_sensitivity(manifest: Manifest, torch_dir: Path, ids: Sequence[np.ndar
     mods = load_torch_modules(manifest, torch_dir)
     ref = synthesize(mods["acoustic"], mods["vocoder"], ids, manifest.audio.min_vocoder_frames)
     probe = [torch.from_numpy(np.asarray(x)) for x in ids[:4]]
-    out: dict[Key, dict[str, float]] = {}
+    out: dict[Key, dict[str, float | None]] = {}
     for c in ("acoustic", "vocoder"):
         try:
             groups = groups_for(c, mods[c])
@@ -109,7 +111,14 @@ def prune_sensitivity(manifest: Manifest, torch_dir: Path, ids: Sequence[np.ndar
                 for g in mine:
                     if keep[g.name] < g.units:
                         prune_group(cand, g, torch.topk(scores[g.name], keep[g.name]).indices.sort().values)
-                mcd = compare_pipelines(manifest, ref, {**mods, c: cand.eval()}, ids)["mcd_db"]
-                out.setdefault((c, layer), {})[f"{f:g}"] = round(mcd, 4)
-                say(f"pruning: {c} {layer} −{f:.0%} → MCD {mcd:.3f} dB")
+                res = compare_pipelines(manifest, ref, {**mods, c: cand.eval()}, ids)
+                if res["forced_durations"]:
+                    # Some utterance's length moved beyond what MCD can align (×1.4): compare_pipelines then
+                    # scores it with the reference durations forced, which hides exactly this damage.
+                    out.setdefault((c, layer), {})[f"{f:g}"] = None
+                    say(f"pruning: {c} {layer} −{f:.0%} → durations broken on {res['forced_durations']} of "
+                        f"{res['sentences']} utterances (length beyond ×1.4): no MCD")
+                    continue
+                out.setdefault((c, layer), {})[f"{f:g}"] = round(res["mcd_db"], 4)
+                say(f"pruning: {c} {layer} −{f:.0%} → MCD {res['mcd_db']:.3f} dB")
     return out
