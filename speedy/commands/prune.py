@@ -23,7 +23,7 @@ from speedy.commands.common import console, emit_json, force_option, json_option
                    "vocoder: vocoder-pre,vocoder-stream,vocoder-inner). Default: acoustic heads,ffn,postnet; vocoder all.")
 @click.option("--recover-steps", type=int, default=2000, show_default=True,
               help="Self-distillation steps after pruning and re-fit (0 = none; about 0.12 s a step on 2 cores).")
-@click.option("--lr", type=float, default=1e-5, show_default=True, help="Peak learning rate of the recovery.")
+@click.option("--lr", type=float, default=3e-5, show_default=True, help="Peak learning rate of the recovery.")
 @click.option("--checkpoint-every", type=int, default=50, show_default=True, help="Steps between checkpoints.")
 @click.option("--calib-sentences", type=int, default=300, show_default=True,
               help="Calibration utterances (at most; the corpus has about 300) for the criterion, the "

@@ -58,7 +58,7 @@ class PruneConfig:
     refit: bool = True
     calib_sentences: int = 300
     recover_steps: int = 0
-    lr: float = 1e-5
+    lr: float = 3e-5
     hidden_weight: float = 1.0
     checkpoint_every: int = 50
     seed: int = 0
@@ -109,7 +109,7 @@ def _check_source(source: Path) -> Manifest:
     src = read_manifest(source)
     formats = {c.format for c in src.components.values()}
     if formats != {"torch"}:
-        raise InputError(f"prune: {source} is a {'/'.join(sorted(formats))} artifact; prune works on torch weights "
+        raise InputError(f"prune: {source} is an artifact in {'/'.join(sorted(formats))} format; prune works on torch weights "
                          "before export — run prune on the torch artifact (e.g. the default voice), then "
                          "'speedy export' (and 'speedy quantize') on its output")
     return src
