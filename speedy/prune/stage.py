@@ -45,8 +45,9 @@ class PruneConfig:
     same fraction from every group.
     kinds: group kinds allowed to shrink (None = all of the component's kinds).
     round_to: channel counts become multiples of this. refit: re-solve the layers that read pruned
-    units by least squares towards the unpruned outputs (`speedy.prune.reconstruct`). calib_sentences: sentences for data criteria and
-    recovery. recover_steps, lr, hidden_weight, checkpoint_every: see `RecoveryConfig`. threads: torch intra-op threads.
+    units by least squares towards the unpruned outputs (`speedy.prune.reconstruct`). calib_sentences:
+    sentences for data criteria, re-fit and recovery. recover_steps, lr, hidden_weight, checkpoint_every:
+    see `RecoveryConfig`. threads: torch intra-op threads.
     """
 
     target_params: float = 0.7
@@ -109,8 +110,8 @@ def _check_source(source: Path) -> Manifest:
     src = read_manifest(source)
     formats = {c.format for c in src.components.values()}
     if formats != {"torch"}:
-        raise InputError(f"prune: {source} is an artifact in {'/'.join(sorted(formats))} format; prune works on torch weights "
-                         "before export — run prune on the torch artifact (e.g. the default voice), then "
+        raise InputError(f"prune: {source} is an artifact in {'/'.join(sorted(formats))} format; prune works "
+                         "on torch weights before export — run prune on the torch artifact (e.g. the default voice), then "
                          "'speedy export' (and 'speedy quantize') on its output")
     return src
 
