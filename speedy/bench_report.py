@@ -67,8 +67,20 @@ def _size_quality_columns() -> Columns:
         ("peak RSS MB", lambda r: _num(r.peak_rss_bytes, ".0f", 1 / MB)),
         ("MCD dB", lambda r: _num(r.quality.mcd_db, ".2f")),
         ("F0 RMSE Hz", lambda r: _num(r.quality.f0_rmse_hz, ".1f")),
+        ("GPE %", lambda r: _num(r.quality.f0_gpe, ".1f", 100)),
+        ("FPE cents", lambda r: _num(r.quality.f0_fpe_cents, ".0f")),
         ("V/UV %", lambda r: _num(r.quality.vuv_error, ".1f", 100)),
         ("DNSMOS", lambda r: _num(r.quality.dnsmos_ovrl, ".2f")),
+    ]
+
+
+def _component_columns() -> Columns:
+    return [
+        ("artifact", lambda r: r.name),
+        ("vocoder MCD dB", lambda r: _num(r.quality.vocoder_mcd_db, ".2f")),
+        ("acoustic MCD dB", lambda r: _num(r.quality.acoustic_mcd_db, ".2f")),
+        ("durations = FP32 %", lambda r: _num(r.quality.duration_match, ".1f", 100)),
+        ("sentences", lambda r: str(r.quality.component_utterances or "—")),
     ]
 
 
@@ -88,6 +100,7 @@ def tables(report: BenchReport) -> list[tuple[str, list[str], list[list[str]]]]:
     for title, cols in (("speed (all texts)", _speed_columns()),
                         ("RTF by text length: total (acoustic / vocoder)", _length_columns(report)),
                         ("size, memory, quality", _size_quality_columns()),
+                        ("per-component fidelity (speedy.fidelity)", _component_columns()),
                         ("artifacts", _provenance_columns())):
         out.append((title, [h for h, _ in cols], [[cell(r) for _, cell in cols] for r in report.rows]))
     return out
@@ -98,7 +111,8 @@ def machine_line(report: BenchReport) -> str:
     m = report.machine
     v = ", ".join(f"{k} {x}" for k, x in m.versions.items())
     load = f", load avg {m.load_avg[0]:.2f}" if m.load_avg else ""
-    return (f"{m.cpu}, {m.cores} cores ({m.usable_cores} usable), {report.threads} threads{load}; "
+    isa = f" [{' '.join(m.isa)}]" if getattr(m, "isa", ()) else ""
+    return (f"{m.cpu}{isa}, {m.cores} cores ({m.usable_cores} usable), {report.threads} threads{load}; "
             f"{m.platform}, Python {m.python}; {v}")
 
 

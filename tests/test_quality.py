@@ -45,9 +45,31 @@ def warped(w: np.ndarray, alpha: float) -> np.ndarray:
 
 
 def test_identical_signals_score_zero() -> None:
-    """The same waveform as reference and test gives MCD 0 dB, F0 RMSE 0 Hz and V/UV error 0."""
+    """The same waveform as reference and test gives MCD 0 dB, F0 RMSE 0 Hz, V/UV error 0, GPE 0, FPE 0."""
     x = vowel(SR, 0.6)
-    assert quality.compare(x, x.copy(), SR) == QualityReport(mcd_db=0.0, f0_rmse_hz=0.0, vuv_error=0.0)
+    assert quality.compare(x, x.copy(), SR) == QualityReport(mcd_db=0.0, f0_rmse_hz=0.0, vuv_error=0.0,
+                                                             f0_gpe=0.0, f0_fpe_cents=0.0)
+
+
+def test_pitch_errors_split_gross_from_fine() -> None:
+    """Four frames voiced in both: one an octave off (gross), three off by +100, −100 and 0 cents (fine).
+    GPE = 1/4; FPE = RMS(100, −100, 0) = √(20000/3) ≈ 81.65 cents. Unvoiced frames are left out; no frame
+    voiced in both gives NaN."""
+    ref = np.array([200.0, 200.0, 200.0, 200.0, 0.0, 150.0])
+    test = np.array([400.0, 200.0 * 2 ** (1 / 12), 200.0 * 2 ** (-1 / 12), 200.0, 180.0, 0.0])
+    gpe, fpe = quality.pitch_errors(ref, test)
+    assert gpe == pytest.approx(0.25)
+    assert fpe == pytest.approx(np.sqrt(20000 / 3), rel=1e-9)
+    assert all(np.isnan(v) for v in quality.pitch_errors(np.zeros(3), np.ones(3)))
+
+
+def test_pitch_errors_of_a_shifted_voice() -> None:
+    """A waveform whose F0 is 3 % higher: almost no gross error (3 % < 20 %; Harvest misses at most an edge
+    frame, < 2 %) and FPE near 1200·log2(1.03) ≈ 51 cents, as Harvest measures it (within 10 cents)."""
+    ref, test = vowel(SR, 0.6, f0=200.0), vowel(SR, 0.6, f0=206.0)
+    report = quality.compare(ref, test, SR)
+    assert report.f0_gpe < 0.02
+    assert report.f0_fpe_cents == pytest.approx(1200 * np.log2(1.03), abs=10)
 
 
 @pytest.mark.parametrize("sr", [16_000, 24_000])

@@ -32,13 +32,18 @@ from speedy.commands.common import console, emit_json, threads_option
 @click.option("--no-dnsmos", is_flag=True, help="Skip DNSMOS (keeps MCD/F0/VUV).")
 @click.option("--no-memory", is_flag=True, help="Skip the peak-RSS subprocesses.")
 @click.option("--quality-texts", type=click.IntRange(1), default=None, help="Compare only the first N texts.")
+@click.option("--component-texts", type=click.IntRange(0), default=8, show_default=True,
+              help="Per-component fidelity (vocoder MCD, acoustic MCD at FP32 durations, duration match) on the "
+                   "sentences of the first N texts; 0 = off.")
 def bench(artifacts: tuple[str, ...], texts: str, reference: str | None, baseline: str | None, threads: int | None,
           repeat: int, warmup: int, json_file: str | None, plot: str | None, markdown_file: str | None,
-          no_quality: bool, no_dnsmos: bool, no_memory: bool, quality_texts: int | None) -> None:
+          no_quality: bool, no_dnsmos: bool, no_memory: bool, quality_texts: int | None,
+          component_texts: int) -> None:
     """Benchmark artifact folders: size, parameters, peak memory, load time, latency, per-stage RTF,
     first-audio latency and quality against the FP32 reference, one row per DIR, in one process.
 
-    Figures are medians over --repeat passes after --warmup passes, on --threads threads. Output files are
+    Figures are medians over --repeat passes after --warmup passes, on --threads threads; the rows' runs are
+    interleaved text by text so that they share the machine's noise. Output files are
     written only when the whole run succeeded (temporary file, then rename).
 
     \b
@@ -56,7 +61,7 @@ def bench(artifacts: tuple[str, ...], texts: str, reference: str | None, baselin
     config = BenchConfig(threads=threads, repeat=repeat, warmup=warmup,
                          reference=Path(reference) if reference else None, baseline=baseline,
                          quality=not no_quality, dnsmos=not (no_quality or no_dnsmos), peak_rss=not no_memory,
-                         quality_texts=quality_texts)
+                         quality_texts=quality_texts, component_texts=component_texts)
     report = run_bench(list(artifacts), body, config, progress=lambda m: console.log(m))
     report = replace(report, command=_command_line(click.get_current_context()))
     if plot:

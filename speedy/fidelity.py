@@ -1,0 +1,114 @@
+"""Fidelity that attributes loss: how much of a compressed artifact's error is the vocoder's, how much
+the acoustic model's, and whether durations moved.
+
+The whole-pipeline MCD (DTW) of `speedy.quality` mixes three things: spectral error of the acoustic
+model, spectral error of the vocoder, and tokens whose frame count changed (one moved token shifts every
+later frame, which DTW only partly undoes). Each is measured here on its own, against the FP32
+artifact of the same model, on the same phone ids:
+
+- `vocoder_mcd_db`: the test vocoder on the FP32 acoustic model's mel vs the FP32 vocoder on it
+  (same length, frame-by-frame MCD).
+- `acoustic_mcd_db`: the test acoustic model's mel, with the FP32 durations imposed, through the FP32
+  vocoder, vs the FP32 pipeline. The ONNX graphs take no duration input, so durations are imposed
+  after the fact by warping each token's frames of the test mel onto the FP32 token's frame count
+  (nearest frame); where every token's count already matches — the case for any recipe that keeps the
+  duration predictor float — this is exact.
+- `duration_match`: share of tokens whose frame count equals FP32's.
+
+Torch-free (bench imports it). Works for artifacts whose acoustic runner returns per-token durations
+(the default voice's family); others report None.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from speedy.errors import InputError
+
+_LOGGER = logging.getLogger(__name__)
+DEFAULT_CONTROLS = np.asarray([1.0, 0.0, 1.0, 1.0], dtype=np.float32)
+"""speed, pitch (semitones), pitch range, energy: the neutral setting every figure is measured at."""
+
+
+@dataclass(frozen=True)
+class ComponentFidelity:
+    """Per-component fidelity of a test artifact against FP32, averaged over `utterances`.
+
+    vocoder_mcd_db / acoustic_mcd_db: dB (0 = identical); duration_match: [0, 1]; None = not measured.
+    """
+
+    vocoder_mcd_db: float | None = None
+    acoustic_mcd_db: float | None = None
+    duration_match: float | None = None
+    utterances: int = 0
+
+
+def utterance_ids(synth: Any, texts: Sequence[str]) -> list[np.ndarray]:
+    """Phone ids (1, T) int64 of every sentence of `texts` through the default frontend ([] for other
+    frontends, whose families do not expose per-token durations)."""
+    if synth.manifest.frontend.name != "baker-pinyin":
+        return []
+    from speedy.frontend import text_to_utterances
+
+    return [synth.ids_for(u.phones) for t in texts for u in text_to_utterances(t)]
+
+
+def impose_durations(mel: np.ndarray, dur: np.ndarray, ref_dur: np.ndarray) -> np.ndarray:
+    """Warp `mel` (1, L, n_mels), made with per-token frame counts `dur` (T,), onto `ref_dur` (T,).
+
+    Each token's frames are resampled (nearest frame) to the reference token's count, so frame i of the
+    result belongs to the same token as frame i of the reference mel. Returns (1, sum(ref_dur), n_mels).
+    """
+    dur = np.asarray(dur, np.int64).reshape(-1)
+    ref_dur = np.asarray(ref_dur, np.int64).reshape(-1)
+    if dur.shape != ref_dur.shape:
+        raise InputError(f"durations of {dur.size} vs {ref_dur.size} tokens: not the same ids")
+    if np.array_equal(dur, ref_dur):
+        return mel
+    starts = np.concatenate([[0], np.cumsum(dur)[:-1]])
+    index = []
+    for s, n, m in zip(starts, dur, ref_dur):
+        if m == 0:
+            continue
+        if n == 0:  # the test model dropped the token: hold the previous frame
+            index.extend([max(int(s) - 1, 0)] * int(m))
+            continue
+        index.extend((s + np.minimum((np.arange(m) * n) // m, n - 1)).tolist())
+    index = np.clip(np.asarray(index, np.int64), 0, mel.shape[1] - 1)
+    return mel[:, index, :]
+
+
+def component_fidelity(ref: Any, test: Any, ids: Sequence[np.ndarray]) -> ComponentFidelity:
+    """Per-component figures of synthesizer `test` against FP32 synthesizer `ref` on phone ids `ids`.
+
+    Both need `.acoustic(ids, controls) -> (mel (1, L, n_mels), durations (1, T))`, `.vocode(mel)` and
+    `.sample_rate`. An utterance whose MCD cannot be computed (too short, silent) is skipped with a warning.
+    """
+    from speedy.quality import mel_cepstral_distortion
+
+    sr = int(ref.sample_rate)
+    voc, ac, match = [], [], []
+    for x in ids:
+        mel_r, dur_r = ref.acoustic(x, DEFAULT_CONTROLS)
+        mel_t, dur_t = test.acoustic(x, DEFAULT_CONTROLS)
+        dur_r, dur_t = np.asarray(dur_r).reshape(-1), np.asarray(dur_t).reshape(-1)
+        if dur_r.size != dur_t.size:
+            _LOGGER.warning("per-component fidelity: %d vs %d durations; utterance skipped", dur_t.size, dur_r.size)
+            continue
+        match.extend((dur_r == dur_t).tolist())
+        wav_r = ref.vocode(mel_r)
+        try:
+            voc.append(mel_cepstral_distortion(wav_r, test.vocode(mel_r), sr, align="frames"))
+            warped = impose_durations(mel_t, dur_t, dur_r)
+            ac.append(mel_cepstral_distortion(wav_r, ref.vocode(warped), sr, align="frames"))
+        except InputError as e:
+            _LOGGER.warning("per-component fidelity: utterance skipped (%s)", e)
+    if not voc:
+        return ComponentFidelity(duration_match=float(np.mean(match)) if match else None)
+    return ComponentFidelity(vocoder_mcd_db=float(np.mean(voc)), acoustic_mcd_db=float(np.mean(ac)),
+                             duration_match=float(np.mean(match)), utterances=len(voc))
