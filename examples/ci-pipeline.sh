@@ -20,10 +20,11 @@ stage() {  # stage NAME CMD...: run one stage, keep its JSON, fail loudly with i
 
 stage export      "$speedy" export -o "$out/onnx" --force --threads "$threads"
 stage int8-static "$speedy" quantize "$out/onnx" -o "$out/int8-static" --recipe int8-static --force
+stage int8-hybrid "$speedy" quantize "$out/onnx" -o "$out/int8-hybrid" --recipe int8-hybrid --force
 stage fp16        "$speedy" quantize "$out/onnx" -o "$out/fp16" --recipe fp16 --force
 stage mixed       "$speedy" quantize "$out/onnx" -o "$out/mixed" --recipe mixed --force
-stage compiled    "$speedy" compile "$out/int8-static" -o "$out/compiled" --backend onnxruntime --threads "$threads" --force
-for a in onnx int8-static fp16 mixed compiled; do
+stage compiled    "$speedy" compile "$out/int8-hybrid" -o "$out/compiled" --backend onnxruntime --threads "$threads" --force
+for a in onnx int8-static int8-hybrid fp16 mixed compiled; do
   stage "info-$a" "$speedy" info "$out/$a"
 done
 echo "pipeline OK: $(ls "$out" | tr '\n' ' ')" >&2

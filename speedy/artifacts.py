@@ -29,7 +29,7 @@ FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 #: Formats a component file may have; each maps to one runtime backend (speedy.runtime).
 FORMATS = ("torch", "onnx", "torchscript", "torch-export", "tensorrt")
-PRECISIONS = ("fp32", "fp16", "bf16", "int8", "int8-dynamic", "int8-static", "mixed")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8", "int8-dynamic", "int8-static", "int8-hybrid", "mixed")
 COMPONENT_NAMES = ("acoustic", "vocoder")
 
 

@@ -111,7 +111,7 @@ def machine_line(report: BenchReport) -> str:
     m = report.machine
     v = ", ".join(f"{k} {x}" for k, x in m.versions.items())
     load = f", load avg {m.load_avg[0]:.2f}" if m.load_avg else ""
-    isa = f" [{' '.join(m.isa)}]" if getattr(m, "isa", ()) else ""
+    isa = f" ({' '.join(m.isa)})" if m.isa else ""
     return (f"{m.cpu}{isa}, {m.cores} cores ({m.usable_cores} usable), {report.threads} threads{load}; "
             f"{m.platform}, Python {m.python}; {v}")
 

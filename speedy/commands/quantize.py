@@ -12,7 +12,7 @@ from speedy.commands.common import console, emit_json, force_option, json_option
 @click.command()
 @click.argument("source", type=click.Path())
 @click.option("-o", "--output", required=True, type=click.Path(), help="Artifact folder to write.")
-@click.option("--recipe", required=True, help="int8-dynamic | int8-static | fp16 | mixed")
+@click.option("--recipe", required=True, help="int8-dynamic | int8-static | int8-hybrid | fp16 | mixed")
 @click.option("--calibration", "method", default=None, help="Static calibration: minmax | entropy | percentile.")
 @click.option("--calib", "calib_file", type=click.Path(dir_okay=False), default=None,
               help="Chinese text file, one sentence a line (default: calibration/calib.txt).")
@@ -32,8 +32,10 @@ def quantize(source: str, output: str, recipe: str, method: str | None, calib_fi
 
     \b
     Recipes (op types per component are part of the recipe; --op-types overrides):
-      int8-dynamic  INT8 weights, activations quantized at run time (acoustic MatMul)
-      int8-static   calibrated QDQ, per-channel weights (acoustic MatMul+Conv, vocoder Conv+ConvTranspose)
+      int8-dynamic  INT8 weights, activations quantized at run time (acoustic frame-rate Conv)
+      int8-static   calibrated QDQ, per-channel weights (acoustic frame-rate Conv, vocoder stack Conv)
+      int8-hybrid   acoustic frame-rate convs rewritten as unfold + MatMul, then per-channel INT8 weights
+                    with activations quantized at run time (INT8 GEMM); durations and vocoder stay float
       fp16          FP16 weights/compute, float32 inputs and outputs
       mixed         int8-static, keeping the most sensitive layers float within --max-mcd dB
     Calibration text runs through the real frontend and FP32 acoustic model (the vocoder sees real mels).

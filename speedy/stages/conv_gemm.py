@@ -18,7 +18,7 @@ optimiser removes the pairs at load time.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -42,8 +42,13 @@ def convertible(node, inits: dict) -> bool:
             and a.get("auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET"))
 
 
-def rewrite_convs(src: Path, dst: Path, node_names: Sequence[str] | None = None) -> list[str]:
+def rewrite_convs(src: Path, dst: Path, node_names: Sequence[str] | None = None,
+                  smooth: Mapping[str, np.ndarray] | None = None) -> list[str]:
     """Write `src` with every convertible Conv (or only those in `node_names`) as unfold + MatMul.
+
+    `smooth`: per Conv name, a positive scale s (C,) per input channel (SmoothQuant): the frames are
+    divided by s and the weight rows multiplied by it, which leaves the FP32 result unchanged but evens
+    out the channels' ranges before the activations are quantized with one scale per tensor.
 
     Returns the names of the new MatMul nodes (`<conv name>/gemm`), which a caller hands to the
     quantizer as `nodes_to_quantize`. Numerically the FP32 output is the same up to summation order.
@@ -69,6 +74,12 @@ def rewrite_convs(src: Path, dst: Path, node_names: Sequence[str] | None = None)
         n = lambda s: f"{base}/{s}"  # noqa: E731 - short local name maker
         nodes = [helper.make_node("Transpose", [node.input[0]], [n("xt")], perm=[0, 2, 1], name=n("to_ntc"))]
         x = n("xt")
+        if smooth is not None and node.name in smooth:
+            scale = np.asarray(smooth[node.name], np.float32).reshape(c)
+            w = w * scale[None, :, None]
+            new_inits.append(numpy_helper.from_array((1.0 / scale).astype(np.float32), n("inv_scale")))
+            nodes.append(helper.make_node("Mul", [x, n("inv_scale")], [n("xs")], name=n("smooth")))
+            x = n("xs")
         if p0 or p1:
             new_inits.append(numpy_helper.from_array(np.array([0, p0, 0, 0, p1, 0], np.int64), n("pads")))
             nodes.append(helper.make_node("Pad", [x, n("pads")], [n("xp")], mode="constant", name=n("pad")))
@@ -105,3 +116,49 @@ def rewrite_convs(src: Path, dst: Path, node_names: Sequence[str] | None = None)
     graph.initializer.extend(keep)
     onnx.save(model, str(dst))
     return gemms
+
+
+def channel_ranges(model_path: Path, node_names: Sequence[str], feeds: Sequence[Mapping[str, np.ndarray]],
+                   threads: int | None = None) -> dict[str, np.ndarray]:
+    """max |x| per input channel (C,) of each named Conv's input [B, C, T] over the calibration `feeds`."""
+    import onnx
+    import onnxruntime as ort
+
+    model = onnx.load(str(model_path))
+    by_name = {nd.name: nd for nd in model.graph.node}
+    tensors = {name: by_name[name].input[0] for name in node_names}
+    known = {o.name for o in model.graph.output}
+    for t in dict.fromkeys(tensors.values()):
+        if t not in known:
+            model.graph.output.append(onnx.ValueInfoProto(name=t))
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = int(threads or 0)
+    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    wanted = list(dict.fromkeys(tensors.values()))
+    peak: dict[str, np.ndarray] = {}
+    for feed in feeds:
+        for t, value in zip(wanted, sess.run(wanted, dict(feed))):
+            m = np.abs(value).max(axis=(0, 2))
+            peak[t] = m if t not in peak else np.maximum(peak[t], m)
+    return {name: peak[t] for name, t in tensors.items()}
+
+
+def smoothing_scales(model_path: Path, ranges: Mapping[str, np.ndarray], alpha: float = 0.5) -> dict[str, np.ndarray]:
+    """SmoothQuant's s_c = max|x_c|^α / max|w_c|^(1−α) per input channel c (Xiao et al., 2023).
+
+    α = 0.5 splits the range evenly between activations and weights. Channels that never fire keep 1.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(model_path)).graph
+    inits = {i.name: i for i in graph.initializer}
+    out = {}
+    for node in graph.node:
+        if node.name not in ranges:
+            continue
+        w = np.abs(numpy_helper.to_array(inits[node.input[1]])).max(axis=(0, 2))  # (C,)
+        x = np.asarray(ranges[node.name], np.float64)
+        s = np.where((x > 0) & (w > 0), x**alpha / np.maximum(w, 1e-8) ** (1 - alpha), 1.0)
+        out[node.name] = np.clip(s, 1e-4, 1e4).astype(np.float32)
+    return out

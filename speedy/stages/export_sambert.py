@@ -196,7 +196,7 @@ def quantize_graphs(src: Manifest, root: Path, staging: Path, tmp: Path, recipe:
 
     if recipe.name not in ("int8-dynamic", "int8-static"):
         raise InputError(f"quantize: recipe {recipe.name} is not supported for Sambert artifacts; "
-                         "use int8-dynamic, int8-static or fp16")
+                         "use int8-dynamic, int8-static or fp16 (int8-hybrid needs single-graph acoustic models)")
     feeds: dict[str, list[dict[str, np.ndarray]]] = {}
     if recipe.name == "int8-static":
         say(f"calibration: {recipe.calib_sentences} sentences through the FP32 Sambert host loop")
