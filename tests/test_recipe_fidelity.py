@@ -93,3 +93,41 @@ def test_mixed_meets_its_budget(default_onnx: Path, tmp_path: Path, fp32, ids: l
     fid = fidelity(fp32, ids, out)
     assert fid.duration_match == 1.0
     assert fid.vocoder_mcd_db <= 3.0 and fid.acoustic_mcd_db <= 3.0, fid
+
+
+def test_auto_picks_the_fastest_candidate_within_budget(default_onnx: Path, tmp_path: Path) -> None:
+    """`--recipe auto` on 2 held-out sentences: every candidate is reported with its measured time and
+    fidelity; the chosen pair is within the budget per component, and no in-budget pair is faster than it
+    unless its DNSMOS was tried and failed (the choice follows from the numbers it printed)."""
+    out = tmp_path / "auto"
+    proc = cli("quantize", str(default_onnx), "-o", str(out), "--recipe", "auto", "--calib-sentences", "6",
+               "--check-sentences", "2", "--threads", "2", "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    info = json.loads(proc.stdout)
+    cands = {(c["component"], c["recipe"]): c for c in info["candidates"]}
+    assert {r for c, r in cands if c == "acoustic"} == {"fp32", "int8-hybrid", "int8-static", "fp16"}
+    assert {r for c, r in cands if c == "vocoder"} == {"fp32", "int8-static", "fp16"}
+    assert all(c["seconds"] > 0 for c in cands.values())
+    assert cands[("acoustic", "int8-hybrid")]["duration_match"] == 1.0
+    chosen = info["chosen"]
+    a, v = cands[("acoustic", chosen["acoustic"])], cands[("vocoder", chosen["vocoder"])]
+    assert a["within_budget"] and v["within_budget"] and a["mcd_db"] <= 1.5 and v["mcd_db"] <= 1.5
+    tried = [(p["acoustic"], p["vocoder"]) for p in info["pairs_tried"]]
+    assert tried[-1] == (chosen["acoustic"], chosen["vocoder"])
+    for x in cands.values():
+        for y in cands.values():
+            if x["component"] == "acoustic" and y["component"] == "vocoder" and x["within_budget"] and y["within_budget"]:
+                if x["seconds"] + y["seconds"] < a["seconds"] + v["seconds"]:
+                    assert (x["recipe"], y["recipe"]) in tried  # faster pairs were tried first and failed DNSMOS
+    m = read_manifest(out)
+    assert m.components["acoustic"].extra["auto_recipe"] == chosen["acoustic"]
+
+
+def test_auto_bad_budget_and_backend(default_onnx: Path, tmp_path: Path) -> None:
+    """An unknown backend or a budget outside its range: one line, exit 2, no folder."""
+    for args in (("--backends", "openvino"), ("--max-dnsmos-drop", "9"), ("--max-mcd", "-1"),
+                 ("--min-duration-match", "2")):
+        proc = cli("quantize", str(default_onnx), "-o", str(tmp_path / "a"), "--recipe", "auto", *args)
+        assert proc.returncode == 2, (args, proc.stderr[-500:])
+        assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert not (tmp_path / "a").exists()

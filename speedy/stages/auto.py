@@ -1,0 +1,245 @@
+"""Accuracy-aware search (`speedy quantize --recipe auto`): the fastest per-component precision within a
+fidelity budget, with speed measured on this machine rather than assumed.
+
+Like the accuracy-aware tuning of Intel's Neural Compressor or NNCF, but the candidates are whole
+per-component recipes and both axes are measured:
+
+1. Build every candidate file once with the existing recipes (`quantize`): acoustic ∈ {fp32, int8-hybrid,
+   int8-static, fp16}, vocoder ∈ {fp32, int8-static, fp16}.
+2. On held-out sentences (the last `check_sentences` of the calibration text, which the calibrator never
+   reads, and never `calibration/eval.txt`, the benchmark's test text), time each candidate on its own
+   component (acoustic on the phone ids, vocoder on the FP32 mels; runs interleaved across candidates) and
+   measure its fidelity against FP32 with `speedy.fidelity` (acoustic MCD at FP32 durations, duration
+   match; vocoder MCD on the FP32 mel). Component errors are measured apart because they are apart: the
+   acoustic candidates run with the FP32 vocoder and the other way round.
+3. Order the pairs whose components are both within budget by their summed time; the first whose whole
+   pipeline keeps DNSMOS OVRL within `max_dnsmos_drop` of FP32 wins. FP32 itself always qualifies.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from speedy.artifacts import Manifest, atomic_artifact, lineage_step, read_manifest, sha256_file, write_manifest
+from speedy.errors import InputError
+
+_LOGGER = logging.getLogger(__name__)
+
+BACKENDS = ("onnxruntime",)
+"""Backends the search can place a component on. Only ONNX Runtime is built in; an OpenVINO backend
+(bf16 needs AVX512_BF16 or AMX) is not part of this project yet."""
+ACOUSTIC_RECIPES = ("fp32", "int8-hybrid", "int8-static", "fp16")
+VOCODER_RECIPES = ("fp32", "int8-static", "fp16")
+
+
+@dataclass(frozen=True)
+class AutoBudget:
+    """What the search may lose. max_mcd: per component, dB; max_dnsmos_drop: DNSMOS OVRL points below FP32;
+    min_duration_match: share of tokens whose frame count must equal FP32's; check_sentences: held-out
+    sentences measured; repeat: timed runs per candidate (median); calib_sentences: calibration sentences for
+    the candidates' recipes (None = each recipe's default)."""
+
+    max_mcd: float = 1.5
+    max_dnsmos_drop: float = 0.05
+    min_duration_match: float = 0.95
+    backends: tuple[str, ...] = BACKENDS
+    check_sentences: int = 6
+    repeat: int = 3
+    threads: int | None = None
+    calib_sentences: int | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 < self.max_mcd <= 20:
+            raise InputError(f"--max-mcd must be in (0, 20] dB, got {self.max_mcd}")
+        if not 0 <= self.max_dnsmos_drop <= 4:
+            raise InputError(f"--max-dnsmos-drop must be in [0, 4], got {self.max_dnsmos_drop}")
+        if not 0 <= self.min_duration_match <= 1:
+            raise InputError(f"--min-duration-match must be in [0, 1], got {self.min_duration_match}")
+        unknown = [b for b in self.backends if b not in BACKENDS]
+        if unknown or not self.backends:
+            raise InputError(f"--backends: unknown backend(s) {', '.join(unknown) or '(none given)'}; "
+                             f"supported: {', '.join(BACKENDS)}")
+        if not 1 <= self.check_sentences <= 100:
+            raise InputError(f"check sentences must be in [1, 100], got {self.check_sentences}")
+        if self.repeat < 1:
+            raise InputError(f"repeat must be at least 1, got {self.repeat}")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One component recipe as measured: seconds per held-out pass (median), fidelity vs FP32."""
+
+    component: str
+    recipe: str
+    seconds: float
+    mcd_db: float
+    duration_match: float | None
+    size_bytes: int
+    within_budget: bool
+
+
+class _Pair:
+    """The `speedy.fidelity` runner protocol over one acoustic and one vocoder runner."""
+
+    def __init__(self, acoustic: Any, vocoder: Any, manifest: Manifest) -> None:
+        self.acoustic, self._vocoder, self.manifest = acoustic, vocoder, manifest
+        self.sample_rate = manifest.audio.sample_rate
+        self._table = {s: i for i, s in enumerate(manifest.frontend.symbols)}
+
+    def ids_for(self, phones: tuple[str, ...]) -> np.ndarray:
+        from speedy.synth import phones_to_ids
+
+        return phones_to_ids(self._table, phones, self.manifest.audio.max_ids)
+
+    def vocode(self, mel: np.ndarray) -> np.ndarray:
+        from speedy.synth import vocode_padded
+
+        a = self.manifest.audio
+        return vocode_padded(self._vocoder, mel, a.min_vocoder_frames, a.hop_size)
+
+
+def _build_candidates(source: Path, work: Path, say: Callable[[str], None],
+                      text: Sequence[str] | None, calib_sentences: int | None) -> dict[tuple[str, str], Path]:
+    """{(component, recipe): file} for every candidate, each built once by the named recipe."""
+    from speedy.stages.quantize import QuantRecipe, quantize
+
+    src = read_manifest(source)
+    files = {(c, "fp32"): source / src.components[c].file for c in ("acoustic", "vocoder")}
+    for recipe in ("int8-hybrid", "int8-static", "fp16"):
+        say(f"auto: building the {recipe} candidates")
+        out = work / recipe
+        m = quantize(source, out, QuantRecipe.named(recipe, calib_sentences=calib_sentences), calibration_text=text,
+                     progress=say)
+        for comp in ("acoustic", "vocoder"):
+            if m.components[comp].precision != "fp32":
+                files[(comp, recipe)] = out / m.components[comp].file
+    return {k: v for k, v in files.items() if k[1] in (ACOUSTIC_RECIPES if k[0] == "acoustic" else VOCODER_RECIPES)}
+
+
+def _runner(src: Manifest, comp: str, path: Path, threads: int | None) -> Any:
+    from speedy.runtime import RuntimeOptions, load_runner
+
+    manifest = replace(src, components={**src.components, comp: replace(src.components[comp], file=path.name)})
+    return load_runner(manifest, comp, path.parent, RuntimeOptions(threads=threads))
+
+
+def _time(calls: dict[tuple[str, str], Callable[[], None]], repeat: int) -> dict[tuple[str, str], float]:
+    """Median seconds of each call over `repeat` runs after one warm-up, interleaved across calls."""
+    times: dict[tuple[str, str], list[float]] = {k: [] for k in calls}
+    for r in range(repeat + 1):
+        for key, call in calls.items():
+            t0 = time.perf_counter()
+            call()
+            if r:
+                times[key].append(time.perf_counter() - t0)
+    return {k: float(np.median(v)) for k, v in times.items()}
+
+
+def search(source: Path, out: Path, budget: AutoBudget, *, calibration_text: Sequence[str] | None = None,
+           force: bool = False, progress: Callable[[str], None] | None = None) -> Manifest:
+    """Write the fastest candidate within `budget` from the FP32 ONNX artifact `source` into `out`.
+
+    The manifest's `extra["quantize"]` holds every candidate's measurements and the pairs tried.
+    """
+    from speedy.corpus import load_corpus
+    from speedy.fidelity import DEFAULT_CONTROLS, component_fidelity, utterance_ids
+    from speedy.quality import dnsmos
+    from speedy.stages.quantize import QuantRecipe
+
+    say = progress or (lambda m: _LOGGER.info(m))
+    src = read_manifest(source)
+    if src.extra.get("graphs") or any(c.format != "onnx" or c.precision != "fp32" for c in src.components.values()):
+        raise InputError("quantize --recipe auto takes a single-graph FP32 ONNX artifact (run 'speedy export')")
+    text = list(calibration_text) if calibration_text is not None else load_corpus("calib")
+    calib_n = budget.calib_sentences or QuantRecipe.named("int8-static").calib_sentences
+    if len(text) < calib_n + budget.check_sentences:
+        raise InputError(f"the calibration text has {len(text)} sentences; auto needs at least "
+                         f"{calib_n + budget.check_sentences} (calibration + held-out check sentences)")
+    held_out = text[-budget.check_sentences:]
+    start = time.perf_counter()
+    with atomic_artifact(out, force=force) as staging:
+        work = staging.parent / (staging.name + ".candidates")
+        work.mkdir(exist_ok=True)
+        try:
+            files = _build_candidates(source, work, say, text[:-budget.check_sentences], budget.calib_sentences)
+            say(f"auto: measuring {len(files)} candidates on {len(held_out)} held-out sentences")
+            runners = {k: _runner(src, k[0], p, budget.threads) for k, p in files.items()}
+            fp32 = _Pair(runners[("acoustic", "fp32")], runners[("vocoder", "fp32")], src)
+            ids = utterance_ids(fp32, held_out)
+            mels = [fp32.acoustic(x, DEFAULT_CONTROLS)[0] for x in ids]
+            calls = {k: (lambda r=r: [r(x, DEFAULT_CONTROLS) for x in ids]) if k[0] == "acoustic"
+                     else (lambda r=r: [r(m) for m in mels]) for k, r in runners.items()}
+            seconds = _time(calls, budget.repeat)
+            cands: dict[tuple[str, str], Candidate] = {}
+            for (comp, recipe), runner in runners.items():
+                if recipe == "fp32":
+                    mcd, match = 0.0, (1.0 if comp == "acoustic" else None)
+                else:
+                    pair = _Pair(runner, fp32._vocoder, src) if comp == "acoustic" else _Pair(fp32.acoustic, runner, src)
+                    f = component_fidelity(fp32, pair, ids)
+                    mcd = float(f.acoustic_mcd_db if comp == "acoustic" else f.vocoder_mcd_db)
+                    match = f.duration_match if comp == "acoustic" else None
+                ok = mcd <= budget.max_mcd and (match is None or match >= budget.min_duration_match)
+                cands[(comp, recipe)] = Candidate(comp, recipe, seconds[(comp, recipe)], mcd, match,
+                                                  files[(comp, recipe)].stat().st_size, ok)
+                say(f"auto: {comp} {recipe}: {seconds[(comp, recipe)] * 1000:.0f} ms, MCD {mcd:.2f} dB"
+                    + ("" if match is None else f", durations {100 * match:.0f} %") + ("" if ok else " (over budget)"))
+            chosen, tried = _choose(cands, runners, fp32, ids, src, budget, dnsmos, say)
+            for comp, recipe in chosen.items():
+                shutil.copyfile(files[(comp, recipe)], staging / src.components[comp].file)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        comps = {c: replace(src.components[c], precision=_precision(chosen[c]),
+                            sha256=sha256_file(staging / src.components[c].file),
+                            extra={**dict(src.components[c].extra), "auto_recipe": chosen[c]}) for c in chosen}
+        report = {"budget": asdict(budget), "held_out_sentences": len(ids), "chosen": chosen,
+                  "candidates": [asdict(c) for c in cands.values()], "pairs_tried": tried}
+        step = lineage_step("quantize", {"recipe": "auto", **{k: v for k, v in asdict(budget).items()}},
+                            time.perf_counter() - start, "onnxruntime", "onnx")
+        manifest = src.with_step(step, components=comps, extra={**dict(src.extra), "quantize": report})
+        write_manifest(staging, manifest)
+    return manifest
+
+
+def _precision(recipe: str) -> str:
+    return "fp32" if recipe == "fp32" else recipe
+
+
+def _choose(cands: dict[tuple[str, str], Candidate], runners: dict, fp32: _Pair, ids: list, src: Manifest,
+            budget: AutoBudget, dnsmos: Callable, say: Callable[[str], None]) -> tuple[dict[str, str], list[dict]]:
+    """The fastest pair of in-budget components whose whole-pipeline DNSMOS holds (FP32 as the fallback)."""
+    from speedy.bench_measure import dnsmos_segments
+
+    sr = src.audio.sample_rate
+
+    def ovrl(pair: _Pair) -> float:
+        from speedy.fidelity import DEFAULT_CONTROLS
+
+        audio = np.concatenate([pair.vocode(pair.acoustic(x, DEFAULT_CONTROLS)[0]) for x in ids])
+        return float(np.mean([dnsmos(seg, sr)["ovrl"] for seg in dnsmos_segments(audio, sr)]))
+
+    ac = [c for c in cands.values() if c.component == "acoustic" and c.within_budget]
+    vo = [c for c in cands.values() if c.component == "vocoder" and c.within_budget]
+    pairs = sorted(((a, v) for a in ac for v in vo), key=lambda p: p[0].seconds + p[1].seconds)
+    ref = ovrl(fp32)
+    tried = []
+    for a, v in pairs:
+        if a.recipe == "fp32" and v.recipe == "fp32":
+            tried.append({"acoustic": "fp32", "vocoder": "fp32", "seconds": a.seconds + v.seconds, "dnsmos_drop": 0.0})
+            break
+        pair = _Pair(runners[("acoustic", a.recipe)], runners[("vocoder", v.recipe)], src)
+        drop = ref - ovrl(pair)
+        tried.append({"acoustic": a.recipe, "vocoder": v.recipe, "seconds": a.seconds + v.seconds,
+                      "dnsmos_drop": round(drop, 4)})
+        say(f"auto: acoustic {a.recipe} + vocoder {v.recipe}: DNSMOS {-drop:+.3f} vs FP32")
+        if drop <= budget.max_dnsmos_drop:
+            return {"acoustic": a.recipe, "vocoder": v.recipe}, tried
+    return {"acoustic": "fp32", "vocoder": "fp32"}, tried
