@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+
+def in_ci() -> bool:
+    """True when the CI variable is set (GitHub Actions, GitLab and most CI services set CI=true)."""
+    return os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
+
+
+def skip_or_fail_in_ci(reason: str) -> None:
+    """Skip a test whose tool is missing on a developer machine; under CI the missing tool fails the run,
+    so that a broken install cannot turn a test into a silent skip."""
+    if in_ci():
+        pytest.fail(f"CI=true but {reason}", pytrace=False)
+    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")

