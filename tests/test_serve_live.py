@@ -17,6 +17,7 @@ from conftest import skip_or_fail_in_ci
 
 pytestmark = pytest.mark.integration
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+GUARD_S = 120.0  # read timeout and gate guard: only reached by a hung or buffering server
 SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "serve-screenshot.png"
 
 
@@ -27,17 +28,22 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(request: pytest.FixtureRequest) -> Iterator[str]:
-    """uvicorn in a thread with the default voice (2 workers × 1 thread), stopped at the end."""
-    import uvicorn
-
-    default_onnx = request.getfixturevalue("default_onnx")
-
-    from speedy.serve import ServeSettings, create_app
+def live_synth(default_onnx: Path):  # -> speedy.synth.Synthesizer
+    """The one real Synthesizer (default voice, 1 intra-op thread) that the live server's pool shares."""
     from speedy.synth import Synthesizer
 
+    return Synthesizer.load(default_onnx, threads=1)
+
+
+@pytest.fixture(scope="module")
+def server(live_synth) -> Iterator[str]:
+    """uvicorn in a thread around `live_synth` (2 workers × 1 thread), stopped at the end."""
+    import uvicorn
+
+    from speedy.serve import ServeSettings, create_app
+
     settings = ServeSettings(port=free_port(), workers=2, threads_per_worker=1)
-    app = create_app(Synthesizer.load(default_onnx, threads=1), settings)
+    app = create_app(live_synth, settings)
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=settings.port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
@@ -63,20 +69,43 @@ def test_openai_client_gets_a_playable_wav(server: str, tmp_path: Path) -> None:
     assert sr == 24000 and len(audio) / sr > 1.0 and audio.std() > 0.01
 
 
-def test_streaming_first_audio_is_fast(server: str) -> None:
-    """/tts/stream delivers the first audio bytes of a long text well under a second."""
+def test_streaming_sends_first_sentence_before_synthesising_the_rest(
+    server: str, live_synth, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/tts/stream delivers the header and the first sentence's audio while the next sentence is held back.
+
+    The shared Synthesizer's stream is wrapped so that, after its first sentence, it waits on a gate the
+    test opens only once the client holds that audio: a server that buffered the answer would never send
+    it (the client's read timeout fails the test). How fast it comes is `speedy bench`'s business."""
     import httpx
 
-    text = "这是一段用于测试流式合成的长文本。" * 25
-    start = time.perf_counter()
-    with httpx.stream("POST", f"{server}/tts/stream", json={"text": text[:500]}, timeout=120) as r:
-        assert r.status_code == 200
-        chunks = r.iter_raw()
-        first = next(chunks)
-        first_s = time.perf_counter() - start
-        rest = sum(len(b) for b in chunks)
-    assert first[:4] == b"RIFF" and first_s < 1.0, first_s
-    assert rest > 24000 * 2 * 5  # more than 5 s of 16-bit audio followed
+    gate = threading.Event()
+    yielded: list[int] = []
+    real_stream = live_synth.stream
+
+    def gated(text: str, options=None):  # -> Iterator[AudioChunk]
+        for chunk in real_stream(text, options):
+            yielded.append(len(chunk.audio))
+            yield chunk
+            if len(yielded) == 1 and not gate.wait(GUARD_S):
+                raise RuntimeError("the test never opened the gate")
+
+    monkeypatch.setattr(live_synth, "stream", gated)
+    text = "这是第一句。这是用于测试流式合成的第二句。这是第三句，也是最后一句。"
+    try:
+        with httpx.stream("POST", f"{server}/tts/stream", json={"text": text}, timeout=GUARD_S) as r:
+            assert r.status_code == 200 and len(yielded) == 1  # the first sentence is made before the answer
+            chunks = r.iter_raw()
+            got = b""
+            while len(got) < 44 + 2 * yielded[0]:  # WAV header + the first sentence as 16-bit PCM
+                got += next(chunks)
+            assert not gate.is_set() and len(yielded) == 1  # the rest is still held back
+            assert got[:4] == b"RIFF" and len(got) == 44 + 2 * yielded[0]
+            gate.set()
+            rest = sum(len(b) for b in chunks)
+    finally:
+        gate.set()
+    assert len(yielded) == 3 and rest == 2 * sum(yielded[1:])
 
 
 @pytest.mark.browser
