@@ -118,14 +118,21 @@ def test_ort_compiled_matches_source_at_new_lengths_and_controls(tiny: dict[str,
 
 
 def test_ort_transformer_fusions_are_reported(ort_compiled: Path) -> None:
-    """The acoustic note says which fusions the transformer optimizer made and whether they were kept."""
-    note = read_manifest(ort_compiled).extra["compile"]["acoustic"]["transformer_optimizer"]
-    assert "kept" in note
-    if note["kept"]:
-        assert note["fusions"] and all(v > 0 for v in note["fusions"].values())
-        assert read_manifest(ort_compiled).components["acoustic"].extra["transformer_fusions"] is True
-    else:
-        assert note["reason"]
+    """The tiny voice's post-LN blocks get LayerNorm fusions that pass parity, and whether they are kept
+    follows the recorded timings by the documented rule (the compiled graph cannot tell: ONNX Runtime's
+    own extended level makes the same SkipLayerNormalization fusions)."""
+    from speedy.stages.compile_ort import KEEP_IF_NOT_SLOWER
+
+    m = read_manifest(ort_compiled)
+    note = m.extra["compile"]["acoustic"]["transformer_optimizer"]
+    assert note["fusions"].get("SkipLayerNormalization", 0) > 0, note  # the FFT blocks' residual norms
+    assert {(p["output"], p["value"] <= p["tol"]) for p in note["parity"]} == {("durations", True), ("mel", True)}
+    run = note["run_s"]
+    assert run["fused"] > 0 and run["plain"] > 0
+    assert note["kept"] is (run["fused"] <= KEEP_IF_NOT_SLOWER * run["plain"]), note
+    assert m.components["acoustic"].extra["transformer_fusions"] is note["kept"]
+    if not note["kept"]:
+        assert note["reason"].startswith("not kept: the fused graph ran slower"), note
 
 
 def test_onnx_backend_rejects_unknown_graph_optimization(ort_compiled: Path) -> None:
