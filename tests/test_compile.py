@@ -283,27 +283,32 @@ def test_cli_json_and_exit_codes(tiny: dict[str, Path], tmp_path: Path) -> None:
 # ---- the real default voice -----------------------------------------------------------------------
 
 @pytest.mark.integration
-def test_default_voice_ort_compiled_synthesizes(default_onnx: Path, tmp_path: Path) -> None:
-    """The default voice compiled for onnxruntime loads in the Synthesizer and speaks a sentence."""
+def test_default_voice_ort_compiled_synthesizes(default_onnx: Path, synthesizer, tmp_path: Path) -> None:
+    """The default voice compiled for onnxruntime speaks a sentence as the FP32 ONNX artifact does."""
+    from conftest import assert_same_audio
+
     from speedy.synth import Synthesizer
 
     out = tmp_path / "compiled"
     m = compile_artifact(default_onnx, out, CompileConfig(threads=2))
     assert all(p["enforced"] for p in m.extra["parity"])
-    result = Synthesizer.load(out, threads=2).synthesize("今天天气很好，我们去公园散步。")
-    assert result.duration_s > 1.0
-    assert 0.01 < float(np.sqrt(np.mean(result.audio ** 2))) < 0.5
+    text = "今天天气很好，我们去公园散步。"
+    assert_same_audio(Synthesizer.load(out, threads=2).synthesize(text).audio, synthesizer.synthesize(text).audio,
+                      "onnxruntime-compiled")
 
 
 @pytest.mark.integration
-def test_default_voice_torch_export_synthesizes(default_torch: Path, tmp_path: Path) -> None:
-    """The default voice compiled to torch.export programs synthesises through the Synthesizer."""
+def test_default_voice_torch_export_synthesizes(default_torch: Path, synthesizer, tmp_path: Path) -> None:
+    """The default voice compiled to torch.export programs speaks as the FP32 ONNX artifact does."""
+    from conftest import assert_same_audio
+
     from speedy.synth import Synthesizer
 
     out = tmp_path / "pt2"
     compile_artifact(default_torch, out, CompileConfig(backend="torch", threads=2))
-    result = Synthesizer.load(out, threads=2).synthesize("请在三点以前把报告发给我。")
-    assert result.duration_s > 1.0
+    text = "请在三点以前把报告发给我。"
+    assert_same_audio(Synthesizer.load(out, threads=2).synthesize(text).audio, synthesizer.synthesize(text).audio,
+                      "torch.export")
 
 
 def test_unknown_family_is_refused(tiny: dict[str, Path], tmp_path: Path) -> None:
