@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
-from conftest import skip_or_fail_in_ci
+from conftest import assert_same_audio, skip_or_fail_in_ci
 
 pytestmark = pytest.mark.integration
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -106,6 +106,57 @@ def test_streaming_sends_first_sentence_before_synthesising_the_rest(
     finally:
         gate.set()
     assert len(yielded) == 3 and rest == 2 * sum(yielded[1:])
+
+
+def test_concurrent_clients_share_one_synthesizer(server: str, live_synth, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Four clients at once on the pool's two workers and one real Synthesizer: every answer is a 200 whose
+    audio equals the same text synthesised alone (same length, SNR >= 60 dB), so runs do not mix.
+
+    The first two synthesis calls wait for each other at a barrier, so two really run at the same time."""
+    import httpx
+
+    texts = ["今天天气很好。", "我们一起去公园散步吧。", "请把窗户打开。", "明天上午九点开会。"]
+    meet = threading.Barrier(2, timeout=GUARD_S)
+    lock = threading.Lock()
+    calls, running, most = [0], [0], [0]
+    real_synthesize = live_synth.synthesize
+
+    def counted(text: str, options=None, **kw):  # -> SynthesisResult
+        with lock:
+            calls[0] += 1
+            first_two = calls[0] <= 2
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        try:
+            if first_two:
+                meet.wait()
+            return real_synthesize(text, options, **kw)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(live_synth, "synthesize", counted)
+    start = threading.Barrier(len(texts), timeout=GUARD_S)
+    answers: dict[str, httpx.Response] = {}
+
+    def client(text: str) -> None:
+        start.wait()
+        answers[text] = httpx.post(f"{server}/tts", json={"text": text}, timeout=GUARD_S)
+
+    threads = [threading.Thread(target=client, args=(t,)) for t in texts]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=GUARD_S)
+    monkeypatch.undo()
+    assert most[0] == 2 and calls[0] == len(texts)  # two at once, never more than the pool's workers
+    for text in texts:
+        r = answers[text]
+        assert r.status_code == 200, r.text
+        got, sr = sf.read(io.BytesIO(r.content), dtype="float32")
+        assert sr == 24000
+        # 16-bit PCM alone leaves ~75 dB SNR on speech; another request's audio would be far below 60
+        assert_same_audio(got, live_synth.synthesize(text).audio, text)
 
 
 @pytest.mark.browser
