@@ -1,4 +1,5 @@
-"""A live server on 127.0.0.1 with the real default voice: the official OpenAI client and a real browser."""
+"""A live server on 127.0.0.1 with the real default voice: the official OpenAI client, streaming order,
+concurrent clients on one shared Synthesizer, and a real browser."""
 
 from __future__ import annotations
 
