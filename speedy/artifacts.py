@@ -202,7 +202,8 @@ def read_manifest(folder: str | os.PathLike[str], *, verify: bool = True) -> Man
     """
     root = Path(folder)
     if not root.is_dir():
-        raise ModelError(f"{root}: not an artifact folder (no such directory)")
+        why = "a file, not a directory" if root.exists() else "no such directory"
+        raise ModelError(f"{root}: not an artifact folder ({why})")
     path = root / MANIFEST_NAME
     if not path.is_file():
         raise ModelError(f"{root}: no {MANIFEST_NAME}; not an artifact folder (run 'speedy export' first)")
@@ -212,7 +213,10 @@ def read_manifest(folder: str | os.PathLike[str], *, verify: bool = True) -> Man
         raise ModelError(f"{path}: not valid JSON ({e})") from None
     if not isinstance(data, dict):
         raise ModelError(f"{path}: expected a JSON object")
-    manifest = manifest_from_json(data)
+    try:
+        manifest = manifest_from_json(data)
+    except ModelError as e:  # name the file: "manifest: missing key …" alone does not say which one
+        raise ModelError(f"{path}: {e}") from None
     for name, comp in manifest.components.items():
         f = root / comp.file
         if not f.exists():
@@ -242,7 +246,8 @@ def atomic_artifact(target: str | os.PathLike[str], *, force: bool = False) -> I
         raise InputError(f"{target} already exists; pass --force to replace it")
     parent = target.parent
     if not parent.is_dir():
-        raise OutputError(f"cannot write {target}: folder {parent} does not exist")
+        why = "is a file, not a folder" if parent.exists() else "does not exist"
+        raise OutputError(f"cannot write {target}: {parent} {why}")
     try:
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=parent))
     except OSError as e:

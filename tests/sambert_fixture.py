@@ -144,6 +144,22 @@ AUDIO_16K: dict[str, Any] = {
 }
 
 
+def state_digest(state: dict[str, torch.Tensor]) -> str:
+    """sha256 over a state dict's trained weights (keys, shapes, float32 bytes in key order), which tells
+    one fixture checkpoint from another. The fixed position tables are left out: they are written by this
+    project's own code, so a bug there must show as a numerical difference, not as a changed fixture."""
+    import hashlib
+
+    from speedy.models.sambert import FIXED_TABLE_KEYS
+
+    h = hashlib.sha256()
+    for key in sorted(k for k in state if k not in FIXED_TABLE_KEYS):
+        value = state[key].detach().to(torch.float32).contiguous()
+        h.update(f"{key}:{tuple(value.shape)};".encode())
+        h.update(value.numpy().tobytes())
+    return h.hexdigest()
+
+
 def acoustic_state(params: dict[str, Any], seed: int) -> dict[str, torch.Tensor]:
     """Random acoustic state dict in checkpoint layout (duration bias raised)."""
     torch.manual_seed(seed)

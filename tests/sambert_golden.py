@@ -1,8 +1,9 @@
 """Golden checkpoint layouts of the 16 kHz Sambert-HifiGan configs (generated data, not code).
 
-Produced by instantiating KAN-TTS@66202d05 `KanTtsSAMBERT` (configs/sambert_16k.yaml, vocabularies
-sy 147, tone 10, syllable_flag 8, word_segment 8, emotion 36, speaker 4) and `Generator`
-(configs/hifigan_v1_16k.yaml, weight norm on) and listing `state_dict()` keys and shapes in order.
+Produced by tests/fixtures/make_sambert_reference.py --golden: KAN-TTS@66202d05 `KanTtsSAMBERT`
+(configs/sambert_16k.yaml, vocabularies sy 147, tone 10, syllable_flag 8, word_segment 8, emotion 36,
+speaker 4) and `Generator` (configs/hifigan_v1_16k.yaml, weight norm on), `state_dict()` keys and
+shapes in order.
 """
 
 from __future__ import annotations

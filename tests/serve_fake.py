@@ -14,13 +14,23 @@ from speedy.errors import InputError
 from speedy.synth import AudioChunk, SynthesisResult, check_text
 
 
+#: How long a gated sentence waits before failing: only a guard against a hung test, never reached when
+#: the test opens its gate.
+GATE_GUARD_S = 60.0
+
+
 class FakeSynthesizer:
-    """Sentence-by-sentence sine tones; `delay` seconds per sentence (to test the queue)."""
+    """Sentence-by-sentence sine tones.
+
+    With a `gate`, every sentence sets `started` and then waits until the test opens the gate, so tests
+    of the queue, timeouts and draining order events instead of timing sleeps.
+    """
 
     sample_rate = 24000
 
-    def __init__(self, delay: float = 0.0) -> None:
-        self.delay = delay
+    def __init__(self, gate: threading.Event | None = None) -> None:
+        self.gate = gate
+        self.started = threading.Event()  # set when any sentence begins
         self.running = 0
         self.max_running = 0
         self.completed = 0  # sentences fully synthesised
@@ -42,8 +52,10 @@ class FakeSynthesizer:
             with self._lock:
                 self.running += 1
                 self.max_running = max(self.max_running, self.running)
+            self.started.set()
             try:
-                time.sleep(self.delay)
+                if self.gate is not None and not self.gate.wait(GATE_GUARD_S):
+                    raise RuntimeError("FakeSynthesizer: the test never opened the gate")
                 n = int(self.sample_rate * 0.1 * len(p) / speed)
                 audio = (0.3 * np.sin(2 * np.pi * 220 * np.arange(n) / self.sample_rate)).astype(np.float32)
             finally:

@@ -80,10 +80,17 @@ def test_report_json_has_the_documented_keys(toy_frontend: None, toys: tuple[Pat
 
 
 def test_dnsmos_and_quality_switches(toy_frontend: None, toys: tuple[Path, Path], fake_rss: list) -> None:
-    """DNSMOS OVRL is an absolute 1–5 score on every row; --no-quality leaves every quality field null."""
+    """DNSMOS OVRL is the mean score of the row's own audio cut into DNSMOS windows (recomputed here from a
+    separate synthesis of the same text); --no-quality leaves every quality field null."""
+    from speedy.quality import dnsmos
+    from speedy.synth import Synthesizer
+
     fp32, _ = toys
     with_mos = run_bench([fp32], TEXTS[:1], BenchConfig(threads=1, repeat=1, warmup=0, peak_rss=False))
-    assert 1.0 <= with_mos.rows[0].quality.dnsmos_ovrl <= 5.0
+    result = Synthesizer.load(fp32, threads=1).synthesize(TEXTS[0])
+    audio, sr = result.audio, result.sample_rate
+    want = float(np.mean([dnsmos(seg, sr)["ovrl"] for seg in dnsmos_segments(audio, sr)]))
+    assert with_mos.rows[0].quality.dnsmos_ovrl == pytest.approx(want, abs=1e-6)
     assert with_mos.rows[0].peak_rss_bytes is None
     without = run_bench([fp32], TEXTS[:1], BenchConfig(threads=1, repeat=1, quality=False, dnsmos=False))
     q = without.to_json()["rows"][0]["quality"]

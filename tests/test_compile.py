@@ -118,14 +118,21 @@ def test_ort_compiled_matches_source_at_new_lengths_and_controls(tiny: dict[str,
 
 
 def test_ort_transformer_fusions_are_reported(ort_compiled: Path) -> None:
-    """The acoustic note says which fusions the transformer optimizer made and whether they were kept."""
-    note = read_manifest(ort_compiled).extra["compile"]["acoustic"]["transformer_optimizer"]
-    assert "kept" in note
-    if note["kept"]:
-        assert note["fusions"] and all(v > 0 for v in note["fusions"].values())
-        assert read_manifest(ort_compiled).components["acoustic"].extra["transformer_fusions"] is True
-    else:
-        assert note["reason"]
+    """The tiny voice's post-LN blocks get LayerNorm fusions that pass parity, and whether they are kept
+    follows the recorded timings by the documented rule (the compiled graph cannot tell: ONNX Runtime's
+    own extended level makes the same SkipLayerNormalization fusions)."""
+    from speedy.stages.compile_ort import KEEP_IF_NOT_SLOWER
+
+    m = read_manifest(ort_compiled)
+    note = m.extra["compile"]["acoustic"]["transformer_optimizer"]
+    assert note["fusions"].get("SkipLayerNormalization", 0) > 0, note  # the FFT blocks' residual norms
+    assert {(p["output"], p["value"] <= p["tol"]) for p in note["parity"]} == {("durations", True), ("mel", True)}
+    run = note["run_s"]
+    assert run["fused"] > 0 and run["plain"] > 0
+    assert note["kept"] is (run["fused"] <= KEEP_IF_NOT_SLOWER * run["plain"]), note
+    assert m.components["acoustic"].extra["transformer_fusions"] is note["kept"]
+    if not note["kept"]:
+        assert note["reason"].startswith("not kept: the fused graph ran slower"), note
 
 
 def test_onnx_backend_rejects_unknown_graph_optimization(ort_compiled: Path) -> None:
@@ -228,7 +235,6 @@ def test_trt_refuses_int8_qdq_without_calibration(tiny: dict[str, Path], tmp_pat
 
 def test_trt_without_tensorrt_names_the_extra(tiny: dict[str, Path], tmp_path: Path) -> None:
     """Without the tensorrt package the stage fails with exit 3 and the pip extra to install."""
-    pytest.importorskip("onnx")
     try:
         import tensorrt  # noqa: F401
         pytest.skip("tensorrt is installed here")
@@ -277,27 +283,32 @@ def test_cli_json_and_exit_codes(tiny: dict[str, Path], tmp_path: Path) -> None:
 # ---- the real default voice -----------------------------------------------------------------------
 
 @pytest.mark.integration
-def test_default_voice_ort_compiled_synthesizes(default_onnx: Path, tmp_path: Path) -> None:
-    """The default voice compiled for onnxruntime loads in the Synthesizer and speaks a sentence."""
+def test_default_voice_ort_compiled_synthesizes(default_onnx: Path, synthesizer, tmp_path: Path) -> None:
+    """The default voice compiled for onnxruntime speaks a sentence as the FP32 ONNX artifact does."""
+    from conftest import assert_same_audio
+
     from speedy.synth import Synthesizer
 
     out = tmp_path / "compiled"
     m = compile_artifact(default_onnx, out, CompileConfig(threads=2))
     assert all(p["enforced"] for p in m.extra["parity"])
-    result = Synthesizer.load(out, threads=2).synthesize("今天天气很好，我们去公园散步。")
-    assert result.duration_s > 1.0
-    assert 0.01 < float(np.sqrt(np.mean(result.audio ** 2))) < 0.5
+    text = "今天天气很好，我们去公园散步。"
+    assert_same_audio(Synthesizer.load(out, threads=2).synthesize(text).audio, synthesizer.synthesize(text).audio,
+                      "onnxruntime-compiled")
 
 
 @pytest.mark.integration
-def test_default_voice_torch_export_synthesizes(default_torch: Path, tmp_path: Path) -> None:
-    """The default voice compiled to torch.export programs synthesises through the Synthesizer."""
+def test_default_voice_torch_export_synthesizes(default_torch: Path, synthesizer, tmp_path: Path) -> None:
+    """The default voice compiled to torch.export programs speaks as the FP32 ONNX artifact does."""
+    from conftest import assert_same_audio
+
     from speedy.synth import Synthesizer
 
     out = tmp_path / "pt2"
     compile_artifact(default_torch, out, CompileConfig(backend="torch", threads=2))
-    result = Synthesizer.load(out, threads=2).synthesize("请在三点以前把报告发给我。")
-    assert result.duration_s > 1.0
+    text = "请在三点以前把报告发给我。"
+    assert_same_audio(Synthesizer.load(out, threads=2).synthesize(text).audio, synthesizer.synthesize(text).audio,
+                      "torch.export")
 
 
 def test_unknown_family_is_refused(tiny: dict[str, Path], tmp_path: Path) -> None:

@@ -110,15 +110,12 @@ def test_whole_pipeline_waveform(loaded: LoadedSambert, graphs: dict[str, Path])
     """Symbols → waveform through ONNX matches the PyTorch modules, is hop-exact and finite."""
     loop = SambertLoop.from_dir(graphs["encoder"].parent, threads=1)
     inputs = sample_inputs(loaded.acoustic, 20, seed=7)
-    start = time.perf_counter()
     res = loop.synthesize(inputs)
-    elapsed = time.perf_counter() - start
     with torch.no_grad():
         want = loaded.vocoder(loaded.acoustic(inputs).mel[None])[0].numpy()
     assert res.wav is not None and res.wav.shape == (int(res.durations.sum()) * 200,)
     assert np.isfinite(res.wav).all() and np.abs(res.wav).max() <= 1.0
     np.testing.assert_allclose(res.wav, want, atol=1e-4)
-    assert elapsed / (res.wav.size / 16000) < 5.0  # tiny model: generous bound, catches pathologies only
 
 
 def test_runtime_loop_imports_no_torch() -> None:

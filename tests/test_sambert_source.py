@@ -6,6 +6,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -77,23 +78,59 @@ def test_vocab_sizes_come_from_checkpoint(folder: Path) -> None:
     assert (cfg.emotion, cfg.sy, cfg.tone) == (35, 146, 10)
 
 
-def test_missing_fixed_tables_are_tolerated(folder: Path) -> None:
-    """Only the position tables may be absent; they are recomputed."""
+def _same_acoustic(a: torch.nn.Module, b: torch.nn.Module) -> None:
+    """Identical state dicts: same keys (buffers included) and bit-equal tensors."""
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), k
+
+
+def test_missing_fixed_tables_are_tolerated(folder: Path, pristine: Path) -> None:
+    """Only the position tables may be absent; they are recomputed to exactly the stored values."""
     path = folder / "voices" / "zhitian_emo" / "am" / "ckpt" / "checkpoint_980000.pth"
+    keys = ("text_encoder.ling_enc.position_enc.position_enc", "variance_adaptor.dur_position_encoder.inv_timescales")
 
     def drop(ckpt: dict) -> None:
-        del ckpt["model"]["text_encoder.ling_enc.position_enc.position_enc"]
-        del ckpt["model"]["variance_adaptor.dur_position_encoder.inv_timescales"]
+        for k in keys:
+            del ckpt["model"][k]
 
     _edit_ckpt(path, drop)
-    load_sambert(folder)
+    loaded = load_sambert(folder).acoustic
+    _same_acoustic(loaded, load_sambert(pristine).acoustic)
+    table, inv = (loaded.state_dict()[k].numpy() for k in keys)
+    want_table, want_inv = _kantts_tables(table.shape[1], table.shape[2], inv.shape[0])
+    np.testing.assert_allclose(table[0], want_table, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(inv, want_inv, rtol=1e-6)
 
 
-def test_training_only_alignment_keys_are_dropped(folder: Path) -> None:
+def _kantts_tables(n_position: int, depth: int, dur_depth: int) -> tuple[np.ndarray, np.ndarray]:
+    """The two fixed tables as KAN-TTS's positions.py defines them, written independently in numpy.
+
+    SinusoidalPositionEncoder: angle(pos, j) = pos / 10000 ** (j / (depth / 2 - 1)) for pos = 1..n and
+    j < depth // 2, sin in the first half and cos in the second. DurSinusoidalPositionEncoder:
+    inv_timescales[i] = 10000 ** (2 * (i // 2) / depth).
+    """
+    angle = np.array([[pos / np.power(10000, j / float(depth / 2 - 1)) for j in range(depth // 2)]
+                      for pos in range(1, n_position + 1)])
+    table = np.zeros((n_position, depth))
+    table[:, : depth // 2] = np.sin(angle)
+    table[:, depth // 2:] = np.cos(angle)
+    inv = np.array([np.power(10000, 2 * (i // 2) / dur_depth) for i in range(dur_depth)])
+    return table.astype(np.float32), inv.astype(np.float32)
+
+
+def test_training_only_alignment_keys_are_dropped(folder: Path, pristine: Path) -> None:
     """MAS checkpoints carry align_attention.* (training only); they are ignored, nothing else is."""
     path = folder / "voices" / "zhitian_emo" / "am" / "ckpt" / "checkpoint_980000.pth"
     _edit_ckpt(path, lambda c: c["model"].update({"align_attention.key_proj.0.conv.weight": torch.zeros(2, 2, 3)}))
-    load_sambert(folder)
+    loaded = load_sambert(folder).acoustic
+    assert not any(k.startswith("align_attention.") for k in loaded.state_dict())
+    _same_acoustic(loaded, load_sambert(pristine).acoustic)
+    _edit_ckpt(path, lambda c: c["model"].update({"not_align.weight": torch.zeros(2)}))
+    with pytest.raises(ModelError, match="not_align.weight") as exc:  # only the align_attention prefix is dropped
+        load_sambert(folder)
+    _one_line(exc)
 
 
 def test_not_a_model_folder(tmp_path: Path) -> None:
