@@ -275,8 +275,10 @@ def _row_facts(t: _Target, threads: int) -> tuple[Callable[[], Any], int, int | 
 
 
 def _finish_row(t: _Target, facts: tuple, tm: Any, synth: Any, plan: _Plan, ref_path: Path | None,
-                ref_audio: Sequence[Any] | None, ref_synth: Any, say: ProgressFn) -> BenchRow:
-    """Quality, per-component fidelity and peak memory of one timed target; returns its row."""
+                ref_audio: Sequence[Any] | None, ref_synth: Any, say: ProgressFn,
+                fidelity_cache: dict[str, Any]) -> BenchRow:
+    """Quality, per-component fidelity and peak memory of one timed target; returns its row.
+    `fidelity_cache` keeps the reference side of the per-component figures from row to row."""
     from speedy.fidelity import component_fidelity, utterance_ids
 
     cfg = plan.cfg
@@ -287,8 +289,10 @@ def _finish_row(t: _Target, facts: tuple, tm: Any, synth: Any, plan: _Plan, ref_
         say(f"quality of {t.name}")
         components = None
         if cfg.quality and cfg.component_texts and ref_synth is not None and not is_ref:
-            ids = utterance_ids(ref_synth, plan.texts[:cfg.component_texts])
-            components = component_fidelity(ref_synth, synth, ids) if ids else None
+            if "ids" not in fidelity_cache:
+                fidelity_cache["ids"] = utterance_ids(ref_synth, plan.texts[:cfg.component_texts])
+            ids = fidelity_cache["ids"]
+            components = component_fidelity(ref_synth, synth, ids, fidelity_cache.setdefault("ref", {})) if ids else None
         quality = measure_quality((tm.audio if is_ref else ref_audio) if cfg.quality else None, tm.audio,
                                   tm.sample_rate, is_ref, cfg.dnsmos, components)
         if is_ref and cfg.quality and cfg.component_texts:
@@ -352,8 +356,9 @@ def run_bench(artifacts: Sequence[str | os.PathLike[str]], texts: Sequence[str],
         ref_synth = Synthesizer.load(ref_path, threads=plan.threads)
         ref_audio = [run_once(ref_synth, t, keep_audio=True).chunks for t in texts[:plan.keep]]
     rows: dict[str, BenchRow] = {}
+    cache: dict[str, Any] = {}
     for t, f, tm, synth in zip(targets, facts, timings, synths):
-        rows[t.name] = _finish_row(t, f, tm, synth, plan, ref_path, ref_audio, ref_synth, say)
+        rows[t.name] = _finish_row(t, f, tm, synth, plan, ref_path, ref_audio, ref_synth, say, cache)
     created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     return BenchReport(machine=machine, threads=plan.threads, repeat=cfg.repeat, warmup=cfg.warmup,
                        texts=len(texts), characters=sum(len(t) for t in texts),

@@ -83,29 +83,39 @@ def impose_durations(mel: np.ndarray, dur: np.ndarray, ref_dur: np.ndarray) -> n
     return mel[:, index, :]
 
 
-def component_fidelity(ref: Any, test: Any, ids: Sequence[np.ndarray]) -> ComponentFidelity:
+def component_fidelity(ref: Any, test: Any, ids: Sequence[np.ndarray],
+                       cache: dict[int, tuple[Any, ...]] | None = None) -> ComponentFidelity:
     """Per-component figures of synthesizer `test` against FP32 synthesizer `ref` on phone ids `ids`.
 
     Both need `.acoustic(ids, controls) -> (mel (1, L, n_mels), durations (1, T))`, `.vocode(mel)` and
     `.sample_rate`. An utterance whose MCD cannot be computed (too short, silent) is skipped with a warning.
+    `cache`: a dict kept between calls with the same `ref` and `ids`, so the FP32 side is run and analysed once.
     """
-    from speedy.quality import mel_cepstral_distortion
+    from speedy.quality import mcd_against, reference_features
 
     sr = int(ref.sample_rate)
+    cache = {} if cache is None else cache
     voc, ac, match = [], [], []
-    for x in ids:
-        mel_r, dur_r = ref.acoustic(x, DEFAULT_CONTROLS)
+    for k, x in enumerate(ids):
+        if k not in cache:
+            mel_r, dur_r = ref.acoustic(x, DEFAULT_CONTROLS)
+            try:
+                feats = reference_features(ref.vocode(mel_r), sr)
+            except InputError as e:
+                feats = e
+            cache[k] = (mel_r, np.asarray(dur_r).reshape(-1), feats)
+        mel_r, dur_r, feats = cache[k]
         mel_t, dur_t = test.acoustic(x, DEFAULT_CONTROLS)
-        dur_r, dur_t = np.asarray(dur_r).reshape(-1), np.asarray(dur_t).reshape(-1)
+        dur_t = np.asarray(dur_t).reshape(-1)
         if dur_r.size != dur_t.size:
             _LOGGER.warning("per-component fidelity: %d vs %d durations; utterance skipped", dur_t.size, dur_r.size)
             continue
         match.extend((dur_r == dur_t).tolist())
-        wav_r = ref.vocode(mel_r)
         try:
-            voc.append(mel_cepstral_distortion(wav_r, test.vocode(mel_r), sr, align="frames"))
-            warped = impose_durations(mel_t, dur_t, dur_r)
-            ac.append(mel_cepstral_distortion(wav_r, ref.vocode(warped), sr, align="frames"))
+            if isinstance(feats, InputError):
+                raise feats
+            voc.append(mcd_against(feats, test.vocode(mel_r), sr))
+            ac.append(mcd_against(feats, ref.vocode(impose_durations(mel_t, dur_t, dur_r)), sr))
         except InputError as e:
             _LOGGER.warning("per-component fidelity: utterance skipped (%s)", e)
     if not voc:

@@ -179,12 +179,13 @@ def search(source: Path, out: Path, budget: AutoBudget, *, calibration_text: Seq
                      else (lambda r=r: [r(m) for m in mels]) for k, r in runners.items()}
             seconds = _time(calls, budget.repeat)
             cands: dict[tuple[str, str], Candidate] = {}
+            ref_cache: dict = {}
             for (comp, recipe), runner in runners.items():
                 if recipe == "fp32":
                     mcd, match = 0.0, (1.0 if comp == "acoustic" else None)
                 else:
                     pair = _Pair(runner, fp32._vocoder, src) if comp == "acoustic" else _Pair(fp32.acoustic, runner, src)
-                    f = component_fidelity(fp32, pair, ids)
+                    f = component_fidelity(fp32, pair, ids, ref_cache)
                     mcd = float(f.acoustic_mcd_db if comp == "acoustic" else f.vocoder_mcd_db)
                     match = f.duration_match if comp == "acoustic" else None
                 ok = mcd <= budget.max_mcd and (match is None or match >= budget.min_duration_match)
