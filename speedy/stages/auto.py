@@ -12,8 +12,9 @@ per-component recipes and both axes are measured:
    measure its fidelity against FP32 with `speedy.fidelity` (acoustic MCD at FP32 durations, duration
    match; vocoder MCD on the FP32 mel). Component errors are measured apart because they are apart: the
    acoustic candidates run with the FP32 vocoder and the other way round.
-3. Order the pairs whose components are both within budget by their summed time; the first whose whole
-   pipeline keeps DNSMOS OVRL within `max_dnsmos_drop` of FP32 wins. FP32 itself always qualifies.
+3. Order the pairs whose components are both within budget and that are at least `min_gain` faster than
+   FP32 by their summed time; the first whose whole pipeline keeps DNSMOS OVRL within `max_dnsmos_drop` of
+   FP32 wins. FP32 itself always qualifies.
 """
 
 from __future__ import annotations
@@ -43,13 +44,16 @@ VOCODER_RECIPES = ("fp32", "int8-static", "fp16")
 @dataclass(frozen=True)
 class AutoBudget:
     """What the search may lose. max_mcd: per component, dB; max_dnsmos_drop: DNSMOS OVRL points below FP32;
-    min_duration_match: share of tokens whose frame count must equal FP32's; check_sentences: held-out
+    min_duration_match: share of tokens whose frame count must equal FP32's; min_gain: a pair must be at
+    least this much faster than FP32 (0.05 = 5 %) to be taken, so that timing noise on a shared machine
+    cannot pick a lossy pair that is no faster; check_sentences: held-out
     sentences measured; repeat: timed runs per candidate (median); calib_sentences: calibration sentences for
     the candidates' recipes (None = each recipe's default)."""
 
     max_mcd: float = 1.5
     max_dnsmos_drop: float = 0.05
     min_duration_match: float = 0.95
+    min_gain: float = 0.05
     backends: tuple[str, ...] = BACKENDS
     check_sentences: int = 6
     repeat: int = 3
@@ -63,6 +67,8 @@ class AutoBudget:
             raise InputError(f"--max-dnsmos-drop must be in [0, 4], got {self.max_dnsmos_drop}")
         if not 0 <= self.min_duration_match <= 1:
             raise InputError(f"--min-duration-match must be in [0, 1], got {self.min_duration_match}")
+        if not 0 <= self.min_gain < 1:
+            raise InputError(f"min gain must be in [0, 1), got {self.min_gain}")
         unknown = [b for b in self.backends if b not in BACKENDS]
         if unknown or not self.backends:
             raise InputError(f"--backends: unknown backend(s) {', '.join(unknown) or '(none given)'}; "
@@ -229,7 +235,10 @@ def _choose(cands: dict[tuple[str, str], Candidate], runners: dict, fp32: _Pair,
 
     ac = [c for c in cands.values() if c.component == "acoustic" and c.within_budget]
     vo = [c for c in cands.values() if c.component == "vocoder" and c.within_budget]
+    base = cands[("acoustic", "fp32")].seconds + cands[("vocoder", "fp32")].seconds
     pairs = sorted(((a, v) for a in ac for v in vo), key=lambda p: p[0].seconds + p[1].seconds)
+    pairs = [p for p in pairs if (p[0].recipe == p[1].recipe == "fp32")
+             or p[0].seconds + p[1].seconds <= (1 - budget.min_gain) * base]
     ref = ovrl(fp32)
     tried = []
     for a, v in pairs:
