@@ -10,6 +10,7 @@ import numpy as np
 
 from speedy.artifacts import Manifest
 from speedy.errors import MissingExtraError, ModelError
+from speedy.runtime.receptive import onnx_width
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -56,10 +57,13 @@ class _Acoustic:
 
 
 class _Vocoder:
-    def __init__(self, session, inputs: tuple[str, ...], outputs: tuple[str, ...]) -> None:
+    def __init__(self, session, inputs: tuple[str, ...], outputs: tuple[str, ...],
+                 receptive_field_frames: float | None = None) -> None:
         self.session = session
         self.inp = inputs[0]
         self.out = outputs[0]
+        #: mel frames an output sample depends on, read from the graph's convs (speedy.runtime.receptive)
+        self.receptive_field_frames = receptive_field_frames
 
     def __call__(self, mel: np.ndarray) -> np.ndarray:
         (wav,) = self.session.run([self.out], {self.inp: mel.astype(np.float32, copy=False)})
@@ -80,5 +84,6 @@ def load_component(manifest: Manifest, name: str, root: Path, options) -> _Acous
         raise ModelError(f"{comp.file}: unknown graph_optimization {level!r} in manifest (known: {', '.join(_LEVELS)})")
     threads = options.threads or comp.extra.get("threads")
     session = make_session(root / comp.file, threads, level)
-    cls = _Acoustic if name == "acoustic" else _Vocoder
-    return cls(session, comp.inputs, comp.outputs)
+    if name == "acoustic":
+        return _Acoustic(session, comp.inputs, comp.outputs)
+    return _Vocoder(session, comp.inputs, comp.outputs, onnx_width(root / comp.file))
