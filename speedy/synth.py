@@ -240,6 +240,14 @@ class Synthesizer:
                 if last:
                     break
 
+    def warm_up(self) -> float:
+        """Run one short text through every stage (frontend dictionaries, ORT first-run allocations) so
+        that the first real request is not the slow one; returns the seconds it took."""
+        start = time.perf_counter()
+        for _ in self.stream("你好，欢迎使用语音合成服务。"):
+            pass
+        return time.perf_counter() - start
+
     def synthesize(self, text: str, options: SynthesisOptions | None = None,
                    on_chunk: Callable[[AudioChunk], None] | None = None) -> SynthesisResult:
         """Synthesise all of `text`; `on_chunk` is called after each sentence (progress bars)."""

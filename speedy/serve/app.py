@@ -100,6 +100,9 @@ def create_app(synthesizer: Any, settings: ServeSettings) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        warm_up = getattr(synthesizer, "warm_up", None)
+        if warm_up is not None:  # before accepting: the first request then starts audio as fast as later ones
+            _LOGGER.info("warmed up in %.2f s", await asyncio.to_thread(warm_up))
         yield
         # After uvicorn stopped accepting (SIGTERM): let admitted runs finish.
         if not await asyncio.to_thread(pool.drain, settings.timeout_s):
