@@ -18,8 +18,18 @@ _LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended"
            "all": "ORT_ENABLE_ALL"}
 
 
+#: Memory (default voice, 2 threads, a 500-character text then 20 eval texts; peak / steady RSS): ORT's
+#: defaults 418 / 409 MB; without memory patterns 352 / 342 MB; without the arena as well 352 / 296 MB,
+#: as the arena keeps every request's largest buffers. No speed difference was measurable (interleaved
+#: A/B on a loaded 2-core machine). Patterns pre-plan one allocation per distinct input shape, which
+#: a TTS graph (new length every call) never reuses.
+MEM_PATTERN = False
+CPU_MEM_ARENA = False
+
+
 def session_options(threads: int | None, graph_optimization: str = "all"):  # -> ort.SessionOptions
-    """SessionOptions with explicit intra-op threads (1 inter-op: our graphs are sequential)."""
+    """SessionOptions with explicit intra-op threads (1 inter-op: our graphs are sequential), no memory
+    patterns and no CPU arena (see MEM_PATTERN)."""
     try:
         import onnxruntime as ort
     except ImportError:  # pragma: no cover - core dependency
@@ -29,6 +39,8 @@ def session_options(threads: int | None, graph_optimization: str = "all"):  # ->
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _LEVELS[graph_optimization])
+    so.enable_mem_pattern = MEM_PATTERN
+    so.enable_cpu_mem_arena = CPU_MEM_ARENA
     return so
 
 
