@@ -62,7 +62,8 @@ def test_chunked_vocoding_is_exact_on_the_tiny_voice(tiny: dict[str, Path], fmt:
     mel = np.random.default_rng(0).standard_normal((1, 90, tiny_voice.N_MELS)).astype(np.float32)
     hop = m.audio.hop_size
     one = vocode_padded(vocoder, mel, m.audio.min_vocoder_frames, hop)
-    parts = list(vocode_chunks(vocoder, mel, context_frames(width), chunk_sizes(5, 40), m.audio.min_vocoder_frames, hop))
+    context = context_frames(width)
+    parts = list(vocode_chunks(vocoder, mel, context, chunk_sizes(5, 40), m.audio.min_vocoder_frames, hop))
     assert [last for _, last in parts] == [False] * (len(parts) - 1) + [True] and len(parts) >= 3
     assert snr_db(one, np.concatenate([w for w, _ in parts])) >= 60.0
     # too little context is audibly wrong: the check above is not vacuous

@@ -71,7 +71,10 @@
     // Schedules int16 PCM bytes back to back on the audio clock; returns push(bytes).
     let next = 0, carry = null;
     return function push(bytes) {
-      if (carry) { const m = new Uint8Array(carry.length + bytes.length); m.set(carry); m.set(bytes, carry.length); bytes = m; carry = null; }
+      if (carry) {  // an odd byte left from the previous read: the first half of a sample
+        const m = new Uint8Array(carry.length + bytes.length);
+        m.set(carry); m.set(bytes, carry.length); bytes = m; carry = null;
+      }
       if (bytes.length % 2) { carry = bytes.slice(bytes.length - 1); bytes = bytes.slice(0, bytes.length - 1); }
       const n = bytes.length / 2;
       if (!n) return;
@@ -101,14 +104,16 @@
       pitch: parseFloat($("pitch").value), energy: parseFloat($("energy").value),
     };
     if (!body.text.trim()) { setStatus("请输入要合成的文本。", true); return; }
-    const stats = { clickAt: performance.now(), scheduledAt: null, firstSoundAt: null, doneAt: null, played: false, scheduledSeconds: 0 };
+    const stats = { clickAt: performance.now(), scheduledAt: null, firstSoundAt: null, doneAt: null, played: false,
+                    scheduledSeconds: 0 };
     window.speedyStats = stats;
     audioCtx = audioCtx || new (window.AudioContext || window.webkitAudioContext)();
     audioCtx.resume().catch(() => {});  // inside the click: allowed to start
     btn.disabled = true; btn.textContent = "合成中…"; setStatus("正在合成，边合成边播放…");
     player.pause();
     try {
-      const r = await fetch("/tts/stream", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+      const r = await fetch("/tts/stream", { method: "POST", headers: { "Content-Type": "application/json" },
+                                              body: JSON.stringify(body) });
       if (!r.ok) {
         let detail = null; try { detail = await r.json(); } catch (e) { /* not JSON */ }
         setStatus(zhError(r.status, detail), true); return;
