@@ -26,9 +26,10 @@ from speedy.runtime.receptive import context_frames
 
 _LOGGER = logging.getLogger(__name__)
 
-#: manifest frontend name -> module providing `text_to_utterances(text) -> Iterator[Utterance]`, or, for a
-#: family whose acoustic model takes more than phone ids (Sambert), `encoder(manifest)` -> an object with
-#: `text_to_utterances(text)` and `encode(utterance, options) -> model inputs` for the acoustic runner.
+#: manifest frontend name -> module providing `text_to_utterances(text, first_chars=None) ->
+#: Iterator[Utterance]` (first_chars: cut the first piece that short), or, for a family whose acoustic model
+#: takes more than phone ids (Sambert), `encoder(manifest)` -> an object with `text_to_utterances(text,
+#: first_chars=None)` and `encode(utterance, options) -> model inputs` for the acoustic runner.
 _FRONTENDS = {"baker-pinyin": "speedy.frontend", "sambert-kantts": "speedy.frontend_sambert"}
 MAX_TEXT_CHARS = 100_000
 #: the first piece of a text is cut to at most this many characters (at its first comma, else at a word
