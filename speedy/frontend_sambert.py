@@ -420,7 +420,9 @@ class SambertEncoder:
         self.speaker_id = int(manifest.extra.get("speaker", {}).get("id", 0))
         self.none_emotion = self.tables["emotion"].get("emotion_none", 0)
 
-    def text_to_utterances(self, text: str) -> Iterator[SambertUtterance]:
+    def text_to_utterances(self, text: str, first_chars: int | None = None) -> Iterator[SambertUtterance]:
+        """Sentences of at most max_symbols tokens; `first_chars` (a short first piece when streaming)
+        is accepted for the Synthesizer's sake but not applied yet: Sambert cuts at its own breaks."""
         return text_to_utterances(text, self.max_symbols)
 
     def encode(self, utt: SambertUtterance, options: Any) -> Any:

@@ -22,21 +22,32 @@ from speedy.artifacts import Manifest, read_manifest
 from speedy.controls import CONTROL_RANGES, SynthesisOptions, effective_controls
 from speedy.errors import InputError, ModelError, OutputError
 from speedy.runtime import RuntimeOptions, load_runner
+from speedy.runtime.receptive import context_frames
 
 _LOGGER = logging.getLogger(__name__)
 
-#: manifest frontend name -> module providing `text_to_utterances(text) -> Iterator[Utterance]`, or, for a
-#: family whose acoustic model takes more than phone ids (Sambert), `encoder(manifest)` -> an object with
-#: `text_to_utterances(text)` and `encode(utterance, options) -> model inputs` for the acoustic runner.
+#: manifest frontend name -> module providing `text_to_utterances(text, first_chars=None) ->
+#: Iterator[Utterance]` (first_chars: cut the first piece that short), or, for a family whose acoustic model
+#: takes more than phone ids (Sambert), `encoder(manifest)` -> an object with `text_to_utterances(text,
+#: first_chars=None)` and `encode(utterance, options) -> model inputs` for the acoustic runner.
 _FRONTENDS = {"baker-pinyin": "speedy.frontend", "sambert-kantts": "speedy.frontend_sambert"}
 MAX_TEXT_CHARS = 100_000
+#: the first piece of a text is cut to at most this many characters (at its first comma, else at a word
+#: end) so that the acoustic model, which is not streaming, starts on a small input
+FIRST_PIECE_CHARS = 10
+#: chunked vocoding: the first chunk's mel frames (12.5 ms each at 24 kHz / hop 300), doubling per chunk
+#: across the whole stream up to the cap; larger chunks pay less for their overlapping context
+FIRST_CHUNK_FRAMES = 12
+MAX_CHUNK_FRAMES = 384
 
 
 @dataclass(frozen=True)
 class AudioChunk:
-    """One synthesised piece (normally a sentence), pause included at its end.
+    """One synthesised piece: a sentence, or part of one when streaming; a sentence's pause is included
+    at the end of its last chunk.
 
-    audio: (samples,) float32 in [-1, 1] at `sample_rate` Hz.
+    audio: (samples,) float32 in [-1, 1] at `sample_rate` Hz; index counts chunks from 0; acoustic_s is
+    the acoustic model's time on the chunk that started the sentence (0 on its later chunks).
     """
 
     audio: np.ndarray
@@ -169,9 +180,20 @@ class Synthesizer:
         """mel (1, L, n_mels) → (L·hop,) float32, padding short inputs to the vocoder's minimum."""
         return vocode_padded(self.vocoder, mel, self.manifest.audio.min_vocoder_frames, self.manifest.audio.hop_size)
 
-    def stream(self, text: str, options: SynthesisOptions | None = None) -> Iterator[AudioChunk]:
-        """Yield audio sentence by sentence for text of any length (memory stays flat).
+    @property
+    def vocoder_context_frames(self) -> int | None:
+        """Mel frames of context each vocoder chunk needs on each side; None = vocode whole sentences."""
+        width = getattr(self.vocoder, "receptive_field_frames", None)
+        return None if width is None else context_frames(width)
 
+    def stream(self, text: str, options: SynthesisOptions | None = None, *, chunked: bool = True
+               ) -> Iterator[AudioChunk]:
+        """Yield audio as it is made, for text of any length (memory stays flat).
+
+        Sentences go through the acoustic model one at a time (the first piece cut short, see
+        FIRST_PIECE_CHARS). With `chunked`, each sentence's mel is vocoded in overlapping chunks whose
+        context covers the vocoder's receptive field, trimmed so the joins equal one-shot vocoding;
+        without it (or when the receptive field is unknown, or pitch needs resampling) whole sentences.
         Raises InputError before yielding anything if the text has nothing to say.
         """
         options = options or SynthesisOptions()
@@ -183,27 +205,49 @@ class Synthesizer:
         # Durations are stretched by `ratio` before the waveform is resampled by 1/ratio, so the
         # requested speed is kept while F0 (and formants) move by `ratio`.
         controls = np.asarray([ctrl.speed / ratio, graph_pitch, ctrl.pitch_range, ctrl.energy], dtype=np.float32)
-        utterances = (self._encoder or self._frontend).text_to_utterances(text)
+        utterances = (self._encoder or self._frontend).text_to_utterances(text, first_chars=FIRST_PIECE_CHARS)
         first = next(utterances, None)
         if first is None:
             raise InputError("nothing to say: the text has no readable characters (Chinese, letters or digits)")
+        context = self.vocoder_context_frames if chunked and ratio == 1.0 else None
+        sizes = chunk_sizes(FIRST_CHUNK_FRAMES, MAX_CHUNK_FRAMES)
+        gain = ctrl.energy != 1.0 and self.manifest.extra.get("energy_control") == "gain"
+        audio = self.manifest.audio
         index = 0
         for utt in _chain(first, utterances):
             ids = self._encoder.encode(utt, options) if self._encoder else self.ids_for(utt.phones)
             t0 = time.perf_counter()
             mel, _ = self.acoustic(ids, controls)
-            t1 = time.perf_counter()
-            wav = self.vocode(mel)
-            if ratio != 1.0:
-                wav = _resample(wav, ratio)
-            if ctrl.energy != 1.0 and self.manifest.extra.get("energy_control") == "gain":
-                wav = wav * np.float32(ctrl.energy)
-            t2 = time.perf_counter()
-            pause = int(round(utt.pause_after * ctrl.pause * self.sample_rate))
-            if pause > 0:
-                wav = np.concatenate([wav, np.zeros(pause, dtype=np.float32)])
-            yield AudioChunk(wav.astype(np.float32, copy=False), self.sample_rate, index, utt.text, t1 - t0, t2 - t1)
-            index += 1
+            acoustic_s = time.perf_counter() - t0
+            if context is None:
+                pieces: Iterator[tuple[np.ndarray, bool]] = iter([(self.vocode(mel), True)])
+            else:
+                pieces = vocode_chunks(self.vocoder, mel, context, sizes, audio.min_vocoder_frames, audio.hop_size)
+            while True:
+                t1 = time.perf_counter()
+                wav, last = next(pieces)
+                if ratio != 1.0:
+                    wav = _resample(wav, ratio)
+                if gain:
+                    wav = wav * np.float32(ctrl.energy)
+                pause = int(round(utt.pause_after * ctrl.pause * self.sample_rate)) if last else 0
+                if pause > 0:
+                    wav = np.concatenate([wav, np.zeros(pause, dtype=np.float32)])
+                vocoder_s = time.perf_counter() - t1
+                yield AudioChunk(wav.astype(np.float32, copy=False), self.sample_rate, index, utt.text, acoustic_s,
+                                 vocoder_s)
+                index += 1
+                acoustic_s = 0.0
+                if last:
+                    break
+
+    def warm_up(self) -> float:
+        """Run one short text through every stage (frontend dictionaries, ORT first-run allocations) so
+        that the first real request is not the slow one; returns the seconds it took."""
+        start = time.perf_counter()
+        for _ in self.stream("你好，欢迎使用语音合成服务。"):
+            pass
+        return time.perf_counter() - start
 
     def synthesize(self, text: str, options: SynthesisOptions | None = None,
                    on_chunk: Callable[[AudioChunk], None] | None = None) -> SynthesisResult:
@@ -211,7 +255,7 @@ class Synthesizer:
         start = time.perf_counter()
         parts: list[np.ndarray] = []
         ac = vo = 0.0
-        for chunk in self.stream(text, options):
+        for chunk in self.stream(text, options, chunked=False):
             parts.append(chunk.audio)
             ac += chunk.acoustic_s
             vo += chunk.vocoder_s
@@ -253,6 +297,34 @@ def vocode_padded(vocoder: Callable[[np.ndarray], np.ndarray], mel: np.ndarray, 
         pad = np.full((1, min_frames - frames, mel.shape[2]), mel.min(), dtype=np.float32)
         mel = np.concatenate([mel, pad], axis=1)
     return vocoder(mel)[0][: frames * hop]
+
+
+def chunk_sizes(first: int, cap: int) -> Iterator[int]:
+    """first, 2·first, 4·first, … up to `cap`, then `cap` forever (mel frames per vocoder chunk)."""
+    size = first
+    while True:
+        yield size
+        size = min(size * 2, cap)
+
+
+def vocode_chunks(vocoder: Callable[[np.ndarray], np.ndarray], mel: np.ndarray, context: int,
+                  sizes: Iterator[int], min_frames: int, hop: int) -> Iterator[tuple[np.ndarray, bool]]:
+    """Vocode mel (1, L, n_mels) chunk by chunk; yields (waveform (n·hop,) float32, is_last).
+
+    Chunk [a, b) is vocoded with up to `context` frames on each side and its own samples cut out, so
+    when `context` covers the vocoder's receptive field the concatenation equals `vocode_padded(mel)`.
+    Chunk lengths come from `sizes`; a remainder shorter than `context` joins the chunk before it.
+    """
+    frames = mel.shape[1]
+    start = 0
+    while start < frames:
+        end = start + next(sizes)
+        if frames - end < context:
+            end = frames
+        lo, hi = max(0, start - context), min(frames, end + context)
+        wav = vocode_padded(vocoder, mel[:, lo:hi], min_frames, hop)
+        yield wav[(start - lo) * hop : (end - lo) * hop], end == frames
+        start = end
 
 
 def _resample(wav: np.ndarray, ratio: float) -> np.ndarray:

@@ -37,8 +37,8 @@ class Utterance:
     pause_after: float
 
 
-def text_to_utterances(text: str) -> Iterator[Utterance]:
-    """Toy frontend: one symbol per non-space character, sentences split after 。！？，."""
+def text_to_utterances(text: str, first_chars: int | None = None) -> Iterator[Utterance]:
+    """Toy frontend: one symbol per non-space character, sentences split after 。！？，(first_chars unused)."""
     for piece in re.split(r"(?<=[。！？，])", text):
         chars = [c for c in piece if not c.isspace() and c not in "。！？，"]
         if chars:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import shlex
 import sys
 from dataclasses import replace
@@ -53,11 +54,14 @@ def bench(artifacts: tuple[str, ...], texts: str, reference: str | None, baselin
     """
     from speedy.bench import BenchConfig, check_writable, read_texts, run_bench, write_json
     from speedy.bench_report import machine_line, rich_tables, summary_line, write_markdown, write_plot
+    from speedy.errors import MissingExtraError
 
     for out in (json_file, plot, markdown_file):
         if out is not None and out != "-":
             check_writable(Path(out))
     body = read_texts(texts)
+    if (plot or not no_quality) and importlib.util.find_spec("pyworld") is None:  # a slim install
+        raise MissingExtraError("pyworld", "quality", "bench's quality figures and plot (or pass --no-quality)")
     config = BenchConfig(threads=threads, repeat=repeat, warmup=warmup,
                          reference=Path(reference) if reference else None, baseline=baseline,
                          quality=not no_quality, dnsmos=not (no_quality or no_dnsmos), peak_rss=not no_memory,

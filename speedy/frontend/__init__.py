@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from speedy.frontend.g2p import clause_phones, pinyin
 from speedy.frontend.normalize import normalize
-from speedy.frontend.split import pause_after, sentences, split_sentences
+from speedy.frontend.split import pause_after, sentences, split_first, split_sentences
 from speedy.frontend.symbols import EOS, SIL, symbols
 
 __all__ = ["Utterance", "normalize", "pinyin", "split_sentences", "symbols", "text_to_utterances"]
@@ -55,23 +55,38 @@ def sentence_phones(text: str, dropped: list[str] | None = None) -> tuple[str, .
     return (SIL, *phones, SIL, EOS)
 
 
-def text_to_utterances(text: str, max_chars: int = MAX_CHARS) -> Iterator[Utterance]:
-    """Lazily turn any text into utterances; yields nothing when nothing in it can be said."""
-    previous: Utterance | None = None
-    dropped: list[str] = []
-    warned = 0
+def _pieces(text: str, max_chars: int, first_chars: int | None) -> Iterator[str]:
+    """Normalised pieces of ``text``; the first one cut to ``first_chars`` when given."""
+    first = first_chars is not None
     for raw in sentences(text):
         spoken = normalize(raw)  # whole sentences, so that 12:30 or 1,000 are never cut apart
         for piece in split_sentences(spoken, max_chars=max_chars):
-            phones = sentence_phones(piece, dropped)
-            if dropped and not warned:
-                _LOG.warning("dropping unreadable characters, e.g. %r", "".join(dropped[:20]))
-                warned = len(dropped)
-            if not phones:
-                continue
-            if previous is not None:
-                yield previous
-            previous = Utterance(text=piece.strip(), phones=phones, pause_after=pause_after(piece))
+            if first and piece.strip():
+                first = False
+                yield from split_first(piece, first_chars or max_chars)
+            else:
+                yield piece
+
+
+def text_to_utterances(text: str, max_chars: int = MAX_CHARS, first_chars: int | None = None) -> Iterator[Utterance]:
+    """Lazily turn any text into utterances; yields nothing when nothing in it can be said.
+
+    ``first_chars``: cut the first piece to at most this many characters (at its first comma, else at
+    a word end) so that streaming starts on a short acoustic-model input.
+    """
+    previous: Utterance | None = None
+    dropped: list[str] = []
+    warned = 0
+    for piece in _pieces(text, max_chars, first_chars):
+        phones = sentence_phones(piece, dropped)
+        if dropped and not warned:
+            _LOG.warning("dropping unreadable characters, e.g. %r", "".join(dropped[:20]))
+            warned = len(dropped)
+        if not phones:
+            continue
+        if previous is not None:
+            yield previous
+        previous = Utterance(text=piece.strip(), phones=phones, pause_after=pause_after(piece))
     if len(dropped) > warned:
         _LOG.warning("dropped %d unreadable characters in all", len(dropped))
     if previous is not None:

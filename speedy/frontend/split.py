@@ -82,6 +82,17 @@ def split_sentences(text: str, max_chars: int = 60) -> Iterator[str]:
             yield buf
 
 
+def split_first(piece: str, max_chars: int) -> list[str]:
+    """``piece`` as [head, rest] with a head of at most ``max_chars`` characters, cut at its first
+    clause end (，、：) when that is short enough, else at a space or word end; [piece] if it is short."""
+    if len(piece) <= max_chars:
+        return [piece]
+    clause = next(_pieces(_CLAUSE, piece), piece)
+    head = clause if len(clause) <= max_chars else next(_hard_cut(clause, max_chars))
+    rest = piece[len(head):]
+    return [head, rest] if head.strip() and rest.strip() else [piece]
+
+
 def pause_after(piece: str) -> float:
     """Seconds of silence after ``piece``, from its final punctuation (0.05 for a cut mid-clause)."""
     tail = piece.rstrip(" \t”’」』）)")

@@ -23,6 +23,7 @@ import numpy as np
 
 from speedy.artifacts import Manifest
 from speedy.errors import ModelError
+from speedy.runtime.receptive import torch_width
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -86,6 +87,8 @@ class TorchVocoder:
     def __init__(self, fn: Any, one_by_one: bool = False) -> None:
         self.fn = fn
         self.one_by_one = one_by_one  # the program was exported for batch 1
+        #: mel frames an output sample depends on (speedy.runtime.receptive); None = not known
+        self.receptive_field_frames: float | None = None
 
     def __call__(self, mel: np.ndarray) -> np.ndarray:
         """mel (B, L, n_mels) float32 → waveform (B, L·hop) float32."""
@@ -136,7 +139,10 @@ def load_component(manifest: Manifest, name: str, root: Path, options: Any) -> T
     if not taken >= {"acoustic", "vocoder"}:
         _PENDING.clear()  # one folder at a time: never hold more than one pair of modules
         _PENDING[key] = (modules, taken)
-    return _runner(name, modules[name])
+    runner = _runner(name, modules[name])
+    if isinstance(runner, TorchVocoder):
+        runner.receptive_field_frames = torch_width(modules[name], manifest.audio.n_mels)
+    return runner
 
 
 def load_torchscript(manifest: Manifest, name: str, root: Path, options: Any) -> TorchAcoustic | TorchVocoder:

@@ -16,6 +16,13 @@ def create_app(synthesizer, settings: ServeSettings | None = None):  # -> fastap
 
 def run(artifact: str | None, settings: ServeSettings) -> None:
     """Load the artifact with the settings' thread split and serve it with uvicorn until SIGTERM/SIGINT."""
+    import importlib.util
+
+    from speedy.errors import MissingExtraError
+
+    for package in ("fastapi", "uvicorn", "prometheus_client"):
+        if importlib.util.find_spec(package) is None:
+            raise MissingExtraError(package.replace("_", "-"), "serve", "speedy serve")
     from speedy.serve.app import run as _run
 
     _run(artifact, settings)

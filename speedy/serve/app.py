@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Iterator
 from importlib import resources
 from typing import Any
 
+import anyio
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
@@ -53,6 +54,18 @@ def _error(status: int, message: str, field: str | None = None, kind: str = "inv
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+class SynthesisStream(StreamingResponse):
+    """A StreamingResponse that always closes its body generator when sending ends, however it ends
+    (client gone, cancelled), so that synthesis stops and the worker slot is freed at once."""
+
+    async def stream_response(self, send: Any) -> None:
+        try:
+            await super().stream_response(send)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.body_iterator.aclose()  # type: ignore[attr-defined]
+
+
 class BodyLimit:
     """ASGI middleware: bodies over `limit` bytes get 413 (Content-Length or counted while streaming)."""
 
@@ -87,6 +100,9 @@ def create_app(synthesizer: Any, settings: ServeSettings) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        warm_up = getattr(synthesizer, "warm_up", None)
+        if warm_up is not None:  # before accepting: the first request then starts audio as fast as later ones
+            _LOGGER.info("warmed up in %.2f s", await asyncio.to_thread(warm_up))
         yield
         # After uvicorn stopped accepting (SIGTERM): let admitted runs finish.
         if not await asyncio.to_thread(pool.drain, settings.timeout_s):
@@ -174,8 +190,13 @@ def create_app(synthesizer: Any, settings: ServeSettings) -> FastAPI:
         metrics.rtf.observe(result.rtf)
         return result
 
-    async def stream_body(text: str, options: SynthesisOptions, header: bytes) -> Iterator[bytes]:
-        """Admit the request, synthesise the first sentence (so bad text is still a 4xx), then stream."""
+    async def stream_body(text: str, options: SynthesisOptions, header: bytes) -> AsyncIterator[bytes]:
+        """Admit the request, synthesise the first chunk (so bad text is still a 4xx), then stream.
+
+        Each chunk is made on a worker thread and sent as soon as it is made. If the client goes away,
+        the synthesis generator is closed where it stands: the stream stops, its worker slot is freed and
+        one line is logged.
+        """
         if len(text) > settings.max_chars:
             raise ApiError(422, f"text has {len(text)} characters; the limit is {settings.max_chars}", "text")
 
@@ -193,11 +214,23 @@ def create_app(synthesizer: Any, settings: ServeSettings) -> FastAPI:
         except InputError as e:
             raise ApiError(422, str(e), "text") from None
 
-        def body() -> Iterator[bytes]:
-            if header:
-                yield header
-            yield first
-            yield from gen
+        async def body() -> AsyncIterator[bytes]:
+            sent = 0
+            try:
+                for piece in (header, first):
+                    if piece:
+                        yield piece
+                        sent += len(piece)
+                while (piece := await run_in_threadpool(next, gen, None)) is not None:
+                    yield piece
+                    sent += len(piece)
+            except SpeedyError as e:  # headers are out: end the stream short rather than with a traceback
+                _LOGGER.error("stream ended early after %d bytes: synthesis failed: %s", sent, e)
+            except (asyncio.CancelledError, GeneratorExit):
+                _LOGGER.info("client went away after %d bytes of a stream; synthesis stopped, worker freed", sent)
+                raise
+            finally:
+                gen.close()  # never running here: a cancel lands only after the worker thread has returned
 
         return body()
 
@@ -242,11 +275,11 @@ def create_app(synthesizer: Any, settings: ServeSettings) -> FastAPI:
     @app.post("/tts/stream", responses={200: {"content": {"audio/wav": {}}}, **_ERRORS},
               dependencies=[Depends(auth), Depends(json_body)])
     async def tts_stream(req: TTSRequest) -> StreamingResponse:
-        """Chunked WAV sent sentence by sentence as it is synthesised (length fields set to 0xFFFFFFFF)."""
+        """Chunked WAV sent as it is synthesised, from the first words on (length fields set to 0xFFFFFFFF)."""
         options = options_for(req)
         check_voice(req.voice)
         header = audio_io.streaming_wav_header(info["sample_rate"])
-        return StreamingResponse(await stream_body(req.text, options, header), media_type="audio/wav")
+        return SynthesisStream(await stream_body(req.text, options, header), media_type="audio/wav")
 
     @app.get("/v1/models", dependencies=[Depends(auth)])
     async def models() -> dict[str, Any]:
@@ -281,7 +314,7 @@ def create_app(synthesizer: Any, settings: ServeSettings) -> FastAPI:
                 raise ApiError(422, "streaming supports response_format wav or pcm", "response_format")
             header = audio_io.streaming_wav_header(info["sample_rate"]) if fmt == "wav" else b""
             body = await stream_body(req.input, options, header)
-            return StreamingResponse(body, media_type=audio_io.media_type(fmt))
+            return SynthesisStream(body, media_type=audio_io.media_type(fmt))
         result = await synthesize(req.input, options)
         return Response(audio_io.encode(result.audio, result.sample_rate, fmt), media_type=audio_io.media_type(fmt))
 

@@ -1,4 +1,6 @@
-// OpenSpeedy page: fills emotions from /voices, posts /tts, plays and offers the WAV for download.
+// OpenSpeedy page: fills emotions from /voices, streams /tts/stream into Web Audio so playback starts with
+// the first chunk, then offers the whole WAV (built from the same PCM) in the player and for download.
+// window.speedyStats records click → first sound (the audio clock passing the first chunk's start).
 (function () {
   const $ = (id) => document.getElementById(id);
   const text = $("text"), count = $("count"), btn = $("synth"), statusEl = $("status");
@@ -51,27 +53,93 @@
     }
   }
 
+  let audioCtx = null;
+
+  function wavBlob(pcmParts, sampleRate) {
+    // 16-bit mono PCM parts (Uint8Array) → a WAV Blob with the real lengths in its header.
+    const bytes = pcmParts.reduce((n, p) => n + p.length, 0);
+    const h = new DataView(new ArrayBuffer(44));
+    const str = (o, s) => { for (let i = 0; i < s.length; i++) h.setUint8(o + i, s.charCodeAt(i)); };
+    str(0, "RIFF"); h.setUint32(4, 36 + bytes, true); str(8, "WAVEfmt "); h.setUint32(16, 16, true);
+    h.setUint16(20, 1, true); h.setUint16(22, 1, true); h.setUint32(24, sampleRate, true);
+    h.setUint32(28, sampleRate * 2, true); h.setUint16(32, 2, true); h.setUint16(34, 16, true);
+    str(36, "data"); h.setUint32(40, bytes, true);
+    return new Blob([h.buffer, ...pcmParts], { type: "audio/wav" });
+  }
+
+  function player16(ctx, sampleRate, stats) {
+    // Schedules int16 PCM bytes back to back on the audio clock; returns push(bytes).
+    let next = 0, carry = null;
+    return function push(bytes) {
+      if (carry) {  // an odd byte left from the previous read: the first half of a sample
+        const m = new Uint8Array(carry.length + bytes.length);
+        m.set(carry); m.set(bytes, carry.length); bytes = m; carry = null;
+      }
+      if (bytes.length % 2) { carry = bytes.slice(bytes.length - 1); bytes = bytes.slice(0, bytes.length - 1); }
+      const n = bytes.length / 2;
+      if (!n) return;
+      const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
+      const buf = ctx.createBuffer(1, n, sampleRate), ch = buf.getChannelData(0);
+      for (let i = 0; i < n; i++) ch[i] = view.getInt16(2 * i, true) / 32768;
+      const src = ctx.createBufferSource();
+      src.buffer = buf; src.connect(ctx.destination);
+      const start = Math.max(next, ctx.currentTime + 0.02);  // late chunk: start now (a gap, not a skip)
+      src.start(start);
+      next = start + buf.duration;
+      if (stats.scheduledAt === null) {
+        stats.scheduledAt = performance.now();
+        const watch = () => {  // first sound: the audio clock has moved past the first chunk's start
+          if (ctx.currentTime > start) { stats.firstSoundAt = performance.now(); stats.played = true; }
+          else requestAnimationFrame(watch);
+        };
+        requestAnimationFrame(watch);
+      }
+      stats.scheduledSeconds += buf.duration;
+    };
+  }
+
   async function synthesize() {
     const body = {
       text: text.value, emotion: $("emotion").value, speed: parseFloat($("speed").value),
       pitch: parseFloat($("pitch").value), energy: parseFloat($("energy").value),
     };
     if (!body.text.trim()) { setStatus("请输入要合成的文本。", true); return; }
-    btn.disabled = true; btn.textContent = "合成中…"; setStatus("正在合成，请稍候…");
-    const t0 = performance.now();
+    const stats = { clickAt: performance.now(), scheduledAt: null, firstSoundAt: null, doneAt: null, played: false,
+                    scheduledSeconds: 0 };
+    window.speedyStats = stats;
+    audioCtx = audioCtx || new (window.AudioContext || window.webkitAudioContext)();
+    audioCtx.resume().catch(() => {});  // inside the click: allowed to start
+    btn.disabled = true; btn.textContent = "合成中…"; setStatus("正在合成，边合成边播放…");
+    player.pause();
     try {
-      const r = await fetch("/tts", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+      const r = await fetch("/tts/stream", { method: "POST", headers: { "Content-Type": "application/json" },
+                                              body: JSON.stringify(body) });
       if (!r.ok) {
         let detail = null; try { detail = await r.json(); } catch (e) { /* not JSON */ }
         setStatus(zhError(r.status, detail), true); return;
       }
-      const blob = await r.blob();
+      const reader = r.body.getReader(), parts = [];
+      let header = new Uint8Array(0), push = null, sampleRate = 24000;
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        let bytes = value;
+        if (!push) {  // the 44-byte streaming WAV header comes first; its sample rate drives playback
+          const m = new Uint8Array(header.length + bytes.length); m.set(header); m.set(bytes, header.length);
+          if (m.length < 44) { header = m; continue; }
+          sampleRate = new DataView(m.buffer, m.byteOffset, 44).getUint32(24, true);
+          push = player16(audioCtx, sampleRate, stats);
+          bytes = m.slice(44);
+        }
+        if (bytes.length) { parts.push(bytes); push(bytes); }
+      }
+      stats.doneAt = performance.now();
       if (lastUrl) URL.revokeObjectURL(lastUrl);
-      lastUrl = URL.createObjectURL(blob);
-      player.src = lastUrl;
+      lastUrl = URL.createObjectURL(wavBlob(parts, sampleRate));
+      player.src = lastUrl;  // the whole WAV, to replay or seek; playback already ran from the stream
       dl.href = lastUrl; dl.classList.remove("disabled"); dl.setAttribute("aria-disabled", "false");
-      setStatus("合成完成，用时 " + ((performance.now() - t0) / 1000).toFixed(2) + " 秒。");
-      player.play().catch(() => {});
+      const first = stats.scheduledAt === null ? "" : "，首段音频 " + ((stats.scheduledAt - stats.clickAt) / 1000).toFixed(2) + " 秒";
+      setStatus("合成完成，用时 " + ((performance.now() - stats.clickAt) / 1000).toFixed(2) + " 秒" + first + "。");
     } catch (e) {
       setStatus("网络错误：" + e, true);
     } finally {

@@ -1,0 +1,46 @@
+"""Serving memory: ONNX Runtime sessions without memory patterns or CPU arena, and the peak RSS of a fresh
+process that streams and synthesises a ~500-character text with the default voice."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from speedy.runtime.onnx_backend import session_options
+
+#: a coarse guard: measured 342-358 MB after the cut, 370 MB with ORT's default arena and memory patterns
+#: (run-to-run spread ~15 MB); whole-text buffering or a second copy of the weights would cross it
+PEAK_RSS_MB = 380
+
+
+def test_sessions_keep_no_arena_or_patterns() -> None:
+    """Every session the runtime makes frees per-request buffers (no arena, no pre-planned patterns)."""
+    so = session_options(1)
+    assert not so.enable_mem_pattern and not so.enable_cpu_mem_arena
+
+
+@pytest.mark.integration
+def test_peak_rss_of_a_long_text(default_onnx: Path) -> None:
+    """Load, stream and synthesise the bench's ~500-character probe in a fresh process: peak RSS stays
+    under PEAK_RSS_MB (frontend dictionaries ~90 MB, sessions ~85 MB, numpy+ORT ~45 MB of it)."""
+    code = textwrap.dedent(f"""
+        from speedy.bench import FIRST_AUDIO_CHARS, length_probes, read_texts
+        from speedy.bench_worker import peak_rss_bytes
+        from speedy.synth import Synthesizer
+        s = Synthesizer.load({str(default_onnx)!r}, threads=2)
+        probe = length_probes(read_texts({str(Path(__file__).parent.parent / "calibration" / "eval.txt")!r}),
+                              (FIRST_AUDIO_CHARS,))[0]
+        for _ in s.stream(probe):
+            pass
+        s.synthesize(probe)
+        print(peak_rss_bytes() >> 20)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    peak = int(out.stdout.strip().splitlines()[-1])
+    print(f"peak RSS {peak} MB")
+    assert peak <= PEAK_RSS_MB
