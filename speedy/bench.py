@@ -11,7 +11,8 @@ How each figure is taken (all times are wall-clock seconds from `time.perf_count
   percentiles over texts.
 - RTF by length: the same median RTF on three texts of about 10, 100 and 500 characters (`length_probes`),
   so that the growth of the cost with length is visible.
-- First audio: time from `Synthesizer.stream(text)` to its first chunk on the ~500-character probe.
+- First audio: time from `Synthesizer.stream(text)` (chunked vocoder, as `/tts/stream` runs) to its first
+  chunk on the ~500-character probe. Every other time vocodes whole sentences (`chunked=False`).
 - Peak RSS: `ru_maxrss` of a fresh subprocess (`speedy.bench_worker`) that loads the artifact and
   synthesises the probes and the longest text, so rows do not see each other's allocations.
 - Quality: against the same text through the FP32 reference artifact, sentence by sentence (chunks of

@@ -209,13 +209,18 @@ class Run:
     chunks: tuple[np.ndarray, ...] = ()
 
 
-def run_once(synth: Any, text: str, keep_audio: bool = False, first_only: bool = False) -> Run:
-    """Synthesise `text` through `synth.stream`, timing it; `first_only` stops after the first chunk."""
+def run_once(synth: Any, text: str, keep_audio: bool = False, first_only: bool = False, chunked: bool = False) -> Run:
+    """Synthesise `text` through `synth.stream`, timing it; `first_only` stops after the first chunk.
+
+    `chunked=False` vocodes whole sentences (what `synthesize`, `/tts` and batch work do: the throughput the
+    RTF reports); `chunked=True` is the streaming path (`/tts/stream`), whose overlapping vocoder context
+    costs more in total but yields the first audio sooner.
+    """
     start = time.perf_counter()
     first = math.nan
     ac = vo = audio = 0.0
     kept: list[np.ndarray] = []
-    stream = synth.stream(text)
+    stream = synth.stream(text, chunked=chunked)
     for chunk in stream:
         if math.isnan(first):
             first = time.perf_counter() - start
@@ -267,8 +272,9 @@ def time_synthesizers(loads: Sequence[Callable[[], Any]], texts: Sequence[str], 
 
     Each is loaded (timed) first. Then `warmup` untimed + `repeat` timed passes over `texts`, where every
     text is synthesised by each synthesizer in turn before the next text; then the same on each length
-    probe. First-audio latency comes from the probe runs when `first_probe` is one of them, else from runs
-    stopped at the first chunk. The first pass keeps the audio of the first `keep` texts, per sentence.
+    probe (whole sentences vocoded at once). First-audio latency comes from streaming runs (chunked
+    vocoder) of `first_probe` stopped at the first chunk. The first pass keeps the audio of the first
+    `keep` texts, per sentence.
     Returns the timings and the loaded synthesizers (for quality), in the order of `loads`.
     """
     synths, load_s = [], []
@@ -295,7 +301,6 @@ def time_synthesizers(loads: Sequence[Callable[[], Any]], texts: Sequence[str], 
                 for i, r in enumerate(runs[k]):
                     per_text[k][i].append(r.wall_s)
     by_length: list[list[LengthRtf]] = [[] for _ in range(n)]
-    first: list[list[Run]] = [[] for _ in range(n)]
     for target, text in zip(targets, probes):
         probe_runs: list[list[Run]] = [[] for _ in range(n)]
         for _ in range(warmup + repeat):
@@ -304,13 +309,11 @@ def time_synthesizers(loads: Sequence[Callable[[], Any]], texts: Sequence[str], 
         for k in range(n):
             kept = probe_runs[k][warmup:]
             by_length[k].append(LengthRtf(target, len(text), kept[0].audio_s, _median_rtf([_rtf([r]) for r in kept])))
-            if text == first_probe:
-                first[k] = kept
-    if not all(first):
-        for _ in range(warmup + repeat):
-            for k, synth in enumerate(synths):
-                first[k].append(run_once(synth, first_probe, first_only=True))
-        first = [f[warmup:] for f in first]
+    first: list[list[Run]] = [[] for _ in range(n)]
+    for _ in range(warmup + repeat):
+        for k, synth in enumerate(synths):
+            first[k].append(run_once(synth, first_probe, first_only=True, chunked=True))
+    first = [f[warmup:] for f in first]
     out = []
     for k in range(n):
         lat = np.array([np.median(w) for w in per_text[k]])

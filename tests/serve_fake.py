@@ -42,7 +42,8 @@ class FakeSynthesizer:
                 "controls": {k: {"min": lo, "max": hi, "default": d, "unit": u}
                              for k, (lo, hi, d, u) in CONTROL_RANGES.items()}}
 
-    def stream(self, text: str, options: SynthesisOptions | None = None) -> Iterator[AudioChunk]:
+    def stream(self, text: str, options: SynthesisOptions | None = None, *, chunked: bool = True
+               ) -> Iterator[AudioChunk]:
         check_text(text)
         parts = [p for p in re.split(r"[。！？!?]", text) if re.search(r"[\w\u4e00-\u9fff]", p)]
         if not parts:
