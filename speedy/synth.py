@@ -219,8 +219,8 @@ class Synthesizer:
             t0 = time.perf_counter()
             mel, _ = self.acoustic(ids, controls)
             acoustic_s = time.perf_counter() - t0
-            if context is None:
-                pieces: Iterator[tuple[np.ndarray, bool]] = iter([(self.vocode(mel), True)])
+            if context is None:  # lazily, so that the vocoder's time falls inside its timer below
+                pieces: Iterator[tuple[np.ndarray, bool]] = ((self.vocode(m), True) for m in (mel,))
             else:
                 pieces = vocode_chunks(self.vocoder, mel, context, sizes, audio.min_vocoder_frames, audio.hop_size)
             while True:

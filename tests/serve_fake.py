@@ -23,13 +23,15 @@ class FakeSynthesizer:
     """Sentence-by-sentence sine tones.
 
     With a `gate`, every sentence sets `started` and then waits until the test opens the gate, so tests
-    of the queue, timeouts and draining order events instead of timing sleeps.
+    of the queue, timeouts and draining order events instead of timing sleeps. `delay` paces each sentence
+    (seconds) for tests that need a stream still running when the client leaves; nothing asserts on time.
     """
 
     sample_rate = 24000
 
-    def __init__(self, gate: threading.Event | None = None) -> None:
+    def __init__(self, gate: threading.Event | None = None, delay: float = 0.0) -> None:
         self.gate = gate
+        self.delay = delay
         self.started = threading.Event()  # set when any sentence begins
         self.running = 0
         self.max_running = 0
@@ -57,6 +59,8 @@ class FakeSynthesizer:
             try:
                 if self.gate is not None and not self.gate.wait(GATE_GUARD_S):
                     raise RuntimeError("FakeSynthesizer: the test never opened the gate")
+                if self.delay:
+                    time.sleep(self.delay)
                 n = int(self.sample_rate * 0.1 * len(p) / speed)
                 audio = (0.3 * np.sin(2 * np.pi * 220 * np.arange(n) / self.sample_rate)).astype(np.float32)
             finally:

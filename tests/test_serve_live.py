@@ -106,7 +106,8 @@ def test_streaming_sends_first_sentence_before_synthesising_the_rest(
             rest = sum(len(b) for b in chunks)
     finally:
         gate.set()
-    assert len(yielded) == 3 and rest == 2 * sum(yielded[1:])
+    # three sentences, each in one or more vocoder chunks (the chunked stream splits them)
+    assert len(yielded) >= 3 and rest == 2 * sum(yielded[1:])
 
 
 def test_concurrent_clients_share_one_synthesizer(server: str, live_synth, monkeypatch: pytest.MonkeyPatch) -> None:

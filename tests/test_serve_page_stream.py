@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_serve_live import CHROMIUM, server  # noqa: E402,F401  (the live server fixture, default voice)
+from test_serve_live import CHROMIUM, live_synth, server  # noqa: E402,F401  (the live server fixtures, default voice)
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 #: about 100 characters, as in the issue's page target
