@@ -24,6 +24,7 @@ import numpy as np
 
 from speedy.artifacts import Manifest, library_versions
 from speedy.errors import InputError
+from speedy.quality import DNSMOS_MIN_TAIL_S, DNSMOS_SEGMENT_S, dnsmos_segments  # noqa: F401 (bench's API)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -323,24 +324,6 @@ def time_synthesizers(loads: Sequence[Callable[[], Any]], texts: Sequence[str], 
                            first_audio_s=float(np.median([r.first_chunk_s for r in first[k]])),
                            audio_s=audio_s[k], audio=tuple(audio[k]), sample_rate=int(synths[k].sample_rate)))
     return out, synths
-
-
-DNSMOS_SEGMENT_S = 9.5
-"""DNSMOS scores 9.01-s windows. Each text is cut into non-overlapping segments of this length, and a shorter
-text or tail (at least `DNSMOS_MIN_TAIL_S`) is tiled up to one segment, so every segment is exactly one
-window: about 0.35 s of CPU per 9.5 s of audio, where the reference script's 1-s hops cost ~10× more."""
-DNSMOS_MIN_TAIL_S = 1.0
-
-
-def dnsmos_segments(audio: np.ndarray, sample_rate: int) -> list[np.ndarray]:
-    """Cut `audio` (samples,) into `DNSMOS_SEGMENT_S`-second segments, tiling short audio and tails."""
-    n = int(DNSMOS_SEGMENT_S * sample_rate)
-    segments = [audio[a: a + n] for a in range(0, audio.size, n)]
-    out = [s for s in segments if s.size == n]
-    tail = segments[-1] if segments and segments[-1].size < n else None
-    if tail is not None and (not out or tail.size >= DNSMOS_MIN_TAIL_S * sample_rate):
-        out.append(np.resize(tail, n))  # np.resize repeats the waveform
-    return out
 
 
 def _relative(ref: Sequence[Sequence[np.ndarray]], test: Sequence[Sequence[np.ndarray]],

@@ -204,26 +204,22 @@ def search(source: Path, out: Path, budget: AutoBudget, *, calibration_text: Seq
                 shutil.copyfile(files[(comp, recipe)], staging / src.components[comp].file)
         finally:
             shutil.rmtree(work, ignore_errors=True)
-        comps = {c: replace(src.components[c], precision=_precision(chosen[c]),
+        comps = {c: replace(src.components[c], precision=chosen[c],
                             sha256=sha256_file(staging / src.components[c].file),
                             extra={**dict(src.components[c].extra), "auto_recipe": chosen[c]}) for c in chosen}
         report = {"budget": asdict(budget), "held_out_sentences": len(ids), "chosen": chosen,
                   "candidates": [asdict(c) for c in cands.values()], "pairs_tried": tried}
-        step = lineage_step("quantize", {"recipe": "auto", **{k: v for k, v in asdict(budget).items()}},
+        step = lineage_step("quantize", {"recipe": "auto", **asdict(budget)},
                             time.perf_counter() - start, "onnxruntime", "onnx")
         manifest = src.with_step(step, components=comps, extra={**dict(src.extra), "quantize": report})
         write_manifest(staging, manifest)
     return manifest
 
 
-def _precision(recipe: str) -> str:
-    return "fp32" if recipe == "fp32" else recipe
-
-
 def _choose(cands: dict[tuple[str, str], Candidate], runners: dict, fp32: _Pair, ids: list, src: Manifest,
             budget: AutoBudget, dnsmos: Callable, say: Callable[[str], None]) -> tuple[dict[str, str], list[dict]]:
     """The fastest pair of in-budget components whose whole-pipeline DNSMOS holds (FP32 as the fallback)."""
-    from speedy.bench_measure import dnsmos_segments
+    from speedy.quality import dnsmos_segments
 
     sr = src.audio.sample_rate
 
