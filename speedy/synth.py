@@ -21,16 +21,16 @@ import numpy as np
 from speedy.artifacts import Manifest, read_manifest
 from speedy.controls import CONTROL_RANGES, SynthesisOptions, effective_controls
 from speedy.errors import InputError, ModelError, OutputError
+from speedy.families import frontend_module
 from speedy.runtime import RuntimeOptions, load_runner
 from speedy.runtime.receptive import context_frames
 
 _LOGGER = logging.getLogger(__name__)
 
-#: manifest frontend name -> module providing `text_to_utterances(text, first_chars=None) ->
-#: Iterator[Utterance]` (first_chars: cut the first piece that short), or, for a family whose acoustic model
-#: takes more than phone ids (Sambert), `encoder(manifest)` -> an object with `text_to_utterances(text,
-#: first_chars=None)` and `encode(utterance, options) -> model inputs` for the acoustic runner.
-_FRONTENDS = {"baker-pinyin": "speedy.frontend", "sambert-kantts": "speedy.frontend_sambert"}
+# A manifest's frontend name picks, through its FamilySpec, a module providing `text_to_utterances(text,
+# first_chars=None) -> Iterator[Utterance]` (first_chars: cut the first piece that short), or, for a family
+# whose acoustic model takes more than phone ids (Sambert), `encoder(manifest)` -> an object with
+# `text_to_utterances(text, first_chars=None)` and `encode(utterance, options) -> model inputs`.
 MAX_TEXT_CHARS = 100_000
 #: the first piece of a text is cut to at most this many characters (at its first comma, else at a word
 #: end) so that the acoustic model, which is not streaming, starts on a small input
@@ -117,10 +117,7 @@ class Synthesizer:
         self.acoustic = load_runner(manifest, "acoustic", root, self.runtime)
         self.vocoder = load_runner(manifest, "vocoder", root, self.runtime)
         self._ids = {s: i for i, s in enumerate(manifest.frontend.symbols)}
-        module = _FRONTENDS.get(manifest.frontend.name)
-        if module is None:
-            raise ModelError(f"unknown frontend {manifest.frontend.name!r} in manifest")
-        self._frontend = importlib.import_module(module)
+        self._frontend = importlib.import_module(frontend_module(manifest.frontend.name))
         self._encoder = self._frontend.encoder(manifest) if hasattr(self._frontend, "encoder") else None
 
     @classmethod

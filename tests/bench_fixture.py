@@ -17,9 +17,12 @@ import numpy as np
 
 from speedy.artifacts import (Audio, Component, Controls, Frontend, Manifest, Source, atomic_artifact, sha256_file,
                               write_manifest)
+from speedy.families import FamilySpec, frozen
 
 FRONTEND = "toy-chars"
 MODULE = "bench_fixture"
+#: the toy family (and the "other" family of the mismatch test): register it with speedy.families.registered
+TOY_FAMILY = FamilySpec(name="toy", families=("toy", "other"), frontends=frozen({FRONTEND: MODULE}))
 SYMBOLS = ("pad", "sil", *(f"s{i}" for i in range(30)))
 N_MELS = 8
 HOP = 400

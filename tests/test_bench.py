@@ -8,16 +8,18 @@ import math
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-from bench_fixture import FRONTEND, MODULE, make_toy_artifact, toy_parameters
+from bench_fixture import TOY_FAMILY, make_toy_artifact, toy_parameters
 
 from speedy.bench import (BenchConfig, BenchReport, count_parameters, length_probes, read_texts, run_bench,
                           write_json)
 from speedy.bench_measure import dnsmos_segments, measure_peak_rss
 from speedy.errors import InputError, MissingExtraError, ModelError, OutputError
+from speedy.families import registered
 
 TEXTS = ["今天天气很好。", "我们去公园吧，好不好？", "这是一个比较长的句子，用来测试一下基准。"]
 ROW_KEYS = {"name", "size_bytes", "parameters", "peak_rss_bytes", "load_s", "latency_s", "rtf", "first_audio_s",
@@ -25,11 +27,10 @@ ROW_KEYS = {"name", "size_bytes", "parameters", "peak_rss_bytes", "load_s", "lat
 
 
 @pytest.fixture()
-def toy_frontend(monkeypatch: pytest.MonkeyPatch) -> None:
+def toy_frontend() -> Iterator[None]:
     """Register the toy frontend of bench_fixture with the Synthesizer (this process only)."""
-    import speedy.synth
-
-    monkeypatch.setitem(speedy.synth._FRONTENDS, FRONTEND, MODULE)
+    with registered(TOY_FAMILY):
+        yield
 
 
 @pytest.fixture()
@@ -224,8 +225,10 @@ def test_bench_on_onnx_imports_no_torch(toys: tuple[Path, Path], tmp_path: Path)
     script = f"""
 import sys
 sys.path.insert(0, {str(Path(__file__).parent)!r})
-import speedy.synth
-speedy.synth._FRONTENDS[{FRONTEND!r}] = {MODULE!r}
+from bench_fixture import TOY_FAMILY
+from speedy.families import registered
+_toy = registered(TOY_FAMILY)  # kept referenced: the registration lasts while it lives
+_toy.__enter__()
 from speedy.bench import BenchConfig, run_bench
 from speedy.bench_report import markdown
 r = run_bench([{str(toys[0])!r}, {str(toys[1])!r}], ["你好。"], BenchConfig(threads=1, repeat=1, dnsmos=False,

@@ -2,25 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
 
 import pytest
-from bench_fixture import FRONTEND, MODULE, make_toy_artifact
+from bench_fixture import TOY_FAMILY, make_toy_artifact
 from click.testing import CliRunner
 
 from speedy.cli import main
+from speedy.families import registered
 
 TEXTS = "今天天气很好。\n# a comment\n我们去公园吧，好不好？\n"
 
 
 @pytest.fixture()
-def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path, Path]:
+def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> tuple[Path, Path, Path]:
     """Toy FP32 and 'int8' artifacts, a texts file, the toy frontend registered, peak RSS faked."""
-    import speedy.synth
-
-    monkeypatch.setitem(speedy.synth._FRONTENDS, FRONTEND, MODULE)
+    stack = contextlib.ExitStack()
+    stack.enter_context(registered(TOY_FAMILY))
+    request.addfinalizer(stack.close)
     monkeypatch.setattr("speedy.bench.measure_peak_rss", lambda *a, **k: 100_000_000)
     texts = tmp_path / "texts.txt"
     texts.write_text(TEXTS, encoding="utf-8")

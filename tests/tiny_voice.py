@@ -81,12 +81,13 @@ def make_onnx_artifact(torch_dir: Path, folder: Path) -> Path:
     import torch
 
     from speedy.artifacts import Component, read_manifest, sha256_file, write_manifest
-    from speedy.models.specs import FAMILY_SPECS, OPSET
+    from speedy.models.specs import OPSET
+    from speedy.stages.parity import family_spec
     from speedy.runtime.torch_backend import load_torch_modules
 
     src = read_manifest(torch_dir)
     modules = load_torch_modules(src, torch_dir)
-    spec = FAMILY_SPECS[src.family]
+    spec = family_spec(src, "export")
     folder.mkdir(parents=True, exist_ok=True)
     ids = torch.randint(1, len(SYMBOLS), (1, 11))
     controls = tuple(torch.tensor([v]) for v in (1.0, 0.0, 1.0, 1.0))

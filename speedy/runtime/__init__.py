@@ -24,9 +24,6 @@ _BACKENDS: dict[str, str] = {
     "torch-export": "speedy.runtime.torch_backend:load_torch_export",
     "tensorrt": "speedy.runtime.tensorrt_backend:load_component",
 }
-#: extra["graphs"]["runtime"] -> "module:function" building a component that a multi-graph family (Sambert)
-#: assembles from several graph components, e.g. "acoustic" from the Sambert host loop.
-_COMPOSITES: dict[str, str] = {"sambert-loop": "speedy.runtime.sambert_backend:load_runner"}
 
 
 @dataclass(frozen=True)
@@ -56,15 +53,16 @@ class VocoderRunner(Protocol):
 def load_runner(manifest: Manifest, name: str, root: Path, options: RuntimeOptions) -> AcousticRunner | VocoderRunner:
     """Build the runner for component `name` with the backend its format names.
 
-    A manifest with `extra["graphs"]` may lack `name` as a component: its composite runtime builds it.
+    A multi-graph family's manifest lacks `name` (e.g. "acoustic") as a component: the composite runtime
+    its FamilySpec names (a host loop over the graphs) builds it.
     """
-    graphs = manifest.extra.get("graphs")
-    if graphs and name not in manifest.components:
-        runtime = str(graphs.get("runtime"))
-        if runtime not in _COMPOSITES:
-            raise ModelError(f"no composite runtime {runtime!r} for {name} (known: {', '.join(_COMPOSITES)})")
-        module_name, func = _COMPOSITES[runtime].split(":")
-        return getattr(importlib.import_module(module_name), func)(manifest, name, root, options)
+    if name not in manifest.components:
+        from speedy.families import for_family
+
+        spec = for_family(manifest.family)
+        if not spec.multi_graph:
+            raise ModelError(f"the manifest has no {name} component")
+        return spec.hook("composite")(manifest, name, root, options)
     comp: Component = manifest.components[name]
     target = _BACKENDS.get(comp.format)
     if target is None:

@@ -31,6 +31,7 @@ import numpy as np
 
 from speedy.artifacts import Manifest, atomic_artifact, lineage_step, read_manifest, sha256_file, write_manifest
 from speedy.errors import InputError
+from speedy.families import multi_graph
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -162,7 +163,7 @@ def search(source: Path, out: Path, budget: AutoBudget, *, calibration_text: Seq
 
     say = progress or (lambda m: _LOGGER.info(m))
     src = read_manifest(source)
-    if src.extra.get("graphs") or any(c.format != "onnx" or c.precision != "fp32" for c in src.components.values()):
+    if multi_graph(src) or any(c.format != "onnx" or c.precision != "fp32" for c in src.components.values()):
         raise InputError("quantize --recipe auto takes a single-graph FP32 ONNX artifact (run 'speedy export')")
     text = list(calibration_text) if calibration_text is not None else load_corpus("calib")
     calib_n = budget.calib_sentences or QuantRecipe.named("int8-static").calib_sentences

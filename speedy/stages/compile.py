@@ -27,6 +27,7 @@ from typing import Any
 
 from speedy.artifacts import Component, Manifest, atomic_artifact, lineage_step, read_manifest, sha256_file, write_manifest
 from speedy.errors import InputError
+from speedy.families import multi_graph
 from speedy.stages.parity import CheckSet, ParityError, build_check_set, compare_runner, family_spec
 
 _LOGGER = logging.getLogger(__name__)
@@ -128,7 +129,7 @@ def compile_artifact(source: Path, out: Path, config: CompileConfig, *, force: b
     source = Path(source)
     src = read_manifest(source)
     _check_source(src, source, config)
-    graphs = bool(src.extra.get("graphs"))  # multi-graph family (Sambert): checked through its host loop
+    graphs = multi_graph(src)  # multi-graph family (Sambert): checked through its host loop
     if graphs and config.backend != "onnxruntime":
         raise InputError(f"compile: {source} is a multi-graph {src.family} artifact; only --backend onnxruntime "
                          "takes it")

@@ -119,11 +119,11 @@ def try_transformer_fusions(graph: Path, out: Path, src: Manifest, name: str, co
         note["reason"] = "not kept: --no-check, and fusions are kept only when checked"
         out.unlink()
         return None, note
-    from speedy.models.specs import FAMILY_SPECS
+    from speedy.stages.parity import family_spec
     from speedy.runtime.onnx_backend import _Acoustic, make_session
     from speedy.stages.parity import ParityError, compare_runner
 
-    spec = FAMILY_SPECS[src.family].component(name)
+    spec = family_spec(src, "compile").component(name)
     comp = src.components[name]
     fused = _Acoustic(make_session(out, config.threads, config.level), comp.inputs, comp.outputs)
     plain = _Acoustic(make_session(graph, config.threads, config.level), comp.inputs, comp.outputs)

@@ -19,7 +19,8 @@ import numpy as np
 
 from speedy.artifacts import Manifest
 from speedy.errors import ModelError
-from speedy.models.specs import FAMILY_SPECS, ComponentSpec, FamilySpec
+from speedy.families import for_family
+from speedy.models.specs import ComponentSpec, FamilySpec
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -59,14 +60,7 @@ class CheckSet:
 
 def family_spec(manifest: Manifest, stage: str) -> FamilySpec:
     """The family's export contract; ModelError when the family has none."""
-    spec = FAMILY_SPECS.get(manifest.family)
-    if spec is None and manifest.extra.get("graphs"):
-        raise ModelError(f"{stage}: {manifest.family!r} is a multi-graph artifact (its acoustic model is a host "
-                         f"loop over {len(manifest.components)} graphs); {stage} supports single-graph families "
-                         f"only ({', '.join(FAMILY_SPECS)}): use its ONNX artifact as it is")
-    if spec is None:
-        raise ModelError(f"{stage}: no graph spec for family {manifest.family!r} (known: {', '.join(FAMILY_SPECS)})")
-    return spec
+    return for_family(manifest.family).graph_spec(stage)
 
 
 def check_ids(manifest: Manifest, sentences: Sequence[str] = CHECK_SENTENCES) -> list[np.ndarray]:

@@ -23,6 +23,7 @@ import numpy as np
 
 from speedy.artifacts import Component, Manifest, atomic_artifact, lineage_step, read_manifest, sha256_file, write_manifest
 from speedy.errors import InputError, ModelError
+from speedy.families import lookup
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -274,10 +275,9 @@ def _int8(src: Manifest, root: Path, staging: Path, tmp: Path, recipe: QuantReci
           say: Callable[[str], None], sensitivity: Path | None = None) -> tuple[dict[str, Component], dict[str, object]]:
     from speedy.stages.mixed import choose_float_groups
 
-    if src.extra.get("graphs"):  # multi-graph families (Sambert): per-graph INT8, calibrated through the host loop
-        from speedy.stages.export_sambert import quantize_graphs
-
-        return quantize_graphs(src, root, staging, tmp, recipe, text, say)
+    family = lookup(src.family)
+    if family is not None and family.quantize:  # multi-graph families: per-graph INT8 through the host loop
+        return family.hook("quantize")(src, root, staging, tmp, recipe, text, say)
     ac, vo = src.components["acoustic"], src.components["vocoder"]
     comps: dict[str, Component] = {}
     caches: dict[str, Path] = {}

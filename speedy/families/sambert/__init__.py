@@ -1,0 +1,16 @@
+"""ModelScope Sambert-HifiGan (KAN-TTS): six acoustic graphs chained by a host loop, plus HiFi-GAN.
+
+Built from a ModelScope model folder (``speedy export --from-modelscope DIR``); no built-in weights.
+Emotions of the ``*_emo`` voices are native embedding ids.
+"""
+
+from speedy.families import FamilySpec, frozen
+
+SPEC = FamilySpec(
+    name="sambert",
+    families=("sambert-hifigan",),
+    frontends=frozen({"sambert-kantts": "speedy.frontend_sambert"}),
+    composite="speedy.runtime.sambert_backend:load_runner",
+    quantize="speedy.stages.export_sambert:quantize_graphs",
+    native_emotions="speedy.frontend_sambert:is_native_emotion",
+)
