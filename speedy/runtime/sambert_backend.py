@@ -2,8 +2,8 @@
 
 A Sambert artifact has no single ``acoustic`` component: its manifest lists the six acoustic graphs
 (``encoder`` … ``postnet``) and the ``vocoder`` as components and says in ``extra["graphs"]`` how they
-chain. :func:`speedy.runtime.load_runner` sends ``"acoustic"`` here (``extra["graphs"]["runtime"]`` is
-``"sambert-loop"``); the vocoder loads like any other component.
+chain. :func:`speedy.runtime.load_runner` sends ``"acoustic"`` here (the sambert FamilySpec's
+``composite`` hook); the vocoder loads like any other component.
 
 Each graph is opened by the backend its component format names (ONNX Runtime; a compiled graph keeps
 its recorded optimisation level and thread count) and handed to
