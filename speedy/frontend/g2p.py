@@ -103,8 +103,9 @@ def _word_readings(word: str, own: bool = True) -> tuple[list[str], list[bool]]:
     return readings, guesses
 
 
-def analyse_han(text: str, sandhi_on: bool = True) -> tuple[list[tuple[str, list[str]]], list[list[int]]]:
-    """A run of Han characters -> (words as (text, TONE3 syllables), prosodic-word groups)."""
+def lexicon_pass(text: str) -> tuple[list[str], list[tuple[int, int]], list[str], set[int], set[int]]:
+    """A Han run -> (words, their spans, readings by lexicon + rules, indices the lexicon left open,
+    indices among them a context rule decided); no trained model yet."""
     words = cut(text)
     readings: list[str] = []
     guesses: list[int] = []
@@ -118,7 +119,13 @@ def analyse_han(text: str, sandhi_on: bool = True) -> tuple[list[tuple[str, list
         readings.extend(r)
         spans.append((start, start + len(w)))
     ruled = polyphones.resolve(text, readings, guesses, spans) if guesses else set()
-    polyphone_model.refine(text, readings, set(guesses), ruled)
+    return words, spans, readings, set(guesses), ruled
+
+
+def analyse_han(text: str, sandhi_on: bool = True) -> tuple[list[tuple[str, list[str]]], list[list[int]]]:
+    """A run of Han characters -> (words as (text, TONE3 syllables), prosodic-word groups)."""
+    words, spans, readings, guesses, ruled = lexicon_pass(text)
+    polyphone_model.refine(text, readings, guesses, ruled)
     out = [(w, readings[a:b]) for w, (a, b) in zip(words, spans, strict=True)]
     groups = prosody.prosodic_words(words)
     if sandhi_on:

@@ -84,3 +84,26 @@ def test_model_beats_rules_on_held_out_cpp_dev(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv(polyphone_model.ENV_OFF, "0")
     rules = score_examples(examples).percent
     assert combined >= rules + 2.0, (combined, rules)
+
+
+@pytest.mark.parametrize(("text", "i", "expected", "rules"), [
+    ("入杏干、葡萄干等干果，待闷软后和抓饭一起食用", 12, "men1", "men4"),
+    ("勃艮第王朝有一个支系", 1, "gen4", "gen3"),
+    ("结合四角攒尖顶", 4, "cuan2", "zan3"),
+    ("如今卧薪尝胆二十余载，总算略有小成", 9, "zai3", "zai4"),
+])
+def test_model_fixes_dev_sentences_the_rules_misread(text: str, i: int, expected: str, rules: str,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sentences from the dev splits (not test) that the dictionary and rules misread and the model fixes."""
+    assert pinyin(text, sandhi=False)[i] == expected
+    monkeypatch.setenv(polyphone_model.ENV_OFF, "0")
+    assert pinyin(text, sandhi=False)[i] == rules
+
+
+def test_refine_leaves_characters_outside_the_override_sets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With empty override sets the model changes nothing and is not even run."""
+    calls = []
+    monkeypatch.setattr(polyphone_model, "predict", lambda *a, **k: calls.append(a) or {})
+    readings = ["yin2", "hang2", "hang2", "zhang3"]
+    polyphone_model.refine("银行行长", readings, {2}, set(), polyphone_model.Combination())
+    assert readings == ["yin2", "hang2", "hang2", "zhang3"] and not calls
