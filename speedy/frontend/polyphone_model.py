@@ -29,8 +29,10 @@ import os
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 _LOG = logging.getLogger(__name__)
 WINDOW = 64
@@ -69,6 +71,8 @@ def encode(text: str, readings: list[str], guesses: set[int], ruled: set[int], v
            class_index: dict[str, int], candidates: dict) -> dict[str, np.ndarray]:
     """Model inputs for one Han run, each ``(1, T)`` int64: ``chars`` (0 pad, 1 unknown), ``prior`` (the
     lexicon's reading as class id + 1, 0 where none) and ``status`` (NONE/PHRASE/GUESS/RULED)."""
+    import numpy as np
+
     chars = [vocab.get(c, 1) for c in text]
     prior = [0] * len(text)
     status = [NONE] * len(text)
@@ -82,6 +86,7 @@ def encode(text: str, readings: list[str], guesses: set[int], ruled: set[int], v
 
 def load_from(folder: object) -> _Model:
     """The ONNX session (one thread) and tables from ``folder`` (a Path or a resources Traversable)."""
+    import numpy as np
     import onnxruntime as ort
 
     meta = json.loads(folder.joinpath("polyphone_model.json").read_text(encoding="utf-8"))
@@ -144,6 +149,8 @@ def predict(text: str, positions: list[int], readings: list[str] | None = None, 
     wanted = [i for i in positions if 0 <= i < len(text) and text[i] in model.candidates]
     if not wanted:
         return {}
+    import numpy as np
+
     if readings is None:
         from speedy.frontend.g2p import lexicon_pass
 

@@ -7,6 +7,7 @@ or None to keep the lexicon's default.
 
 g2pM's packaged BiLSTM was evaluated for this and rejected: on this project's polyphone table it
 scored 60 % against 90 % for pypinyin's defaults (confidently wrong on 得, 重, 长), see bench.py.
+This project's own trained model (polyphone_model.py) runs after these rules and never overrides them.
 """
 
 from __future__ import annotations

@@ -107,3 +107,14 @@ def test_refine_leaves_characters_outside_the_override_sets(monkeypatch: pytest.
     readings = ["yin2", "hang2", "hang2", "zhang3"]
     polyphone_model.refine("银行行长", readings, {2}, set(), polyphone_model.Combination())
     assert readings == ["yin2", "hang2", "hang2", "zhang3"] and not calls
+
+
+def test_session_is_lazy_and_run_time_has_no_torch() -> None:
+    """Importing the frontend loads no ONNX Runtime; reading text then does, and never imports torch."""
+    import subprocess
+    import sys
+
+    code = ("import sys; import speedy.frontend as f; a = 'onnxruntime' in sys.modules; "
+            "f.pinyin('他闷着头干了一下午'); print(a, 'onnxruntime' in sys.modules, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True", "False"]
