@@ -94,6 +94,8 @@ def load_from(folder: object) -> _Model:
     opts.intra_op_num_threads = 1
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
+    opts.enable_cpu_mem_arena = False  # like the runtime's sessions: no per-request buffers kept
+    opts.enable_mem_pattern = False
     session = ort.InferenceSession(folder.joinpath("polyphone_model.onnx").read_bytes(), opts,
                                    providers=["CPUExecutionProvider"])
     vocab = {c: k + 2 for k, c in enumerate(meta["chars"])}
