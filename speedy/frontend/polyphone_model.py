@@ -1,7 +1,7 @@
 """Trained polyphone disambiguator on ONNX Runtime (no torch): a character BiLSTM over a Han run.
 
-``data/polyphone_model.onnx`` maps character ids ``(1, T)`` to logits ``(1, T, classes)``; the JSON
-side-car holds the vocabulary, the classes (TONE3 readings) and each character's candidate readings.
+``data/polyphone_model.onnx`` maps ``chars``, ``prior`` and ``status`` ids ``(1, T)`` (see ``encode``) to
+logits ``(1, T, classes)``; the JSON side-car holds the vocabulary, the classes (TONE3 readings) and each character's candidate readings.
 Only characters with candidates are predicted, only among their candidates. The session is created on
 first use (one thread), so importing the frontend stays cheap. Runs longer than ``WINDOW`` characters
 are read in overlapping windows; characters outside the vocabulary are read as "unknown" context.
@@ -103,7 +103,8 @@ def load_from(folder: object) -> _Model:
     inputs = tuple(i.name for i in session.get_inputs())
     o = meta.get("override", {})
     combo = Combination(guess=o.get("guess", 1.01), phrase=o.get("phrase", 1.01),
-                        guess_chars=frozenset(o.get("guess_chars", "")), phrase_chars=frozenset(o.get("phrase_chars", "")))
+                        guess_chars=frozenset(o.get("guess_chars", "")),
+                        phrase_chars=frozenset(o.get("phrase_chars", "")))
     return _Model(session, inputs, vocab, tuple(meta["classes"]), {c: k for k, c in enumerate(meta["classes"])},
                   cands, combo)
 
@@ -175,7 +176,8 @@ def predict(text: str, positions: list[int], readings: list[str] | None = None, 
     return result
 
 
-def refine(text: str, readings: list[str], guesses: set[int], ruled: set[int], combo: Combination | None = None) -> None:
+def refine(text: str, readings: list[str], guesses: set[int], ruled: set[int],
+           combo: Combination | None = None) -> None:
     """Replace ``readings[i]`` in place where the model may and is confident enough (module docstring).
 
     Args:

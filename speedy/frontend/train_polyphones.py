@@ -3,11 +3,12 @@
 Build-time only (imports torch). Trains a character BiLSTM on g2pL train + CPP dev part A; besides the
 characters it reads the dictionary's answer (the lexicon pass's reading of each polyphonic character and
 whether it came from a lexicon word, a single-character default or a rule), so it learns when to trust
-the dictionary. Keeps the
-epoch with the best accuracy on the selection splits (CPP dev part B + g2pL dev; never a test split),
-and writes ``data/polyphone_model.onnx`` (inputs ``chars``, ``prior``, ``status`` int64 ``(1, T)``,
-output ``logits`` float32 ``(1, T, classes)``) with ``data/polyphone_model.json`` (vocabulary, classes, candidate readings per
-character, checksum, training figures) into the package.
+the dictionary. Keeps the epoch with the best accuracy on the selection splits (CPP dev part B + g2pL
+dev; never a test split), writes ``data/polyphone_model.onnx`` (inputs ``chars``, ``prior``, ``status``
+int64 ``(1, T)``, output ``logits`` float32 ``(1, T, classes)``) and ``data/polyphone_model.json``
+(vocabulary, classes, candidate readings per character, checksum, training history) into the package,
+then chooses on the same selection splits which characters the model may override
+(``select_overrides``). The features come from the frontend's lexicon tables: retrain after changing them.
 """
 
 from __future__ import annotations
@@ -177,7 +178,8 @@ def train(cfg: TrainConfig, out_dir: Path = OUT, corpus: Path = CORPUS) -> dict:
     select = {name: _encode([han_run(e) for e in split(name, corpus)], vocab, cls, cands) for name in SELECT_SPLITS}
     model = _model(len(chars) + 2, len(classes), cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * len(_batches(data, cfg.batch, rng)))
+    steps = cfg.epochs * len(_batches(data, cfg.batch, rng))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps)
     best, best_state, history = -1.0, None, []
     t0 = time.perf_counter()
     for epoch in range(cfg.epochs):
