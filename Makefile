@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-stamp
 SPEEDY := $(BIN)/speedy
 THREADS ?= 2
 
-.PHONY: setup demo test test-fast browser pipeline prune analyze bench bench-frontend load lock clean
+.PHONY: setup demo test test-fast browser pipeline prune analyze bench bench-frontend train-polyphones load lock clean
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -61,6 +61,11 @@ bench: setup
 
 bench-frontend: setup
 	$(BIN)/python -m speedy.frontend.bench
+
+# Retrain the polyphone disambiguator from data/polyphones (CPU, torch; a few minutes) and export it to
+# speedy/frontend/data/polyphone_model.{onnx,json}; then update the figures in speedy/frontend/data/README.md.
+train-polyphones: setup
+	$(BIN)/python -m speedy.frontend.train_polyphones
 
 load: setup
 	$(BIN)/python -m speedy.serve.loadtest --spawn --clients 16 --seconds 60

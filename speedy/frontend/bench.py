@@ -1,8 +1,10 @@
-"""``python -m speedy.frontend.bench``: accuracy on the frontend's own tables, and its speed.
+"""``python -m speedy.frontend.bench``: accuracy on the frontend's own tables and public polyphone sets, speed.
 
-Prints TN exact match, polyphone accuracy and sandhi accuracy on tests/frontend/data, the first-call
-load time (import + dictionaries + first sentence, measured in a fresh interpreter) and the time per
-100 characters after warm-up on one thread (median of repeated runs over a mixed paragraph).
+Prints TN exact match, polyphone accuracy and sandhi accuracy on tests/frontend/data; polyphone
+accuracy on the public corpora in data/polyphones (CPP dev part B, CPP test, g2pL test; test splits
+are marked) with the trained model and without it (dictionary and rules only) and for plain pypinyin;
+the first-call load time (import + dictionaries + first sentence, measured in a fresh interpreter) and
+the time per 100 characters after warm-up on one thread (median of repeated runs over a mixed paragraph).
 """
 
 from __future__ import annotations
@@ -63,6 +65,41 @@ def pypinyin_baseline(name: str) -> float:
     return 100.0 * good / len(table)
 
 
+#: (split, label printed); "test" splits are reported, never trained or tuned on
+PUBLIC = (("cpp_dev_b", "CPP dev (part B)"), ("cpp_test", "CPP test  [TEST]"), ("g2pl_dev", "g2pL dev"),
+          ("g2pl_test", "g2pL test [TEST]"))
+
+
+def _pypinyin_reading(text: str, i: int) -> str:
+    from pypinyin import Style, lazy_pinyin
+
+    out = lazy_pinyin(text, style=Style.TONE3, neutral_tone_with_five=True, errors=lambda s: list(s))
+    return out[i].replace("ü", "v")
+
+
+def public_scores(limit: int | None = None) -> dict[str, dict[str, float]]:
+    """Percent correct per public split: ``model`` (the frontend as shipped), ``rules`` (the model off),
+    ``pypinyin`` (plain, no context); ``limit`` examples per split for a quick look."""
+    from speedy.frontend import polyphone_model
+    from speedy.frontend.polyphone_corpus import CORPUS, split
+    from speedy.frontend.suite import score_examples
+
+    out: dict[str, dict[str, float]] = {}
+    if not CORPUS.is_dir():
+        return out
+    for name, _ in PUBLIC:
+        examples = split(name)[:limit]
+        row = {"sentences": len(examples), "model": score_examples(examples).percent}
+        os.environ[polyphone_model.ENV_OFF] = "0"
+        try:
+            row["rules"] = score_examples(examples).percent
+        finally:
+            del os.environ[polyphone_model.ENV_OFF]
+        row["pypinyin"] = 100.0 * sum(_pypinyin_reading(e.text, e.index) == e.label for e in examples) / len(examples)
+        out[name] = {k: round(v, 2) for k, v in row.items()}
+    return out
+
+
 def sandhi_accuracy() -> tuple[int, int]:
     """(correct, total) on sandhi.tsv."""
     from speedy.frontend import pinyin
@@ -77,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m speedy.frontend.bench", description=__doc__)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--failures", action="store_true", help="list the failing table rows")
+    parser.add_argument("--limit", type=int, default=None, help="examples per public split (default: all)")
     args = parser.parse_args(argv)
     import warnings
 
@@ -96,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     total = poly.correct + news.correct + more.correct
     count = poly.total + news.total + more.total
     sandhi_ok, sandhi_n = sandhi_accuracy()
+    public = public_scores(args.limit)
     speed = ms_per_100_chars()
     report = {
         "tn_exact_match_percent": round(tn.percent, 2), "tn_cases": tn.total,
@@ -106,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         "pypinyin_baseline_percent": round(base, 2), "pypinyin_baseline_news_percent": round(base_news, 2),
         "pypinyin_baseline_more_percent": round(base_more, 2),
         "sandhi_percent": round(100.0 * sandhi_ok / sandhi_n, 2), "sandhi_cases": sandhi_n,
+        "public_polyphones": public,
         "first_call_s": round(load, 3), "ms_per_100_chars": round(speed, 3), "threads": 1,
     }
     if args.json:
@@ -117,6 +157,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{label}  {sc.percent:6.2f} %  ({sc.correct}/{sc.total}; plain pypinyin {b:.2f} %)")
         print(f"polyphones (all)    {100.0 * total / count:6.2f} %  ({total}/{count})")
         print(f"tone sandhi         {report['sandhi_percent']:6.2f} %  ({sandhi_ok}/{sandhi_n})")
+        labels = dict(PUBLIC)
+        for name, row in public.items():
+            print(f"{labels[name]:18s}  {row['model']:6.2f} %  ({row['sentences']} sentences; dictionary + rules "
+                  f"{row['rules']:.2f} %, plain pypinyin {row['pypinyin']:.2f} %)")
         print(f"first call (load)   {load * 1000:7.1f} ms  (fresh interpreter: import, dictionaries, 1 sentence)")
         print(f"after warm-up       {speed:7.3f} ms per 100 characters (text_to_utterances, 1 thread, median)")
     if args.failures:

@@ -1,7 +1,8 @@
 """Grapheme to phoneme: Han text -> TONE3 pinyin with polyphones, sandhi and erhua; -> Baker phones.
 
 Lexicon: pypinyin's phrase dictionary plus this project's tables over bidirectional max-match words
-(segment.py); characters outside any phrase with several readings go to the polyphone module.
+(segment.py); characters outside any phrase with several readings go to the polyphone rules, then the
+trained disambiguator (polyphone_model.py) overrides where it is confident enough.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import unicodedata
 from functools import lru_cache
 from importlib import resources
 
-from speedy.frontend import polyphones, prosody, sandhi, segment
+from speedy.frontend import polyphone_model, polyphones, prosody, sandhi, segment
 from speedy.frontend.english import read_latin
 from speedy.frontend.symbols import ERHUA, split_syllable
 
@@ -102,8 +103,9 @@ def _word_readings(word: str, own: bool = True) -> tuple[list[str], list[bool]]:
     return readings, guesses
 
 
-def analyse_han(text: str, sandhi_on: bool = True) -> tuple[list[tuple[str, list[str]]], list[list[int]]]:
-    """A run of Han characters -> (words as (text, TONE3 syllables), prosodic-word groups)."""
+def lexicon_pass(text: str) -> tuple[list[str], list[tuple[int, int]], list[str], set[int], set[int]]:
+    """A Han run -> (words, their spans, readings by lexicon + rules, indices the lexicon left open,
+    indices among them a context rule decided); no trained model yet."""
     words = cut(text)
     readings: list[str] = []
     guesses: list[int] = []
@@ -116,8 +118,14 @@ def analyse_han(text: str, sandhi_on: bool = True) -> tuple[list[tuple[str, list
         guesses.extend(start + k for k, flag in enumerate(g) if flag)
         readings.extend(r)
         spans.append((start, start + len(w)))
-    if guesses:
-        polyphones.resolve(text, readings, guesses, spans)
+    ruled = polyphones.resolve(text, readings, guesses, spans) if guesses else set()
+    return words, spans, readings, set(guesses), ruled
+
+
+def analyse_han(text: str, sandhi_on: bool = True) -> tuple[list[tuple[str, list[str]]], list[list[int]]]:
+    """A run of Han characters -> (words as (text, TONE3 syllables), prosodic-word groups)."""
+    words, spans, readings, guesses, ruled = lexicon_pass(text)
+    polyphone_model.refine(text, readings, guesses, ruled)
     out = [(w, readings[a:b]) for w, (a, b) in zip(words, spans, strict=True)]
     groups = prosody.prosodic_words(words)
     if sandhi_on:

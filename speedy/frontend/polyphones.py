@@ -7,6 +7,7 @@ or None to keep the lexicon's default.
 
 g2pM's packaged BiLSTM was evaluated for this and rejected: on this project's polyphone table it
 scored 60 % against 90 % for pypinyin's defaults (confidently wrong on 得, 重, 长), see bench.py.
+This project's own trained model (polyphone_model.py) runs after these rules and never overrides them.
 """
 
 from __future__ import annotations
@@ -204,8 +205,10 @@ def rule_reading(text: str, i: int, word: tuple[int, int]) -> str | None:
     return ruled
 
 
-def resolve(text: str, readings: list[str], ambiguous: list[int], words: list[tuple[int, int]]) -> None:
+def resolve(text: str, readings: list[str], ambiguous: list[int], words: list[tuple[int, int]]) -> set[int]:
     """Replace ``readings[i]`` for each ambiguous index ``i`` of ``text`` in place, where a rule applies.
+
+    Returns the indices where a rule chose the reading.
 
     Args:
         text: one Han run, one reading per character.
@@ -217,7 +220,10 @@ def resolve(text: str, readings: list[str], ambiguous: list[int], words: list[tu
     for start, end in words:
         for k in range(start, end):
             word_of[k] = (start, end)
+    fired = set()
     for i in ambiguous:
         ruled = rule_reading(text, i, word_of.get(i, (i, i + 1)))
         if ruled:
             readings[i] = ruled
+            fired.add(i)
+    return fired

@@ -66,3 +66,17 @@ def score_tn(folder: Path = DATA) -> Score:
         else:
             fails.append(f"{src}\t{expected}\tgot {got}")
     return Score(good, len(table), tuple(fails))
+
+
+def score_examples(examples: list, pinyin_fn=None) -> Score:  # noqa: ANN001 - polyphone_corpus.Example list
+    """Share of corpus examples (``text``, ``index``, ``label``) read as labelled, ``sandhi=False``."""
+    if pinyin_fn is None:
+        from speedy.frontend import pinyin as pinyin_fn
+    good, fails = 0, []
+    for e in examples:
+        got = pinyin_fn(e.text, sandhi=False)[e.index]
+        if got == e.label:
+            good += 1
+        else:
+            fails.append(f"{e.text[:e.index]}[{e.text[e.index]}]{e.text[e.index + 1:]}\t{e.label}\tgot {got}")
+    return Score(good, len(examples), tuple(fails))
