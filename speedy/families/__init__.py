@@ -1,0 +1,1 @@
+"""Model families: one package per family (see shared DESIGN.md, "families/<name>/")."""
