@@ -30,7 +30,8 @@ _LOGGER = logging.getLogger(__name__)
 #: Iterator[Utterance]` (first_chars: cut the first piece that short), or, for a family whose acoustic model
 #: takes more than phone ids (Sambert), `encoder(manifest)` -> an object with `text_to_utterances(text,
 #: first_chars=None)` and `encode(utterance, options) -> model inputs` for the acoustic runner.
-_FRONTENDS = {"baker-pinyin": "speedy.frontend", "sambert-kantts": "speedy.frontend_sambert"}
+_FRONTENDS = {"baker-pinyin": "speedy.frontend", "sambert-kantts": "speedy.frontend_sambert",
+              "ttskit-phkit": "speedy.families.ttskit.frontend"}
 MAX_TEXT_CHARS = 100_000
 #: the first piece of a text is cut to at most this many characters (at its first comma, else at a word
 #: end) so that the acoustic model, which is not streaming, starts on a small input

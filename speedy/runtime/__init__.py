@@ -26,7 +26,8 @@ _BACKENDS: dict[str, str] = {
 }
 #: extra["graphs"]["runtime"] -> "module:function" building a component that a multi-graph family (Sambert)
 #: assembles from several graph components, e.g. "acoustic" from the Sambert host loop.
-_COMPOSITES: dict[str, str] = {"sambert-loop": "speedy.runtime.sambert_backend:load_runner"}
+_COMPOSITES: dict[str, str] = {"sambert-loop": "speedy.runtime.sambert_backend:load_runner",
+                               "ttskit-loop": "speedy.families.ttskit.runtime:load_runner"}
 
 
 @dataclass(frozen=True)
