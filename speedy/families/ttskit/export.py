@@ -27,7 +27,7 @@ _LOGGER = logging.getLogger(__name__)
 
 OPSET = 17
 #: Bump when the exported files or the manifest change meaning: cached exports are then rebuilt.
-EXPORT_VERSION = 1
+EXPORT_VERSION = 2
 RUNTIME_NAME = "ttskit-loop"
 CHECK_TEXT = "今天天气很好，我们一起去公园散步吧。"
 CHECK_VOICE = "Aiyue"
@@ -38,7 +38,7 @@ LOOP_TOL = 1e-3
 CHECK_STEPS = (0, 1, 5, 20, 60, 120)
 MAX_IDS = 400
 STEP_INPUTS = ("frame", "prenet_mask", "att_h", "att_c", "dec_h", "dec_c", "att_w", "att_wcum", "context",
-               "memory", "processed")
+               "memory", "processed", "att_bias")
 STEP_OUTPUTS = ("frame_out", "gate", "att_h_out", "att_c_out", "dec_h_out", "dec_c_out", "att_w_out",
                 "att_wcum_out", "context_out")
 #: name -> (inputs, outputs, dynamic axes, role)
@@ -46,7 +46,7 @@ GRAPHS: dict[str, tuple[tuple[str, ...], tuple[str, ...], dict[str, dict[int, st
     "encoder": (("ids", "speaker"), ("memory", "processed"),
                 {"ids": {1: "symbols"}, "memory": {1: "symbols"}, "processed": {1: "symbols"}}, "acoustic"),
     "decoder_step": (STEP_INPUTS, STEP_OUTPUTS,
-                     {n: {1: "symbols"} for n in ("att_w", "att_wcum", "memory", "processed", "att_w_out",
+                     {n: {1: "symbols"} for n in ("att_w", "att_wcum", "memory", "processed", "att_bias", "att_w_out",
                                                   "att_wcum_out")}, "acoustic"),
     "postnet": (("mel",), ("mel_post",), {"mel": {1: "frames"}, "mel_post": {1: "frames"}}, "acoustic"),
     "vocoder": (("mel",), ("wav",), {"mel": {0: "batch", 1: "frames"}, "wav": {0: "batch", 1: "samples"}}, "vocoder"),
@@ -192,7 +192,7 @@ def _reference(mellotron: Any, melgan: Any, cfg: Any, text: str, voice: str) -> 
 
     from speedy.families.ttskit import speaker_vector
     from speedy.families.ttskit.frontend import SYMBOLS, text_to_utterances
-    from speedy.families.ttskit.loop import end_frame, prenet_masks
+    from speedy.families.ttskit.loop import attention_bias, end_frame, prenet_masks
     from speedy.families.ttskit.modules import DecoderStepGraph, EncoderGraph, PostnetGraph, reference_inference
 
     table = {s: i for i, s in enumerate(SYMBOLS)}
@@ -200,10 +200,9 @@ def _reference(mellotron: Any, melgan: Any, cfg: Any, text: str, voice: str) -> 
     ids = np.asarray([[table[p] for p in utt.phones]], np.int64)
     spk = speaker_vector(voice)[None]
     masks = prenet_masks(cfg.seed, cfg)
-    mel, post, gates = reference_inference(mellotron, torch.from_numpy(ids), torch.from_numpy(spk),
-                                           lambda s: torch.from_numpy(masks(s)), cfg.gate_threshold,
-                                           cfg.max_decoder_steps)
-    end = end_frame(gates.numpy(), cfg.gate_threshold)
+    mel, post, gates, stopped = reference_inference(mellotron, torch.from_numpy(ids), torch.from_numpy(spk),
+                                                    lambda s: torch.from_numpy(masks(s)), cfg)
+    end = end_frame(gates.numpy(), stopped)
     examples: dict[str, list[tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]]] = {}
     with torch.inference_mode():
         enc = EncoderGraph(mellotron)(torch.from_numpy(ids), torch.from_numpy(spk))
@@ -215,9 +214,12 @@ def _reference(mellotron: Any, melgan: Any, cfg: Any, text: str, voice: str) -> 
         state = [z(1, 512), z(1, 512), z(1, 512), z(1, 512), z(1, t), z(1, t), z(1, cfg.memory_dim)]
         frame = z(1, cfg.n_mels)
         examples["decoder_step"] = []
+        focus = 0
         for s in range(int(gates.numel())):
-            args = (frame, torch.from_numpy(masks(s)), *state, memory, processed)
+            args = (frame, torch.from_numpy(masks(s)), *state, memory, processed,
+                    torch.from_numpy(attention_bias(focus, t, cfg)))
             outs = step(*args)
+            focus = int(torch.argmax(outs[6][0]))
             if s in CHECK_STEPS or s == int(gates.numel()) - 1:
                 examples["decoder_step"].append((tuple(a.numpy().copy() for a in args), tuple(o.numpy() for o in outs)))
             frame, _, *state = outs

@@ -43,6 +43,19 @@ class LoopConfig:
     gate_threshold: float = 0.8
     max_decoder_steps: int = 1200
     seed: int = 1234
+    #: The gate is obeyed only once the attention peaks within this many symbols of the input's end
+    #: (None = ttskit's plain rule). Some voices' gates fire after two or three frames on short inputs
+    #: (Xiaogang on 你好。 stopped at frame 3 with the plain rule, measured); Tacotron 2 ports commonly
+    #: guard the stop this way.
+    stop_attention_margin: int | None = 4
+    #: Decoding stops at this many frames per input symbol (and never beyond ``max_decoder_steps``):
+    #: ≈ 5 frames per symbol is normal speech, so a lost attention cannot run on for 14 s.
+    max_frames_per_symbol: int = 12
+    #: Attention window (symbols before, after the previous frame's attention peak); energies outside
+    #: get −1e4 (None = ttskit's unrestricted attention). Without it some voices' first attention lands
+    #: on the end token of a short input and decoding stops at once (Xiaogang on 你好。: peak at symbol
+    #: 10 of 12 from step 0, 3 frames of output, measured).
+    attention_window: tuple[int, int] | None = (2, 6)
 
 
 @dataclass(frozen=True)
@@ -74,11 +87,40 @@ def prenet_masks(seed: int, config: LoopConfig) -> Callable[[int], np.ndarray]:
     return mask
 
 
-def end_frame(gates: np.ndarray, threshold: float) -> int:
-    """Frames kept, as ttskit's ``sdk_api`` cuts: the first frame whose stop probability exceeds
-    ``threshold`` (that frame is dropped), else the most probable one, else all."""
-    prob = 1.0 / (1.0 + np.exp(-gates.astype(np.float64)))
-    return int(np.argmax(prob > threshold)) or int(np.argmax(prob)) or int(gates.size)
+def sigmoid(x: float) -> float:
+    """The stop probability of a gate logit, in float32 as the reference computes it."""
+    return float(np.float32(1.0) / (np.float32(1.0) + np.exp(-np.float32(x))))
+
+
+def attention_bias(focus: int, symbols: int, config: LoopConfig) -> np.ndarray:
+    """``(1, symbols)`` float32 added to the attention energies: 0 inside the window around ``focus``."""
+    bias = np.zeros((1, symbols), np.float32)
+    if config.attention_window is not None:
+        back, front = config.attention_window
+        bias[0, : max(0, focus - back)] = -1e4
+        bias[0, focus + front + 1 :] = -1e4
+    return bias
+
+
+def step_limit(symbols: int, config: LoopConfig) -> int:
+    """Most decoder steps for an input of ``symbols`` ids."""
+    return max(1, min(config.max_decoder_steps, config.max_frames_per_symbol * symbols))
+
+
+def should_stop(gate: float, focus: int, symbols: int, config: LoopConfig) -> bool:
+    """Whether the step with gate logit ``gate`` and attention peak ``focus`` ends the utterance."""
+    if sigmoid(gate) <= config.gate_threshold:
+        return False
+    margin = config.stop_attention_margin
+    return margin is None or focus >= symbols - margin
+
+
+def end_frame(gates: np.ndarray, stopped: bool) -> int:
+    """Frames kept, as ttskit's ``sdk_api`` cuts: the stopping frame is dropped; when the step limit
+    ended decoding, the frames up to the most probable stop (or all, if that is frame 0)."""
+    if stopped:
+        return max(1, int(gates.size) - 1)
+    return int(np.argmax(gates)) or int(gates.size)
 
 
 def as_runner(graph: Any) -> GraphRunner:
@@ -117,30 +159,31 @@ class TtskitLoop:
                      att_w=z((1, t), np.float32), att_wcum=z((1, t), np.float32),
                      context=z((1, cfg.memory_dim), np.float32))
         masks = prenet_masks(cfg.seed if seed is None else seed, cfg)
-        limit = max_steps or cfg.max_decoder_steps
+        limit = max_steps or step_limit(t, cfg)
         frame = z((1, cfg.n_mels), np.float32)
         frames, gates, focus = [], [], []
         step = run["decoder_step"]
         while True:
+            bias = attention_bias(focus[-1] if focus else 0, t, cfg)
             frame, gate, *new = step({"frame": frame, "prenet_mask": masks(len(frames)), **state,
-                                      "memory": memory, "processed": processed})
+                                      "memory": memory, "processed": processed, "att_bias": bias})
             state = dict(zip(STEP_STATE, new))
             frames.append(frame)
             gates.append(float(gate.reshape(-1)[0]))
             focus.append(int(np.argmax(state["att_w"][0])))
-            if 1.0 / (1.0 + np.exp(-np.float32(gates[-1]))) > cfg.gate_threshold or len(frames) >= limit:
+            stopped = should_stop(gates[-1], focus[-1], t, cfg)
+            if stopped or len(frames) >= limit:
                 break
         mel = np.stack([f[0] for f in frames])[None].astype(np.float32)
-        return mel, np.asarray(gates, np.float32), np.asarray(focus, np.int64)
+        return mel, np.asarray(gates, np.float32), np.asarray(focus, np.int64), stopped
 
     def acoustic(self, ids: np.ndarray, speaker: np.ndarray, seed: int | None = None,
                  max_steps: int | None = None) -> LoopResult:
         """Symbols + speaker vector → postnet mel trimmed at ttskit's end frame (see :func:`end_frame`)."""
         start = time.perf_counter()
-        mel, gates, focus = self.decode(ids, speaker, seed, max_steps)
+        mel, gates, focus, stopped = self.decode(ids, speaker, seed, max_steps)
         (post,) = self._run["postnet"]({"mel": mel})
-        end = end_frame(gates, self.config.gate_threshold)
-        stopped = bool(1.0 / (1.0 + np.exp(-np.float32(gates[-1]))) > self.config.gate_threshold)
+        end = end_frame(gates, stopped)
         durations = np.bincount(focus[:end], minlength=int(np.asarray(ids).size)).astype(np.int64)
         return LoopResult(mel=post[0, :end], steps=int(gates.size), end=end, stopped=stopped, durations=durations,
                           gates=gates, seconds=time.perf_counter() - start)

@@ -186,7 +186,7 @@ class EncoderGraph(nn.Module):
 
 #: Decoder-step inputs and outputs, in order (the state tensors come back under ``<name>_out``).
 STEP_STATE = ("att_h", "att_c", "dec_h", "dec_c", "att_w", "att_wcum", "context")
-STEP_INPUTS = ("frame", "prenet_mask", *STEP_STATE, "memory", "processed")
+STEP_INPUTS = ("frame", "prenet_mask", *STEP_STATE, "memory", "processed", "att_bias")
 STEP_OUTPUTS = ("frame_out", "gate", *(f"{s}_out" for s in STEP_STATE))
 
 
@@ -195,7 +195,8 @@ class DecoderStepGraph(nn.Module):
 
     Inputs: frame ``(1, 80)`` (previous mel frame, zeros first), prenet_mask ``(2, 1, 128)`` (the two
     prenet dropout masks, each 0 or 1/(1−p)), att_h/att_c/dec_h/dec_c ``(1, 512)``, att_w/att_wcum
-    ``(1, T)``, context ``(1, 288)``, memory ``(1, T, 288)``, processed ``(1, T, 64)``.
+    ``(1, T)``, context ``(1, 288)``, memory ``(1, T, 288)``, processed ``(1, T, 64)``, att_bias ``(1, T)``
+    (added to the attention energies: 0, or −1e4 outside the host's attention window).
     Outputs: the new frame ``(1, 80)``, gate logit ``(1, 1)`` and the seven new states.
     """
 
@@ -205,7 +206,8 @@ class DecoderStepGraph(nn.Module):
 
     def forward(self, frame: torch.Tensor, prenet_mask: torch.Tensor, att_h: torch.Tensor, att_c: torch.Tensor,
                 dec_h: torch.Tensor, dec_c: torch.Tensor, att_w: torch.Tensor, att_wcum: torch.Tensor,
-                context: torch.Tensor, memory: torch.Tensor, processed: torch.Tensor) -> tuple[torch.Tensor, ...]:
+                context: torch.Tensor, memory: torch.Tensor, processed: torch.Tensor,
+                att_bias: torch.Tensor) -> tuple[torch.Tensor, ...]:
         d = self.d
         x = frame
         for i, layer in enumerate(d.prenet.layers):
@@ -214,7 +216,7 @@ class DecoderStepGraph(nn.Module):
         a = d.attention_layer
         loc = a.location_layer.location_dense(a.location_layer.location_conv(torch.stack((att_w, att_wcum), 1))
                                               .transpose(1, 2))
-        energies = a.v(torch.tanh(a.query_layer(att_h)[:, None] + loc + processed)).squeeze(-1)
+        energies = a.v(torch.tanh(a.query_layer(att_h)[:, None] + loc + processed)).squeeze(-1) + att_bias
         att_w = torch.softmax(energies, dim=1)
         context = torch.bmm(att_w[:, None], memory).squeeze(1)
         att_wcum = att_wcum + att_w
@@ -293,15 +295,18 @@ def load_modules(weights: Any) -> tuple[Mellotron, MelGAN]:
 
 @torch.inference_mode()
 def reference_inference(m: Mellotron, ids: torch.Tensor, speaker: torch.Tensor,
-                        masks: Callable[[int], torch.Tensor], gate_threshold: float, max_steps: int
-                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                        masks: Callable[[int], torch.Tensor], loop: Any
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]:
     """The PyTorch reference of ttskit's ``Tacotron2.inference`` (mspk, one utterance).
 
     ``masks(step)`` gives the prenet dropout masks ``(2, 1, 128)`` of a step (the host loop draws the
-    same ones). Decoding stops after the first step whose sigmoid(gate) exceeds ``gate_threshold`` or
-    at ``max_steps``. Returns the decoder mel ``(1, L, 80)``, the postnet mel ``(1, L, 80)`` and the
-    gate logits ``(L,)`` (untrimmed; :func:`speedy.families.ttskit.loop.end_frame` trims).
+    same ones). Decoding stops by ``loop`` (a :class:`speedy.families.ttskit.loop.LoopConfig`): after
+    the first step whose sigmoid(gate) exceeds the threshold (once the attention reached the input's
+    end), or at the step limit. Returns the decoder mel ``(1, L, 80)``, the postnet mel ``(1, L, 80)``,
+    the gate logits ``(L,)`` (untrimmed; ``loop.end_frame`` trims) and whether the gate stopped it.
     """
+    from speedy.families.ttskit.loop import attention_bias, should_stop, step_limit
+
     memory, processed = EncoderGraph(m)(ids, speaker)
     step = DecoderStepGraph(m)
     c = m.config
@@ -311,11 +316,16 @@ def reference_inference(m: Mellotron, ids: torch.Tensor, speaker: torch.Tensor,
              z(1, t), z(1, t), z(1, c.memory_dim)]
     frame = z(1, c.n_mel_channels)
     frames, gates = [], []
+    limit = step_limit(t, loop)
+    focus = 0
     while True:
-        frame, gate, *state = step(frame, masks(len(frames)), *state, memory, processed)
+        bias = torch.from_numpy(attention_bias(focus, t, loop))
+        frame, gate, *state = step(frame, masks(len(frames)), *state, memory, processed, bias)
+        focus = int(torch.argmax(state[4][0]))
         frames.append(frame)
         gates.append(gate[0, 0])
-        if torch.sigmoid(gate).min() > gate_threshold or len(frames) >= max_steps:
+        stopped = should_stop(float(gate[0, 0]), focus, t, loop)
+        if stopped or len(frames) >= limit:
             break
     mel = torch.stack(frames, 1)
-    return mel, PostnetGraph(m)(mel), torch.stack(gates)
+    return mel, PostnetGraph(m)(mel), torch.stack(gates), stopped
