@@ -194,3 +194,13 @@ def test_voice_selectable_and_unknown_voice(artifact: Path, tmp_path: Path) -> N
     one_error_line(run("synth", "--artifact", str(artifact), "--voice", "Nobody", "--text", "你好", "-o",
                        str(tmp_path / "b.wav")), 2, "Nobody", "Aiyue", "biaobei")
     assert not (tmp_path / "b.wav").exists()
+
+
+def test_speed_stretches_the_mel() -> None:
+    """Speed on an AR model without a duration input: the mel is resampled in time, ends kept."""
+    from speedy.families.ttskit.runtime import stretch
+
+    mel = np.random.default_rng(0).normal(size=(100, 80)).astype(np.float32)
+    fast, slow = stretch(mel, 2.0), stretch(mel, 0.5)
+    assert fast.shape == (50, 80) and slow.shape == (200, 80) and stretch(mel, 1.0) is mel
+    assert np.array_equal(fast[0], mel[0]) and np.array_equal(slow[-1], mel[-1])
