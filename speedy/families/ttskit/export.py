@@ -27,7 +27,7 @@ _LOGGER = logging.getLogger(__name__)
 
 OPSET = 17
 #: Bump when the exported files or the manifest change meaning: cached exports are then rebuilt.
-EXPORT_VERSION = 2
+EXPORT_VERSION = 3
 RUNTIME_NAME = "ttskit-loop"
 CHECK_TEXT = "今天天气很好，我们一起去公园散步吧。"
 CHECK_VOICE = "Aiyue"
@@ -37,6 +37,8 @@ LOOP_TOL = 1e-3
 #: Decoder steps at which the step graph is compared (those past the end are skipped).
 CHECK_STEPS = (0, 1, 5, 20, 60, 120)
 MAX_IDS = 400
+#: MelGAN's first layer reflection-pads 3 frames: shorter mels are padded with silence first.
+MIN_VOCODER_FRAMES = 4
 STEP_INPUTS = ("frame", "prenet_mask", "att_h", "att_c", "dec_h", "dec_c", "att_w", "att_wcum", "context",
                "memory", "processed", "att_bias")
 STEP_OUTPUTS = ("frame_out", "gate", "att_h_out", "att_c_out", "dec_h_out", "dec_c_out", "att_w_out",
@@ -156,7 +158,7 @@ def export_ttskit(out: Path, *, source_wheel: Path | None = None, check: bool = 
             audio=Audio(sample_rate=int(hp["sampling_rate"]), hop_size=int(hp["hop_length"]),
                         n_mels=int(hp["n_mel_channels"]),
                         mel_normalization="ln mel (TacotronSTFT, Slaney, clamp 1e-5, fmax 8000)",
-                        max_ids=MAX_IDS, max_frames=loop_cfg.max_decoder_steps, min_vocoder_frames=1),
+                        max_ids=MAX_IDS, max_frames=loop_cfg.max_decoder_steps, min_vocoder_frames=MIN_VOCODER_FRAMES),
             frontend=Frontend(name=FRONTEND_NAME, symbols=SYMBOLS),
             controls=Controls(inputs=("speed",),
                               emotions={"kind": "preset", "names": {k: p.name for k, p in EMOTION_PRESETS.items()}},

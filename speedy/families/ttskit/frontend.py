@@ -188,7 +188,10 @@ class TtskitEncoder:
         self._vectors = {v: speaker_vector(v) for v in self.voices}
 
     def text_to_utterances(self, text: str, first_chars: int | None = None) -> Iterator[TtskitUtterance]:
-        return text_to_utterances(text, first_chars)
+        """Pieces of at most :data:`MAX_CHARS`; ``first_chars`` (the Synthesizer's short first piece for
+        streaming) is not applied: it cut 这家餐厅需要提前预约吗？ into …预约 + 吗？, and on one-character
+        pieces some voices' attention lands on the end token at once."""
+        return text_to_utterances(text)
 
     def voice(self, name: str | None) -> str:
         """The voice to use: ``name`` if it is one of the manifest's, the default for None/''."""

@@ -54,8 +54,9 @@ class LoopConfig:
     #: Attention window (symbols before, after the previous frame's attention peak); energies outside
     #: get −1e4 (None = ttskit's unrestricted attention). Without it some voices' first attention lands
     #: on the end token of a short input and decoding stops at once (Xiaogang on 你好。: peak at symbol
-    #: 10 of 12 from step 0, 3 frames of output, measured).
-    attention_window: tuple[int, int] | None = (2, 6)
+    #: 10 of 12 from step 0, 3 frames of output; Aiwei on 吗？ with a (2, 6) window: peak on the end
+    #: token from step 0, 4 frames; measured). The peak advances about one symbol per 5 frames.
+    attention_window: tuple[int, int] | None = (2, 3)
 
 
 @dataclass(frozen=True)
