@@ -113,6 +113,7 @@ def test_stop_rules() -> None:
     cfg = LoopConfig()
     assert should_stop(3.0, 10, 12, cfg) and not should_stop(3.0, 2, 12, cfg) and not should_stop(1.0, 11, 12, cfg)
     assert should_stop(3.0, 2, 12, LoopConfig(stop_attention_margin=None))
+    assert should_stop(-5.0, 11, 12, cfg, hold=10) and not should_stop(-5.0, 11, 12, cfg, hold=9)
     assert step_limit(12, cfg) == 144 and step_limit(1000, cfg) == cfg.max_decoder_steps
     bias = attention_bias(5, 20, cfg)[0]
     assert (bias[3:9] == 0).all() and (bias[:3] < -1e3).all() and (bias[9:] < -1e3).all()
@@ -204,3 +205,13 @@ def test_speed_stretches_the_mel() -> None:
     fast, slow = stretch(mel, 2.0), stretch(mel, 0.5)
     assert fast.shape == (50, 80) and slow.shape == (200, 80) and stretch(mel, 1.0) is mel
     assert np.array_equal(fast[0], mel[0]) and np.array_equal(slow[-1], mel[-1])
+
+
+@pytest.mark.integration
+def test_runtime_imports_no_torch(artifact: Path) -> None:
+    """Synthesis on the ONNX artifact (frontend, host loop, vocoder) never imports torch."""
+    code = ("import sys; from speedy.synth import Synthesizer; from speedy.controls import SynthesisOptions; "
+            f"s = Synthesizer.load({str(artifact)!r}, threads=1); r = s.synthesize('好的。', SynthesisOptions(voice='Yina')); "
+            "assert r.duration_s > 0.1; print('torch' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip() == b"False", proc.stderr.decode()[-500:]

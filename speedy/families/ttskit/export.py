@@ -27,7 +27,7 @@ _LOGGER = logging.getLogger(__name__)
 
 OPSET = 17
 #: Bump when the exported files or the manifest change meaning: cached exports are then rebuilt.
-EXPORT_VERSION = 3
+EXPORT_VERSION = 4
 RUNTIME_NAME = "ttskit-loop"
 CHECK_TEXT = "今天天气很好，我们一起去公园散步吧。"
 CHECK_VOICE = "Aiyue"

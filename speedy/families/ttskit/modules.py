@@ -317,14 +317,15 @@ def reference_inference(m: Mellotron, ids: torch.Tensor, speaker: torch.Tensor,
     frame = z(1, c.n_mel_channels)
     frames, gates = [], []
     limit = step_limit(t, loop)
-    focus = 0
+    focus = hold = 0
     while True:
         bias = torch.from_numpy(attention_bias(focus, t, loop))
         frame, gate, *state = step(frame, masks(len(frames)), *state, memory, processed, bias)
         focus = int(torch.argmax(state[4][0]))
         frames.append(frame)
         gates.append(gate[0, 0])
-        stopped = should_stop(float(gate[0, 0]), focus, t, loop)
+        hold = hold + 1 if focus >= t - 2 else 0
+        stopped = should_stop(float(gate[0, 0]), focus, t, loop, hold)
         if stopped or len(frames) >= limit:
             break
     mel = torch.stack(frames, 1)
