@@ -215,3 +215,22 @@ def test_runtime_imports_no_torch(artifact: Path) -> None:
             "assert r.duration_s > 0.1; print('torch' in sys.modules)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=300)
     assert proc.returncode == 0 and proc.stdout.strip() == b"False", proc.stderr.decode()[-500:]
+
+
+@pytest.mark.integration
+def test_quantize_stage_int8_dynamic(artifact: Path, tmp_path: Path) -> None:
+    """`speedy quantize --recipe int8-dynamic` on a ttskit artifact: decoder step and postnet INT8, vocoder
+    float, and it still speaks (duration within 30 % of FP32); other INT8 recipes are refused (exit 2)."""
+    from speedy.controls import SynthesisOptions
+    from speedy.stages.quantize import QuantRecipe, quantize
+    from speedy.synth import Synthesizer
+
+    m = quantize(artifact, tmp_path / "q", QuantRecipe.int8_dynamic())
+    assert {n: c.precision for n, c in m.components.items()} == {
+        "encoder": "fp32", "decoder_step": "int8-dynamic", "postnet": "int8-dynamic", "vocoder": "fp32"}
+    opts = SynthesisOptions(voice="Aiyue")
+    a = Synthesizer.load(artifact, threads=1).synthesize("好的。", opts)
+    b = Synthesizer.load(tmp_path / "q", threads=1).synthesize("好的。", opts)
+    assert abs(b.duration_s / a.duration_s - 1) < 0.3 and np.sqrt(np.mean(b.audio ** 2)) > 0.01
+    one_error_line(run("quantize", str(artifact), "-o", str(tmp_path / "s"), "--recipe", "int8-static"), 2,
+                   "int8-static", "ttskit")

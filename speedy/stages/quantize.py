@@ -274,6 +274,10 @@ def _int8(src: Manifest, root: Path, staging: Path, tmp: Path, recipe: QuantReci
           say: Callable[[str], None], sensitivity: Path | None = None) -> tuple[dict[str, Component], dict[str, object]]:
     from speedy.stages.mixed import choose_float_groups
 
+    if (src.extra.get("graphs") or {}).get("runtime") == "ttskit-loop":  # ttskit: dynamic INT8 per graph
+        from speedy.families.ttskit.quantize import stage_int8
+
+        return stage_int8(src, root, staging, tmp, recipe, say)
     if src.extra.get("graphs"):  # multi-graph families (Sambert): per-graph INT8, calibrated through the host loop
         from speedy.stages.export_sambert import quantize_graphs
 
