@@ -62,6 +62,7 @@ def test_pinyin_maps_to_phkit_symbols() -> None:
     assert phones == ("n", "i", "2", "-", "h", "ao", "3", "-", ",", "-", "Gg", "-", "Dd", "-", "Pp", "-", ".", "-",
                       "~", "_")
     assert all(p in SYMBOLS for p in phones) and piece_phones("，。") == ()
+    assert piece_phones("你好")[-4:] == (".", "-", "~", "_")
 
 
 def test_host_loop_matches_torch_reference_on_random_weights(one_torch_thread: None) -> None:
