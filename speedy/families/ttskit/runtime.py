@@ -1,0 +1,100 @@
+"""The ttskit acoustic runner the Synthesizer uses: the host loop over the artifact's graphs. No torch.
+
+:func:`speedy.runtime.load_runner` sends ``"acoustic"`` here (the ttskit FamilySpec's ``composite`` hook);
+the vocoder loads like any other ONNX component.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from speedy.artifacts import Manifest
+from speedy.errors import InputError, ModelError
+from speedy.families.ttskit.loop import GRAPHS, LoopConfig, TtskitLoop
+
+
+def loop_config(manifest: Manifest) -> LoopConfig:
+    """The loop settings recorded in ``extra["graphs"]["loop"]``."""
+    data = (manifest.extra.get("graphs") or {}).get("loop")
+    if not isinstance(data, Mapping):
+        raise ModelError("ttskit manifest: extra['graphs']['loop'] is missing")
+    try:
+        return LoopConfig(**dict(data))
+    except TypeError as e:
+        raise ModelError(f"ttskit manifest: bad extra['graphs']['loop'] ({e})") from None
+
+
+def sessions(manifest: Manifest, root: Path, options: Any, names: tuple[str, ...] = GRAPHS) -> dict[str, Any]:
+    """ONNX Runtime sessions of the named graph components (recorded optimisation level and threads)."""
+    from speedy.runtime.onnx_backend import _LEVELS, make_session
+
+    out: dict[str, Any] = {}
+    for name in names:
+        comp = manifest.components.get(name)
+        if comp is None:
+            raise ModelError(f"ttskit artifact: no {name} component")
+        if comp.format != "onnx":
+            raise ModelError(f"ttskit artifact: {name} is {comp.format}; the ttskit loop runs ONNX graphs only")
+        level = str(comp.extra.get("graph_optimization") or options.graph_optimization)
+        if level not in _LEVELS:
+            raise ModelError(f"{comp.file}: unknown graph_optimization {level!r} in manifest")
+        out[name] = make_session(root / comp.file, options.threads or comp.extra.get("threads"), level)
+    return out
+
+
+def build_loop(manifest: Manifest, root: Path, options: Any) -> TtskitLoop:
+    """A :class:`TtskitLoop` over the artifact's encoder, decoder_step and postnet graphs."""
+    return TtskitLoop(sessions(manifest, root, options), loop_config(manifest))
+
+
+def stretch(mel: np.ndarray, speed: float) -> np.ndarray:
+    """Speed control of an AR model without a duration input: resample ``(L, n_mels)`` along time to
+    ``round(L / speed)`` frames by linear interpolation (pitch is kept: the vocoder rebuilds it)."""
+    if speed == 1.0 or mel.shape[0] < 2:
+        return mel
+    n = max(1, int(round(mel.shape[0] / speed)))
+    pos = np.linspace(0.0, mel.shape[0] - 1, n)
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, mel.shape[0] - 1)
+    w = (pos - lo)[:, None].astype(np.float32)
+    return (mel[lo] * (1 - w) + mel[hi] * w).astype(np.float32)
+
+
+class TtskitAcousticRunner:
+    """``(inputs, controls) -> (mel, durations)``.
+
+    Args of ``__call__``:
+        inputs: :class:`speedy.families.ttskit.frontend.TtskitInputs` (ids ``(T,)``, speaker ``(32,)``).
+        controls: float32 ``(4,)`` = speed ×, pitch (st), pitch_range ×, energy ×. Only speed is used
+            here (:func:`stretch`); the manifest sends pitch to resampling and energy to a gain, and the
+            model has no pitch-range control.
+
+    Returns:
+        mel ``(1, L, 80)`` float32 (ln mel) and durations ``(1, T)`` int64 (frames whose attention
+        peaked on each symbol, before the speed stretch).
+    """
+
+    def __init__(self, loop: TtskitLoop) -> None:
+        self.loop = loop
+
+    def __call__(self, inputs: Any, controls: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        ids = getattr(inputs, "ids", None)
+        speaker = getattr(inputs, "speaker", None)
+        if ids is None or speaker is None:
+            raise InputError("ttskit: the acoustic runner takes TtskitInputs (ids and a speaker vector)")
+        speed = float(np.asarray(controls, dtype=np.float32).reshape(-1)[0])
+        if not speed > 0:
+            raise InputError(f"speed must be > 0, got {speed}")
+        res = self.loop.acoustic(ids, speaker)
+        return stretch(res.mel, speed)[None], res.durations[None]
+
+
+def load_runner(manifest: Manifest, name: str, root: Path, options: Any) -> TtskitAcousticRunner:
+    """The composite runner for ``name`` (only ``"acoustic"``); called by :func:`speedy.runtime.load_runner`."""
+    if name != "acoustic":
+        raise ModelError(f"ttskit artifact: no composite component {name!r} (the loop provides 'acoustic')")
+    return TtskitAcousticRunner(build_loop(manifest, root, options))
