@@ -98,11 +98,11 @@ BAD = [
     ("/tts", {"text": "你好", "pitch": -13}, 422, "pitch"),
     ("/tts", {"text": "你好", "energy": 0}, 422, "energy"),
     ("/tts", {"text": "你好", "emotion": "开心"}, 422, "emotion"),
-    ("/tts", {"text": "你好", "voice": "nobody"}, 422, "voice"),
+    ("/tts", {"text": "你好", "voice": "nobody"}, 400, "voice"),
     ("/tts", {"text": "你好", "format": "ogg"}, 422, "format"),
     ("/tts", {"text": "你好", "colour": "red"}, 422, "colour"),
     ("/v1/audio/speech", {"input": "你好", "voice": "alloy", "response_format": "aiff"}, 400, "response_format"),
-    ("/v1/audio/speech", {"input": "你好", "voice": "nobody"}, 422, "voice"),
+    ("/v1/audio/speech", {"input": "你好", "voice": "nobody"}, 400, "voice"),
     ("/v1/audio/speech", {"input": "", "voice": "alloy"}, 422, "input"),
     ("/v1/audio/speech", {"input": "你好", "voice": "alloy", "speed": 9}, 422, "speed"),
 ]

@@ -167,7 +167,7 @@ def create_app(synthesizer: Any, settings: ServeSettings) -> FastAPI:
 
     def check_voice(name: str | None) -> None:
         if name not in (None, "", *voices):
-            raise ApiError(422, f"unknown voice {name!r}; valid voices: {', '.join(voices)}", "voice")
+            raise ApiError(400, f"unknown voice {name!r}; valid voices: {', '.join(voices)}", "voice")
 
     async def synthesize(text: str, options: SynthesisOptions) -> Any:
         if len(text) > settings.max_chars:
@@ -304,7 +304,7 @@ def create_app(synthesizer: Any, settings: ServeSettings) -> FastAPI:
                 SynthesisOptions(emotion=req.voice)
                 emotion = req.voice
             except InputError:
-                raise ApiError(422, f"unknown voice {req.voice!r}; use one of {', '.join(voices)}, an emotion "
+                raise ApiError(400, f"unknown voice {req.voice!r}; use one of {', '.join(voices)}, an emotion "
                                     f"(中性 喜悦 悲伤 愤怒) or an OpenAI voice name", "voice") from None
         options = SynthesisOptions(speed=req.speed, emotion=emotion, voice=voice)
         if req.stream_format == "sse":

@@ -42,6 +42,13 @@
       text.maxLength = maxChars;
       $("family").textContent = v.family;
       $("rate").textContent = v.sample_rate;
+      const voiceSel = $("voice");
+      voiceSel.innerHTML = "";
+      for (const voice of v.voices) {
+        const o = document.createElement("option");
+        o.value = voice.name; o.textContent = voice.name; voiceSel.appendChild(o);
+      }
+      $("voice-control").hidden = v.voices.length < 2;  // a one-voice model needs no choice
       const sel = $("emotion");
       sel.innerHTML = "";
       for (const name of (v.voices[0] && v.voices[0].emotions) || ["中性"]) {
@@ -100,7 +107,7 @@
 
   async function synthesize() {
     const body = {
-      text: text.value, emotion: $("emotion").value, speed: parseFloat($("speed").value),
+      text: text.value, emotion: $("emotion").value, voice: $("voice").value || null, speed: parseFloat($("speed").value),
       pitch: parseFloat($("pitch").value), energy: parseFloat($("energy").value),
     };
     if (!body.text.trim()) { setStatus("请输入要合成的文本。", true); return; }
