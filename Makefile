@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-stamp
 SPEEDY := $(BIN)/speedy
 THREADS ?= 2
 
-.PHONY: setup demo test test-fast browser pipeline prune analyze bench bench-frontend train-polyphones load lock clean
+.PHONY: setup demo test test-fast browser pipeline prune analyze bench bench-frontend train-polyphones load load-memory lock clean
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -69,6 +69,10 @@ train-polyphones: setup
 
 load: setup
 	$(BIN)/python -m speedy.serve.loadtest --spawn --clients 16 --seconds 60
+
+# Peak RSS of `speedy serve` (default voice) after 200 requests, /tts and /tts/stream in turn, as JSON.
+load-memory: setup
+	$(BIN)/python -m speedy.serve.loadtest --spawn --memory 200 --json
 
 lock:
 	$(BIN)/python -m pip freeze --all --exclude-editable | grep -v "^openspeedy" > requirements.lock

@@ -7,6 +7,7 @@ backend its manifest names; on ONNX artifacts it never imports torch.
 from __future__ import annotations
 
 import importlib
+import itertools
 import logging
 import os
 import tempfile
@@ -39,6 +40,10 @@ FIRST_PIECE_CHARS = 10
 #: across the whole stream up to the cap; larger chunks pay less for their overlapping context
 FIRST_CHUNK_FRAMES = 12
 MAX_CHUNK_FRAMES = 384
+#: whole-sentence output (`synthesize`, `/tts`) is vocoded in blocks of this many mel frames (4.8 s of audio
+#: at 24 kHz / hop 300) with receptive-field context: the vocoder's peak memory stays bounded, at ~11 %
+#: more vocoder work (2 × 22 context frames per block) on sentences longer than one block
+BLOCK_FRAMES = 384
 
 
 @dataclass(frozen=True)
@@ -189,8 +194,11 @@ class Synthesizer:
 
         Sentences go through the acoustic model one at a time (the first piece cut short, see
         FIRST_PIECE_CHARS). With `chunked`, each sentence's mel is vocoded in overlapping chunks whose
-        context covers the vocoder's receptive field, trimmed so the joins equal one-shot vocoding;
-        without it (or when the receptive field is unknown, or pitch needs resampling) whole sentences.
+        context covers the vocoder's receptive field, trimmed so the joins equal one-shot vocoding, and
+        each chunk is yielded; without it, one chunk per sentence, vocoded in blocks of BLOCK_FRAMES the
+        same way (the vocoder's buffers grow with its input: ~40 MB more peak RSS on a 60-character
+        sentence vocoded at once). When the receptive field is unknown, or pitch needs resampling, whole
+        sentences are vocoded at once.
         Raises InputError before yielding anything if the text has nothing to say.
         """
         options = options or SynthesisOptions()
@@ -206,7 +214,7 @@ class Synthesizer:
         first = next(utterances, None)
         if first is None:
             raise InputError("nothing to say: the text has no readable characters (Chinese, letters or digits)")
-        context = self.vocoder_context_frames if chunked and ratio == 1.0 else None
+        context = self.vocoder_context_frames if ratio == 1.0 else None
         sizes = chunk_sizes(FIRST_CHUNK_FRAMES, MAX_CHUNK_FRAMES)
         gain = ctrl.energy != 1.0 and self.manifest.extra.get("energy_control") == "gain"
         audio = self.manifest.audio
@@ -216,8 +224,12 @@ class Synthesizer:
             t0 = time.perf_counter()
             mel, _ = self.acoustic(ids, controls)
             acoustic_s = time.perf_counter() - t0
-            if context is None:  # lazily, so that the vocoder's time falls inside its timer below
-                pieces: Iterator[tuple[np.ndarray, bool]] = ((self.vocode(m), True) for m in (mel,))
+            # lazily, so that the vocoder's time falls inside its timer below
+            pieces: Iterator[tuple[np.ndarray, bool]]
+            if context is None:
+                pieces = ((self.vocode(m), True) for m in (mel,))
+            elif not chunked:
+                pieces = ((self._vocode_blocks(m, context), True) for m in (mel,))
             else:
                 pieces = vocode_chunks(self.vocoder, mel, context, sizes, audio.min_vocoder_frames, audio.hop_size)
             while True:
@@ -237,6 +249,14 @@ class Synthesizer:
                 acoustic_s = 0.0
                 if last:
                     break
+
+    def _vocode_blocks(self, mel: np.ndarray, context: int) -> np.ndarray:
+        """A whole sentence's waveform, vocoded BLOCK_FRAMES at a time with `context` frames each side."""
+        audio = self.manifest.audio
+        blocks = vocode_chunks(self.vocoder, mel, context, itertools.repeat(BLOCK_FRAMES), audio.min_vocoder_frames,
+                               audio.hop_size)
+        parts = [w for w, _ in blocks]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def warm_up(self) -> float:
         """Run one short text through every stage (frontend dictionaries, ORT first-run allocations) so

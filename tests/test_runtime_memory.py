@@ -12,9 +12,9 @@ import pytest
 
 from speedy.runtime.onnx_backend import session_options
 
-#: a coarse guard: measured 342-358 MB after the cut, 370 MB with ORT's default arena and memory patterns
-#: (run-to-run spread ~15 MB); whole-text buffering or a second copy of the weights would cross it
-PEAK_RSS_MB = 380
+#: MiB: measured 210-226 with the compiled lexicon, block vocoding and no onnx import (342-358 before, 370
+#: with ORT's arena and memory patterns; run-to-run spread ~15): the frontend's old dicts (+75) would cross it
+PEAK_RSS_MB = 250
 
 
 def test_sessions_keep_no_arena_or_patterns() -> None:
@@ -26,7 +26,7 @@ def test_sessions_keep_no_arena_or_patterns() -> None:
 @pytest.mark.integration
 def test_peak_rss_of_a_long_text(default_onnx: Path) -> None:
     """Load, stream and synthesise the bench's ~500-character probe in a fresh process: peak RSS stays
-    under PEAK_RSS_MB (frontend dictionaries ~90 MB, sessions ~85 MB, numpy+ORT ~45 MB of it)."""
+    under PEAK_RSS_MB (sessions ~85 MiB, numpy+ORT ~45, frontend ~17, the rest per-run buffers and audio)."""
     code = textwrap.dedent(f"""
         from speedy.bench import FIRST_AUDIO_CHARS, length_probes, read_texts
         from speedy.bench_worker import peak_rss_bytes

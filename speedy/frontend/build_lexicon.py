@@ -1,7 +1,9 @@
 """Developer tool: derive ``data/words.txt`` from jieba's dictionary and ``data/phrases.tsv`` from
-pypinyin-dict's CC-CEDICT and zdic word lists.
+pypinyin-dict's CC-CEDICT and zdic word lists, then compile them with pypinyin's tables and
+``data/overrides.tsv`` into ``data/lexicon.npz`` (lexicon.py), which is all the run time reads.
 
-Run ``python -m speedy.frontend.build_lexicon`` after changing pypinyin or pypinyin-dict. It keeps only
+Run ``python -m speedy.frontend.build_lexicon`` after changing pypinyin or pypinyin-dict;
+``python -m speedy.frontend.build_lexicon --compile-only`` after editing ``overrides.tsv`` by hand. It keeps only
 words of two to four characters that pypinyin's own phrase table lacks and whose polyphonic characters
 the frontend would otherwise read differently, so the shipped table stays small and loads fast.
 Both sources are MIT-licensed (pypinyin-dict, by mozillazg; CC-CEDICT data is CC BY-SA 4.0).
@@ -65,7 +67,23 @@ def build_words(out: Path = WORDS, min_freq: int = 20) -> int:
     return len(rows)
 
 
-if __name__ == "__main__":
+def main(argv: list[str] | None = None) -> int:
+    """Rebuild the text tables (unless --compile-only) and the compiled lexicon."""
+    import argparse
+
+    from speedy.frontend import lexicon
+
+    ap = argparse.ArgumentParser(prog="python -m speedy.frontend.build_lexicon", description=__doc__.splitlines()[0])
+    ap.add_argument("--compile-only", action="store_true", help="only recompile data/lexicon.npz from data/*")
+    args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
-    _LOG.info("wrote %d entries to %s", build(), OUT)
-    _LOG.info("wrote %d words to %s", build_words(), WORDS)
+    if not args.compile_only:
+        _LOG.info("wrote %d words to %s", build_words(), WORDS)
+        lexicon.build()  # phrases.tsv is chosen against the lexicon without it
+        _LOG.info("wrote %d entries to %s", build(), OUT)
+    _LOG.info("compiled %s into %s", lexicon.build(), lexicon.LEXICON)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,8 +1,9 @@
 """Grapheme to phoneme: Han text -> TONE3 pinyin with polyphones, sandhi and erhua; -> Baker phones.
 
-Lexicon: pypinyin's phrase dictionary plus this project's tables over bidirectional max-match words
-(segment.py); characters outside any phrase with several readings go to the polyphone rules, then the
-trained disambiguator (polyphone_model.py) overrides where it is confident enough.
+Lexicon: pypinyin's phrase dictionary plus this project's tables, compiled into sorted arrays
+(lexicon.py), over the most probable segmentation (segment.py); characters outside any phrase with
+several readings go to the polyphone rules, then the trained disambiguator (polyphone_model.py)
+overrides where it is confident enough.
 """
 
 from __future__ import annotations
@@ -11,9 +12,8 @@ import logging
 import re
 import unicodedata
 from functools import lru_cache
-from importlib import resources
 
-from speedy.frontend import polyphone_model, polyphones, prosody, sandhi, segment
+from speedy.frontend import lexicon, polyphone_model, polyphones, prosody, sandhi, segment
 from speedy.frontend.english import read_latin
 from speedy.frontend.symbols import ERHUA, split_syllable
 
@@ -31,27 +31,10 @@ _ERHUA_WORDS = {"哪儿", "这儿", "那儿", "一点儿", "一会儿", "玩儿"
 
 
 @lru_cache(maxsize=1)
-def _extra_phrases() -> dict[str, list[str]]:
-    """Words pypinyin's own table lacks or reads wrongly (``data/phrases.tsv`` + ``data/overrides.tsv``)."""
-    out = {}
-    for name in ("data/phrases.tsv", "data/overrides.tsv"):  # overrides last: they win
-        text = resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
-        for line in text.splitlines():
-            if line and not line.startswith("#"):
-                word, readings = line.split("\t")
-                out[word] = readings.split()
-    return out
-
-
-@lru_cache(maxsize=1)
-def _lexicon():  # noqa: ANN202 - (Segmenter, phrases dict, single-char dict, pypinyin mmseg)
-    from pypinyin.constants import PHRASES_DICT, PINYIN_DICT
-    from pypinyin.seg.mmseg import seg
-
-    text = resources.files(__package__).joinpath("data/words.txt").read_text(encoding="utf-8")
-    counts = dict(line.split("\t") for line in text.splitlines())
-    segmenter = segment.Segmenter(counts, extra=(_extra_phrases(), PHRASES_DICT))
-    return segmenter, PHRASES_DICT, PINYIN_DICT, seg
+def _lexicon():  # noqa: ANN202 - (Segmenter, Lexicon)
+    """The compiled lexicon (lexicon.py: sorted arrays, ~7 MB) and a segmenter over it."""
+    lex = lexicon.load()
+    return segment.Segmenter(lex), lex
 
 
 def cut(text: str) -> list[str]:
@@ -59,8 +42,8 @@ def cut(text: str) -> list[str]:
     return _lexicon()[0].cut(text)
 
 
-@lru_cache(maxsize=65536)
 def _tone3(marked: str) -> str:
+    """Tone-marked pinyin -> TONE3 (build time only: imports pypinyin, whose tables cost ~55 MB)."""
     from pypinyin.contrib.tone_convert import to_tone3
 
     out = to_tone3(marked, neutral_tone_with_five=True, v_to_u=False)
@@ -69,12 +52,8 @@ def _tone3(marked: str) -> str:
 
 def _char_reading(ch: str) -> tuple[str, bool]:
     """(default TONE3 reading, has several readings) of one character; ('', False) if unknown."""
-    table = _lexicon()[2]
-    value = table.get(ord(ch))
-    if not value:
-        return "", False
-    readings = value.split(",")
-    return _tone3(readings[0]), len(readings) > 1
+    readings = _lexicon()[1].char_readings(ch)
+    return (readings[0], len(readings) > 1) if readings else ("", False)
 
 
 def _word_readings(word: str, own: bool = True) -> tuple[list[str], list[bool]]:
@@ -82,18 +61,20 @@ def _word_readings(word: str, own: bool = True) -> tuple[list[str], list[bool]]:
 
     ``own=False`` ignores this project's tables (used when rebuilding them).
     """
-    _, phrases, _, seg = _lexicon()
-    extra = _extra_phrases().get(word) if own else None
+    lex = _lexicon()[1]
+    extra = lex.own_readings(word) if own else None
     if extra is not None:
-        return list(extra), [False] * len(word)
-    if len(word) > 1 and word in phrases:
-        return [_tone3(p[0]) for p in phrases[word]], [False] * len(word)
+        return extra, [False] * len(word)
+    known = lex.phrase_readings(word) if len(word) > 1 else None
+    if known is not None:
+        return known, [False] * len(word)
     readings: list[str] = []
     guesses: list[bool] = []
-    parts = seg.cut(word) if len(word) > 1 else [word]
+    parts = lex.mmseg(word) if len(word) > 1 else [word]
     for part in parts:
-        if len(part) > 1 and part in phrases:
-            readings.extend(_tone3(p[0]) for p in phrases[part])
+        known = lex.phrase_readings(part) if len(part) > 1 else None
+        if known is not None:
+            readings.extend(known)
             guesses.extend([False] * len(part))
         else:
             for ch in part:

@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from speedy.controls import SynthesisOptions
 from speedy.errors import InputError, SpeedyError
+from speedy.runtime import malloc
 from speedy.serve import audio as audio_io
 from speedy.serve.metrics import Metrics
 from speedy.serve.schemas import (ErrorResponse, SpeechRequest, TTSJSONResponse, TTSRequest, VoicesResponse)
@@ -96,7 +97,7 @@ class BodyLimit:
 
 def create_app(synthesizer: Any, settings: ServeSettings) -> FastAPI:
     """The app around a loaded Synthesizer; `settings` sizes the pool and sets the limits."""
-    pool = SynthesisPool(settings.workers, settings.queue)
+    pool = SynthesisPool(settings.workers, settings.queue, after_run=malloc.trim if settings.trim_memory else None)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -330,6 +331,7 @@ def run(artifact: str | None, settings: ServeSettings) -> None:
 
     from speedy.synth import Synthesizer
 
+    malloc.limit_arenas(settings.malloc_arenas)  # before any worker thread allocates (speedy.runtime.malloc)
     synthesizer = Synthesizer.load(artifact, threads=settings.threads_per_worker)
     app = create_app(synthesizer, settings)
     _LOGGER.info("serving %s on http://%s:%d (%d workers × %d threads, queue %d)", synthesizer.root,

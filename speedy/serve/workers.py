@@ -21,8 +21,11 @@ class QueueFull(Exception):
 
 
 class SynthesisPool:
-    def __init__(self, workers: int, queue: int) -> None:
+    """`after_run` is called on the worker thread each time a run gives its slot back (e.g. malloc trim)."""
+
+    def __init__(self, workers: int, queue: int, after_run: Callable[[], object] | None = None) -> None:
         self.workers = workers
+        self._after_run = after_run
         self.capacity = workers + queue
         self._admit = threading.BoundedSemaphore(self.capacity)
         self._run = threading.BoundedSemaphore(workers)
@@ -41,9 +44,16 @@ class SynthesisPool:
             self.in_flight -= 1
         self._admit.release()
 
+    def _released(self) -> None:
+        if self._after_run is not None:
+            self._after_run()
+
     def _guarded(self, fn: Callable[[], T]) -> T:
         with self._run:
-            return fn()
+            try:
+                return fn()
+            finally:
+                self._released()
 
     async def run(self, fn: Callable[[], T], timeout: float) -> T:
         """Run `fn` on a worker; QueueFull at once if there is no room; asyncio.TimeoutError after `timeout`.
@@ -70,7 +80,10 @@ class SynthesisPool:
         def gen() -> Iterator[Any]:
             try:
                 with self._run:
-                    yield from make()
+                    try:
+                        yield from make()
+                    finally:
+                        self._released()
             finally:
                 self._leave()
 

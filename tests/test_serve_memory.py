@@ -1,0 +1,42 @@
+"""Serving memory: the pool hands each run's slot back through `after_run` (malloc trim), and a spawned
+`speedy serve` with the default voice stays under a peak-RSS bound over a burst of requests."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+
+import pytest
+
+from speedy.serve.workers import SynthesisPool
+
+#: peak RSS (MB = 10^6 B) of `speedy serve` after `loadtest --memory 10`: measured 270-300 MB after 200
+#: requests with the compiled lexicon, two malloc arenas and trimming (405 MB before, 443 MB in the issue);
+#: the frontend's old dicts alone (+95 MB) would cross it
+SERVE_PEAK_MB = 340
+
+
+def test_pool_calls_after_run_for_runs_and_streams() -> None:
+    """after_run runs once per finished run and once per stream, closed early or not."""
+    calls: list[str] = []
+    pool = SynthesisPool(1, 1, after_run=lambda: calls.append("trim"))
+    assert asyncio.run(pool.run(lambda: 7, timeout=10)) == 7
+    stream = pool.stream(lambda: iter([1, 2, 3]))
+    assert next(stream) == 1
+    stream.close()  # a client that went away
+    assert list(pool.stream(lambda: iter([4]))) == [4]
+    assert calls == ["trim"] * 3 and pool.in_flight == 0
+
+
+@pytest.mark.integration
+def test_serve_peak_rss_over_a_burst(default_onnx) -> None:  # noqa: ANN001 - fixture: the cached voice
+    """10 requests (/tts and /tts/stream in turn over the evaluation texts): all succeed, peak under bound."""
+    out = subprocess.run([sys.executable, "-m", "speedy.serve.loadtest", "--spawn", "--memory", "10", "--json"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    print(report)
+    assert report["requests"] == 10 and report["errors"] == 0
+    assert report["server_peak_rss_mb"] <= SERVE_PEAK_MB
