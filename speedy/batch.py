@@ -267,7 +267,8 @@ def import_ray() -> Any:
 
 
 def _ray_results(items: list[BatchItem], config: BatchConfig) -> Iterator[Result]:
-    """A Ray Data pipeline: from_items → map_batches(RaySynthActor, concurrency=workers, num_cpus=threads)."""
+    """A Ray Data pipeline: from_items → map_batches(RaySynthActor, ActorPoolStrategy(size=workers),
+    num_cpus=threads), streamed back to the driver in completion order."""
     ray = import_ray()
     started = False
     if not ray.is_initialized():
@@ -277,14 +278,17 @@ def _ray_results(items: list[BatchItem], config: BatchConfig) -> Iterator[Result
                  runtime_env={"env_vars": env} if env else None)
         started = True
     try:
-        ctx = ray.data.DataContext.get_current()
-        ctx.enable_progress_bars = False
+        import logging
+
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        ray.data.DataContext.get_current().enable_progress_bars = False
+        blocks = max(1, min(len(items), -(-len(items) // config.batch_size)))
         ds = ray.data.from_items([{"id": i.id, "text": i.text, "options": json.dumps(i.options, ensure_ascii=False)}
-                                  for i in items], override_num_blocks=max(1, len(items) // config.batch_size))
+                                  for i in items], override_num_blocks=blocks)
         ds = ds.map_batches(RaySynthActor, fn_constructor_kwargs={"artifact": config.artifact,
                             "threads": config.threads, "max_chars": config.max_chars},
-                            batch_size=config.batch_size, concurrency=config.workers, num_cpus=config.threads,
-                            batch_format="numpy")
+                            batch_size=config.batch_size, compute=ray.data.ActorPoolStrategy(size=config.workers),
+                            num_cpus=config.threads, batch_format="numpy")
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0):
             for rec, pcm in zip(batch["record"], batch["pcm"]):
                 yield json.loads(str(rec)), bytes(pcm)
