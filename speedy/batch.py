@@ -73,12 +73,16 @@ class BatchSummary:
     wall_s: float
     runner: str
     outdir: str
+    first_result_s: float | None = None  # start-up: seconds until the first synthesised item came back
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["items_per_s"] = round(self.done / self.wall_s, 3) if self.wall_s else None
         d["audio_s_per_s"] = round(self.audio_s / self.wall_s, 3) if self.wall_s else None
         d["audio_s"], d["wall_s"] = round(self.audio_s, 3), round(self.wall_s, 3)
+        steady = self.wall_s - (self.first_result_s or 0.0)
+        d["steady_items_per_s"] = round((self.done - 1) / steady, 3) if self.done > 1 and steady > 0 else None
+        d["first_result_s"] = None if self.first_result_s is None else round(self.first_result_s, 3)
         return d
 
 
@@ -289,12 +293,31 @@ def _ray_results(items: list[BatchItem], config: BatchConfig) -> Iterator[Result
                             "threads": config.threads, "max_chars": config.max_chars},
                             batch_size=config.batch_size, compute=ray.data.ActorPoolStrategy(size=config.workers),
                             num_cpus=config.threads, batch_format="numpy")
-        for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0):
-            for rec, pcm in zip(batch["record"], batch["pcm"]):
-                yield json.loads(str(rec)), bytes(pcm)
+        try:
+            for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0):
+                for rec, pcm in zip(batch["record"], batch["pcm"]):
+                    yield json.loads(str(rec)), bytes(pcm)
+        except Exception as e:  # an actor that cannot load: its SpeedyError as one line, not Ray's trace
+            raise _speedy_cause(e) from None
     finally:
         if started:
             ray.shutdown()
+
+
+def _speedy_cause(error: BaseException) -> SpeedyError:
+    """The SpeedyError inside Ray's wrapped exceptions, else a ModelError with the first line."""
+    seen: list[BaseException] = []
+    e: BaseException | None = error
+    while e is not None and e not in seen:
+        if isinstance(e, SpeedyError):
+            return e
+        seen.append(e)
+        e = getattr(e, "cause", None) or e.__cause__ or e.__context__
+    text = str(error).strip().splitlines()
+    for line in text:  # Ray sometimes keeps only the text: "speedy.errors.ModelError: ..."
+        if "speedy.errors." in line and ": " in line:
+            return ModelError(line.split(": ", 1)[1])
+    return ModelError(f"the Ray pipeline failed: {type(error).__name__}: {text[0] if text else ''}")
 
 
 # ---- driver ------------------------------------------------------------------------------------
@@ -322,10 +345,12 @@ def run_batch(input_path: Path, outdir: Path, config: BatchConfig,
         on_start(len(todo) + len(bad))
     start = time.perf_counter()
     audio_s, errors, finished = 0.0, 0, 0
+    first: float | None = None
     with open(outdir / INDEX, "a", encoding="utf-8") as log:
         def record(rec: dict[str, Any], pcm: bytes) -> None:
-            nonlocal audio_s, errors, finished
+            nonlocal audio_s, errors, finished, first
             if rec["status"] == "ok":
+                first = time.perf_counter() - start if first is None else first
                 _write_pcm(outdir / rec["file"], pcm, rec["sample_rate"])
                 audio_s += rec["seconds"]
             else:
@@ -347,7 +372,7 @@ def run_batch(input_path: Path, outdir: Path, config: BatchConfig,
     wall = time.perf_counter() - start
     _compact_index(outdir, [i.id for i in items], index)
     return BatchSummary(len(items), len(todo) - sum(1 for i in todo if index[i.id]["status"] != "ok"),
-                        len(done), errors, audio_s, wall, runner, str(outdir))
+                        len(done), errors, audio_s, wall, runner, str(outdir), first)
 
 
 def _write_pcm(out: Path, pcm: bytes, sample_rate: int) -> None:

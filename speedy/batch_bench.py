@@ -102,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         "local": local, "ray": ray,
         "ray_vs_local_end_to_end": round(local["end_to_end_s"] / ray["end_to_end_s"], 3),
         "ray_vs_local_in_run": round(ray["items_per_s"] / local["items_per_s"], 3),
+        "ray_vs_local_steady": round(ray["steady_items_per_s"] / local["steady_items_per_s"], 3),
         "lost": {"local": args.items - local["done"] - local["errors"], "ray": args.items - ray["done"] - ray["errors"]},
         "kill_and_resume": killed_and_resumed(src, args.out / "killed", args.workers, args.items),
     }
