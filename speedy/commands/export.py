@@ -40,7 +40,7 @@ def export(source: str | None, output: str, opset: int | None, no_check: bool, s
         kwargs["opset"] = opset
     config = ExportConfig(**kwargs)
     if modelscope_dir is not None:
-        from speedy.stages.export_sambert import export_modelscope
+        from speedy.families.sambert.export import export_modelscope
 
         manifest = export_modelscope(Path(modelscope_dir), Path(output), voice=voice, config=config, force=force,
                                      progress=console.log)

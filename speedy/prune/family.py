@@ -24,8 +24,8 @@ FILES = {"acoustic": "fastspeech2.safetensors", "vocoder": "mb_melgan.safetensor
 
 def build_modules(cfg: dict[str, Any], folder: Path) -> tuple[nn.Module, nn.Module]:
     """Unloaded (FastSpeech2, MBMelGAN) at the widths `cfg["pruned"]` names (base widths if absent)."""
-    from speedy.models.fastspeech2 import FastSpeech2, FastSpeech2Config, ProsodyCalibration
-    from speedy.models.mb_melgan import MBMelGAN, MBMelGANConfig
+    from speedy.families.zhtts.fastspeech2 import FastSpeech2, FastSpeech2Config, ProsodyCalibration
+    from speedy.families.zhtts.mb_melgan import MBMelGAN, MBMelGANConfig
     from speedy.prune.surgery import resize
 
     try:

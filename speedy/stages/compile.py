@@ -12,7 +12,7 @@ Backends:
                token / frame counts.
 
 Every compiled component is run against its source on the same inputs and compared with the family's
-export tolerances (`speedy.models.specs`); a difference beyond them raises `CompileParityError`.
+export tolerances (`speedy.families.graph_spec`); a difference beyond them raises `CompileParityError`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,15 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from speedy.artifacts import Component, Manifest, atomic_artifact, lineage_step, read_manifest, sha256_file, write_manifest
+from speedy.artifacts import (
+    Component,
+    Manifest,
+    atomic_artifact,
+    lineage_step,
+    read_manifest,
+    sha256_file,
+    write_manifest,
+)
 from speedy.errors import InputError
 from speedy.families import multi_graph
 from speedy.stages.parity import CheckSet, ParityError, build_check_set, compare_runner, family_spec
@@ -143,7 +151,7 @@ def compile_artifact(source: Path, out: Path, config: CompileConfig, *, force: b
         manifest = replace(src, components=comps, extra={**dict(src.extra), "compile": notes})
         figures: list[dict] = []
         if config.check and graphs:
-            from speedy.stages.export_sambert import verify_graphs
+            from speedy.families.sambert.export import verify_graphs
 
             say("checking the compiled graphs against the source through the host loop")
             figures = verify_graphs(src, source, manifest, staging, config.threads,

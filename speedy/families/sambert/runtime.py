@@ -7,7 +7,7 @@ chain. :func:`speedy.runtime.load_runner` sends ``"acoustic"`` here (the sambert
 
 Each graph is opened by the backend its component format names (ONNX Runtime; a compiled graph keeps
 its recorded optimisation level and thread count) and handed to
-:class:`speedy.runtime.sambert_loop.SambertLoop`.
+:class:`speedy.families.sambert.loop.SambertLoop`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 
 from speedy.artifacts import Manifest
 from speedy.errors import ModelError
-from speedy.runtime.sambert_loop import GRAPH_NAMES, SambertInputs, SambertLoop, SambertLoopConfig
+from speedy.families.sambert.loop import GRAPH_NAMES, SambertInputs, SambertLoop, SambertLoopConfig
 
 _LOGGER = logging.getLogger(__name__)
 

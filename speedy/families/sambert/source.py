@@ -157,8 +157,8 @@ def load_sambert(model_dir: Path | str, voice: str | None = None) -> LoadedSambe
         ModelError: not a model folder, missing voice or file, unsupported variant, unreadable or
             truncated checkpoint, or a state dict whose keys/shapes do not match (first few named).
     """
-    from speedy.models.kan_hifigan import KanHifiGan, KanHifiGanConfig, fold_weight_norm
-    from speedy.models.sambert import SambertAcoustic, SambertConfig
+    from speedy.families.sambert.kan_hifigan import KanHifiGan, KanHifiGanConfig, fold_weight_norm
+    from speedy.families.sambert.model import SambertAcoustic, SambertConfig
 
     info = read_voice(model_dir, voice)
     am_state = _state_dict(load_checkpoint(info.am_checkpoint), ("model",), info.am_checkpoint)

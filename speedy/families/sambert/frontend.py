@@ -427,7 +427,7 @@ class SambertEncoder:
 
     def encode(self, utt: SambertUtterance, options: Any) -> Any:
         """Utterance + SynthesisOptions (emotion) → ``SambertInputs`` (each stream ``(T,)`` int64)."""
-        from speedy.runtime.sambert_loop import SambertInputs
+        from speedy.families.sambert.loop import SambertInputs
 
         emotion = resolve_native_emotion(self.emotions, getattr(options, "emotion", None))
         t = self.tables

@@ -1,8 +1,8 @@
 """Export Sambert-HifiGan as per-piece ONNX graphs for the host loop, with a parity check.
 
 Whole-model export fails on the autoregressive duration predictor and PNCA decoder, so each piece
-of :class:`~speedy.models.sambert.SambertAcoustic` (and the vocoder) becomes its own graph, named as
-:data:`speedy.runtime.sambert_loop.GRAPH_NAMES`; :class:`~speedy.runtime.sambert_loop.SambertLoop`
+of :class:`~speedy.families.sambert.model.SambertAcoustic` (and the vocoder) becomes its own graph, named as
+:data:`speedy.families.sambert.loop.GRAPH_NAMES`; :class:`~speedy.families.sambert.loop.SambertLoop`
 chains them. Every graph carries the loop's config in its ``metadata_props``.
 
 The same loop also runs on the PyTorch modules (:func:`torch_graphs`), which is how real inputs for
@@ -26,9 +26,8 @@ import torch
 from torch import Tensor, nn
 
 from speedy.errors import ModelError, OutputError
-from speedy.models.kan_hifigan import KanHifiGan
-from speedy.models.sambert import SambertAcoustic
-from speedy.runtime.sambert_loop import (
+from speedy.families.sambert.kan_hifigan import KanHifiGan
+from speedy.families.sambert.loop import (
     CONFIG_METADATA_KEY,
     GRAPH_NAMES,
     GraphRunner,
@@ -36,6 +35,7 @@ from speedy.runtime.sambert_loop import (
     SambertLoop,
     SambertLoopConfig,
 )
+from speedy.families.sambert.model import SambertAcoustic
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -189,7 +189,7 @@ def export_sambert_graphs(
     """Write ``<name>.onnx`` for every graph into ``out_dir`` (created atomically; must not exist or be empty).
 
     Args:
-        source: a ModelScope model folder, a :class:`~speedy.models.sources.modelscope.LoadedSambert`,
+        source: a ModelScope model folder, a :class:`~speedy.families.sambert.source.LoadedSambert`,
             or an ``(acoustic, vocoder)`` pair (vocoder may be None: no ``vocoder.onnx``).
         voice: voice of a model folder (default: its first).
         check: compare ONNX Runtime with PyTorch on every graph (raises :class:`ModelError` beyond tolerance).
@@ -300,7 +300,7 @@ def _export_one(
 
 def _resolve(source: Any, voice: str | None) -> tuple[SambertAcoustic, KanHifiGan | None, int]:
     if isinstance(source, (str, Path)):
-        from speedy.models.sources.modelscope import load_sambert
+        from speedy.families.sambert.source import load_sambert
 
         source = load_sambert(source, voice)
     if hasattr(source, "acoustic") and hasattr(source, "voice"):

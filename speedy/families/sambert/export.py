@@ -2,8 +2,8 @@
 
 A Sambert artifact holds seven ONNX graphs as components (``encoder``, ``variance``, ``duration_step``,
 ``decoder_memory``, ``decoder_step``, ``postnet``, ``vocoder``); ``extra["graphs"]`` says how the host
-loop chains them, and :mod:`speedy.runtime.sambert_backend` builds the ``acoustic`` runner from them.
-The frontend is ``sambert-kantts`` (:mod:`speedy.frontend_sambert`) with the voice's symbol tables;
+loop chains them, and :mod:`speedy.families.sambert.runtime` builds the ``acoustic`` runner from them.
+The frontend is ``sambert-kantts`` (:mod:`speedy.families.sambert.frontend`) with the voice's symbol tables;
 emotions are the voice's native emotion ids.
 
 Quantization works per graph: dynamic INT8 and FP16 need no data; static INT8 records every graph's
@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, replace
@@ -26,8 +25,18 @@ from typing import Any
 
 import numpy as np
 
-from speedy.artifacts import (Audio, Component, Controls, Frontend, Manifest, Source, atomic_artifact, lineage_step,
-                              sha256_file, write_manifest)
+from speedy.artifacts import (
+    Audio,
+    Component,
+    Controls,
+    Frontend,
+    Manifest,
+    Source,
+    atomic_artifact,
+    lineage_step,
+    sha256_file,
+    write_manifest,
+)
 from speedy.errors import InputError, ModelError
 
 _LOGGER = logging.getLogger(__name__)
@@ -69,9 +78,16 @@ def export_modelscope(model_dir: Path, out: Path, *, voice: str | None = None, c
 
     Returns the written manifest (``extra["parity"]``: one figure per graph and for the loop).
     """
-    from speedy.frontend_sambert import FRONTEND_NAME, native_emotion_names, read_vocab
-    from speedy.models.sambert_export import ATOL, OPSET, SPECS, check_sambert_graphs, export_sambert_graphs, loop_config
-    from speedy.models.sources.modelscope import load_sambert
+    from speedy.families.sambert.frontend import FRONTEND_NAME, native_emotion_names, read_vocab
+    from speedy.families.sambert.graphs import (
+        ATOL,
+        OPSET,
+        SPECS,
+        check_sambert_graphs,
+        export_sambert_graphs,
+        loop_config,
+    )
+    from speedy.families.sambert.source import load_sambert
 
     say = _say(progress)
     check = bool(getattr(config, "check", True))
@@ -157,8 +173,8 @@ def loop_parity(manifest: Manifest, root: Path, acoustic: Any, text: str = CHECK
     Raises ModelError when a duration differs or the mel is off by more than the graphs' tolerance × 10
     (errors of the six graphs add up along the loop).
     """
-    from speedy.frontend_sambert import encoder
-    from speedy.models.sambert_export import ATOL
+    from speedy.families.sambert.frontend import encoder
+    from speedy.families.sambert.graphs import ATOL
     from speedy.runtime import RuntimeOptions, load_runner
 
     enc = encoder(manifest)
@@ -243,10 +259,10 @@ def record_calibration(src: Manifest, root: Path, text: Sequence[str], limit: in
     Emotions cycle through the voice's four main labels so every emotion embedding is seen. Step
     graphs keep every k-th call (≈ :data:`CALIB_STEPS_PER_SENTENCE` per sentence).
     """
-    from speedy.frontend_sambert import LABELS, encoder
+    from speedy.families.sambert.frontend import LABELS, encoder
+    from speedy.families.sambert.loop import as_runner
+    from speedy.families.sambert.runtime import build_loop
     from speedy.runtime import RuntimeOptions
-    from speedy.runtime.sambert_backend import build_loop
-    from speedy.runtime.sambert_loop import as_runner
 
     if not text:
         raise InputError("calibration set is empty")
@@ -299,9 +315,8 @@ def loop_error(ref: Manifest, ref_root: Path, test: Manifest, test_root: Path,
     the last quarter of frames (growth along the utterance shows autoregressive error accumulation);
     ``vocoder_snr_db``: both vocoders on the FP32 mel (None when identical).
     """
-    from speedy.frontend_sambert import encoder
+    from speedy.families.sambert.frontend import encoder
     from speedy.runtime import RuntimeOptions, load_runner
-
     from speedy.stages.parity import snr_db
 
     opts = RuntimeOptions(threads=1)
@@ -342,7 +357,7 @@ def verify_graphs(src: Manifest, src_root: Path, manifest: Manifest, root: Path,
     otherwise ``error`` (e.g. the compile stage's CompileParityError) is raised.
     Returns parity figures in the shape ``speedy.stages.compile`` records.
     """
-    from speedy.frontend_sambert import encoder
+    from speedy.families.sambert.frontend import encoder
     from speedy.runtime import RuntimeOptions, load_runner
     from speedy.stages.parity import snr_db
 

