@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-stamp
 SPEEDY := $(BIN)/speedy
 THREADS ?= 2
 
-.PHONY: setup demo test test-fast browser pipeline prune analyze bench bench-frontend train-polyphones load load-memory lock clean
+.PHONY: setup demo test test-fast browser pipeline prune analyze bench bench-frontend train-polyphones load load-memory batch-bench lock clean
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -73,6 +73,13 @@ load: setup
 # Peak RSS of `speedy serve` (default voice) after 200 requests, /tts and /tts/stream in turn, as JSON.
 load-memory: setup
 	$(BIN)/python -m speedy.serve.loadtest --spawn --memory 200 --json
+
+# speedy batch: the local runner vs --ray (local Ray) on 1,000 short sentences and the same workers, then a
+# --ray run SIGKILLed at 50 % and rerun (every item exactly once). Needs the ray extra.
+BATCH_ITEMS ?= 1000
+batch-bench: setup
+	$(BIN)/python -m speedy.batch_bench --items $(BATCH_ITEMS) --workers $(THREADS) --out artifacts/batch-bench \
+	  --json artifacts/batch-bench.json
 
 lock:
 	$(BIN)/python -m pip freeze --all --exclude-editable | grep -v "^openspeedy" > requirements.lock

@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "serve": "speedy.commands.serve:serve",
     "analyze": "speedy.commands.analyze:analyze",
     "prune": "speedy.commands.prune:prune",
+    "batch": "speedy.commands.batch:batch",
 }
 
 

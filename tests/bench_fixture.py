@@ -120,3 +120,16 @@ def make_toy_artifact(target: Path, *, precision: str = "fp32", noise: float = 0
                             controls=Controls(ACOUSTIC_INPUTS[1:], {"kind": "preset", "names": {}}))
         write_manifest(staging, manifest)
     return target
+
+
+def register_toy_family() -> None:
+    """Register TOY_FAMILY for the rest of this process: the $SPEEDY_BATCH_SETUP hook of batch workers
+    (spawned processes and Ray actors are fresh interpreters that did not run the test's fixture)."""
+    from speedy.families import lookup, registered
+
+    if lookup("toy") is None:
+        _HELD.append(registered(TOY_FAMILY))  # held: a collected generator would unregister on close
+        _HELD[-1].__enter__()
+
+
+_HELD: list = []
