@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-stamp
 SPEEDY := $(BIN)/speedy
 THREADS ?= 2
 
-.PHONY: setup demo test test-fast browser pipeline prune analyze bench bench-frontend train-polyphones load load-memory batch-bench lock clean
+.PHONY: setup demo lint test test-fast browser pipeline prune analyze bench bench-frontend train-polyphones load load-memory batch-bench lock clean
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,7 +29,12 @@ browser:
 	  || case "$${CI:-}" in true|1|yes|TRUE|True) echo "error: CI=true and chromium could not be installed" >&2; exit 1;; \
 	     *) echo "warning: could not install chromium; the browser test will be skipped";; esac; }
 
-test: setup browser
+# ruff (lint + format check) on the library first: a style slip fails in seconds, not after the suite.
+lint: setup
+	$(BIN)/ruff check speedy
+	$(BIN)/ruff format --check speedy
+
+test: setup browser lint
 	$(BIN)/python -m pytest -q
 
 test-fast: setup

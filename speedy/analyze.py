@@ -120,8 +120,9 @@ def quantizable_nodes(path: Path, op_types: Sequence[str], names: Sequence[str])
     return out
 
 
-def profile_times(path: Path, feeds: Sequence[Mapping[str, np.ndarray]], runs: int, threads: int | None,
-                  workdir: Path) -> dict[str, float]:
+def profile_times(
+    path: Path, feeds: Sequence[Mapping[str, np.ndarray]], runs: int, threads: int | None, workdir: Path
+) -> dict[str, float]:
     """{node name: total kernel µs} from an ONNX Runtime profile of `runs` passes over `feeds` (after a warm-up)."""
     import onnxruntime as ort
 
@@ -169,12 +170,15 @@ def _resolve_sources(source: Path | None, say: Callable[[str], None]) -> tuple[M
         if torch_dir is None:
             say("no torch artifact in the lineage: pruning sensitivity is skipped")
         return src, Path(source), torch_dir, tmp
-    raise InputError(f"analyze: {source} is {src.precision} {'/'.join(sorted(formats))}; analyze takes a torch "
-                     "artifact or its FP32 ONNX export ('speedy export' first)")
+    raise InputError(
+        f"analyze: {source} is {src.precision} {'/'.join(sorted(formats))}; analyze takes a torch "
+        "artifact or its FP32 ONNX export ('speedy export' first)"
+    )
 
 
-def analyze(source: Path | None, config: AnalyzeConfig = AnalyzeConfig(), *,
-            progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+def analyze(
+    source: Path | None, config: AnalyzeConfig = AnalyzeConfig(), *, progress: Callable[[str], None] | None = None
+) -> dict[str, Any]:
     """Measure every layer of both components; returns the JSON report (rows sorted by saved per dB).
 
     Returns:
@@ -202,8 +206,13 @@ def analyze(source: Path | None, config: AnalyzeConfig = AnalyzeConfig(), *,
         nodes = {c: quantizable_nodes(paths[c], ops[c], names[c]) for c in paths}
         eval_ids = calibration_ids(src, texts, 4 * len(texts))
         feeds = {"acoustic": acoustic_feeds(src.components["acoustic"], eval_ids)}
-        feeds["vocoder"] = vocoder_feeds(paths["acoustic"], src.components["acoustic"], src.components["vocoder"],
-                                         eval_ids, src.audio.min_vocoder_frames)
+        feeds["vocoder"] = vocoder_feeds(
+            paths["acoustic"],
+            src.components["acoustic"],
+            src.components["vocoder"],
+            eval_ids,
+            src.audio.min_vocoder_frames,
+        )
         say(f"profiling ONNX Runtime ({config.profile_runs} runs over {len(eval_ids)} utterances)")
         times: dict[tuple[str, str], float] = {}
         for c in paths:
@@ -220,13 +229,20 @@ def analyze(source: Path | None, config: AnalyzeConfig = AnalyzeConfig(), *,
         if config.prune and torch_dir is not None:
             from speedy.prune.sensitivity import prune_sensitivity
 
-            pruned = prune_sensitivity(read_manifest(torch_dir), torch_dir, eval_ids, config.fractions,
-                                       config.criterion, say)
+            pruned = prune_sensitivity(
+                read_manifest(torch_dir), torch_dir, eval_ids, config.fractions, config.criterion, say
+            )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     rows = _rows(layers, times, quant, pruned, nodes, base)
-    return {"source": str(source) if source else "default voice", "sentences": texts, "criterion": config.criterion,
-            "fractions": list(config.fractions), "all_int8_mcd_db": base, "layers": rows}
+    return {
+        "source": str(source) if source else "default voice",
+        "sentences": texts,
+        "criterion": config.criterion,
+        "fractions": list(config.fractions),
+        "all_int8_mcd_db": base,
+        "layers": rows,
+    }
 
 
 def _torch_layers(torch_dir: Path) -> list[Layer]:
@@ -250,10 +266,14 @@ def _onnx_layers(src: Manifest, root: Path) -> list[Layer]:
     return out
 
 
-def _rows(layers: Sequence[Layer], times: Mapping[tuple[str, str], float],
-          quant: Mapping[tuple[str, str], tuple[float | None, float | None]],
-          pruned: Mapping[tuple[str, str], Mapping[str, float | None]],
-          nodes: Mapping[str, Mapping[str, list[str]]], base: float | None) -> list[dict[str, Any]]:
+def _rows(
+    layers: Sequence[Layer],
+    times: Mapping[tuple[str, str], float],
+    quant: Mapping[tuple[str, str], tuple[float | None, float | None]],
+    pruned: Mapping[tuple[str, str], Mapping[str, float | None]],
+    nodes: Mapping[str, Mapping[str, list[str]]],
+    base: float | None,
+) -> list[dict[str, Any]]:
     total_params = max(1, sum(x.params for x in layers))
     total_time = max(1e-9, sum(times.values()))
     rows = []
@@ -269,13 +289,23 @@ def _rows(layers: Sequence[Layer], times: Mapping[tuple[str, str], float],
                 continue
             options.append((float(f) * (p_share + t_share) / 2 / max(db, DB_FLOOR), f"prune {f}"))
         best = max(options) if options else (0.0, "-")
-        rows.append({"component": x.component, "name": x.name, "kind": x.kind, "params": x.params,
-                     "param_share": round(p_share, 5), "time_share": round(t_share, 5),
-                     "quant_mcd_db": q_only, "float_keep_mcd_db": q_float,
-                     "float_gain_db": None if q_float is None or base is None else round(base - q_float, 4),
-                     "prune_mcd_db": dict(pruned.get(key, {})),
-                     "onnx_nodes": list(nodes.get(x.component, {}).get(x.name, [])),
-                     "saved_per_db": round(best[0], 5), "best_action": best[1]})
+        rows.append(
+            {
+                "component": x.component,
+                "name": x.name,
+                "kind": x.kind,
+                "params": x.params,
+                "param_share": round(p_share, 5),
+                "time_share": round(t_share, 5),
+                "quant_mcd_db": q_only,
+                "float_keep_mcd_db": q_float,
+                "float_gain_db": None if q_float is None or base is None else round(base - q_float, 4),
+                "prune_mcd_db": dict(pruned.get(key, {})),
+                "onnx_nodes": list(nodes.get(x.component, {}).get(x.name, [])),
+                "saved_per_db": round(best[0], 5),
+                "best_action": best[1],
+            }
+        )
     return sorted(rows, key=lambda r: -r["saved_per_db"])
 
 
@@ -302,14 +332,20 @@ def groups_from_sensitivity(path: Path) -> list[SensitivityGroup]:
         raise InputError(f"--sensitivity {path}: not an analyze report ({exc})") from None
     if base is None:
         raise InputError(f"--sensitivity {path}: the report has no quantization figures (analyzed with --no-quant)")
-    out = [SensitivityGroup(r["component"], r["name"], tuple(r.get("onnx_nodes", ())),
-                            round(float(base) - float(r["float_keep_mcd_db"]), 4))
-           for r in layers if r.get("float_keep_mcd_db") is not None and r.get("onnx_nodes")]
+    out = [
+        SensitivityGroup(
+            r["component"],
+            r["name"],
+            tuple(r.get("onnx_nodes", ())),
+            round(float(base) - float(r["float_keep_mcd_db"]), 4),
+        )
+        for r in layers
+        if r.get("float_keep_mcd_db") is not None and r.get("onnx_nodes")
+    ]
     return sorted(out, key=lambda g: -g.float_gain_db)
 
 
-def mixed_scores(path: Path, model_paths: Mapping[str, Path] | None = None
-                 ) -> list[tuple[float, str, str, list[str]]]:
+def mixed_scores(path: Path, model_paths: Mapping[str, Path] | None = None) -> list[tuple[float, str, str, list[str]]]:
     """`choose_float_groups`' score list, (gain dB, component, group, node names), from a report.
 
     With `model_paths` ({component: FP32 .onnx}), nodes are re-resolved by layer scope in those files, so

@@ -140,7 +140,7 @@ class Manifest:
         if missing and not self.extra.get("graphs"):
             raise ModelError(f"manifest has no {', '.join(missing)} component")
 
-    def with_step(self, step: LineageStep, **changes: Any) -> "Manifest":
+    def with_step(self, step: LineageStep, **changes: Any) -> Manifest:
         """A copy with `step` appended to the lineage and fields replaced."""
         return replace(self, lineage=(*self.lineage, step), **changes)
 
@@ -168,9 +168,14 @@ def manifest_from_json(data: Mapping[str, Any]) -> Manifest:
     try:
         comps = {
             name: Component(
-                file=c["file"], format=c["format"], precision=c["precision"],
-                inputs=tuple(c["inputs"]), outputs=tuple(c["outputs"]), sha256=c["sha256"],
-                dynamic_axes=c.get("dynamic_axes", {}), extra=c.get("extra", {}),
+                file=c["file"],
+                format=c["format"],
+                precision=c["precision"],
+                inputs=tuple(c["inputs"]),
+                outputs=tuple(c["outputs"]),
+                sha256=c["sha256"],
+                dynamic_axes=c.get("dynamic_axes", {}),
+                extra=c.get("extra", {}),
             )
             for name, c in data["components"].items()
         }
@@ -182,7 +187,8 @@ def manifest_from_json(data: Mapping[str, Any]) -> Manifest:
             audio=Audio(**data["audio"]),
             frontend=Frontend(name=data["frontend"]["name"], symbols=tuple(data["frontend"]["symbols"])),
             controls=Controls(
-                inputs=tuple(data["controls"]["inputs"]), emotions=data["controls"]["emotions"],
+                inputs=tuple(data["controls"]["inputs"]),
+                emotions=data["controls"]["emotions"],
                 voices=tuple(data["controls"].get("voices", ("default",))),
             ),
             lineage=tuple(LineageStep(**s) for s in data.get("lineage", ())),
@@ -281,10 +287,11 @@ def library_versions(*names: str) -> dict[str, str]:
 
 def lineage_step(stage: str, options: Mapping[str, Any], seconds: float, *libs: str) -> LineageStep:
     """A lineage entry stamped with the current UTC time and library versions."""
-    now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    now = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     clean = {k: (str(v) if isinstance(v, Path) else v) for k, v in options.items()}
-    return LineageStep(stage=stage, options=clean, versions=library_versions(*libs), time=now,
-                       seconds=round(seconds, 3))
+    return LineageStep(
+        stage=stage, options=clean, versions=library_versions(*libs), time=now, seconds=round(seconds, 3)
+    )
 
 
 def folder_size(folder: Path, manifest: Manifest) -> int:

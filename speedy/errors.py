@@ -29,9 +29,7 @@ class MissingExtraError(ModelError):
     """An optional dependency is not installed; the message names the extra (exit 3)."""
 
     def __init__(self, package: str, extra: str, purpose: str) -> None:
-        super().__init__(
-            f"{purpose} needs the '{package}' package: pip install 'openspeedy[{extra}]'"
-        )
+        super().__init__(f"{purpose} needs the '{package}' package: pip install 'openspeedy[{extra}]'")
 
 
 class OutputError(SpeedyError):

@@ -83,8 +83,9 @@ def impose_durations(mel: np.ndarray, dur: np.ndarray, ref_dur: np.ndarray) -> n
     return mel[:, index, :]
 
 
-def component_fidelity(ref: Any, test: Any, ids: Sequence[np.ndarray],
-                       cache: dict[int, tuple[Any, ...]] | None = None) -> ComponentFidelity:
+def component_fidelity(
+    ref: Any, test: Any, ids: Sequence[np.ndarray], cache: dict[int, tuple[Any, ...]] | None = None
+) -> ComponentFidelity:
     """Per-component figures of synthesizer `test` against FP32 synthesizer `ref` on phone ids `ids`.
 
     Both need `.acoustic(ids, controls) -> (mel (1, L, n_mels), durations (1, T))`, `.vocode(mel)` and
@@ -120,5 +121,9 @@ def component_fidelity(ref: Any, test: Any, ids: Sequence[np.ndarray],
             _LOGGER.warning("per-component fidelity: utterance skipped (%s)", e)
     if not voc:
         return ComponentFidelity(duration_match=float(np.mean(match)) if match else None)
-    return ComponentFidelity(vocoder_mcd_db=float(np.mean(voc)), acoustic_mcd_db=float(np.mean(ac)),
-                             duration_match=float(np.mean(match)), utterances=len(voc))
+    return ComponentFidelity(
+        vocoder_mcd_db=float(np.mean(voc)),
+        acoustic_mcd_db=float(np.mean(ac)),
+        duration_match=float(np.mean(match)),
+        utterances=len(voc),
+    )

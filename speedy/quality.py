@@ -15,8 +15,9 @@ from __future__ import annotations
 import logging
 import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -122,9 +123,7 @@ def _check_audio(audio: np.ndarray, name: str, sample_rate: int) -> np.ndarray:
     """Validate a mono float waveform in [-1, 1]; returns it as contiguous float64 (samples,)."""
     x = np.asarray(audio)
     if not np.issubdtype(x.dtype, np.floating):
-        raise InputError(
-            f"{name}: expected float samples in [-1, 1], got dtype {x.dtype} (int16 PCM: divide by 32768)"
-        )
+        raise InputError(f"{name}: expected float samples in [-1, 1], got dtype {x.dtype} (int16 PCM: divide by 32768)")
     if x.ndim != 1:
         raise InputError(f"{name}: expected mono audio of shape (samples,), got shape {x.shape}")
     if x.size == 0:
@@ -145,9 +144,7 @@ def _analyze(x: np.ndarray, sample_rate: int) -> _Features:
     """
     pyworld, pysptk = _import_world()
     frame_period = 1000.0 * _hop(sample_rate) / sample_rate
-    f0, times = pyworld.harvest(
-        x, sample_rate, f0_floor=F0_FLOOR_HZ, f0_ceil=F0_CEIL_HZ, frame_period=frame_period
-    )
+    f0, times = pyworld.harvest(x, sample_rate, f0_floor=F0_FLOOR_HZ, f0_ceil=F0_CEIL_HZ, frame_period=frame_period)
     envelope = pyworld.cheaptrick(x, f0, times, sample_rate, f0_floor=F0_FLOOR_HZ)  # (frames, bins) power
     floor = np.max(envelope, axis=1, keepdims=True) * 10.0 ** (-DYNAMIC_RANGE_DB / 10.0)
     envelope = np.maximum(envelope, floor)
@@ -162,14 +159,13 @@ def _pairs(ref: _Features, test: _Features, mode: str) -> tuple[np.ndarray, np.n
     n_ref, n_test = len(ref.f0), len(test.f0)
     if mode == "frames":
         if abs(n_ref - n_test) > 1:
-            _LOGGER.warning("align='frames' on %d vs %d frames: comparing the first %d", n_ref, n_test,
-                            min(n_ref, n_test))
+            _LOGGER.warning(
+                "align='frames' on %d vs %d frames: comparing the first %d", n_ref, n_test, min(n_ref, n_test)
+            )
         i_ref = i_test = np.arange(min(n_ref, n_test))
     else:
         if n_ref * n_test > MAX_DTW_CELLS:
-            raise InputError(
-                f"DTW on {n_ref} x {n_test} frames needs too much memory: compare sentence by sentence"
-            )
+            raise InputError(f"DTW on {n_ref} x {n_test} frames needs too much memory: compare sentence by sentence")
         import librosa
 
         _, path = librosa.sequence.dtw(X=ref.mcep.T, Y=test.mcep.T, metric="euclidean")
@@ -240,9 +236,7 @@ def pitch_errors(f0_ref: np.ndarray, f0_test: np.ndarray) -> tuple[float, float]
     return float(np.mean(gross)), float(np.sqrt(np.mean(fine**2))) if fine.size else math.nan
 
 
-def mel_cepstral_distortion(
-    ref: np.ndarray, test: np.ndarray, sample_rate: int, *, align: str = "auto"
-) -> float:
+def mel_cepstral_distortion(ref: np.ndarray, test: np.ndarray, sample_rate: int, *, align: str = "auto") -> float:
     """Mean mel-cepstral distortion (dB) of `test` against `ref`.
 
     MCD = 10·√2/ln10 · ‖c_ref − c_test‖ over c1..c_order (c0, the frame energy, is left out so that a
@@ -298,14 +292,16 @@ def compare(ref: np.ndarray, test: np.ndarray, sample_rate: int) -> QualityRepor
     ref_f, test_f, i_ref, i_test = _prepare(ref, test, sample_rate, "auto")
     f0_rmse, vuv = _f0(ref_f, test_f, i_ref, i_test)
     gpe, fpe = pitch_errors(ref_f.f0[i_ref], test_f.f0[i_test])
-    return QualityReport(mcd_db=_mcd(ref_f, test_f, i_ref, i_test), f0_rmse_hz=f0_rmse, vuv_error=vuv,
-                         f0_gpe=gpe, f0_fpe_cents=fpe)
+    return QualityReport(
+        mcd_db=_mcd(ref_f, test_f, i_ref, i_test), f0_rmse_hz=f0_rmse, vuv_error=vuv, f0_gpe=gpe, f0_fpe_cents=fpe
+    )
 
 
 def summarize(reports: Sequence[QualityReport]) -> QualityReport:
     """Mean of each metric over utterances; the pitch means skip utterances where they are NaN."""
     if not reports:
         raise InputError("summarize: no quality reports to average")
+
     def nanmean(values: Sequence[float]) -> float:
         a = np.array(values, dtype=np.float64)
         return float(np.mean(a[~np.isnan(a)])) if not np.isnan(a).all() else math.nan
@@ -362,7 +358,7 @@ DNSMOS_MIN_TAIL_S = 1.0
 def dnsmos_segments(audio: np.ndarray, sample_rate: int) -> list[np.ndarray]:
     """Cut `audio` (samples,) into `DNSMOS_SEGMENT_S`-second segments, tiling short audio and tails."""
     n = int(DNSMOS_SEGMENT_S * sample_rate)
-    segments = [audio[a: a + n] for a in range(0, audio.size, n)]
+    segments = [audio[a : a + n] for a in range(0, audio.size, n)]
     out = [s for s in segments if s.size == n]
     tail = segments[-1] if segments and segments[-1].size < n else None
     if tail is not None and (not out or tail.size >= DNSMOS_MIN_TAIL_S * sample_rate):

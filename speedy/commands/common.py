@@ -16,8 +16,12 @@ console = Console(stderr=True)
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 force_option = click.option("--force", is_flag=True, help="Replace an existing output folder.")
-threads_option = click.option("--threads", type=click.IntRange(1, 256), default=None,
-                              help="Intra-op threads for ONNX Runtime / torch (default: all cores).")
+threads_option = click.option(
+    "--threads",
+    type=click.IntRange(1, 256),
+    default=None,
+    help="Intra-op threads for ONNX Runtime / torch (default: all cores).",
+)
 
 
 def emit_json(obj: Any) -> None:
@@ -34,8 +38,14 @@ def progress_bar(enabled: bool, description: str, total: float | None = None) ->
     if not enabled or not console.is_terminal:
         yield _NoProgress()
         return
-    with Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(),
-                  console=console, transient=True) as p:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as p:
         task = p.add_task(description, total=total)
         yield _Bound(p, task)
 

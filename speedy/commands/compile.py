@@ -12,26 +12,64 @@ from speedy.commands.common import console, emit_json, force_option, json_option
 @click.command("compile")
 @click.argument("source", type=click.Path())
 @click.option("-o", "--output", required=True, type=click.Path(), help="Artifact folder to write.")
-@click.option("--backend", type=click.Choice(["onnxruntime", "tensorrt", "torch"]), default="onnxruntime",
-              show_default=True, help="Runtime to compile for (see above for the input each one takes).")
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32", show_default=True,
-              help="tensorrt only: engine precision (int8 needs --int8-calib; so does an INT8 QDQ input). The other "
-                   "backends keep the source's precision (use 'speedy quantize' first).")
-@click.option("--max-seq-len", type=int, default=512, show_default=True,
-              help="Most phoneme ids per sentence (TensorRT profile max / torch.export bound).")
-@click.option("--max-frames", type=int, default=2048, show_default=True,
-              help="Most mel frames per sentence (12.5 ms each; 2048 ≈ 25 s).")
-@click.option("--opt-level", default=None,
-              help="onnxruntime: basic | extended (default) | all; tensorrt: builder level 0-5 (default 3).")
+@click.option(
+    "--backend",
+    type=click.Choice(["onnxruntime", "tensorrt", "torch"]),
+    default="onnxruntime",
+    show_default=True,
+    help="Runtime to compile for (see above for the input each one takes).",
+)
+@click.option(
+    "--precision",
+    type=click.Choice(["fp32", "fp16", "int8"]),
+    default="fp32",
+    show_default=True,
+    help="tensorrt only: engine precision (int8 needs --int8-calib; so does an INT8 QDQ input). The other "
+    "backends keep the source's precision (use 'speedy quantize' first).",
+)
+@click.option(
+    "--max-seq-len",
+    type=int,
+    default=512,
+    show_default=True,
+    help="Most phoneme ids per sentence (TensorRT profile max / torch.export bound).",
+)
+@click.option(
+    "--max-frames",
+    type=int,
+    default=2048,
+    show_default=True,
+    help="Most mel frames per sentence (12.5 ms each; 2048 ≈ 25 s).",
+)
+@click.option(
+    "--opt-level",
+    default=None,
+    help="onnxruntime: basic | extended (default) | all; tensorrt: builder level 0-5 (default 3).",
+)
 @click.option("--no-fusions", is_flag=True, help="onnxruntime: skip the transformer optimizer on the acoustic model.")
-@click.option("--int8-calib", type=click.Path(file_okay=False, exists=True), default=None,
-              help="tensorrt --precision int8: folder of .npz calibration batches named after the graph inputs.")
+@click.option(
+    "--int8-calib",
+    type=click.Path(file_okay=False, exists=True),
+    default=None,
+    help="tensorrt --precision int8: folder of .npz calibration batches named after the graph inputs.",
+)
 @threads_option
 @force_option
 @json_option
-def compile_cmd(source: str, output: str, backend: str, precision: str, max_seq_len: int, max_frames: int,
-                opt_level: str | None, no_fusions: bool, int8_calib: str | None, threads: int | None, force: bool,
-                as_json: bool) -> None:
+def compile_cmd(
+    source: str,
+    output: str,
+    backend: str,
+    precision: str,
+    max_seq_len: int,
+    max_frames: int,
+    opt_level: str | None,
+    no_fusions: bool,
+    int8_calib: str | None,
+    threads: int | None,
+    force: bool,
+    as_json: bool,
+) -> None:
     """Compile an artifact for one runtime backend, checked against its source.
 
     \b
@@ -48,17 +86,33 @@ def compile_cmd(source: str, output: str, backend: str, precision: str, max_seq_
     """
     from speedy.stages.compile import CompileConfig, compile_artifact
 
-    config = CompileConfig(backend=backend, threads=threads, precision=precision, max_seq_len=max_seq_len,
-                           max_frames=max_frames, opt_level=opt_level, transformer_fusions=not no_fusions,
-                           int8_calib=Path(int8_calib) if int8_calib else None)
+    config = CompileConfig(
+        backend=backend,
+        threads=threads,
+        precision=precision,
+        max_seq_len=max_seq_len,
+        max_frames=max_frames,
+        opt_level=opt_level,
+        transformer_fusions=not no_fusions,
+        int8_calib=Path(int8_calib) if int8_calib else None,
+    )
     manifest = compile_artifact(Path(source), Path(output), config, force=force, progress=console.log)
     notes = manifest.extra.get("compile", {})
     parity = manifest.extra.get("parity", [])
     if as_json:
-        emit_json({"output": output, "backend": backend, "family": manifest.family,
-                   "components": {n: {"file": c.file, "format": c.format, "precision": c.precision}
-                                  for n, c in manifest.components.items()},
-                   "notes": notes, "parity": parity})
+        emit_json(
+            {
+                "output": output,
+                "backend": backend,
+                "family": manifest.family,
+                "components": {
+                    n: {"file": c.file, "format": c.format, "precision": c.precision}
+                    for n, c in manifest.components.items()
+                },
+                "notes": notes,
+                "parity": parity,
+            }
+        )
         return
     for name, c in manifest.components.items():
         console.print(f"{name}: {c.file} ({c.format}, {c.precision})")

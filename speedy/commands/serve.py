@@ -6,27 +6,73 @@ import click
 
 
 @click.command()
-@click.option("--artifact", type=click.Path(), default=None, help="Artifact folder (default: the default voice's ONNX export).")
+@click.option(
+    "--artifact", type=click.Path(), default=None, help="Artifact folder (default: the default voice's ONNX export)."
+)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=int, default=8000, show_default=True)
-@click.option("--workers-threads", "workers", type=int, default=0,
-              help="Synthesis runs at once (default: one per core; each gets cores/N ONNX Runtime threads).")
-@click.option("--queue", type=int, default=16, show_default=True, help="Requests that may wait; beyond: 503 + Retry-After.")
+@click.option(
+    "--workers-threads",
+    "workers",
+    type=int,
+    default=0,
+    help="Synthesis runs at once (default: one per core; each gets cores/N ONNX Runtime threads).",
+)
+@click.option(
+    "--queue", type=int, default=16, show_default=True, help="Requests that may wait; beyond: 503 + Retry-After."
+)
 @click.option("--timeout", type=float, default=60.0, show_default=True, help="Per-request timeout in seconds.")
-@click.option("--api-key", default=None, envvar="SPEEDY_API_KEY",
-              help="Require 'Authorization: Bearer KEY' on the API routes (also $SPEEDY_API_KEY).")
-@click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
-              help="Deploy with Ray Serve: a local Ray when no ADDRESS is given, else a cluster ('auto', ray://…).")
-@click.option("--replicas", type=int, default=1, show_default=True,
-              help="--ray: replicas, each holding one Synthesizer (the floor when --max-replicas is set).")
+@click.option(
+    "--api-key",
+    default=None,
+    envvar="SPEEDY_API_KEY",
+    help="Require 'Authorization: Bearer KEY' on the API routes (also $SPEEDY_API_KEY).",
+)
+@click.option(
+    "--ray",
+    "ray_address",
+    is_flag=False,
+    flag_value="local",
+    default=None,
+    metavar="[ADDRESS]",
+    help="Deploy with Ray Serve: a local Ray when no ADDRESS is given, else a cluster ('auto', ray://…).",
+)
+@click.option(
+    "--replicas",
+    type=int,
+    default=1,
+    show_default=True,
+    help="--ray: replicas, each holding one Synthesizer (the floor when --max-replicas is set).",
+)
 @click.option("--max-replicas", type=int, default=None, help="--ray: autoscale between --replicas and this.")
-@click.option("--max-ongoing-requests", type=int, default=4, show_default=True,
-              help="--ray: requests one replica takes at once; Serve queues --queue more, then 503.")
-@click.option("--threads-per-replica", type=int, default=1, show_default=True,
-              help="--ray: ONNX Runtime threads (and CPUs reserved) per replica.")
-def serve(artifact: str | None, host: str, port: int, workers: int, queue: int, timeout: float,
-          api_key: str | None, ray_address: str | None, replicas: int, max_replicas: int | None,
-          max_ongoing_requests: int, threads_per_replica: int) -> None:
+@click.option(
+    "--max-ongoing-requests",
+    type=int,
+    default=4,
+    show_default=True,
+    help="--ray: requests one replica takes at once; Serve queues --queue more, then 503.",
+)
+@click.option(
+    "--threads-per-replica",
+    type=int,
+    default=1,
+    show_default=True,
+    help="--ray: ONNX Runtime threads (and CPUs reserved) per replica.",
+)
+def serve(
+    artifact: str | None,
+    host: str,
+    port: int,
+    workers: int,
+    queue: int,
+    timeout: float,
+    api_key: str | None,
+    ray_address: str | None,
+    replicas: int,
+    max_replicas: int | None,
+    max_ongoing_requests: int,
+    threads_per_replica: int,
+) -> None:
     """Serve the Chinese TTS web page at / and the HTTP API.
 
     \b
@@ -39,14 +85,24 @@ def serve(artifact: str | None, host: str, port: int, workers: int, queue: int, 
 
     if ray_address is not None:
         from speedy.batch import import_ray
-        from speedy.serve.ray_app import RayServeConfig, run as run_ray
+        from speedy.serve.ray_app import RayServeConfig
+        from speedy.serve.ray_app import run as run_ray
 
         import_ray()
-        config = RayServeConfig(address=None if ray_address == "local" else ray_address, replicas=replicas,
-                                max_replicas=max_replicas, max_ongoing_requests=max_ongoing_requests,
-                                threads=threads_per_replica)
-        run_ray(artifact, ServeSettings(host=host, port=port, queue=queue, timeout_s=timeout, api_key=api_key or None),
-                config)
+        config = RayServeConfig(
+            address=None if ray_address == "local" else ray_address,
+            replicas=replicas,
+            max_replicas=max_replicas,
+            max_ongoing_requests=max_ongoing_requests,
+            threads=threads_per_replica,
+        )
+        run_ray(
+            artifact,
+            ServeSettings(host=host, port=port, queue=queue, timeout_s=timeout, api_key=api_key or None),
+            config,
+        )
         return
-    run(artifact, ServeSettings(host=host, port=port, workers=workers, queue=queue, timeout_s=timeout,
-                                api_key=api_key or None))
+    run(
+        artifact,
+        ServeSettings(host=host, port=port, workers=workers, queue=queue, timeout_s=timeout, api_key=api_key or None),
+    )

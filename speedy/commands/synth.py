@@ -40,8 +40,12 @@ def read_text_input(source: str | None, text: str | None) -> str:
 @click.argument("source", required=False, metavar="[FILE|-]")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=True), help="WAV file to write.")
 @click.option("--text", default=None, help="Text to speak (instead of FILE).")
-@click.option("--artifact", type=click.Path(), default=None,
-              help="Artifact folder (default: the embedded voice, exported to ONNX on first use).")
+@click.option(
+    "--artifact",
+    type=click.Path(),
+    default=None,
+    help="Artifact folder (default: the embedded voice, exported to ONNX on first use).",
+)
 @click.option("--speed", type=float, default=1.0, show_default=True, help="Speaking rate ×, 0.5–2.0.")
 @click.option("--pitch", type=float, default=0.0, show_default=True, help="Pitch shift in semitones, −12…+12.")
 @click.option("--pitch-range", type=float, default=1.0, show_default=True, help="F0 movement ×, 0–2.")
@@ -50,9 +54,20 @@ def read_text_input(source: str | None, text: str | None) -> str:
 @click.option("--voice", default=None, help="Voice of a multi-voice artifact (`speedy info DIR` lists them).")
 @threads_option
 @json_option
-def synth(source: str | None, output: str, text: str | None, artifact: str | None, speed: float, pitch: float,
-          pitch_range: float, energy: float, emotion: str | None, voice: str | None, threads: int | None,
-          as_json: bool) -> None:
+def synth(
+    source: str | None,
+    output: str,
+    text: str | None,
+    artifact: str | None,
+    speed: float,
+    pitch: float,
+    pitch_range: float,
+    energy: float,
+    emotion: str | None,
+    voice: str | None,
+    threads: int | None,
+    as_json: bool,
+) -> None:
     """Synthesise Chinese text to a WAV file.
 
     FILE is a UTF-8 text file, or '-' for stdin. The WAV is 16-bit PCM mono at the model's sample rate,
@@ -67,18 +82,25 @@ def synth(source: str | None, output: str, text: str | None, artifact: str | Non
     from speedy.synth import Synthesizer, check_output_path, check_text
 
     body = check_text(read_text_input(source, text))
-    options = SynthesisOptions(speed=speed, pitch=pitch, pitch_range=pitch_range, energy=energy, emotion=emotion,
-                               voice=voice)
+    options = SynthesisOptions(
+        speed=speed, pitch=pitch, pitch_range=pitch_range, energy=energy, emotion=emotion, voice=voice
+    )
     out = Path(output)
     check_output_path(out)
     synthesizer = Synthesizer.load(artifact, threads=threads, progress=lambda m: console.log(m))
     with progress_bar(not as_json and len(body) > 200, "synthesising", total=len(body)) as bar:
         result = synthesizer.to_wav(body, out, options, on_chunk=lambda c: bar.advance(len(c.text)))
     info = {
-        "output": str(out), "audio_seconds": round(result.duration_s, 3), "sample_rate": result.sample_rate,
-        "characters": result.characters, "sentences": result.chunks, "rtf": round(result.rtf, 4),
-        "acoustic_s": round(result.acoustic_s, 4), "vocoder_s": round(result.vocoder_s, 4),
-        "artifact": str(synthesizer.root), "voice": voice,
+        "output": str(out),
+        "audio_seconds": round(result.duration_s, 3),
+        "sample_rate": result.sample_rate,
+        "characters": result.characters,
+        "sentences": result.chunks,
+        "rtf": round(result.rtf, 4),
+        "acoustic_s": round(result.acoustic_s, 4),
+        "vocoder_s": round(result.vocoder_s, 4),
+        "artifact": str(synthesizer.root),
+        "voice": voice,
     }
     if as_json:
         emit_json(info)

@@ -35,8 +35,15 @@ def trace(source: str | None, output: str, threads: int | None, force: bool, as_
     notes = manifest.extra.get("trace", {})
     parity = manifest.extra.get("parity", [])
     if as_json:
-        emit_json({"output": output, "family": manifest.family, "trace": notes, "parity": parity,
-                   "components": {n: {"file": c.file, "format": c.format} for n, c in manifest.components.items()}})
+        emit_json(
+            {
+                "output": output,
+                "family": manifest.family,
+                "trace": notes,
+                "parity": parity,
+                "components": {n: {"file": c.file, "format": c.format} for n, c in manifest.components.items()},
+            }
+        )
         return
     for name, c in manifest.components.items():
         console.print(f"{name}: {c.file} ({c.format}, {notes.get(name, {}).get('method', '?')})")

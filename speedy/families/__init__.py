@@ -72,9 +72,11 @@ class FamilySpec:
     def graph_spec(self, stage: str) -> Any:
         """The single-graph export contract; ModelError naming `stage` for host-loop families."""
         if self.graphs is None:
-            raise ModelError(f"{stage}: {self.name} artifacts are multi-graph (the acoustic model is a host loop); "
-                             f"{stage} supports single-graph families only "
-                             f"({', '.join(s.name for s in specs() if s.graphs)}): use its ONNX artifact as it is")
+            raise ModelError(
+                f"{stage}: {self.name} artifacts are multi-graph (the acoustic model is a host loop); "
+                f"{stage} supports single-graph families only "
+                f"({', '.join(s.name for s in specs() if s.graphs)}): use its ONNX artifact as it is"
+            )
         return resolve(self.graphs)
 
 

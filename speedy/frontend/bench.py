@@ -17,9 +17,11 @@ import subprocess
 import sys
 import time
 
-PARAGRAPH = ("2024年3月5日下午3:30，行长在银行的会议上说：今年的存款增长了12.5%，达到1.2万亿元。"
-             "我们还要继续努力，把服务做得更好！你觉得这个计划行不行？他长得很高，头发也长了。"
-             "请拨打客服电话400-123-4567，或者发邮件咨询GPS和WiFi的问题。")
+PARAGRAPH = (
+    "2024年3月5日下午3:30，行长在银行的会议上说：今年的存款增长了12.5%，达到1.2万亿元。"
+    "我们还要继续努力，把服务做得更好！你觉得这个计划行不行？他长得很高，头发也长了。"
+    "请拨打客服电话400-123-4567，或者发邮件咨询GPS和WiFi的问题。"
+)
 
 _FIRST_CALL = """
 import time, warnings
@@ -66,8 +68,12 @@ def pypinyin_baseline(name: str) -> float:
 
 
 #: (split, label printed); "test" splits are reported, never trained or tuned on
-PUBLIC = (("cpp_dev_b", "CPP dev (part B)"), ("cpp_test", "CPP test  [TEST]"), ("g2pl_dev", "g2pL dev"),
-          ("g2pl_test", "g2pL test [TEST]"))
+PUBLIC = (
+    ("cpp_dev_b", "CPP dev (part B)"),
+    ("cpp_test", "CPP test  [TEST]"),
+    ("g2pl_dev", "g2pL dev"),
+    ("g2pl_test", "g2pL test [TEST]"),
+)
 
 
 def _pypinyin_reading(text: str, i: int) -> str:
@@ -137,30 +143,44 @@ def main(argv: list[str] | None = None) -> int:
     public = public_scores(args.limit)
     speed = ms_per_100_chars()
     report = {
-        "tn_exact_match_percent": round(tn.percent, 2), "tn_cases": tn.total,
-        "polyphone_percent": round(poly.percent, 2), "polyphone_sentences": poly.total,
-        "polyphone_news_percent": round(news.percent, 2), "polyphone_news_sentences": news.total,
-        "polyphone_more_percent": round(more.percent, 2), "polyphone_more_sentences": more.total,
-        "polyphone_all_percent": round(100.0 * total / count, 2), "polyphone_all_sentences": count,
-        "pypinyin_baseline_percent": round(base, 2), "pypinyin_baseline_news_percent": round(base_news, 2),
+        "tn_exact_match_percent": round(tn.percent, 2),
+        "tn_cases": tn.total,
+        "polyphone_percent": round(poly.percent, 2),
+        "polyphone_sentences": poly.total,
+        "polyphone_news_percent": round(news.percent, 2),
+        "polyphone_news_sentences": news.total,
+        "polyphone_more_percent": round(more.percent, 2),
+        "polyphone_more_sentences": more.total,
+        "polyphone_all_percent": round(100.0 * total / count, 2),
+        "polyphone_all_sentences": count,
+        "pypinyin_baseline_percent": round(base, 2),
+        "pypinyin_baseline_news_percent": round(base_news, 2),
         "pypinyin_baseline_more_percent": round(base_more, 2),
-        "sandhi_percent": round(100.0 * sandhi_ok / sandhi_n, 2), "sandhi_cases": sandhi_n,
+        "sandhi_percent": round(100.0 * sandhi_ok / sandhi_n, 2),
+        "sandhi_cases": sandhi_n,
         "public_polyphones": public,
-        "first_call_s": round(load, 3), "ms_per_100_chars": round(speed, 3), "threads": 1,
+        "first_call_s": round(load, 3),
+        "ms_per_100_chars": round(speed, 3),
+        "threads": 1,
     }
     if args.json:
         print(json.dumps(report))
     else:
         print(f"TN exact match      {tn.percent:6.2f} %  ({tn.correct}/{tn.total})")
-        for label, sc, b in (("polyphones        ", poly, base), ("polyphones (news) ", news, base_news),
-                             ("polyphones (third)", more, base_more)):
+        for label, sc, b in (
+            ("polyphones        ", poly, base),
+            ("polyphones (news) ", news, base_news),
+            ("polyphones (third)", more, base_more),
+        ):
             print(f"{label}  {sc.percent:6.2f} %  ({sc.correct}/{sc.total}; plain pypinyin {b:.2f} %)")
         print(f"polyphones (all)    {100.0 * total / count:6.2f} %  ({total}/{count})")
         print(f"tone sandhi         {report['sandhi_percent']:6.2f} %  ({sandhi_ok}/{sandhi_n})")
         labels = dict(PUBLIC)
         for name, row in public.items():
-            print(f"{labels[name]:18s}  {row['model']:6.2f} %  ({row['sentences']} sentences; dictionary + rules "
-                  f"{row['rules']:.2f} %, plain pypinyin {row['pypinyin']:.2f} %)")
+            print(
+                f"{labels[name]:18s}  {row['model']:6.2f} %  ({row['sentences']} sentences; dictionary + rules "
+                f"{row['rules']:.2f} %, plain pypinyin {row['pypinyin']:.2f} %)"
+            )
         print(f"first call (load)   {load * 1000:7.1f} ms  (fresh interpreter: import, dictionaries, 1 sentence)")
         print(f"after warm-up       {speed:7.3f} ms per 100 characters (text_to_utterances, 1 thread, median)")
     if args.failures:

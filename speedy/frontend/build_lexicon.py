@@ -44,8 +44,10 @@ def build(out: Path = OUT) -> int:
         if any(target[i] != current[i] for i in poly):
             rows.append(f"{word}\t{' '.join(target)}")
     rows.sort()
-    out.write_text("# word<TAB>TONE3 readings; derived from pypinyin-dict (MIT) by build_lexicon.py\n"
-                   + "\n".join(rows) + "\n", encoding="utf-8")
+    out.write_text(
+        "# word<TAB>TONE3 readings; derived from pypinyin-dict (MIT) by build_lexicon.py\n" + "\n".join(rows) + "\n",
+        encoding="utf-8",
+    )
     return len(rows)
 
 

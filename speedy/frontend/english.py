@@ -17,30 +17,101 @@ from speedy.frontend.symbols import pinyin_table, split_syllable, symbol_set
 
 #: letter -> phones (pairs of initial, final+tone)
 LETTERS: dict[str, tuple[str, ...]] = {
-    "A": ("^", "ei1"), "B": ("b", "i4"), "C": ("s", "ei1"), "D": ("d", "i4"), "E": ("^", "i4"),
-    "F": ("^", "ai2", "f", "u5"), "G": ("j", "i4"), "H": ("^", "ei2", "q", "i1"), "I": ("^", "ai4"),
-    "J": ("j", "ie4"), "K": ("k", "ei4"), "L": ("^", "ai2", "l", "ou5"), "M": ("^", "ai2", "m", "u5"),
-    "N": ("^", "en1"), "O": ("^", "ou1"), "P": ("p", "i4"), "Q": ("k", "iou1"), "R": ("^", "a4", "er5"),
-    "S": ("^", "ai4", "s", "ii1"), "T": ("t", "i4"), "U": ("^", "iou1"), "V": ("^", "uei1"),
-    "W": ("d", "a2", "b", "u5", "l", "iou1"), "X": ("^", "ai2", "k", "e4", "s", "ii1"), "Y": ("^", "uai1"),
+    "A": ("^", "ei1"),
+    "B": ("b", "i4"),
+    "C": ("s", "ei1"),
+    "D": ("d", "i4"),
+    "E": ("^", "i4"),
+    "F": ("^", "ai2", "f", "u5"),
+    "G": ("j", "i4"),
+    "H": ("^", "ei2", "q", "i1"),
+    "I": ("^", "ai4"),
+    "J": ("j", "ie4"),
+    "K": ("k", "ei4"),
+    "L": ("^", "ai2", "l", "ou5"),
+    "M": ("^", "ai2", "m", "u5"),
+    "N": ("^", "en1"),
+    "O": ("^", "ou1"),
+    "P": ("p", "i4"),
+    "Q": ("k", "iou1"),
+    "R": ("^", "a4", "er5"),
+    "S": ("^", "ai4", "s", "ii1"),
+    "T": ("t", "i4"),
+    "U": ("^", "iou1"),
+    "V": ("^", "uei1"),
+    "W": ("d", "a2", "b", "u5", "l", "iou1"),
+    "X": ("^", "ai2", "k", "e4", "s", "ii1"),
+    "Y": ("^", "uai1"),
     "Z": ("z", "ei4"),
 }
 
 #: frequent English words -> Mandarin-like syllables (TONE3)
 WORDS: dict[str, str] = {
-    "hello": "ha1 lou2", "hi": "hai1", "ok": "ou1 kei4", "okay": "ou1 kei4", "bye": "bai1", "yes": "ye1 si5",
-    "no": "nou1", "wifi": "wai4 fei1", "wi-fi": "wai4 fei1", "app": "ai4 pu5", "iphone": "ai4 feng4",
-    "ipad": "ai4 pai4", "email": "yi1 mei2 er5", "google": "gu3 ge1", "apple": "ai4 pou5",
-    "microsoft": "mai4 ke4 ruan3", "windows": "wen1 dou1 si5", "android": "an1 zhuo2", "python": "pai4 sen1",
-    "java": "jia1 wa3", "linux": "li2 nu2 ke4 si5", "office": "ao4 fei3 si5", "word": "wo4 de5",
-    "excel": "yi1 ke4 sai4 er5", "online": "wang3 shang4", "cool": "ku4", "party": "pai4 dui4",
-    "thank": "san1 ke4", "thanks": "san1 ke4 si5", "you": "you1", "sorry": "suo3 rui4", "baby": "bei4 bi3",
-    "happy": "hai1 pi2", "nice": "nai4 si5", "good": "gu2 de5", "bug": "ba1 ge5", "chat": "qie4 te5",
-    "tiktok": "ti1 ke4 tuo1 ke4", "facebook": "fei1 si5 bu4 ke4", "twitter": "tui1 te4", "nba": "",
-    "taxi": "de1 shi4", "coffee": "ka1 fei1", "pizza": "pi1 sa4", "logo": "lou2 gou1", "show": "xiu4",
-    "mini": "mi1 ni3", "pro": "pu5 rou1", "max": "mai4 ke4 si5", "plus": "pu5 la1 si5", "air": "ai4 er5",
-    "home": "hou1 mu5", "love": "la1 fu5", "world": "wo4 de5", "mac": "mai4 ke4", "book": "bu4 ke4",
-    "team": "ti1 mu5", "vip": "", "diy": "", "ai": "", "ceo": "", "usb": "", "gps": "", "cpu": "", "gpu": "",
+    "hello": "ha1 lou2",
+    "hi": "hai1",
+    "ok": "ou1 kei4",
+    "okay": "ou1 kei4",
+    "bye": "bai1",
+    "yes": "ye1 si5",
+    "no": "nou1",
+    "wifi": "wai4 fei1",
+    "wi-fi": "wai4 fei1",
+    "app": "ai4 pu5",
+    "iphone": "ai4 feng4",
+    "ipad": "ai4 pai4",
+    "email": "yi1 mei2 er5",
+    "google": "gu3 ge1",
+    "apple": "ai4 pou5",
+    "microsoft": "mai4 ke4 ruan3",
+    "windows": "wen1 dou1 si5",
+    "android": "an1 zhuo2",
+    "python": "pai4 sen1",
+    "java": "jia1 wa3",
+    "linux": "li2 nu2 ke4 si5",
+    "office": "ao4 fei3 si5",
+    "word": "wo4 de5",
+    "excel": "yi1 ke4 sai4 er5",
+    "online": "wang3 shang4",
+    "cool": "ku4",
+    "party": "pai4 dui4",
+    "thank": "san1 ke4",
+    "thanks": "san1 ke4 si5",
+    "you": "you1",
+    "sorry": "suo3 rui4",
+    "baby": "bei4 bi3",
+    "happy": "hai1 pi2",
+    "nice": "nai4 si5",
+    "good": "gu2 de5",
+    "bug": "ba1 ge5",
+    "chat": "qie4 te5",
+    "tiktok": "ti1 ke4 tuo1 ke4",
+    "facebook": "fei1 si5 bu4 ke4",
+    "twitter": "tui1 te4",
+    "nba": "",
+    "taxi": "de1 shi4",
+    "coffee": "ka1 fei1",
+    "pizza": "pi1 sa4",
+    "logo": "lou2 gou1",
+    "show": "xiu4",
+    "mini": "mi1 ni3",
+    "pro": "pu5 rou1",
+    "max": "mai4 ke4 si5",
+    "plus": "pu5 la1 si5",
+    "air": "ai4 er5",
+    "home": "hou1 mu5",
+    "love": "la1 fu5",
+    "world": "wo4 de5",
+    "mac": "mai4 ke4",
+    "book": "bu4 ke4",
+    "team": "ti1 mu5",
+    "vip": "",
+    "diy": "",
+    "ai": "",
+    "ceo": "",
+    "usb": "",
+    "gps": "",
+    "cpu": "",
+    "gpu": "",
 }
 
 _LATIN = re.compile(r"[A-Za-z]+(?:['’-][A-Za-z]+)*")
@@ -62,7 +133,7 @@ def _syllable_groups(phones: tuple[str, ...]) -> list[tuple[str, ...]]:
             groups[-1] += ("er5",)
             k += 1
         else:
-            groups.append(phones[k:k + 2])
+            groups.append(phones[k : k + 2])
             k += 2
     return groups
 
@@ -84,8 +155,8 @@ def _as_pinyin(key: str) -> list[str] | None:
     for i in range(len(key) - 1, -1, -1):
         for size in range(min(6, len(key) - i), 0, -1):
             rest = best[i + size]
-            if rest is not None and key[i:i + size] in table and (size > 1 or key[i] in "aeo"):
-                best[i] = [key[i:i + size], *rest]
+            if rest is not None and key[i : i + size] in table and (size > 1 or key[i] in "aeo"):
+                best[i] = [key[i : i + size], *rest]
                 break
     return best[0]
 

@@ -11,27 +11,124 @@ from __future__ import annotations
 
 import re
 
-_DIGRAPHS = [("tion", "shen"), ("sion", "shen"), ("ture", "cher"), ("igh", "ai"), ("ph", "f"), ("ck", "k"),
-             ("qu", "kw"), ("th", "s"), ("wh", "w"), ("ee", "i"), ("ea", "i"), ("oo", "u"), ("ou", "ao"),
-             ("ow", "ao"), ("ai", "ei"), ("ay", "ei"), ("ey", "ei"), ("oa", "ou"), ("au", "ao"), ("aw", "ao"),
-             ("oi", "ao"), ("oy", "ao"), ("x", "ks"), ("ce", "se"), ("ci", "si"), ("cy", "si"), ("ge", "je"),
-             ("c", "k")]
-_ONSETS = {"b": "b", "p": "p", "m": "m", "f": "f", "v": "f", "d": "d", "t": "t", "n": "n", "l": "l", "r": "r",
-           "g": "g", "k": "k", "h": "h", "j": "zh", "s": "s", "z": "z", "sh": "sh", "ch": "ch", "w": "^", "y": "^",
-           "": "^"}
-_SCHWA = {"b": ("b", "u5"), "p": ("p", "u5"), "m": ("m", "u5"), "f": ("f", "u5"), "v": ("f", "u5"),
-          "d": ("d", "e5"), "t": ("t", "e5"), "n": ("n", "e5"), "l": ("^", "er5"), "r": ("^", "er5"),
-          "g": ("g", "e5"), "k": ("k", "e5"), "s": ("s", "ii5"), "z": ("z", "ii5"), "sh": ("sh", "iii5"),
-          "ch": ("q", "i5"), "j": ("zh", "iii5")}
-_VOWELS = {"a": "a", "e": "ai", "i": "i", "o": "ou", "u": "u", "y": "i", "er": "er", "ao": "ao", "ei": "ei",
-           "ou": "ou", "ai": "ai", "ie": "i", "ia": "ia", "io": "iou", "ua": "ua", "ue": "u", "ui": "uei",
-           "eo": "iou", "ya": "ia", "yo": "iou", "oe": "ou", "ae": "ai", "eu": "iou"}
+_DIGRAPHS = [
+    ("tion", "shen"),
+    ("sion", "shen"),
+    ("ture", "cher"),
+    ("igh", "ai"),
+    ("ph", "f"),
+    ("ck", "k"),
+    ("qu", "kw"),
+    ("th", "s"),
+    ("wh", "w"),
+    ("ee", "i"),
+    ("ea", "i"),
+    ("oo", "u"),
+    ("ou", "ao"),
+    ("ow", "ao"),
+    ("ai", "ei"),
+    ("ay", "ei"),
+    ("ey", "ei"),
+    ("oa", "ou"),
+    ("au", "ao"),
+    ("aw", "ao"),
+    ("oi", "ao"),
+    ("oy", "ao"),
+    ("x", "ks"),
+    ("ce", "se"),
+    ("ci", "si"),
+    ("cy", "si"),
+    ("ge", "je"),
+    ("c", "k"),
+]
+_ONSETS = {
+    "b": "b",
+    "p": "p",
+    "m": "m",
+    "f": "f",
+    "v": "f",
+    "d": "d",
+    "t": "t",
+    "n": "n",
+    "l": "l",
+    "r": "r",
+    "g": "g",
+    "k": "k",
+    "h": "h",
+    "j": "zh",
+    "s": "s",
+    "z": "z",
+    "sh": "sh",
+    "ch": "ch",
+    "w": "^",
+    "y": "^",
+    "": "^",
+}
+_SCHWA = {
+    "b": ("b", "u5"),
+    "p": ("p", "u5"),
+    "m": ("m", "u5"),
+    "f": ("f", "u5"),
+    "v": ("f", "u5"),
+    "d": ("d", "e5"),
+    "t": ("t", "e5"),
+    "n": ("n", "e5"),
+    "l": ("^", "er5"),
+    "r": ("^", "er5"),
+    "g": ("g", "e5"),
+    "k": ("k", "e5"),
+    "s": ("s", "ii5"),
+    "z": ("z", "ii5"),
+    "sh": ("sh", "iii5"),
+    "ch": ("q", "i5"),
+    "j": ("zh", "iii5"),
+}
+_VOWELS = {
+    "a": "a",
+    "e": "ai",
+    "i": "i",
+    "o": "ou",
+    "u": "u",
+    "y": "i",
+    "er": "er",
+    "ao": "ao",
+    "ei": "ei",
+    "ou": "ou",
+    "ai": "ai",
+    "ie": "i",
+    "ia": "ia",
+    "io": "iou",
+    "ua": "ua",
+    "ue": "u",
+    "ui": "uei",
+    "eo": "iou",
+    "ya": "ia",
+    "yo": "iou",
+    "oe": "ou",
+    "ae": "ai",
+    "eu": "iou",
+}
 _WITH_N = {"a": "an", "e": "en", "i": "in", "o": "ong", "u": "en", "y": "in"}
 _WITH_NG = {"a": "ang", "e": "eng", "i": "ing", "o": "ong", "u": "ong", "y": "ing"}
-_GLIDE = {("^w", "a"): "ua", ("^w", "ai"): "uai", ("^w", "i"): "uei", ("^w", "ou"): "uo", ("^w", "u"): "u",
-          ("^w", "an"): "uan", ("^w", "en"): "uen", ("^w", "in"): "uen", ("^w", "ang"): "uang",
-          ("^y", "a"): "ia", ("^y", "ai"): "ie", ("^y", "ou"): "iou", ("^y", "u"): "iou", ("^y", "an"): "ian",
-          ("^y", "ang"): "iang", ("^y", "ong"): "iong", ("^y", "en"): "in"}
+_GLIDE = {
+    ("^w", "a"): "ua",
+    ("^w", "ai"): "uai",
+    ("^w", "i"): "uei",
+    ("^w", "ou"): "uo",
+    ("^w", "u"): "u",
+    ("^w", "an"): "uan",
+    ("^w", "en"): "uen",
+    ("^w", "in"): "uen",
+    ("^w", "ang"): "uang",
+    ("^y", "a"): "ia",
+    ("^y", "ai"): "ie",
+    ("^y", "ou"): "iou",
+    ("^y", "u"): "iou",
+    ("^y", "an"): "ian",
+    ("^y", "ang"): "iang",
+    ("^y", "ong"): "iong",
+    ("^y", "en"): "in",
+}
 _UNIT = re.compile(r"sh|ch|ng|[bcdfghjklmnpqrstvwxyz]|[aeiouy]+")
 _SIBILANT_I = {"s": "ii", "z": "ii", "sh": "iii", "ch": "iii", "zh": "iii", "r": "iii"}
 
@@ -71,8 +168,12 @@ def approximate(word: str) -> list[tuple[str, ...]]:
                 k += 1
                 continue
         vowel = u if u in _VOWELS else u[0]
-        if units[k:k + 2] == ["e", "r"] or (u == "e" and k + 1 < len(units) and units[k + 1] == "r"
-                                          and (k + 2 == len(units) or units[k + 2][0] not in "aeiouy")):
+        if units[k : k + 2] == ["e", "r"] or (
+            u == "e"
+            and k + 1 < len(units)
+            and units[k + 1] == "r"
+            and (k + 2 == len(units) or units[k + 2][0] not in "aeiouy")
+        ):
             vowel, k = "er", k + 1
         coda = units[k + 1] if k + 1 < len(units) else ""
         after = units[k + 2] if k + 2 < len(units) else ""

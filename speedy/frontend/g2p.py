@@ -19,15 +19,58 @@ from speedy.frontend.symbols import ERHUA, split_syllable
 
 _LOG = logging.getLogger(__name__)
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ebef]+")
-_TOKEN = re.compile(r"(?P<han>[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ebef]+)"
-                    r"|(?P<latin>[A-Za-z]+(?:['’][A-Za-z]+)*)|(?P<space>\s+)|(?P<other>.)", re.S)
+_TOKEN = re.compile(
+    r"(?P<han>[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ebef]+)"
+    r"|(?P<latin>[A-Za-z]+(?:['’][A-Za-z]+)*)|(?P<space>\s+)|(?P<other>.)",
+    re.S,
+)
 #: 儿 after these is a real syllable (女儿, 儿子 ...), not the erhua suffix
 _NOT_ERHUA = set("女婴幼孤健患男胎少孙侄产乳病托宠混犬花孩") | {"儿"}
 _COUNTING = set("第一二三四五六七八九十百千万两几每半")
-_ERHUA_WORDS = {"哪儿", "这儿", "那儿", "一点儿", "一会儿", "玩儿", "事儿", "味儿", "好玩儿", "一块儿", "小孩儿",
-                "聊天儿", "有点儿", "差点儿", "慢慢儿", "面条儿", "冰棍儿", "小曲儿", "大伙儿", "老头儿", "门儿",
-                "劲儿", "空儿", "个儿", "头儿", "片儿", "法儿", "样儿", "款儿", "盖儿", "画儿", "花儿",
-                "今儿", "明儿", "昨儿", "哥们儿", "爷们儿", "模样儿", "活儿", "伴儿", "词儿", "字儿"}
+_ERHUA_WORDS = {
+    "哪儿",
+    "这儿",
+    "那儿",
+    "一点儿",
+    "一会儿",
+    "玩儿",
+    "事儿",
+    "味儿",
+    "好玩儿",
+    "一块儿",
+    "小孩儿",
+    "聊天儿",
+    "有点儿",
+    "差点儿",
+    "慢慢儿",
+    "面条儿",
+    "冰棍儿",
+    "小曲儿",
+    "大伙儿",
+    "老头儿",
+    "门儿",
+    "劲儿",
+    "空儿",
+    "个儿",
+    "头儿",
+    "片儿",
+    "法儿",
+    "样儿",
+    "款儿",
+    "盖儿",
+    "画儿",
+    "花儿",
+    "今儿",
+    "明儿",
+    "昨儿",
+    "哥们儿",
+    "爷们儿",
+    "模样儿",
+    "活儿",
+    "伴儿",
+    "词儿",
+    "字儿",
+}
 
 
 @lru_cache(maxsize=1)
@@ -139,7 +182,7 @@ def _is_erhua(word: str, k: int, syl: list[str]) -> bool:
     """Whether 儿 at ``word[k]`` is the erhua suffix of the syllable before it."""
     if k == 0 or word[k] != "儿" or word[k - 1] in _NOT_ERHUA:
         return False
-    return word in _ERHUA_WORDS or word[k - 1:k + 1] in _ERHUA_WORDS or (k == len(word) - 1 and len(word) >= 3)
+    return word in _ERHUA_WORDS or word[k - 1 : k + 1] in _ERHUA_WORDS or (k == len(word) - 1 and len(word) >= 3)
 
 
 def clause_phones(text: str, dropped: list[str] | None = None) -> list[str]:

@@ -84,7 +84,7 @@ class Lexicon:
         self._cached = lru_cache(maxsize=CACHE_SIZE)(self._lookup)
 
     def _text(self, value: int) -> str:
-        return self._blob[self._starts[value]:self._starts[value + 1]].decode("utf-8")
+        return self._blob[self._starts[value] : self._starts[value + 1]].decode("utf-8")
 
     def _lookup(self, table: str, key: str | int) -> str | bool | None:
         if table == "prefix":
@@ -118,7 +118,7 @@ class Lexicon:
         """Log P of every word ``text[i:i+s]`` (1 ≤ s ≤ MAX_WORD) at ``out[i * MAX_WORD + s - 1]``:
         -inf where it is not a word (or runs past the end), ``unknown`` for an unknown single character."""
         n = len(text)
-        cands = [text[i:i + s] if i + s <= n else "" for i in range(n) for s in range(1, MAX_WORD + 1)]
+        cands = [text[i : i + s] if i + s <= n else "" for i in range(n) for s in range(1, MAX_WORD + 1)]
         if not cands:
             return []
         pos = self.seg.find_many(cands)
@@ -147,7 +147,7 @@ class Lexicon:
                     break
             if last:
                 out.append(last)
-                remain = remain[len(last):]
+                remain = remain[len(last) :]
             else:
                 out.append(remain[0])
                 remain = remain[1:]
@@ -161,11 +161,15 @@ def load(path: Path = LEXICON) -> Lexicon:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
     except (OSError, ValueError) as e:
-        raise ModelError(f"{path}: cannot read the compiled lexicon ({e}); "
-                         "rebuild it with: python -m speedy.frontend.build_lexicon") from None
+        raise ModelError(
+            f"{path}: cannot read the compiled lexicon ({e}); "
+            "rebuild it with: python -m speedy.frontend.build_lexicon"
+        ) from None
     if int(arrays.get("format", -1)) != FORMAT:
-        raise ModelError(f"{path}: lexicon format {arrays.get('format')} is not {FORMAT}; "
-                         "rebuild it with: python -m speedy.frontend.build_lexicon")
+        raise ModelError(
+            f"{path}: lexicon format {arrays.get('format')} is not {FORMAT}; "
+            "rebuild it with: python -m speedy.frontend.build_lexicon"
+        )
     return Lexicon(arrays)
 
 

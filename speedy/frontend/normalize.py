@@ -11,7 +11,7 @@ import re
 from functools import lru_cache
 
 from speedy.frontend.numbers import cardinal, digits, fraction, number
-from speedy.frontend.units import MEASURE_WORDS, UNITS, UNIT_RE
+from speedy.frontend.units import MEASURE_WORDS, UNIT_RE, UNITS
 
 _LOG = logging.getLogger(__name__)
 
@@ -119,8 +119,22 @@ def _dotted(m: re.Match) -> str:
     return "点".join(cardinal(int(p)) if len(p) <= 2 and not p.startswith("0") else digits(p) for p in parts)
 
 
-_MATH_OPS = {"+": "加", "-": "减", "×": "乘", "*": "乘", "x": "乘", "/": "除以", "÷": "除以", "=": "等于",
-             "<": "小于", ">": "大于", "≤": "小于等于", "≥": "大于等于", "≈": "约等于", "≠": "不等于"}
+_MATH_OPS = {
+    "+": "加",
+    "-": "减",
+    "×": "乘",
+    "*": "乘",
+    "x": "乘",
+    "/": "除以",
+    "÷": "除以",
+    "=": "等于",
+    "<": "小于",
+    ">": "大于",
+    "≤": "小于等于",
+    "≥": "大于等于",
+    "≈": "约等于",
+    "≠": "不等于",
+}
 
 
 def _math(m: re.Match) -> str:
@@ -142,8 +156,10 @@ def _phone(m: re.Match) -> str:
     return digits(re.sub(r"\D", "", m.group("n")), yao=True)
 
 
-_CODE_WORDS = ("验证码|密码|编号|工号|学号|卡号|账号|帐号|单号|订单号|邮编|邮政编码|尾号|航班|车次|代码|编码|"
-               "号码|型号|证号|身份证|QQ|qq|微信号|房间|房号|门牌|车牌|批号|序列号|股票代码|分机")
+_CODE_WORDS = (
+    "验证码|密码|编号|工号|学号|卡号|账号|帐号|单号|订单号|邮编|邮政编码|尾号|航班|车次|代码|编码|"
+    "号码|型号|证号|身份证|QQ|qq|微信号|房间|房号|门牌|车牌|批号|序列号|股票代码|分机"
+)
 _LIANG_AFTER = "|".join(sorted(MEASURE_WORDS, key=len, reverse=True))
 
 
@@ -157,31 +173,40 @@ def _integer(m: re.Match) -> str:
 
 _RULES: list[tuple[str, object]] = [
     # phone numbers: mobile, landline with area code, 400/800 service numbers
-    (r"(?<!\d)(?P<p>\+86[- ]?)?(?P<n>1[3-9]\d(?:[- ]?\d{4}){2})(?!\d)",
-     lambda m: ("加八六" if m.group("p") else "") + _phone(m)),
+    (
+        r"(?<!\d)(?P<p>\+86[- ]?)?(?P<n>1[3-9]\d(?:[- ]?\d{4}){2})(?!\d)",
+        lambda m: ("加八六" if m.group("p") else "") + _phone(m),
+    ),
     (r"(?<!\d)(?P<n>0\d{2,3}-\d{7,8}|[48]00-?\d{3}-?\d{4})(?!\d)", _phone),
     (r"(?<![\d.])(?P<n>(?:12306|12315|12345|12348|10086|10010|10000|95\d{3}))(?![\d.年元个%])", _phone),
-    (r"(?P<k>拨打|拨|打|报警|急救|火警|客服|热线|电话|求助|匪警)(?P<s>[：: ]*)(?P<n>11[0249]|12[02])(?!\d)",
-     lambda m: m.group("k") + m.group("s") + _phone(m)),
+    (
+        r"(?P<k>拨打|拨|打|报警|急救|火警|客服|热线|电话|求助|匪警)(?P<s>[：: ]*)(?P<n>11[0249]|12[02])(?!\d)",
+        lambda m: m.group("k") + m.group("s") + _phone(m),
+    ),
     # codes read digit by digit after a keyword
-    (rf"(?P<k>(?:{_CODE_WORDS})(?:号|是|为|:|：| )*)(?P<c>[A-Za-z]*\d[\d\- ]*\d|\d)",
-     lambda m: m.group("k") + digits(re.sub(r"[- ]", "", m.group("c")))),
+    (
+        rf"(?P<k>(?:{_CODE_WORDS})(?:号|是|为|:|：| )*)(?P<c>[A-Za-z]*\d[\d\- ]*\d|\d)",
+        lambda m: m.group("k") + digits(re.sub(r"[- ]", "", m.group("c"))),
+    ),
     (r"(?<![\d.])(\d{3,5})(?=(?:号房|房间|室|次列车|次航班))", lambda m: digits(m.group(1))),
     # dates
-    (r"(?<!\d)(?P<y>\d{4})[-/.](?P<m>0?[1-9]|1[0-2])[-/.](?P<d>0?[1-9]|[12]\d|3[01])(?P<suf>)(?![\d.])",
-     _date_ymd),
+    (r"(?<!\d)(?P<y>\d{4})[-/.](?P<m>0?[1-9]|1[0-2])[-/.](?P<d>0?[1-9]|[12]\d|3[01])(?P<suf>)(?![\d.])", _date_ymd),
     (r"(?<!\d)(?P<y>\d{4})年(?P<m>0?[1-9]|1[0-2])月(?:(?P<d>0?[1-9]|[12]\d|3[01])(?P<suf>[日号]))?", _date_ymd),
     (r"(?<!\d)(?P<y>)(?P<m>0?[1-9]|1[0-2])月(?P<d>0?[1-9]|[12]\d|3[01])(?P<suf>[日号])", _date_ymd),
     (r"(?<!\d)(\d{4})\s*[-~到至]\s*(\d{4})(?=年)", lambda m: _year(m.group(1)) + "到" + _year(m.group(2))),
     (r"(?<!\d)(\d{4})(?=年)", lambda m: _year(m.group(1))),
     (r"(?<!\d)(\d{2})(?=年代)", lambda m: cardinal(int(m.group(1)))),
     # scores and ratios (before times: 比分 3:2, 以2:1获胜)
-    (r"(?<=比分|比赛|战胜|击败|比例|比率)(是|为|以)?(\d+):(\d+)",
-     lambda m: (m.group(1) or "") + number(m.group(2)) + "比" + number(m.group(3))),
+    (
+        r"(?<=比分|比赛|战胜|击败|比例|比率)(是|为|以)?(\d+):(\d+)",
+        lambda m: (m.group(1) or "") + number(m.group(2)) + "比" + number(m.group(3)),
+    ),
     (r"(?<=以)(\d+):(\d+)(?=[获战胜负取击赢输领落结])", _score_or_ratio),
     (r"(?<![\d:])(\d+):(\d+)(?=[获战胜负取击赢输领落])", _score_or_ratio),
-    (r"(?<![\d.:])(?P<a>[01]?\d|2[0-4]):(?P<b>[0-5]\d)\s*[-~至到]\s*(?P<c>[01]?\d|2[0-4]):(?P<d>[0-5]\d)(?![\d:])",
-     lambda m: _hm(m.group("a"), m.group("b")) + "到" + _hm(m.group("c"), m.group("d"))),
+    (
+        r"(?<![\d.:])(?P<a>[01]?\d|2[0-4]):(?P<b>[0-5]\d)\s*[-~至到]\s*(?P<c>[01]?\d|2[0-4]):(?P<d>[0-5]\d)(?![\d:])",
+        lambda m: _hm(m.group("a"), m.group("b")) + "到" + _hm(m.group("c"), m.group("d")),
+    ),
     # times
     (r"(?<![\d.:])(?P<h>[01]?\d|2[0-4]):(?P<mi>[0-5]\d)(?::(?P<s>[0-5]\d))?(?![\d:])", _time),
     (r"(?<![\d.])(\d+):(\d+)(?![\d:])", _score_or_ratio),
@@ -202,11 +227,15 @@ _RULES: list[tuple[str, object]] = [
     # fractions (not dates: those were handled above)
     (r"(?<![\d/])(\d+)/(\d+)(?![\d/])", lambda m: fraction(m.group(1), m.group(2))),
     # ranges
-    (rf"(?<![\d.])({_NUM})\s*[-~—]\s*({_NUM})(?![\d.])(?=(?P<mw>{_LIANG_AFTER})?)",
-     lambda m: number(m.group(1), liang=bool(m.group("mw"))) + "到" + number(m.group(2), liang=bool(m.group("mw")))),
+    (
+        rf"(?<![\d.])({_NUM})\s*[-~—]\s*({_NUM})(?![\d.])(?=(?P<mw>{_LIANG_AFTER})?)",
+        lambda m: number(m.group(1), liang=bool(m.group("mw"))) + "到" + number(m.group(2), liang=bool(m.group("mw"))),
+    ),
     # ranges with scale words: 5万-10万, 3千~5千
-    (rf"({_NUM})([万亿千百])\s*[-~—到至]\s*({_NUM})(?=[万亿千百])",
-     lambda m: number(m.group(1), liang=True) + m.group(2) + "到" + number(m.group(3), liang=True)),
+    (
+        rf"({_NUM})([万亿千百])\s*[-~—到至]\s*({_NUM})(?=[万亿千百])",
+        lambda m: number(m.group(1), liang=True) + m.group(2) + "到" + number(m.group(3), liang=True),
+    ),
     # 100+家 -> 一百多家, ~100 -> 约一百
     (rf"({_NUM})\+(?=[\u4e00-\u9fff])", lambda m: number(m.group(1), liang=True) + "多"),
     (rf"(?<![\d.])[~～]({_NUM})", lambda m: "约" + number(m.group(1))),
@@ -223,9 +252,23 @@ _RULES: list[tuple[str, object]] = [
     # everything else numeric
     (_NUM, _integer),
 ]
-_SYMBOLS = {"+": "加", "=": "等于", "%": "百分之", "&": "和", "@": "艾特", "×": "乘", "÷": "除以",
-            "℃": "摄氏度", "°": "度", "~": "到", "<": "小于", ">": "大于", "±": "正负", "№": "第",
-            "〇": "零"}  # U+3007 ideographic zero, as in 二〇二四年
+_SYMBOLS = {
+    "+": "加",
+    "=": "等于",
+    "%": "百分之",
+    "&": "和",
+    "@": "艾特",
+    "×": "乘",
+    "÷": "除以",
+    "℃": "摄氏度",
+    "°": "度",
+    "~": "到",
+    "<": "小于",
+    ">": "大于",
+    "±": "正负",
+    "№": "第",
+    "〇": "零",
+}  # U+3007 ideographic zero, as in 二〇二四年
 _COMPILED = [(re.compile(p), r) for p, r in _RULES]
 _LONG_DIGITS = re.compile(r"\d{19,}")
 
@@ -234,8 +277,12 @@ _AFTER = [
     # 5元/斤, 100次/分钟: a slash after a unit reads 每
     (re.compile(r"(?<=[元角克斤米升时天月年次人件个份台秒分])\s*/\s*(?=[\u4e00-\u9fff])"), "每"),
     # 12月25日-1月3日 (already spelled out): a dash between number words reads 到
-    (re.compile(r"(?<=[零一二三四五六七八九十百千万亿两日号月年点分秒])\s*[-~～—]+\s*"
-                r"(?=[零一二三四五六七八九十两])"), "到"),
+    (
+        re.compile(
+            r"(?<=[零一二三四五六七八九十百千万亿两日号月年点分秒])\s*[-~～—]+\s*" r"(?=[零一二三四五六七八九十两])"
+        ),
+        "到",
+    ),
 ]
 
 

@@ -67,8 +67,15 @@ class _Model:
 NONE, PHRASE, GUESS, RULED = 0, 1, 2, 3
 
 
-def encode(text: str, readings: list[str], guesses: set[int], ruled: set[int], vocab: dict[str, int],
-           class_index: dict[str, int], candidates: dict) -> dict[str, np.ndarray]:
+def encode(
+    text: str,
+    readings: list[str],
+    guesses: set[int],
+    ruled: set[int],
+    vocab: dict[str, int],
+    class_index: dict[str, int],
+    candidates: dict,
+) -> dict[str, np.ndarray]:
     """Model inputs for one Han run, each ``(1, T)`` int64: ``chars`` (0 pad, 1 unknown), ``prior`` (the
     lexicon's reading as class id + 1, 0 where none) and ``status`` (NONE/PHRASE/GUESS/RULED)."""
     import numpy as np
@@ -80,8 +87,9 @@ def encode(text: str, readings: list[str], guesses: set[int], ruled: set[int], v
         if ch in candidates:
             prior[i] = class_index.get(readings[i], -1) + 1
             status[i] = RULED if i in ruled else GUESS if i in guesses else PHRASE
-    return {name: np.asarray([v], dtype=np.int64) for name, v in (("chars", chars), ("prior", prior),
-                                                                  ("status", status))}
+    return {
+        name: np.asarray([v], dtype=np.int64) for name, v in (("chars", chars), ("prior", prior), ("status", status))
+    }
 
 
 def load_from(folder: object) -> _Model:
@@ -96,17 +104,22 @@ def load_from(folder: object) -> _Model:
     opts.log_severity_level = 3
     opts.enable_cpu_mem_arena = False  # like the runtime's sessions: no per-request buffers kept
     opts.enable_mem_pattern = False
-    session = ort.InferenceSession(folder.joinpath("polyphone_model.onnx").read_bytes(), opts,
-                                   providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        folder.joinpath("polyphone_model.onnx").read_bytes(), opts, providers=["CPUExecutionProvider"]
+    )
     vocab = {c: k + 2 for k, c in enumerate(meta["chars"])}
     cands = {ch: np.asarray(ids, dtype=np.int64) for ch, ids in meta["candidates"].items()}
     inputs = tuple(i.name for i in session.get_inputs())
     o = meta.get("override", {})
-    combo = Combination(guess=o.get("guess", 1.01), phrase=o.get("phrase", 1.01),
-                        guess_chars=frozenset(o.get("guess_chars", "")),
-                        phrase_chars=frozenset(o.get("phrase_chars", "")))
-    return _Model(session, inputs, vocab, tuple(meta["classes"]), {c: k for k, c in enumerate(meta["classes"])},
-                  cands, combo)
+    combo = Combination(
+        guess=o.get("guess", 1.01),
+        phrase=o.get("phrase", 1.01),
+        guess_chars=frozenset(o.get("guess_chars", "")),
+        phrase_chars=frozenset(o.get("phrase_chars", "")),
+    )
+    return _Model(
+        session, inputs, vocab, tuple(meta["classes"]), {c: k for k, c in enumerate(meta["classes"])}, cands, combo
+    )
 
 
 @lru_cache(maxsize=1)
@@ -137,8 +150,14 @@ def _windows(length: int) -> list[tuple[int, int]]:
     return [(s, s + WINDOW) for s in starts]
 
 
-def predict(text: str, positions: list[int], readings: list[str] | None = None, guesses: set[int] | None = None,
-            ruled: set[int] | None = None, model: _Model | None = None) -> dict[int, tuple[str, float]]:
+def predict(
+    text: str,
+    positions: list[int],
+    readings: list[str] | None = None,
+    guesses: set[int] | None = None,
+    ruled: set[int] | None = None,
+    model: _Model | None = None,
+) -> dict[int, tuple[str, float]]:
     """``{i: (reading, probability)}`` for the positions of ``text`` (a Han run) the model can read.
 
     ``readings``/``guesses``/``ruled``: the lexicon pass of ``text`` (computed here when not given).
@@ -158,8 +177,7 @@ def predict(text: str, positions: list[int], readings: list[str] | None = None, 
         from speedy.frontend.g2p import lexicon_pass
 
         _, _, readings, guesses, ruled = lexicon_pass(text)
-    feats = encode(text, readings, guesses or set(), ruled or set(), model.vocab, model.class_index,
-                   model.candidates)
+    feats = encode(text, readings, guesses or set(), ruled or set(), model.vocab, model.class_index, model.candidates)
     windows = _windows(len(text))
     cache: dict[tuple[int, int], np.ndarray] = {}
     result: dict[int, tuple[str, float]] = {}
@@ -176,8 +194,9 @@ def predict(text: str, positions: list[int], readings: list[str] | None = None, 
     return result
 
 
-def refine(text: str, readings: list[str], guesses: set[int], ruled: set[int],
-           combo: Combination | None = None) -> None:
+def refine(
+    text: str, readings: list[str], guesses: set[int], ruled: set[int], combo: Combination | None = None
+) -> None:
     """Replace ``readings[i]`` in place where the model may and is confident enough (module docstring).
 
     Args:

@@ -18,9 +18,30 @@ _NUMERALS = set("一二三四五六七八九十百千万两几每第数半")
 _PRONOUNS = set("我你他她它咱您谁")
 _ADVERBS_DEI = set("还就都也总必须又可真非只便才却倒先得须") | _PRONOUNS
 _DEGREE = set("很太真好最更挺超极蛮够多那这么")
-_SURNAMES = {"曾": "zeng1", "解": "xie4", "单": "shan4", "仇": "qiu2", "任": "ren2", "朴": "piao2", "查": "zha1",
-             "区": "ou1", "盖": "ge3", "乐": "yue4", "华": "hua4", "曲": "qu1", "尉": "yu4", "缪": "miao4",
-             "种": "chong2", "繁": "po2", "秘": "bi4", "召": "shao4", "翟": "zhai2", "折": "she2", "员": "yun4"}
+_SURNAMES = {
+    "曾": "zeng1",
+    "解": "xie4",
+    "单": "shan4",
+    "仇": "qiu2",
+    "任": "ren2",
+    "朴": "piao2",
+    "查": "zha1",
+    "区": "ou1",
+    "盖": "ge3",
+    "乐": "yue4",
+    "华": "hua4",
+    "曲": "qu1",
+    "尉": "yu4",
+    "缪": "miao4",
+    "种": "chong2",
+    "繁": "po2",
+    "秘": "bi4",
+    "召": "shao4",
+    "翟": "zhai2",
+    "折": "she2",
+    "员": "yun4",
+}
+
 
 def _in(ch: str, chars: str) -> bool:
     return bool(ch) and ch in chars
@@ -137,8 +158,19 @@ def _simple(table: dict[str, tuple[str, str]]) -> Rule:
 
 
 RULES: dict[str, Rule] = {
-    "行": _xing, "长": _zhang_chang, "得": _de_dei, "地": _di_de, "还": _huan, "为": _wei, "重": _zhong4_weight,
-    "中": _zhong, "转": _zhuan, "数": _shu, "种": _zhong_kind, "调": _tiao_diao, "差": _cha,
+    "行": _xing,
+    "长": _zhang_chang,
+    "得": _de_dei,
+    "地": _di_de,
+    "还": _huan,
+    "为": _wei,
+    "重": _zhong4_weight,
+    "中": _zhong,
+    "转": _zhuan,
+    "数": _shu,
+    "种": _zhong_kind,
+    "调": _tiao_diao,
+    "差": _cha,
     "散": _simple({"着乱落装漫": ("san3", "")}),
     "切": _simple({"菜肉开断成片丝瓜": ("qie1", "")}),
     "削": _simple({"苹皮铅果": ("xiao1", "")}),
@@ -168,8 +200,19 @@ RULES: dict[str, Rule] = {
 
 #: the reading of a character standing alone when no rule fires, where pypinyin's first reading is the
 #: one used inside words rather than alone (削 xue1 in 削弱, but 削苹果 xiao1)
-SINGLE_DEFAULTS = {"长": "chang2", "似": "si4", "弹": "tan2", "铺": "pu1", "曲": "qu3", "教": "jiao1", "泊": "bo2",
-                   "帖": "tie3", "削": "xiao1", "划": "hua2", "切": "qie1"}
+SINGLE_DEFAULTS = {
+    "长": "chang2",
+    "似": "si4",
+    "弹": "tan2",
+    "铺": "pu1",
+    "曲": "qu3",
+    "教": "jiao1",
+    "泊": "bo2",
+    "帖": "tie3",
+    "削": "xiao1",
+    "划": "hua2",
+    "切": "qie1",
+}
 _LIAO_WORDS = {"了解", "了然", "了结", "了却", "了不", "了得", "了如", "了断", "了事", "了无"}
 _VERB_BU_LIAO = set("受吃走跑少免忘办做干完用睡喝拿搬看听说写记学去来管救改躲逃当瞒挡")
 
@@ -185,7 +228,7 @@ def rule_reading(text: str, i: int, word: tuple[int, int]) -> str | None:
     ch = text[i]
     prev = text[i - 1] if i > 0 else ""
     nxt = text[i + 1] if i + 1 < len(text) else ""
-    if text[i + 1:i + 3] in _LIAO_WORDS:
+    if text[i + 1 : i + 3] in _LIAO_WORDS:
         nxt = "·"  # 过程中了解, 还了解: the next word is 了解, not the particle 了
     if prev == "姓" and ch in _SURNAMES:
         return _SURNAMES[ch]
@@ -197,7 +240,7 @@ def rule_reading(text: str, i: int, word: tuple[int, int]) -> str | None:
         if word[1] - word[0] == 1 and prev != "不":
             return "le5"
     rule = RULES.get(ch)
-    ruled = rule(prev, nxt, text[max(0, word[0] - 4):word[0]]) if rule else None
+    ruled = rule(prev, nxt, text[max(0, word[0] - 4) : word[0]]) if rule else None
     if ruled is None and ch == "似" and nxt == "的":
         return "shi4"
     if ruled is None and word[1] - word[0] == 1:

@@ -33,6 +33,6 @@ class Segmenter:
             best[i], step[i] = top, top_len
         out, i = [], 0
         while i < n:
-            out.append(text[i:i + step[i]])
+            out.append(text[i : i + step[i]])
             i += step[i]
         return out

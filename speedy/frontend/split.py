@@ -6,8 +6,23 @@ import re
 from collections.abc import Iterator
 
 #: seconds of silence after a piece, by the punctuation that ends it
-PAUSES = {"。": 0.4, "！": 0.4, "？": 0.4, "!": 0.4, "?": 0.4, "…": 0.4, "\n": 0.4, ".": 0.4,
-          "；": 0.3, ";": 0.3, "：": 0.25, ":": 0.25, "，": 0.2, ",": 0.2, "、": 0.15}
+PAUSES = {
+    "。": 0.4,
+    "！": 0.4,
+    "？": 0.4,
+    "!": 0.4,
+    "?": 0.4,
+    "…": 0.4,
+    "\n": 0.4,
+    ".": 0.4,
+    "；": 0.3,
+    ";": 0.3,
+    "：": 0.25,
+    ":": 0.25,
+    "，": 0.2,
+    ",": 0.2,
+    "、": 0.15,
+}
 _SENTENCE = re.compile(r"[^。！？!?…；;\n]*(?:[。！？!?…；;\n]+[”’」』）)]*|$)")
 _CLAUSE = re.compile(r"(?:[^，,、：:]|(?<=\d)[,:](?=\d))*(?:[，,、：:]+[”’」』）)]*|$)")
 _SOFT = re.compile(r"[\s“”‘’「」『』（）()《》【】\-—]")
@@ -89,7 +104,7 @@ def split_first(piece: str, max_chars: int) -> list[str]:
         return [piece]
     clause = next(_pieces(_CLAUSE, piece), piece)
     head = clause if len(clause) <= max_chars else next(_hard_cut(clause, max_chars))
-    rest = piece[len(head):]
+    rest = piece[len(head) :]
     return [head, rest] if head.strip() and rest.strip() else [piece]
 
 

@@ -74,8 +74,9 @@ def build_tables(train: list[Example], min_count: int) -> tuple[str, list[str], 
     return chars, classes, {ch: [index[r] for r in rs] for ch, rs in sorted(cands.items())}
 
 
-def _encode(examples: list[Example], vocab: dict[str, int], classes: dict[str, int],
-            cands: dict[str, list[int]]) -> list[tuple[list[int], int, int, list[int], list[int], list[int]]]:
+def _encode(
+    examples: list[Example], vocab: dict[str, int], classes: dict[str, int], cands: dict[str, list[int]]
+) -> list[tuple[list[int], int, int, list[int], list[int], list[int]]]:
     """(chars, position, gold class, candidates, prior, status) per usable example (see polyphone_model.encode)."""
     from speedy.frontend.g2p import lexicon_pass
     from speedy.frontend.polyphone_model import encode
@@ -87,8 +88,16 @@ def _encode(examples: list[Example], vocab: dict[str, int], classes: dict[str, i
             continue
         _, _, readings, guesses, ruled = lexicon_pass(e.text)
         f = encode(e.text, readings, guesses, ruled, vocab, classes, cands)
-        out.append((f["chars"][0].tolist(), e.index, classes[e.label], cands[ch], f["prior"][0].tolist(),
-                    f["status"][0].tolist()))
+        out.append(
+            (
+                f["chars"][0].tolist(),
+                e.index,
+                classes[e.label],
+                cands[ch],
+                f["prior"][0].tolist(),
+                f["status"][0].tolist(),
+            )
+        )
     return out
 
 
@@ -125,7 +134,7 @@ def _model(n_vocab: int, n_classes: int, cfg: TrainConfig):  # noqa: ANN202 - to
 
 def _batches(data: list, size: int, rng: random.Random) -> list[list]:
     order = sorted(range(len(data)), key=lambda k: (len(data[k][0]), rng.random()))
-    groups = [[data[k] for k in order[i:i + size]] for i in range(0, len(order), size)]
+    groups = [[data[k] for k in order[i : i + size]] for i in range(0, len(order), size)]
     rng.shuffle(groups)
     return groups
 
@@ -138,9 +147,9 @@ def _tensors(batch: list, n_classes: int, prior_dropout: float = 0.0):  # noqa: 
     ids, prior, status = (torch.zeros(len(batch), width, dtype=torch.long) for _ in range(3))
     mask = torch.full((len(batch), n_classes), float("-inf"))
     for r, (seq, _, _, cand, pri, sta) in enumerate(batch):
-        ids[r, :len(seq)] = torch.tensor(seq)
-        prior[r, :len(seq)] = torch.tensor(pri)
-        status[r, :len(seq)] = torch.tensor(sta)
+        ids[r, : len(seq)] = torch.tensor(seq)
+        prior[r, : len(seq)] = torch.tensor(pri)
+        status[r, : len(seq)] = torch.tensor(sta)
         mask[r, cand] = 0.0
     if prior_dropout:
         prior = prior * (torch.rand(prior.shape) >= prior_dropout)
@@ -202,9 +211,17 @@ def train(cfg: TrainConfig, out_dir: Path = OUT, corpus: Path = CORPUS) -> dict:
     model.load_state_dict(best_state)
     model.eval()
     best_epoch = max(history, key=lambda h: sum(h[n] for n in SELECT_SPLITS))
-    meta = {"chars": chars, "classes": classes, "candidates": {ch: c for ch, c in cands.items()},
-            "config": asdict(cfg), "train_splits": list(TRAIN_SPLITS), "train_examples": len(data),
-            "select_splits": list(SELECT_SPLITS), "history": history, "selected_epoch": best_epoch}
+    meta = {
+        "chars": chars,
+        "classes": classes,
+        "candidates": {ch: c for ch, c in cands.items()},
+        "config": asdict(cfg),
+        "train_splits": list(TRAIN_SPLITS),
+        "train_examples": len(data),
+        "select_splits": list(SELECT_SPLITS),
+        "history": history,
+        "selected_epoch": best_epoch,
+    }
     _export(model, meta, out_dir)
     return meta
 
@@ -218,14 +235,25 @@ def _export(model, meta: dict, out_dir: Path) -> None:  # noqa: ANN001
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
         onnx_path = Path(tmp) / "polyphone_model.onnx"
+
         def sample(length: int) -> tuple:
-            return (torch.randint(0, len(meta["chars"]) + 2, (1, length)),
-                    torch.randint(0, len(meta["classes"]) + 1, (1, length)), torch.randint(0, 4, (1, length)))
+            return (
+                torch.randint(0, len(meta["chars"]) + 2, (1, length)),
+                torch.randint(0, len(meta["classes"]) + 1, (1, length)),
+                torch.randint(0, 4, (1, length)),
+            )
 
         names = ["chars", "prior", "status"]
-        torch.onnx.export(model, sample(23), str(onnx_path), input_names=names, output_names=["logits"],
-                          dynamic_axes={n: {1: "time"} for n in [*names, "logits"]}, opset_version=OPSET,
-                          dynamo=False)
+        torch.onnx.export(
+            model,
+            sample(23),
+            str(onnx_path),
+            input_names=names,
+            output_names=["logits"],
+            dynamic_axes={n: {1: "time"} for n in [*names, "logits"]},
+            opset_version=OPSET,
+            dynamo=False,
+        )
         sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
         for length in (1, 7, 64):
             inputs = sample(length)
@@ -242,8 +270,9 @@ def _export(model, meta: dict, out_dir: Path) -> None:  # noqa: ANN001
             os.replace(Path(tmp) / name, out_dir / name)
 
 
-def select_overrides(out_dir: Path = OUT, corpus: Path = CORPUS, guess: float = 0.7, phrase: float = 0.9,
-                     min_gain: int = 2) -> dict:
+def select_overrides(
+    out_dir: Path = OUT, corpus: Path = CORPUS, guess: float = 0.7, phrase: float = 0.9, min_gain: int = 2
+) -> dict:
     """Choose, on the selection splits only, the characters whose reading the model may override.
 
     For each character: at lexicon guesses where the model's probability is at least ``guess`` (inside
@@ -259,16 +288,23 @@ def select_overrides(out_dir: Path = OUT, corpus: Path = CORPUS, guess: float = 
     for name in SELECT_SPLITS:
         for e in (han_run(x) for x in split(name, corpus)):
             _, _, readings, guesses, ruled = lexicon_pass(e.text)
-            status = polyphone_model.RULED if e.index in ruled else (
-                polyphone_model.GUESS if e.index in guesses else polyphone_model.PHRASE)
+            status = (
+                polyphone_model.RULED
+                if e.index in ruled
+                else (polyphone_model.GUESS if e.index in guesses else polyphone_model.PHRASE)
+            )
             got = polyphone_model.predict(e.text, [e.index], readings, guesses, ruled, model=session)
             if status in limits and e.index in got and got[e.index][1] >= limits[status]:
                 reading, base = got[e.index][0], readings[e.index]
                 if reading != base:
                     gain[status][e.text[e.index]] += (reading == e.label) - (base == e.label)
-    override = {"guess": guess, "phrase": phrase, "min_gain": min_gain,
-                "guess_chars": "".join(sorted(c for c, g in gain[polyphone_model.GUESS].items() if g >= min_gain)),
-                "phrase_chars": "".join(sorted(c for c, g in gain[polyphone_model.PHRASE].items() if g >= min_gain))}
+    override = {
+        "guess": guess,
+        "phrase": phrase,
+        "min_gain": min_gain,
+        "guess_chars": "".join(sorted(c for c, g in gain[polyphone_model.GUESS].items() if g >= min_gain)),
+        "phrase_chars": "".join(sorted(c for c, g in gain[polyphone_model.PHRASE].items() if g >= min_gain)),
+    }
     path = out_dir / "polyphone_model.json"
     meta = json.loads(path.read_text(encoding="utf-8"))
     meta["override"] = override
@@ -285,8 +321,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=TrainConfig.epochs)
     parser.add_argument("--hidden", type=int, default=TrainConfig.hidden)
     parser.add_argument("--threads", type=int, default=TrainConfig.threads)
-    parser.add_argument("--overrides-only", action="store_true",
-                        help="keep the trained model, only re-choose the characters it may override")
+    parser.add_argument(
+        "--overrides-only",
+        action="store_true",
+        help="keep the trained model, only re-choose the characters it may override",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if not CORPUS.is_dir():
@@ -302,8 +341,17 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     meta = train(TrainConfig(epochs=args.epochs, hidden=args.hidden, threads=args.threads), args.out)
     override = select_overrides(args.out)
-    print(json.dumps({"history": meta["history"], "selected": meta["selected_epoch"], "bytes": meta["onnx_bytes"],
-                      "override": override}, ensure_ascii=False))
+    print(
+        json.dumps(
+            {
+                "history": meta["history"],
+                "selected": meta["selected_epoch"],
+                "bytes": meta["onnx_bytes"],
+                "override": override,
+            },
+            ensure_ascii=False,
+        )
+    )
     return 0
 
 

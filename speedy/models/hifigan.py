@@ -73,9 +73,7 @@ class HiFiGANConfig:
         rates = _as_int_tuple("upsample_rates", self.upsample_rates)
         kernels = _as_int_tuple("upsample_kernel_sizes", self.upsample_kernel_sizes)
         rb_kernels = _as_int_tuple("resblock_kernel_sizes", self.resblock_kernel_sizes)
-        dilations = tuple(
-            _as_int_tuple("resblock_dilation_sizes", d) for d in self.resblock_dilation_sizes
-        )
+        dilations = tuple(_as_int_tuple("resblock_dilation_sizes", d) for d in self.resblock_dilation_sizes)
         object.__setattr__(self, "upsample_rates", rates)
         object.__setattr__(self, "upsample_kernel_sizes", kernels)
         object.__setattr__(self, "resblock_kernel_sizes", rb_kernels)
@@ -170,12 +168,10 @@ class ResBlock1(nn.Module):
     def __init__(self, channels: int, kernel: int, dilations: Sequence[int]) -> None:
         super().__init__()
         self.convs1 = nn.ModuleList(
-            nn.Conv1d(channels, channels, kernel, 1, dilation=d, padding=_padding(kernel, d))
-            for d in dilations
+            nn.Conv1d(channels, channels, kernel, 1, dilation=d, padding=_padding(kernel, d)) for d in dilations
         )
         self.convs2 = nn.ModuleList(
-            nn.Conv1d(channels, channels, kernel, 1, dilation=1, padding=_padding(kernel))
-            for _ in dilations
+            nn.Conv1d(channels, channels, kernel, 1, dilation=1, padding=_padding(kernel)) for _ in dilations
         )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -195,8 +191,7 @@ class ResBlock2(nn.Module):
     def __init__(self, channels: int, kernel: int, dilations: Sequence[int]) -> None:
         super().__init__()
         self.convs = nn.ModuleList(
-            nn.Conv1d(channels, channels, kernel, 1, dilation=d, padding=_padding(kernel, d))
-            for d in dilations
+            nn.Conv1d(channels, channels, kernel, 1, dilation=d, padding=_padding(kernel, d)) for d in dilations
         )
 
     def forward(self, x: Tensor) -> Tensor:

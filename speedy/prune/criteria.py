@@ -109,8 +109,12 @@ class _Probed(Criterion):
                 if not self.uses_grad:
                     acc[g.name] = acc.get(g.name, 0) + self._accumulate(g, x.detach(), None)
                 elif x.requires_grad:
-                    x.register_hook(lambda grad, x=x.detach(): acc.__setitem__(
-                        g.name, acc.get(g.name, 0) + self._accumulate(g, x, grad.detach())))
+                    x.register_hook(
+                        lambda grad, x=x.detach(): acc.__setitem__(
+                            g.name, acc.get(g.name, 0) + self._accumulate(g, x, grad.detach())
+                        )
+                    )
+
             return pre_hook
 
         for g in groups:

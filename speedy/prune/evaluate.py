@@ -19,8 +19,13 @@ def eval_ids(manifest: Manifest, count: int, sentences: Sequence[str] | None = N
     return calibration_ids(manifest, list(sentences) if sentences else load_corpus("eval"), count)
 
 
-def synthesize(acoustic: nn.Module, vocoder: nn.Module, ids: Sequence[np.ndarray], min_frames: int = 10,
-               durations: Sequence[Any] | None = None) -> tuple[list[np.ndarray], list[Any]]:
+def synthesize(
+    acoustic: nn.Module,
+    vocoder: nn.Module,
+    ids: Sequence[np.ndarray],
+    min_frames: int = 10,
+    durations: Sequence[Any] | None = None,
+) -> tuple[list[np.ndarray], list[Any]]:
     """Waveforms (samples,) float32 at default controls, and the durations (1, T) int64 used.
 
     With `durations`, each utterance's durations are forced (FastSpeech2.forward_ratios at ratio 1).
@@ -44,8 +49,12 @@ def synthesize(acoustic: nn.Module, vocoder: nn.Module, ids: Sequence[np.ndarray
     return wavs, durs
 
 
-def compare_pipelines(manifest: Manifest, reference: tuple[list[np.ndarray], list[Any]],
-                      candidate: Mapping[str, nn.Module], ids: Sequence[np.ndarray]) -> dict[str, Any]:
+def compare_pipelines(
+    manifest: Manifest,
+    reference: tuple[list[np.ndarray], list[Any]],
+    candidate: Mapping[str, nn.Module],
+    ids: Sequence[np.ndarray],
+) -> dict[str, Any]:
     """Mean MCD (dB) of the `candidate` pipeline vs `reference` (waveforms, durations from `synthesize`).
 
     Each utterance is compared at the candidate's own durations (DTW-aligned by `speedy.quality`); one
@@ -63,13 +72,18 @@ def compare_pipelines(manifest: Manifest, reference: tuple[list[np.ndarray], lis
             values.append(mel_cepstral_distortion(r, t, sr))
         except InputError:
             forced += 1
-            t2, _ = synthesize(candidate["acoustic"], candidate["vocoder"], ids[i:i + 1], mf, reference[1][i:i + 1])
+            t2, _ = synthesize(candidate["acoustic"], candidate["vocoder"], ids[i : i + 1], mf, reference[1][i : i + 1])
             values.append(mel_cepstral_distortion(r, t2[0], sr))
     return {"mcd_db": round(float(np.mean(values)), 4), "sentences": len(values), "forced_durations": forced}
 
 
-def pipeline_mcd(manifest: Manifest, reference: Mapping[str, nn.Module], candidate: Mapping[str, nn.Module],
-                 count: int, ids: Sequence[np.ndarray] | None = None) -> dict[str, Any]:
+def pipeline_mcd(
+    manifest: Manifest,
+    reference: Mapping[str, nn.Module],
+    candidate: Mapping[str, nn.Module],
+    count: int,
+    ids: Sequence[np.ndarray] | None = None,
+) -> dict[str, Any]:
     """Quality of `candidate` vs `reference` pipelines ({"acoustic", "vocoder"} modules) on `count` eval utterances.
 
     Returns:
@@ -94,8 +108,9 @@ def pipeline_mcd(manifest: Manifest, reference: Mapping[str, nn.Module], candida
 
     sr = manifest.audio.sample_rate
     aligned, _ = synthesize(candidate["acoustic"], candidate["vocoder"], ids, mf, ref[1])
-    out["mcd_spectral_db"] = round(float(np.mean([mel_cepstral_distortion(r, t, sr, align="frames")
-                                                  for r, t in zip(ref[0], aligned)])), 4)
+    out["mcd_spectral_db"] = round(
+        float(np.mean([mel_cepstral_distortion(r, t, sr, align="frames") for r, t in zip(ref[0], aligned)])), 4
+    )
     if getattr(reference["vocoder"], "fake_quant", False):
         rv, cv = copy.deepcopy(reference["vocoder"]), copy.deepcopy(candidate["vocoder"])
         rv.fake_quant = cv.fake_quant = False

@@ -45,8 +45,9 @@ def params_after(model: nn.Module, groups: Sequence[PruneGroup], kept: Mapping[s
     return sum(math.prod(s) for s in shapes.values())
 
 
-def plan_uniform(model: nn.Module, groups: Sequence[PruneGroup], scores: Mapping[str, Tensor],
-                 target_ratio: float, round_to: int = 8) -> Plan:
+def plan_uniform(
+    model: nn.Module, groups: Sequence[PruneGroup], scores: Mapping[str, Tensor], target_ratio: float, round_to: int = 8
+) -> Plan:
     """Remove the same fraction of units from every group so that params ≤ target_ratio × before.
 
     Args:
@@ -67,9 +68,11 @@ def plan_uniform(model: nn.Module, groups: Sequence[PruneGroup], scores: Mapping
 
     lowest = count(1.0)
     if lowest > budget:
-        raise InputError(f"prune: --target-params {target_ratio:g} is out of reach for the chosen structures: "
-                         f"at most {1 - lowest / before:.0%} of the parameters can be removed "
-                         f"({lowest / before:.2f} is the smallest ratio)")
+        raise InputError(
+            f"prune: --target-params {target_ratio:g} is out of reach for the chosen structures: "
+            f"at most {1 - lowest / before:.0%} of the parameters can be removed "
+            f"({lowest / before:.2f} is the smallest ratio)"
+        )
     lo, hi = 0.0, 1.0
     for _ in range(40):
         mid = (lo + hi) / 2
@@ -90,8 +93,9 @@ def _round_keep(group: PruneGroup, n: int, round_to: int) -> int:
     return max(min(group.min_units, group.units), min(group.units, n))
 
 
-def plan_global(model: nn.Module, groups: Sequence[PruneGroup], scores: Mapping[str, Tensor],
-                target_ratio: float, round_to: int = 8) -> Plan:
+def plan_global(
+    model: nn.Module, groups: Sequence[PruneGroup], scores: Mapping[str, Tensor], target_ratio: float, round_to: int = 8
+) -> Plan:
     """Remove the units with the lowest importance per parameter across all groups, down to the target.
 
     A unit goes when score / parameters-per-unit is below a threshold τ found by bisection (the kept
@@ -118,9 +122,11 @@ def plan_global(model: nn.Module, groups: Sequence[PruneGroup], scores: Mapping[
     top = max(float(d.max()) for d in density.values()) * 2 + 1e-30
     if count(top) > budget:
         lowest = count(top)
-        raise InputError(f"prune: --target-params {target_ratio:g} is out of reach for the chosen structures: "
-                         f"at most {1 - lowest / before:.0%} of the parameters can be removed "
-                         f"({lowest / before:.2f} is the smallest ratio)")
+        raise InputError(
+            f"prune: --target-params {target_ratio:g} is out of reach for the chosen structures: "
+            f"at most {1 - lowest / before:.0%} of the parameters can be removed "
+            f"({lowest / before:.2f} is the smallest ratio)"
+        )
     lo, hi = 0.0, top
     for _ in range(60):
         mid = (lo + hi) / 2

@@ -46,9 +46,15 @@ def _flat_out(y: Tensor, layer: nn.Module) -> Tensor:
     return y.transpose(1, 2).reshape(-1, y.shape[1])
 
 
-def refit_consumers(teacher: nn.Module, student: nn.Module, groups: Sequence[PruneGroup],
-                    keep: Mapping[str, Tensor], run: Callable[[nn.Module], object],
-                    say: Callable[[str], None] | None = None, rows_per_input: int = ROWS_PER_INPUT) -> dict[str, float]:
+def refit_consumers(
+    teacher: nn.Module,
+    student: nn.Module,
+    groups: Sequence[PruneGroup],
+    keep: Mapping[str, Tensor],
+    run: Callable[[nn.Module], object],
+    say: Callable[[str], None] | None = None,
+    rows_per_input: int = ROWS_PER_INPUT,
+) -> dict[str, float]:
     """Re-fit every consumer layer of the pruned `groups` of `student` towards `teacher`, in place.
 
     Args:
@@ -71,8 +77,10 @@ def refit_consumers(teacher: nn.Module, student: nn.Module, groups: Sequence[Pru
     order = {name: i for i, (name, _) in enumerate(student.named_modules())}
     layers = sorted((p for p in layers if type(student.get_submodule(p)) in (nn.Linear, nn.Conv1d)), key=order.get)
     targets: dict[str, list[Tensor]] = {p: [] for p in layers}
-    hooks = [teacher.get_submodule(p).register_forward_hook(lambda _m, _a, y, p=p: targets[p].append(y.detach()))
-             for p in layers]
+    hooks = [
+        teacher.get_submodule(p).register_forward_hook(lambda _m, _a, y, p=p: targets[p].append(y.detach()))
+        for p in layers
+    ]
     try:
         with torch.no_grad():
             run(teacher)
@@ -88,7 +96,7 @@ def refit_consumers(teacher: nn.Module, student: nn.Module, groups: Sequence[Pru
         yy = 0.0
         ins: list[Tensor] = []
         outs = targets.pop(path)
-        hook = s_layer.register_forward_pre_hook(lambda _m, a: ins.append(a[0].detach()))
+        hook = s_layer.register_forward_pre_hook(lambda _m, a: ins.append(a[0].detach()))  # noqa: B023 (removed below)
         try:
             with torch.no_grad():
                 run(student)
@@ -106,7 +114,7 @@ def refit_consumers(teacher: nn.Module, student: nn.Module, groups: Sequence[Pru
                 yt = yt[:, out_keep]
             xtx = xs.T @ xs if xtx is None else xtx + xs.T @ xs
             xty = xs.T @ yt if xty is None else xty + xs.T @ yt
-            yy += float((yt ** 2).sum())
+            yy += float((yt**2).sum())
         assert xtx is not None and xty is not None  # internal invariant: ins is not empty
         xtx, xty = xtx.double(), xty.double()
         lam = RIDGE * float(xtx.diagonal().mean())

@@ -121,10 +121,13 @@ def stft_loss(ref: Tensor, test: Tensor) -> Tensor:
 def layer_outputs(model: nn.Module, store: dict[str, Tensor]) -> list[Any]:
     """Forward hooks that put each encoder/decoder layer's output (1, N, hidden) in `store`; returns the
     handles."""
-    layers = [*(f"encoder.{i}" for i in range(len(model.encoder))),
-              *(f"decoder.{i}" for i in range(len(model.decoder)))]
-    return [model.get_submodule(n).register_forward_hook(lambda _m, _a, y, n=n: store.__setitem__(n, y))
-            for n in layers]
+    layers = [
+        *(f"encoder.{i}" for i in range(len(model.encoder))),
+        *(f"decoder.{i}" for i in range(len(model.decoder))),
+    ]
+    return [
+        model.get_submodule(n).register_forward_hook(lambda _m, _a, y, n=n: store.__setitem__(n, y)) for n in layers
+    ]
 
 
 class _Teacher:
@@ -167,12 +170,13 @@ def _acoustic_loss(student: nn.Module, ids: Tensor, target: tuple[Any, ...], hid
     return loss
 
 
-def _vocoder_loss(teacher: nn.Module, student: nn.Module, mel: Tensor, frames: int, gen: torch.Generator,
-                  wav_weight: float) -> Tensor:
+def _vocoder_loss(
+    teacher: nn.Module, student: nn.Module, mel: Tensor, frames: int, gen: torch.Generator, wav_weight: float
+) -> Tensor:
     n = mel.shape[1]
     if n > frames:
         start = int(torch.randint(0, n - frames + 1, (1,), generator=gen))
-        mel = mel[:, start:start + frames]
+        mel = mel[:, start : start + frames]
     with torch.no_grad():
         ref = vocoder_float(teacher, mel)
     wav = vocoder_float(student, mel)
@@ -191,17 +195,25 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         data = torch.load(path, map_location="cpu", weights_only=False)
     except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:
-        raise ModelError(f"prune: checkpoint {path} is unreadable ({str(exc).splitlines()[0][:120]}); "
-                         "delete it to start over") from exc
+        raise ModelError(
+            f"prune: checkpoint {path} is unreadable ({str(exc).splitlines()[0][:120]}); " "delete it to start over"
+        ) from exc
     if not isinstance(data, dict) or "step" not in data:
         raise ModelError(f"prune: {path} is not a prune checkpoint; delete it to start over")
     return data
 
 
-def recover(teacher: Mapping[str, nn.Module], student: Mapping[str, nn.Module], components: Sequence[str],
-            ids: Sequence[Tensor], cfg: RecoveryConfig, *, state: RecoveryState | None = None,
-            checkpoint: Callable[[RecoveryState], None] | None = None,
-            progress: ProgressFn | None = None) -> RecoveryState:
+def recover(
+    teacher: Mapping[str, nn.Module],
+    student: Mapping[str, nn.Module],
+    components: Sequence[str],
+    ids: Sequence[Tensor],
+    cfg: RecoveryConfig,
+    *,
+    state: RecoveryState | None = None,
+    checkpoint: Callable[[RecoveryState], None] | None = None,
+    progress: ProgressFn | None = None,
+) -> RecoveryState:
     """Distil `student[c]` from `teacher[c]` for each component c in `components`.
 
     Args:
@@ -241,8 +253,9 @@ def recover(teacher: Mapping[str, nn.Module], student: Mapping[str, nn.Module], 
             if "acoustic" in components:
                 loss = loss + _acoustic_loss(student["acoustic"], ids[i], target, cfg.hidden_weight)
             if "vocoder" in components and target[1].shape[1] >= 10:
-                loss = loss + _vocoder_loss(teacher["vocoder"], student["vocoder"], target[1], cfg.vocoder_frames,
-                                            gen, cfg.wav_weight)
+                loss = loss + _vocoder_loss(
+                    teacher["vocoder"], student["vocoder"], target[1], cfg.vocoder_frames, gen, cfg.wav_weight
+                )
             if not torch.isfinite(loss):
                 raise ModelError(f"prune: recovery loss is {float(loss)} at step {state.step}; lower --lr")
             for g in opt.param_groups:
@@ -265,8 +278,10 @@ def recover(teacher: Mapping[str, nn.Module], student: Mapping[str, nn.Module], 
         if checkpoint is not None and state.step > 0:
             state.optimizer = opt.state_dict()
             checkpoint(state)
-        raise RecoveryInterrupted(f"prune: recovery interrupted at step {state.step}/{cfg.steps}; "
-                                  "run the same command again to resume from the checkpoint") from None
+        raise RecoveryInterrupted(
+            f"prune: recovery interrupted at step {state.step}/{cfg.steps}; "
+            "run the same command again to resume from the checkpoint"
+        ) from None
     finally:
         for c in components:
             student[c].eval()

@@ -17,9 +17,15 @@ Key = tuple[str, str]
 """(component, layer name)."""
 
 
-def quant_sensitivity(src: Manifest, root: Path, texts: Sequence[str], nodes: Mapping[str, Mapping[str, list[str]]],
-                      calib_sentences: int, workdir: Path, say: Callable[[str], None]
-                      ) -> tuple[float, dict[Key, tuple[float | None, float | None]]]:
+def quant_sensitivity(
+    src: Manifest,
+    root: Path,
+    texts: Sequence[str],
+    nodes: Mapping[str, Mapping[str, list[str]]],
+    calib_sentences: int,
+    workdir: Path,
+    say: Callable[[str], None],
+) -> tuple[float, dict[Key, tuple[float | None, float | None]]]:
     """INT8 sensitivity of each layer of the FP32 ONNX artifact at `root`.
 
     Args:
@@ -31,17 +37,19 @@ def quant_sensitivity(src: Manifest, root: Path, texts: Sequence[str], nodes: Ma
     """
     from speedy.corpus import load_corpus
     from speedy.stages.mixed import Scorer
-    from speedy.stages.quantize import (QuantRecipe, _Reader, _static, acoustic_feeds, calibration_ids,
-                                        vocoder_feeds)
+    from speedy.stages.quantize import QuantRecipe, _Reader, _static, acoustic_feeds, calibration_ids, vocoder_feeds
 
     recipe = QuantRecipe.int8_static()
     comps = src.components
     fp32 = {c: root / comps[c].file for c in ("acoustic", "vocoder")}
     say(f"INT8: calibrating on {calib_sentences} sentences")
     ids = calibration_ids(src, load_corpus("calib"), calib_sentences)
-    feeds = {"acoustic": acoustic_feeds(comps["acoustic"], ids),
-             "vocoder": vocoder_feeds(fp32["acoustic"], comps["acoustic"], comps["vocoder"], ids,
-                                      src.audio.min_vocoder_frames)}
+    feeds = {
+        "acoustic": acoustic_feeds(comps["acoustic"], ids),
+        "vocoder": vocoder_feeds(
+            fp32["acoustic"], comps["acoustic"], comps["vocoder"], ids, src.audio.min_vocoder_frames
+        ),
+    }
     caches = {c: workdir / f"{c}.calib.json" for c in fp32}
     int8 = {c: workdir / f"{c}.int8.onnx" for c in fp32}
     for c in fp32:
@@ -56,7 +64,9 @@ def quant_sensitivity(src: Manifest, root: Path, texts: Sequence[str], nodes: Ma
         every = [n for ns in nodes[c].values() for n in ns]
         for layer, mine in nodes[c].items():
             mine_set = set(mine)
-            _static(fp32[c], trial, recipe.op_types[c], recipe, None, caches[c], [n for n in every if n not in mine_set])
+            _static(
+                fp32[c], trial, recipe.op_types[c], recipe, None, caches[c], [n for n in every if n not in mine_set]
+            )
             only_int8 = scorer.mcd(*_pair(c, trial, fp32[other]))
             _static(fp32[c], trial, recipe.op_types[c], recipe, None, caches[c], mine)
             only_float = scorer.mcd(*_pair(c, trial, int8[other]))
@@ -69,8 +79,14 @@ def _pair(component: str, mine: Path, other: Path) -> tuple[Path, Path]:
     return (mine, other) if component == "acoustic" else (other, mine)
 
 
-def prune_sensitivity(manifest: Manifest, torch_dir: Path, ids: Sequence[np.ndarray], fractions: Sequence[float],
-                      criterion: str, say: Callable[[str], None]) -> dict[Key, dict[str, float | None]]:
+def prune_sensitivity(
+    manifest: Manifest,
+    torch_dir: Path,
+    ids: Sequence[np.ndarray],
+    fractions: Sequence[float],
+    criterion: str,
+    say: Callable[[str], None],
+) -> dict[Key, dict[str, float | None]]:
     """MCD (dB) vs the unpruned torch pipeline when each layer loses `fraction` of its units.
 
     None where an utterance's length changed too much to align (a broken duration predictor): MCD
@@ -78,14 +94,14 @@ def prune_sensitivity(manifest: Manifest, torch_dir: Path, ids: Sequence[np.ndar
     Every group of the layer (`PruneGroup.layer`) keeps its top (1 - fraction) units by `criterion`;
     fractions that would remove nothing from a layer (e.g. a quarter of 2 heads) are left out.
     """
+    import torch
+
     from speedy.errors import InputError
     from speedy.prune.criteria import get_criterion
     from speedy.prune.evaluate import compare_pipelines, synthesize
     from speedy.prune.stage import calibration_run
     from speedy.prune.surgery import groups_for, prune_group
     from speedy.runtime.torch_backend import load_torch_modules
-
-    import torch
 
     mods = load_torch_modules(manifest, torch_dir)
     ref = synthesize(mods["acoustic"], mods["vocoder"], ids, manifest.audio.min_vocoder_frames)
@@ -116,8 +132,10 @@ def prune_sensitivity(manifest: Manifest, torch_dir: Path, ids: Sequence[np.ndar
                     # Some utterance's length moved beyond what MCD can align (×1.4): compare_pipelines then
                     # scores it with the reference durations forced, which hides exactly this damage.
                     out.setdefault((c, layer), {})[f"{f:g}"] = None
-                    say(f"pruning: {c} {layer} −{f:.0%} → durations broken on {res['forced_durations']} of "
-                        f"{res['sentences']} utterances (length beyond ×1.4): no MCD")
+                    say(
+                        f"pruning: {c} {layer} −{f:.0%} → durations broken on {res['forced_durations']} of "
+                        f"{res['sentences']} utterances (length beyond ×1.4): no MCD"
+                    )
                     continue
                 out.setdefault((c, layer), {})[f"{f:g}"] = round(res["mcd_db"], 4)
                 say(f"pruning: {c} {layer} −{f:.0%} → MCD {res['mcd_db']:.3f} dB")

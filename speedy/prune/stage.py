@@ -90,8 +90,13 @@ class PruneConfig:
     def recovery(self):  # -> RecoveryConfig
         from speedy.prune.recover import RecoveryConfig
 
-        return RecoveryConfig(steps=self.recover_steps, lr=self.lr, checkpoint_every=self.checkpoint_every,
-                              hidden_weight=self.hidden_weight, seed=self.seed)
+        return RecoveryConfig(
+            steps=self.recover_steps,
+            lr=self.lr,
+            checkpoint_every=self.checkpoint_every,
+            hidden_weight=self.hidden_weight,
+            seed=self.seed,
+        )
 
 
 def checkpoint_path(out: Path) -> Path:
@@ -110,16 +115,24 @@ def _check_source(source: Path) -> Manifest:
     src = read_manifest(source)
     formats = {c.format for c in src.components.values()}
     if formats != {"torch"}:
-        raise InputError(f"prune: {source} is an artifact in {'/'.join(sorted(formats))} format; prune works "
-                         "on torch weights before export — run prune on the torch artifact (e.g. the default voice), then "
-                         "'speedy export' (and 'speedy quantize') on its output")
+        raise InputError(
+            f"prune: {source} is an artifact in {'/'.join(sorted(formats))} format; prune works "
+            "on torch weights before export — run prune on the torch artifact (e.g. the default voice), then "
+            "'speedy export' (and 'speedy quantize') on its output"
+        )
     return src
 
 
-def prune(source: Path | None, out: Path, config: PruneConfig = PruneConfig(), *, force: bool = False,
-          calibration_ids: Sequence[np.ndarray] | None = None,
-          progress: Callable[[str], None] | None = None,
-          on_step: Callable[[int, int, float], None] | None = None) -> Manifest:
+def prune(
+    source: Path | None,
+    out: Path,
+    config: PruneConfig = PruneConfig(),
+    *,
+    force: bool = False,
+    calibration_ids: Sequence[np.ndarray] | None = None,
+    progress: Callable[[str], None] | None = None,
+    on_step: Callable[[int, int, float], None] | None = None,
+) -> Manifest:
     """Prune the torch artifact at `source` (None = the default voice) into `out`.
 
     Args:
@@ -167,27 +180,56 @@ def prune(source: Path | None, out: Path, config: PruneConfig = PruneConfig(), *
             resize(student[c], c, ckpt["widths"][c])
             student[c].load_state_dict(ckpt["state"][c], strict=True)
         report: dict[str, Any] = dict(ckpt["report"])
-        state = RecoveryState(step=int(ckpt["step"]), optimizer=ckpt["optimizer"], losses=list(ckpt["losses"]),
-                              seconds=float(ckpt["seconds"]), rng=ckpt.get("rng"))
+        state = RecoveryState(
+            step=int(ckpt["step"]),
+            optimizer=ckpt["optimizer"],
+            losses=list(ckpt["losses"]),
+            seconds=float(ckpt["seconds"]),
+            rng=ckpt.get("rng"),
+        )
     else:
         report = _prune_components(teacher, student, config, ids, say)
         state = RecoveryState()
 
     def save(st: RecoveryState) -> None:
-        save_checkpoint(ckpt_file, {
-            "key": key, "step": st.step, "optimizer": st.optimizer, "losses": st.losses[-50:], "seconds": st.seconds,
-            "rng": st.rng,
-            "widths": {c: widths(groups_for(c, student[c])) for c in config.components},
-            "state": {c: student[c].state_dict() for c in config.components}, "report": report})
+        save_checkpoint(
+            ckpt_file,
+            {
+                "key": key,
+                "step": st.step,
+                "optimizer": st.optimizer,
+                "losses": st.losses[-50:],
+                "seconds": st.seconds,
+                "rng": st.rng,
+                "widths": {c: widths(groups_for(c, student[c])) for c in config.components},
+                "state": {c: student[c].state_dict() for c in config.components},
+                "report": report,
+            },
+        )
 
     if config.recover_steps > 0:
         say(f"recovering by self-distillation: {config.recover_steps} steps on {len(ids)} calibration utterances")
-        state = recover(teacher, student, config.components, [torch.from_numpy(np.asarray(x)) for x in ids],
-                        config.recovery(), state=state, checkpoint=save, progress=on_step)
-    report.update({c: {**report[c], "params_before": before[c], "params_after": count_params(student[c])}
-                   for c in config.components})
-    report["recovery"] = {"steps": state.step, "seconds": round(state.seconds, 1),
-                          "final_loss": round(state.losses[-1], 5) if state.losses else None}
+        state = recover(
+            teacher,
+            student,
+            config.components,
+            [torch.from_numpy(np.asarray(x)) for x in ids],
+            config.recovery(),
+            state=state,
+            checkpoint=save,
+            progress=on_step,
+        )
+    report.update(
+        {
+            c: {**report[c], "params_before": before[c], "params_after": count_params(student[c])}
+            for c in config.components
+        }
+    )
+    report["recovery"] = {
+        "steps": state.step,
+        "seconds": round(state.seconds, 1),
+        "final_loss": round(state.losses[-1], 5) if state.losses else None,
+    }
     if config.evaluate:
         report["eval"] = _evaluate(src, teacher, student, say)
     manifest = _write(source, src, out, student, config, report, time.perf_counter() - start, force)
@@ -207,8 +249,9 @@ def _ids(src: Manifest, config: PruneConfig, given: Sequence[np.ndarray] | None)
     return calibration_ids(src, load_corpus("calib"), config.calib_sentences)
 
 
-def _prune_components(teacher: dict, student: dict, config: PruneConfig, ids: Sequence[np.ndarray],
-                      say: Callable[[str], None]) -> dict[str, Any]:
+def _prune_components(
+    teacher: dict, student: dict, config: PruneConfig, ids: Sequence[np.ndarray], say: Callable[[str], None]
+) -> dict[str, Any]:
     """Score, plan, cut (and re-fit) each chosen component of `student` in place; returns the report."""
     import torch
 
@@ -222,8 +265,10 @@ def _prune_components(teacher: dict, student: dict, config: PruneConfig, ids: Se
     # Acoustic re-fit: every calibration utterance, every frame (see reconstruct.ROWS_PER_INPUT). The
     # vocoder's layers see 64-frame crops at up to 24 kHz, so a few utterances already give far more rows
     # than unknowns, and all of them would take most of an hour.
-    refit_ids = {"acoustic": [torch.from_numpy(np.asarray(x)) for x in ids],
-                 "vocoder": [torch.from_numpy(np.asarray(x)) for x in ids[:VOCODER_REFIT_SENTENCES]]}
+    refit_ids = {
+        "acoustic": [torch.from_numpy(np.asarray(x)) for x in ids],
+        "vocoder": [torch.from_numpy(np.asarray(x)) for x in ids[:VOCODER_REFIT_SENTENCES]],
+    }
     refit_rows = {"acoustic": ROWS_PER_INPUT, "vocoder": VOCODER_REFIT_ROWS}
     for c in config.components:
         model = student[c]
@@ -234,8 +279,9 @@ def _prune_components(teacher: dict, student: dict, config: PruneConfig, ids: Se
         crit = get_criterion(config.criterion)
         if crit.needs_data:
             crit.prepare(model, groups, lambda m, c=c: calibration_run(m, c, student["acoustic"], probe_ids))
-        plan = ALLOCATIONS[config.allocation](model, groups, {g.name: crit(g, model) for g in groups},
-                                              config.target_params, config.round_to)
+        plan = ALLOCATIONS[config.allocation](
+            model, groups, {g.name: crit(g, model) for g in groups}, config.target_params, config.round_to
+        )
         cut = [g for g in groups if len(plan.keep[g.name]) < g.units]
         for g in cut:
             prune_group(model, g, plan.keep[g.name])
@@ -246,15 +292,27 @@ def _prune_components(teacher: dict, student: dict, config: PruneConfig, ids: Se
             rids = refit_ids[c]
             say(f"{c}: re-fitting the layers that read pruned units (least squares, {len(rids)} utterances)")
             durs = _teacher_durations(teacher["acoustic"], rids)
-            refit = refit_consumers(teacher[c], model, cut, plan.keep,
-                                    lambda m, c=c: calibration_run(m, c, teacher["acoustic"], rids, durs),
-                                    rows_per_input=refit_rows[c])
+            refit = refit_consumers(
+                teacher[c],
+                model,
+                cut,
+                plan.keep,
+                lambda m, c=c: calibration_run(m, c, teacher["acoustic"], rids, durs),  # noqa: B023 (used now)
+                rows_per_input=refit_rows[c],
+            )
         model.eval()
-        say(f"{c}: {plan.params_before / 1e6:.2f} M → {plan.params_after / 1e6:.2f} M parameters "
-            f"({config.criterion}, {plan.fraction:.0%} of the units of {len(groups)} groups)")
-        report[c] = {"criterion": config.criterion, "allocation": config.allocation, "kinds": list(kinds),
-                     "fraction": round(plan.fraction, 4), "refit_error": refit,
-                     "widths": {g.name: [g.units, len(plan.keep[g.name])] for g in groups}}
+        say(
+            f"{c}: {plan.params_before / 1e6:.2f} M → {plan.params_after / 1e6:.2f} M parameters "
+            f"({config.criterion}, {plan.fraction:.0%} of the units of {len(groups)} groups)"
+        )
+        report[c] = {
+            "criterion": config.criterion,
+            "allocation": config.allocation,
+            "kinds": list(kinds),
+            "fraction": round(plan.fraction, 4),
+            "refit_error": refit,
+            "widths": {g.name: [g.units, len(plan.keep[g.name])] for g in groups},
+        }
     return report
 
 
@@ -263,8 +321,10 @@ def _teacher_durations(acoustic, ids: Sequence) -> list:
     import torch
 
     with torch.no_grad():
-        return [acoustic.durations_from_log(acoustic.predict(*acoustic.encode(x))[0], torch.ones(1)).clamp_min(1)
-                for x in ids]
+        return [
+            acoustic.durations_from_log(acoustic.predict(*acoustic.encode(x))[0], torch.ones(1)).clamp_min(1)
+            for x in ids
+        ]
 
 
 def calibration_run(model, component: str, acoustic, ids: Sequence, durations: Sequence | None = None):  # -> Tensor
@@ -306,14 +366,24 @@ def _evaluate(src: Manifest, teacher: dict, student: dict, say: Callable[[str], 
     except (ImportError, KeyError) as exc:  # frontend / quality not available, or a phone not in the table
         _LOGGER.warning("prune: skipped the MCD check (%s)", exc)
         return {"skipped": str(exc)}
-    say(f"vs unpruned on {result['sentences']} eval utterances: MCD {result['mcd_db']:.3f} dB "
+    say(
+        f"vs unpruned on {result['sentences']} eval utterances: MCD {result['mcd_db']:.3f} dB "
         f"({result['mcd_spectral_db']:.3f} dB with the unpruned durations forced), "
-        f"mel L1 {result['mel_l1']:.4f}, duration error {result['duration_error']:.3f} frames/token")
+        f"mel L1 {result['mel_l1']:.4f}, duration error {result['duration_error']:.3f} frames/token"
+    )
     return result
 
 
-def _write(source: Path, src: Manifest, out: Path, student: dict, config: PruneConfig, report: dict[str, Any],
-           seconds: float, force: bool) -> Manifest:
+def _write(
+    source: Path,
+    src: Manifest,
+    out: Path,
+    student: dict,
+    config: PruneConfig,
+    report: dict[str, Any],
+    seconds: float,
+    force: bool,
+) -> Manifest:
     from dataclasses import replace
 
     from safetensors.torch import save_file
@@ -340,7 +410,8 @@ def _write(source: Path, src: Manifest, out: Path, student: dict, config: PruneC
         (staging / "config.json").write_text(json.dumps(cfg, ensure_ascii=False, indent=1), encoding="utf-8")
         opts = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()}
         step = lineage_step("prune", {**opts, "source": str(source)}, seconds, "torch", "safetensors")
-        manifest = src.with_step(step, family=PRUNED_FAMILY, components=comps,
-                                 extra={**dict(src.extra), "prune": report})
+        manifest = src.with_step(
+            step, family=PRUNED_FAMILY, components=comps, extra={**dict(src.extra), "prune": report}
+        )
         write_manifest(staging, manifest)
     return manifest

@@ -28,8 +28,10 @@ VOCODER_KINDS = ("vocoder-pre", "vocoder-stream", "vocoder-inner")
 # Variance predictors are opt-in: their LayerNorm spans the channels, so a cut shifts its statistics and
 # the durations drift (default voice, 30 % fewer parameters before recovery: MCD 14.4 dB with them vs
 # 11.1 dB without, l1; their 1.2 M parameters are not worth it).
-DEFAULT_KINDS: dict[str, tuple[str, ...]] = {"acoustic": ("ffn", "postnet", "heads"),
-                                             "vocoder": ("vocoder-inner", "vocoder-stream", "vocoder-pre")}
+DEFAULT_KINDS: dict[str, tuple[str, ...]] = {
+    "acoustic": ("ffn", "postnet", "heads"),
+    "vocoder": ("vocoder-inner", "vocoder-stream", "vocoder-pre"),
+}
 
 
 @dataclass(frozen=True)
@@ -90,31 +92,78 @@ def acoustic_groups(model: nn.Module) -> list[PruneGroup]:
             p = f"{stack}.{i}"
             att = layer.attention
             hd = att.head_dim
-            out.append(PruneGroup(
-                "acoustic", f"{p}.heads", "heads", att.heads, hd,
-                producers=tuple(c for n in ("query", "key", "value")
-                                for c in (Cut(f"{p}.attention.{n}.weight", 0, hd), Cut(f"{p}.attention.{n}.bias", 0, hd))),
-                consumers=(Cut(f"{p}.attention.out.weight", 1, hd),), probe=(f"{p}.attention.out", -1), layer=p))
-            out.append(PruneGroup(
-                "acoustic", f"{p}.ffn", "ffn", layer.conv1.out_channels, 1, producers=_conv_out(f"{p}.conv1"),
-                consumers=(Cut(f"{p}.conv2.weight", 1),), probe=(f"{p}.conv2", 1), layer=p, min_units=8))
+            out.append(
+                PruneGroup(
+                    "acoustic",
+                    f"{p}.heads",
+                    "heads",
+                    att.heads,
+                    hd,
+                    producers=tuple(
+                        c
+                        for n in ("query", "key", "value")
+                        for c in (Cut(f"{p}.attention.{n}.weight", 0, hd), Cut(f"{p}.attention.{n}.bias", 0, hd))
+                    ),
+                    consumers=(Cut(f"{p}.attention.out.weight", 1, hd),),
+                    probe=(f"{p}.attention.out", -1),
+                    layer=p,
+                )
+            )
+            out.append(
+                PruneGroup(
+                    "acoustic",
+                    f"{p}.ffn",
+                    "ffn",
+                    layer.conv1.out_channels,
+                    1,
+                    producers=_conv_out(f"{p}.conv1"),
+                    consumers=(Cut(f"{p}.conv2.weight", 1),),
+                    probe=(f"{p}.conv2", 1),
+                    layer=p,
+                    min_units=8,
+                )
+            )
     for pred in ("duration_predictor", "f0_predictor", "energy_predictor"):
         vp = getattr(model, pred)
         n = len(vp.convs)
         for j in range(n):
             nxt = (Cut(f"{pred}.convs.{j + 1}.weight", 1),) if j + 1 < n else (Cut(f"{pred}.proj.weight", 1),)
             probe = (f"{pred}.convs.{j + 1}", 1) if j + 1 < n else (f"{pred}.proj", -1)
-            out.append(PruneGroup(
-                "acoustic", f"{pred}.conv{j}", "predictor", vp.convs[j].out_channels, 1,
-                producers=(*_conv_out(f"{pred}.convs.{j}"), Cut(f"{pred}.norms.{j}.weight", 0),
-                           Cut(f"{pred}.norms.{j}.bias", 0)),
-                consumers=nxt, probe=probe, layer=pred, exact=False, min_units=8))
+            out.append(
+                PruneGroup(
+                    "acoustic",
+                    f"{pred}.conv{j}",
+                    "predictor",
+                    vp.convs[j].out_channels,
+                    1,
+                    producers=(
+                        *_conv_out(f"{pred}.convs.{j}"),
+                        Cut(f"{pred}.norms.{j}.weight", 0),
+                        Cut(f"{pred}.norms.{j}.bias", 0),
+                    ),
+                    consumers=nxt,
+                    probe=probe,
+                    layer=pred,
+                    exact=False,
+                    min_units=8,
+                )
+            )
     last = len(model.postnet) - 1
     for j in range(last):
-        out.append(PruneGroup(
-            "acoustic", f"postnet.{j}", "postnet", model.postnet[j].out_channels, 1,
-            producers=_conv_out(f"postnet.{j}"), consumers=(Cut(f"postnet.{j + 1}.weight", 1),),
-            probe=(f"postnet.{j + 1}", 1), layer="postnet", min_units=8))
+        out.append(
+            PruneGroup(
+                "acoustic",
+                f"postnet.{j}",
+                "postnet",
+                model.postnet[j].out_channels,
+                1,
+                producers=_conv_out(f"postnet.{j}"),
+                consumers=(Cut(f"postnet.{j + 1}.weight", 1),),
+                probe=(f"postnet.{j + 1}", 1),
+                layer="postnet",
+                min_units=8,
+            )
+        )
     return out
 
 
@@ -125,9 +174,20 @@ def vocoder_groups(model: nn.Module) -> list[PruneGroup]:
     upsampling stage (upsample output, every block's shortcut and conv2 output); vocoder-inner: the
     channels between a residual block's dilated conv1 and its 1×1 conv2.
     """
-    out: list[PruneGroup] = [PruneGroup(
-        "vocoder", "pre", "vocoder-pre", model.pre.out_channels, 1, producers=_conv_out("pre"),
-        consumers=(Cut("upsamples.0.weight", 0),), probe=("upsamples.0", 1), layer="pre", min_units=8)]
+    out: list[PruneGroup] = [
+        PruneGroup(
+            "vocoder",
+            "pre",
+            "vocoder-pre",
+            model.pre.out_channels,
+            1,
+            producers=_conv_out("pre"),
+            consumers=(Cut("upsamples.0.weight", 0),),
+            probe=("upsamples.0", 1),
+            layer="pre",
+            min_units=8,
+        )
+    ]
     n = len(model.stacks)
     for s, stack in enumerate(model.stacks):
         prod = [Cut(f"upsamples.{s}.weight", 1), Cut(f"upsamples.{s}.bias", 0)]
@@ -136,15 +196,36 @@ def vocoder_groups(model: nn.Module) -> list[PruneGroup]:
             q = f"stacks.{s}.{b}"
             prod += [*_conv_out(f"{q}.shortcut"), *_conv_out(f"{q}.conv2")]
             cons += [Cut(f"{q}.shortcut.weight", 1), Cut(f"{q}.conv1.weight", 1)]
-            out.append(PruneGroup(
-                "vocoder", f"{q}.inner", "vocoder-inner", stack[b].conv1.out_channels, 1,
-                producers=_conv_out(f"{q}.conv1"), consumers=(Cut(f"{q}.conv2.weight", 1),),
-                probe=(f"{q}.conv2", 1), layer=f"stacks.{s}", min_units=4))
+            out.append(
+                PruneGroup(
+                    "vocoder",
+                    f"{q}.inner",
+                    "vocoder-inner",
+                    stack[b].conv1.out_channels,
+                    1,
+                    producers=_conv_out(f"{q}.conv1"),
+                    consumers=(Cut(f"{q}.conv2.weight", 1),),
+                    probe=(f"{q}.conv2", 1),
+                    layer=f"stacks.{s}",
+                    min_units=4,
+                )
+            )
         nxt = Cut(f"upsamples.{s + 1}.weight", 0) if s + 1 < n else Cut("post.weight", 1)
         probe = (f"upsamples.{s + 1}", 1) if s + 1 < n else ("post", 1)
-        out.append(PruneGroup(
-            "vocoder", f"stage{s}.stream", "vocoder-stream", model.upsamples[s].out_channels, 1,
-            producers=tuple(prod), consumers=(*cons, nxt), probe=probe, layer=f"stacks.{s}", min_units=4))
+        out.append(
+            PruneGroup(
+                "vocoder",
+                f"stage{s}.stream",
+                "vocoder-stream",
+                model.upsamples[s].out_channels,
+                1,
+                producers=tuple(prod),
+                consumers=(*cons, nxt),
+                probe=probe,
+                layer=f"stacks.{s}",
+                min_units=4,
+            )
+        )
     return out
 
 
@@ -155,8 +236,10 @@ def groups_for(component: str, model: nn.Module) -> list[PruneGroup]:
         return acoustic_groups(model)
     if component == "vocoder" and name == "MBMelGAN":
         return vocoder_groups(model)
-    raise InputError(f"prune: the {component} model ({name}) has no prunable structures known to speedy "
-                     "(supported: FastSpeech2 heads/FFN/predictor/postnet channels, MB-MelGAN conv channels)")
+    raise InputError(
+        f"prune: the {component} model ({name}) has no prunable structures known to speedy "
+        "(supported: FastSpeech2 heads/FFN/predictor/postnet channels, MB-MelGAN conv channels)"
+    )
 
 
 def _owner(model: nn.Module, tensor: str) -> tuple[nn.Module, str]:

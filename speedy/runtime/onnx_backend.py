@@ -14,8 +14,12 @@ from speedy.runtime.receptive import onnx_width
 
 _LOGGER = logging.getLogger(__name__)
 
-_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
-           "all": "ORT_ENABLE_ALL"}
+_LEVELS = {
+    "disable": "ORT_DISABLE_ALL",
+    "basic": "ORT_ENABLE_BASIC",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "all": "ORT_ENABLE_ALL",
+}
 
 
 #: Memory (default voice, 2 threads, a 500-character text then 20 eval texts; peak / steady RSS): ORT's
@@ -69,8 +73,9 @@ class _Acoustic:
 
 
 class _Vocoder:
-    def __init__(self, session, inputs: tuple[str, ...], outputs: tuple[str, ...],
-                 receptive_field_frames: float | None = None) -> None:
+    def __init__(
+        self, session, inputs: tuple[str, ...], outputs: tuple[str, ...], receptive_field_frames: float | None = None
+    ) -> None:
         self.session = session
         self.inp = inputs[0]
         self.out = outputs[0]

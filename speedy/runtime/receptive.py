@@ -109,12 +109,26 @@ def _topological(graph: Any, inits: set[str]) -> list[Any]:
 #: onnx_width reads; every other field is skipped by the parser
 _ONNX_SUBSET = (
     ("AttributeProto", [("name", 1, False, "string"), ("i", 3, False, "int64"), ("ints", 8, True, "int64")]),
-    ("NodeProto", [("input", 1, True, "string"), ("output", 2, True, "string"), ("op_type", 4, False, "string"),
-                   ("attribute", 5, True, "AttributeProto")]),
+    (
+        "NodeProto",
+        [
+            ("input", 1, True, "string"),
+            ("output", 2, True, "string"),
+            ("op_type", 4, False, "string"),
+            ("attribute", 5, True, "AttributeProto"),
+        ],
+    ),
     ("ValueInfoProto", [("name", 1, False, "string")]),
     ("TensorProto", [("name", 8, False, "string")]),
-    ("GraphProto", [("node", 1, True, "NodeProto"), ("initializer", 5, True, "TensorProto"),
-                    ("input", 11, True, "ValueInfoProto"), ("output", 12, True, "ValueInfoProto")]),
+    (
+        "GraphProto",
+        [
+            ("node", 1, True, "NodeProto"),
+            ("initializer", 5, True, "TensorProto"),
+            ("input", 11, True, "ValueInfoProto"),
+            ("output", 12, True, "ValueInfoProto"),
+        ],
+    ),
     ("ModelProto", [("graph", 7, False, "GraphProto")]),
 )
 
@@ -124,8 +138,9 @@ def _graph_class() -> Any:
     """The protobuf message class of ModelProto restricted to _ONNX_SUBSET (built once)."""
     from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
-    fd = descriptor_pb2.FileDescriptorProto(name="speedy_onnx_subset.proto", package="speedy_onnx_subset",
-                                            syntax="proto2")
+    fd = descriptor_pb2.FileDescriptorProto(
+        name="speedy_onnx_subset.proto", package="speedy_onnx_subset", syntax="proto2"
+    )
     f = descriptor_pb2.FieldDescriptorProto
     scalar = {"string": f.TYPE_STRING, "int64": f.TYPE_INT64}
     for name, fields in _ONNX_SUBSET:
@@ -135,8 +150,9 @@ def _graph_class() -> Any:
             if kind in scalar:
                 msg.field.add(name=field, number=number, label=label, type=scalar[kind])
             else:
-                msg.field.add(name=field, number=number, label=label, type=f.TYPE_MESSAGE,
-                              type_name=f".speedy_onnx_subset.{kind}")
+                msg.field.add(
+                    name=field, number=number, label=label, type=f.TYPE_MESSAGE, type_name=f".speedy_onnx_subset.{kind}"
+                )
     pool = descriptor_pool.DescriptorPool()
     pool.Add(fd)
     return message_factory.GetMessageClass(pool.FindMessageTypeByName("speedy_onnx_subset.ModelProto"))
@@ -157,6 +173,7 @@ def torch_width(module: object, n_mels: int) -> float | None:
     calls: list[nn.Module] = []
     handles = []
     for run, frames in enumerate((32, 48)):
+
         def hook(mod: nn.Module, args: tuple, run: int = run) -> None:
             lengths[run].append(int(args[0].shape[-1]))
             if run == 0:

@@ -53,12 +53,15 @@ def dim_bounds(max_seq_len: int, max_frames: int, min_frames: int = 1) -> dict[s
     """(min, opt, max) per named dynamic axis: "tokens" (phoneme ids) and "frames" (mel frames)."""
     if max_seq_len < 1 or max_frames < min_frames or min_frames < 1:
         raise ModelError(f"bad profile bounds: max_seq_len {max_seq_len}, frames [{min_frames}, {max_frames}]")
-    return {"tokens": (1, min(OPT_TOKENS, max_seq_len), max_seq_len),
-            "frames": (min_frames, min(max(OPT_FRAMES, min_frames), max_frames), max_frames)}
+    return {
+        "tokens": (1, min(OPT_TOKENS, max_seq_len), max_seq_len),
+        "frames": (min_frames, min(max(OPT_FRAMES, min_frames), max_frames), max_frames),
+    }
 
 
-def profile_shapes(inputs: Mapping[str, list[int | str]],
-                   bounds: Mapping[str, tuple[int, int, int]]) -> dict[str, tuple[Shape, Shape, Shape]]:
+def profile_shapes(
+    inputs: Mapping[str, list[int | str]], bounds: Mapping[str, tuple[int, int, int]]
+) -> dict[str, tuple[Shape, Shape, Shape]]:
     """min/opt/max shapes of every input with a dynamic dim (others need no profile entry).
 
     A dynamic dim named in `bounds` takes its (min, opt, max); any other dynamic dim (e.g. an unnamed
@@ -78,8 +81,9 @@ def profile_shapes(inputs: Mapping[str, list[int | str]],
             elif axis == 0:
                 b = (1, 1, 1)
             else:
-                raise ModelError(f"{name}: dynamic axis {axis} ({d!r}) has no profile bound; "
-                                 f"known: {', '.join(bounds)}")
+                raise ModelError(
+                    f"{name}: dynamic axis {axis} ({d!r}) has no profile bound; " f"known: {', '.join(bounds)}"
+                )
             lo.append(b[0])
             opt.append(b[1])
             hi.append(b[2])
@@ -88,7 +92,7 @@ def profile_shapes(inputs: Mapping[str, list[int | str]],
 
 
 def quantization_kind(path: Path) -> str | None:
-    """"qdq" (static INT8, Q/DQ pairs), "dynamic" (integer ops quantized at run time) or None (float)."""
+    """ "qdq" (static INT8, Q/DQ pairs), "dynamic" (integer ops quantized at run time) or None (float)."""
     import onnx
 
     ops = {n.op_type for n in onnx.load(str(path), load_external_data=False).graph.node}
@@ -104,14 +108,17 @@ def preflight(src: Manifest, source: Path, config: Any) -> None:
 
     Order: the input's quantization (no GPU needed), then the tensorrt / pycuda imports, then a CUDA GPU.
     """
-    for name, comp in src.components.items():
+    for comp in src.components.values():
         kind = quantization_kind(Path(source) / comp.file)
         if kind == "dynamic":
-            raise ModelError(f"compile: {comp.file} is INT8 dynamic (integer ops quantized at run time); the "
-                             "tensorrt backend needs an FP32/FP16 input or a static INT8 QDQ one")
+            raise ModelError(
+                f"compile: {comp.file} is INT8 dynamic (integer ops quantized at run time); the "
+                "tensorrt backend needs an FP32/FP16 input or a static INT8 QDQ one"
+            )
         if kind == "qdq" and config.int8_calib is None:
-            raise ModelError(f"compile: {comp.file} is INT8 QDQ; the tensorrt backend needs --int8-calib or an "
-                             "FP32/FP16 input")
+            raise ModelError(
+                f"compile: {comp.file} is INT8 QDQ; the tensorrt backend needs --int8-calib or an " "FP32/FP16 input"
+            )
     require_gpu()
 
 
@@ -134,8 +141,9 @@ def require_gpu() -> str:
         raise ModelError(f"the tensorrt backend needs a CUDA GPU; CUDA says: {e}") from None
 
 
-def compile_tensorrt(src: Manifest, source: Path, staging: Path, config: Any, checks: Any,
-                     say: Any) -> tuple[dict[str, Component], dict[str, Any]]:
+def compile_tensorrt(
+    src: Manifest, source: Path, staging: Path, config: Any, checks: Any, say: Any
+) -> tuple[dict[str, Component], dict[str, Any]]:
     """Build `<name>.engine` per component into `staging`; returns (components, notes per component)."""
     import tensorrt as trt
 
@@ -149,25 +157,45 @@ def compile_tensorrt(src: Manifest, source: Path, staging: Path, config: Any, ch
         onnx_path = Path(source) / comp.file
         profiles = profile_shapes(onnx_input_shapes(onnx_path), bounds)
         say(f"{name}: building a TensorRT {config.precision} engine (this takes minutes)")
-        engine = build_engine(onnx_path, profiles, config.precision, int(config.level),
-                              config.int8_calib if quantization_kind(onnx_path) is None else None)
+        engine = build_engine(
+            onnx_path,
+            profiles,
+            config.precision,
+            int(config.level),
+            config.int8_calib if quantization_kind(onnx_path) is None else None,
+        )
         out = staging / f"{name}{ENGINE_SUFFIX}"
         out.write_bytes(engine)
         prof = {k: [list(s) for s in v] for k, v in profiles.items()}
-        comps[name] = replace_component(comp, out, "tensorrt", config.precision, profiles=prof, gpu=gpu,
-                                        tensorrt=trt.__version__, builder_optimization_level=int(config.level))
+        comps[name] = replace_component(
+            comp,
+            out,
+            "tensorrt",
+            config.precision,
+            profiles=prof,
+            gpu=gpu,
+            tensorrt=trt.__version__,
+            builder_optimization_level=int(config.level),
+        )
         notes[name] = {"profiles": prof, "gpu": gpu}
     return comps, notes
 
 
-def build_engine(onnx_path: Path, profiles: Mapping[str, tuple[Shape, Shape, Shape]], precision: str,
-                 level: int, int8_calib: Path | None) -> bytes:
+def build_engine(
+    onnx_path: Path,
+    profiles: Mapping[str, tuple[Shape, Shape, Shape]],
+    precision: str,
+    level: int,
+    int8_calib: Path | None,
+) -> bytes:
     """Parse the ONNX graph and build a serialized engine with one optimisation profile."""
     import tensorrt as trt
 
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    flags = 0 if int(trt.__version__.split(".")[0]) >= 10 else 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    flags = (
+        0 if int(trt.__version__.split(".")[0]) >= 10 else 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    )
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
@@ -236,6 +264,7 @@ def _npz_calibrator(folder: Path, profiles: Mapping[str, tuple[Shape, Shape, Sha
 
 # ---- runtime ---------------------------------------------------------------------------------------
 
+
 class TensorRTEngine:
     """A deserialized engine on GPU 0: `run({input: array}) -> {output: array}` (host numpy in and out).
 
@@ -253,8 +282,10 @@ class TensorRTEngine:
         self.runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         self.engine = self.runtime.deserialize_cuda_engine(Path(path).read_bytes())
         if self.engine is None:
-            raise ModelError(f"{Path(path).name}: TensorRT cannot deserialize it (built for another GPU or "
-                             "TensorRT version? compile it again on this machine)")
+            raise ModelError(
+                f"{Path(path).name}: TensorRT cannot deserialize it (built for another GPU or "
+                "TensorRT version? compile it again on this machine)"
+            )
         self.context = self.engine.create_execution_context()
         self.stream = cuda.Stream()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]

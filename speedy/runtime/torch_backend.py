@@ -74,7 +74,9 @@ class TorchAcoustic:
 
         c = np.asarray(controls, dtype=np.float32).reshape(-1)
         if c.shape[0] != 4:
-            raise ModelError(f"acoustic runner: expected 4 controls (speed, pitch, pitch_range, energy), got {c.shape[0]}")
+            raise ModelError(
+                f"acoustic runner: expected 4 controls (speed, pitch, pitch_range, energy), got {c.shape[0]}"
+            )
         t_ids = torch.from_numpy(np.ascontiguousarray(ids, dtype=np.int64))
         ctrl = [torch.tensor([float(v)], dtype=torch.float32) for v in c]
         mel, dur = _call("acoustic", self.fn, t_ids, *ctrl)
@@ -214,8 +216,9 @@ def _export_friendly_length_regulator(module: Any, max_frames: int) -> Iterator[
         mod.length_regulate = original
 
 
-def export_program(module: Any, name: str, example: tuple, max_seq_len: int, max_frames: int,
-                   min_frames: int) -> tuple[Any, bool]:
+def export_program(
+    module: Any, name: str, example: tuple, max_seq_len: int, max_frames: int, min_frames: int
+) -> tuple[Any, bool]:
     """`torch.export.export` of one component with dynamic tokens (acoustic) or frames (vocoder).
 
     Returns (ExportedProgram, whether the length regulator was swapped for its export-friendly twin).
@@ -237,8 +240,9 @@ def export_program(module: Any, name: str, example: tuple, max_seq_len: int, max
         raise ModelError(f"compile: torch.export failed for {name}: {first[:300]}") from e
 
 
-def compile_torch_export(src: Manifest, source: Path, staging: Path, config: Any, checks: Any,
-                         say: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+def compile_torch_export(
+    src: Manifest, source: Path, staging: Path, config: Any, checks: Any, say: Any
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Write `<name>.pt2` per component; a component that cannot be exported stays "torch" with the reason.
 
     Returns (components, notes per component).
@@ -257,8 +261,9 @@ def compile_torch_export(src: Manifest, source: Path, staging: Path, config: Any
         comp = src.components[name]
         say(f"{name}: torch.export with dynamic {'tokens' if name == 'acoustic' else 'frames'}")
         try:
-            program, swapped = export_program(modules[name], name, examples[name], config.max_seq_len, config.max_frames,
-                                     src.audio.min_vocoder_frames)
+            program, swapped = export_program(
+                modules[name], name, examples[name], config.max_seq_len, config.max_frames, src.audio.min_vocoder_frames
+            )
         except ModelError as e:
             _LOGGER.warning("%s; keeping it as eager torch", e)
             _keep_torch_files(source, staging, src)
@@ -267,14 +272,18 @@ def compile_torch_export(src: Manifest, source: Path, staging: Path, config: Any
             continue
         path = staging / f"{name}{PT2_SUFFIX}"
         torch.export.save(program, str(path))
-        bounds = ({"min_tokens": MIN_TOKENS, "max_tokens": config.max_seq_len, "max_frames": config.max_frames}
-                  if name == "acoustic" else {"min_frames": max(2, src.audio.min_vocoder_frames),
-                                              "max_frames": config.max_frames, "batch": 1})
+        bounds = (
+            {"min_tokens": MIN_TOKENS, "max_tokens": config.max_seq_len, "max_frames": config.max_frames}
+            if name == "acoustic"
+            else {"min_frames": max(2, src.audio.min_vocoder_frames), "max_frames": config.max_frames, "batch": 1}
+        )
         comps[name] = replace_component(comp, path, "torch-export", **bounds)
         notes[name] = {"format": "torch-export", **bounds, "torch": torch.__version__}
         if swapped:
-            notes[name]["length_regulator"] = ("exported through a twin with torch._check(1 <= frames <= "
-                                               "max_frames): the eager one's frame count is unbacked")
+            notes[name]["length_regulator"] = (
+                "exported through a twin with torch._check(1 <= frames <= "
+                "max_frames): the eager one's frame count is unbacked"
+            )
     return comps, notes
 
 

@@ -29,28 +29,45 @@ from speedy.errors import InputError, SpeedyError
 from speedy.runtime import malloc
 from speedy.serve import audio as audio_io
 from speedy.serve.metrics import Metrics
-from speedy.serve.schemas import (ErrorResponse, SpeechRequest, TTSJSONResponse, TTSRequest, VoicesResponse)
+from speedy.serve.schemas import ErrorResponse, SpeechRequest, TTSJSONResponse, TTSRequest, VoicesResponse
 from speedy.serve.settings import ServeSettings
 from speedy.serve.workers import QueueFull, SynthesisPool
 
 _LOGGER = logging.getLogger(__name__)
 #: OpenAI's voice names: accepted as aliases of the default voice so existing clients work unchanged.
 OPENAI_VOICES = ("alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx", "sage", "shimmer", "verse")
-_ERRORS = {400: {"model": ErrorResponse}, 401: {"model": ErrorResponse}, 413: {"model": ErrorResponse},
-           415: {"model": ErrorResponse}, 422: {"model": ErrorResponse}, 503: {"model": ErrorResponse}}
+_ERRORS = {
+    400: {"model": ErrorResponse},
+    401: {"model": ErrorResponse},
+    413: {"model": ErrorResponse},
+    415: {"model": ErrorResponse},
+    422: {"model": ErrorResponse},
+    503: {"model": ErrorResponse},
+}
 
 
 class ApiError(Exception):
     """An error answered as JSON with a status code (and optional headers)."""
 
-    def __init__(self, status: int, message: str, field: str | None = None, kind: str = "invalid_request",
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        field: str | None = None,
+        kind: str = "invalid_request",
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status, self.message, self.field, self.kind, self.headers = status, message, field, kind, headers
 
 
-def _error(status: int, message: str, field: str | None = None, kind: str = "invalid_request",
-           headers: dict[str, str] | None = None) -> JSONResponse:
+def _error(
+    status: int,
+    message: str,
+    field: str | None = None,
+    kind: str = "invalid_request",
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
     body = {"error": {"message": message, "field": field, "type": kind}}
     return JSONResponse(body, status_code=status, headers=headers)
 
@@ -109,8 +126,9 @@ def create_app(synthesizer: Any, settings: ServeSettings) -> FastAPI:
         if not await asyncio.to_thread(pool.drain, settings.timeout_s):
             _LOGGER.warning("shutdown: %d requests still running after %g s", pool.in_flight, settings.timeout_s)
 
-    app = FastAPI(title="OpenSpeedy TTS", version="0.1.0", description="Chinese multi-emotion text-to-speech.",
-                  lifespan=lifespan)
+    app = FastAPI(
+        title="OpenSpeedy TTS", version="0.1.0", description="Chinese multi-emotion text-to-speech.", lifespan=lifespan
+    )
     metrics = Metrics.create()
     app.state.synthesizer, app.state.pool, app.state.metrics, app.state.settings = synthesizer, pool, metrics, settings
     info = synthesizer.describe()
@@ -155,13 +173,23 @@ def create_app(synthesizer: Any, settings: ServeSettings) -> FastAPI:
         header = request.headers.get("authorization", "")
         token = header[7:] if header.lower().startswith("bearer ") else request.headers.get("x-api-key", "")
         if not hmac.compare_digest(token.encode(), settings.api_key.encode()):
-            raise ApiError(401, "missing or incorrect API key (Authorization: Bearer KEY)", kind="auth",
-                           headers={"WWW-Authenticate": "Bearer"})
+            raise ApiError(
+                401,
+                "missing or incorrect API key (Authorization: Bearer KEY)",
+                kind="auth",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
 
     def options_for(req: TTSRequest) -> SynthesisOptions:
         try:
-            return SynthesisOptions(speed=req.speed, pitch=req.pitch, pitch_range=req.pitch_range, energy=req.energy,
-                                    emotion=req.emotion, voice=req.voice)
+            return SynthesisOptions(
+                speed=req.speed,
+                pitch=req.pitch,
+                pitch_range=req.pitch_range,
+                energy=req.energy,
+                emotion=req.emotion,
+                voice=req.voice,
+            )
         except InputError as e:
             field = "emotion" if "emotion" in str(e) else None
             raise ApiError(422, str(e), field) from None
@@ -177,8 +205,10 @@ def create_app(synthesizer: Any, settings: ServeSettings) -> FastAPI:
         try:
             result = await pool.run(lambda: synthesizer.synthesize(text, options), settings.timeout_s)
         except QueueFull:
-            raise ApiError(503, "the server is busy; retry shortly", kind="busy", headers={"Retry-After": "1"}) from None
-        except asyncio.TimeoutError:
+            raise ApiError(
+                503, "the server is busy; retry shortly", kind="busy", headers={"Retry-After": "1"}
+            ) from None
+        except TimeoutError:
             raise ApiError(504, f"synthesis took longer than {settings.timeout_s:g} s", kind="timeout") from None
         except InputError as e:
             raise ApiError(422, str(e), "text" if "text" in str(e) or "nothing to say" in str(e) else None) from None
@@ -209,7 +239,9 @@ def create_app(synthesizer: Any, settings: ServeSettings) -> FastAPI:
         try:
             gen = pool.stream(produce)
         except QueueFull:
-            raise ApiError(503, "the server is busy; retry shortly", kind="busy", headers={"Retry-After": "1"}) from None
+            raise ApiError(
+                503, "the server is busy; retry shortly", kind="busy", headers={"Retry-After": "1"}
+            ) from None
         try:
             first = await run_in_threadpool(next, gen, b"")
         except InputError as e:
@@ -251,7 +283,10 @@ def create_app(synthesizer: Any, settings: ServeSettings) -> FastAPI:
     @app.get("/voices", response_model=VoicesResponse)
     async def get_voices() -> dict[str, Any]:
         """Voices with their emotions, control ranges and the sample rate."""
-        return {**{k: info[k] for k in ("family", "sample_rate", "voices", "controls")}, "max_chars": settings.max_chars}
+        return {
+            **{k: info[k] for k in ("family", "sample_rate", "voices", "controls")},
+            "max_chars": settings.max_chars,
+        }
 
     @app.get("/metrics", include_in_schema=False)
     async def get_metrics() -> PlainTextResponse:
@@ -260,8 +295,11 @@ def create_app(synthesizer: Any, settings: ServeSettings) -> FastAPI:
         metrics.queue_depth.set(pool.in_flight)
         return PlainTextResponse(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.post("/tts", responses={200: {"content": {"audio/wav": {}}, "model": TTSJSONResponse}, **_ERRORS},
-              dependencies=[Depends(auth), Depends(json_body)])
+    @app.post(
+        "/tts",
+        responses={200: {"content": {"audio/wav": {}}, "model": TTSJSONResponse}, **_ERRORS},
+        dependencies=[Depends(auth), Depends(json_body)],
+    )
     async def tts(req: TTSRequest) -> Response:
         """Synthesise up to 500 characters: audio/wav, or JSON with base64 audio (format=base64)."""
         options = options_for(req)
@@ -269,12 +307,20 @@ def create_app(synthesizer: Any, settings: ServeSettings) -> FastAPI:
         result = await synthesize(req.text, options)
         wav = audio_io.encode(result.audio, result.sample_rate, "wav")
         if req.format == "base64":
-            return JSONResponse(TTSJSONResponse(audio_base64=base64.b64encode(wav).decode(), sample_rate=result.sample_rate,
-                                                duration_s=round(result.duration_s, 3)).model_dump())
+            return JSONResponse(
+                TTSJSONResponse(
+                    audio_base64=base64.b64encode(wav).decode(),
+                    sample_rate=result.sample_rate,
+                    duration_s=round(result.duration_s, 3),
+                ).model_dump()
+            )
         return Response(wav, media_type="audio/wav", headers={"Content-Disposition": 'inline; filename="speech.wav"'})
 
-    @app.post("/tts/stream", responses={200: {"content": {"audio/wav": {}}}, **_ERRORS},
-              dependencies=[Depends(auth), Depends(json_body)])
+    @app.post(
+        "/tts/stream",
+        responses={200: {"content": {"audio/wav": {}}}, **_ERRORS},
+        dependencies=[Depends(auth), Depends(json_body)],
+    )
     async def tts_stream(req: TTSRequest) -> StreamingResponse:
         """Chunked WAV sent as it is synthesised, from the first words on (length fields set to 0xFFFFFFFF)."""
         options = options_for(req)
@@ -285,18 +331,29 @@ def create_app(synthesizer: Any, settings: ServeSettings) -> FastAPI:
     @app.get("/v1/models", dependencies=[Depends(auth)])
     async def models() -> dict[str, Any]:
         """OpenAI-style model list."""
-        return {"object": "list", "data": [{"id": name, "object": "model", "owned_by": "openspeedy"}
-                                           for name in ("speedy", "tts-1", "tts-1-hd", info["family"])]}
+        return {
+            "object": "list",
+            "data": [
+                {"id": name, "object": "model", "owned_by": "openspeedy"}
+                for name in ("speedy", "tts-1", "tts-1-hd", info["family"])
+            ],
+        }
 
-    @app.post("/v1/audio/speech", responses={200: {"content": {"audio/wav": {}}}, **_ERRORS},
-              dependencies=[Depends(auth), Depends(json_body)])
+    @app.post(
+        "/v1/audio/speech",
+        responses={200: {"content": {"audio/wav": {}}}, **_ERRORS},
+        dependencies=[Depends(auth), Depends(json_body)],
+    )
     async def speech(req: SpeechRequest) -> Response:
         """OpenAI speech API: model, input, voice, response_format, speed, stream_format=audio."""
         fmt = req.response_format.lower()
         supported = audio_io.supported_formats()
         if fmt not in supported:
-            raise ApiError(400, f"response_format {req.response_format!r} is not supported here; supported: "
-                                f"{', '.join(supported)}", "response_format")
+            raise ApiError(
+                400,
+                f"response_format {req.response_format!r} is not supported here; supported: " f"{', '.join(supported)}",
+                "response_format",
+            )
         voice, emotion = None, None
         if req.voice in voices:
             voice = req.voice
@@ -305,8 +362,12 @@ def create_app(synthesizer: Any, settings: ServeSettings) -> FastAPI:
                 SynthesisOptions(emotion=req.voice)
                 emotion = req.voice
             except InputError:
-                raise ApiError(400, f"unknown voice {req.voice!r}; use one of {', '.join(voices)}, an emotion "
-                                    f"(中性 喜悦 悲伤 愤怒) or an OpenAI voice name", "voice") from None
+                raise ApiError(
+                    400,
+                    f"unknown voice {req.voice!r}; use one of {', '.join(voices)}, an emotion "
+                    f"(中性 喜悦 悲伤 愤怒) or an OpenAI voice name",
+                    "voice",
+                ) from None
         options = SynthesisOptions(speed=req.speed, emotion=emotion, voice=voice)
         if req.stream_format == "sse":
             raise ApiError(422, "stream_format 'sse' is not supported; use 'audio'", "stream_format")
@@ -334,7 +395,15 @@ def run(artifact: str | None, settings: ServeSettings) -> None:
     malloc.limit_arenas(settings.malloc_arenas)  # before any worker thread allocates (speedy.runtime.malloc)
     synthesizer = Synthesizer.load(artifact, threads=settings.threads_per_worker)
     app = create_app(synthesizer, settings)
-    _LOGGER.info("serving %s on http://%s:%d (%d workers × %d threads, queue %d)", synthesizer.root,
-                 settings.host, settings.port, settings.workers, settings.threads_per_worker, settings.queue)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info",
-                timeout_graceful_shutdown=int(settings.timeout_s))
+    _LOGGER.info(
+        "serving %s on http://%s:%d (%d workers × %d threads, queue %d)",
+        synthesizer.root,
+        settings.host,
+        settings.port,
+        settings.workers,
+        settings.threads_per_worker,
+        settings.queue,
+    )
+    uvicorn.run(
+        app, host=settings.host, port=settings.port, log_level="info", timeout_graceful_shutdown=int(settings.timeout_s)
+    )

@@ -50,5 +50,11 @@ def encode(audio: np.ndarray, sample_rate: int, fmt: str) -> bytes:
 def streaming_wav_header(sample_rate: int) -> bytes:
     """A 16-bit mono WAV header with unknown length (0xFFFFFFFF sizes), for chunked streaming."""
     byte_rate = sample_rate * 2
-    return (b"RIFF" + struct.pack("<I", 0xFFFFFFFF) + b"WAVEfmt " + struct.pack("<IHHIIHH", 16, 1, 1, sample_rate,
-            byte_rate, 2, 16) + b"data" + struct.pack("<I", 0xFFFFFFFF))
+    return (
+        b"RIFF"
+        + struct.pack("<I", 0xFFFFFFFF)
+        + b"WAVEfmt "
+        + struct.pack("<IHHIIHH", 16, 1, 1, sample_rate, byte_rate, 2, 16)
+        + b"data"
+        + struct.pack("<I", 0xFFFFFFFF)
+    )

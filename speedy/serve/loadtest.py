@@ -117,8 +117,14 @@ def run_requests(url: str, requests: int, clients: int = 2) -> dict[str, float]:
         t.start()
     for t in threads:
         t.join()
-    return {"requests": len(codes), "ok": codes.count(200), "errors": len(codes) - codes.count(200),
-            "texts": len(texts), "clients": clients, "seconds": round(time.perf_counter() - start, 1)}
+    return {
+        "requests": len(codes),
+        "ok": codes.count(200),
+        "errors": len(codes) - codes.count(200),
+        "texts": len(texts),
+        "clients": clients,
+        "seconds": round(time.perf_counter() - start, 1),
+    }
 
 
 def run_load(url: str, clients: int, seconds: float) -> dict[str, float]:
@@ -136,8 +142,12 @@ def run_load(url: str, clients: int, seconds: float) -> dict[str, float]:
     ok = sorted(lat for code, lat, _ in results if code == 200)
     n = len(results)
     return {
-        "clients": clients, "seconds": round(wall, 1), "requests": n, "requests_per_s": round(n / wall, 2),
-        "ok": len(ok), "audio_s_per_s": round(sum(a for _, _, a in results) / wall, 2),
+        "clients": clients,
+        "seconds": round(wall, 1),
+        "requests": n,
+        "requests_per_s": round(n / wall, 2),
+        "ok": len(ok),
+        "audio_s_per_s": round(sum(a for _, _, a in results) / wall, 2),
         "p50_s": round(statistics.median(ok), 3) if ok else None,
         "p95_s": round(ok[min(len(ok) - 1, int(0.95 * len(ok)))], 3) if ok else None,
         "share_503": round(sum(1 for c, _, _ in results if c == 503) / n, 3) if n else 0.0,
@@ -165,8 +175,13 @@ def main() -> None:
     ap.add_argument("--spawn", action="store_true", help="start 'speedy serve' on a free loopback port first")
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--seconds", type=float, default=60.0)
-    ap.add_argument("--memory", type=int, default=0, metavar="N",
-                    help="send N requests (2 clients) and report the spawned server's peak RSS")
+    ap.add_argument(
+        "--memory",
+        type=int,
+        default=0,
+        metavar="N",
+        help="send N requests (2 clients) and report the spawned server's peak RSS",
+    )
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args()
     if not 1 <= args.clients <= 256 or not 0 < args.seconds <= 600:
@@ -191,8 +206,10 @@ def main() -> None:
         else:
             report = run_load(url, args.clients, args.seconds)
         if proc is not None:
-            report |= {"server_rss_after_load_mb": loaded.get("rss_mb"), **{
-                f"server_{k}": v for k, v in process_memory(proc.pid).items()}}
+            report |= {
+                "server_rss_after_load_mb": loaded.get("rss_mb"),
+                **{f"server_{k}": v for k, v in process_memory(proc.pid).items()},
+            }
     finally:
         if proc is not None:
             proc.terminate()

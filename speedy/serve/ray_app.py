@@ -42,14 +42,21 @@ class RayServeConfig:
 
     def deployment_options(self, queue: int) -> dict[str, Any]:
         """Keyword arguments of `serve.deployment(...)`."""
-        opts: dict[str, Any] = {"max_ongoing_requests": self.max_ongoing_requests, "max_queued_requests": queue,
-                                "ray_actor_options": {"num_cpus": self.threads}}
+        opts: dict[str, Any] = {
+            "max_ongoing_requests": self.max_ongoing_requests,
+            "max_queued_requests": queue,
+            "ray_actor_options": {"num_cpus": self.threads},
+        }
         if self.max_replicas is None:
             opts["num_replicas"] = self.replicas
         else:
-            opts["autoscaling_config"] = {"min_replicas": self.replicas, "max_replicas": self.max_replicas,
-                                          "target_ongoing_requests": max(1, self.max_ongoing_requests // 2),
-                                          "upscale_delay_s": 10, "downscale_delay_s": 120}
+            opts["autoscaling_config"] = {
+                "min_replicas": self.replicas,
+                "max_replicas": self.max_replicas,
+                "target_ongoing_requests": max(1, self.max_ongoing_requests // 2),
+                "upscale_delay_s": 10,
+                "downscale_delay_s": 120,
+            }
         return opts
 
 
@@ -82,7 +89,8 @@ def build_app(artifact: str | None, settings: ServeSettings, config: RayServeCon
             return create_app(self.synthesizer, self.settings)
 
     deployment = serve.deployment(name="speedy", **config.deployment_options(settings.queue))(
-        serve.ingress()(SpeedyIngress))
+        serve.ingress()(SpeedyIngress)
+    )
     return deployment.bind(artifact, inner)
 
 
@@ -103,8 +111,12 @@ def start(artifact: str | None, settings: ServeSettings, config: RayServeConfig)
 def run(artifact: str | None, settings: ServeSettings, config: RayServeConfig) -> None:
     """Deploy, then wait for SIGTERM/SIGINT and shut the deployment down (Serve drains the replicas)."""
     serve = start(artifact, settings, config)
-    _LOGGER.info("serving on http://%s:%d with Ray Serve (%s)", settings.host, settings.port,
-                 config.deployment_options(settings.queue))
+    _LOGGER.info(
+        "serving on http://%s:%d with Ray Serve (%s)",
+        settings.host,
+        settings.port,
+        config.deployment_options(settings.queue),
+    )
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

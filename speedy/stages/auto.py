@@ -72,8 +72,10 @@ class AutoBudget:
             raise InputError(f"min gain must be in [0, 1), got {self.min_gain}")
         unknown = [b for b in self.backends if b not in BACKENDS]
         if unknown or not self.backends:
-            raise InputError(f"--backends: unknown backend(s) {', '.join(unknown) or '(none given)'}; "
-                             f"supported: {', '.join(BACKENDS)}")
+            raise InputError(
+                f"--backends: unknown backend(s) {', '.join(unknown) or '(none given)'}; "
+                f"supported: {', '.join(BACKENDS)}"
+            )
         if not 1 <= self.check_sentences <= 100:
             raise InputError(f"check sentences must be in [1, 100], got {self.check_sentences}")
         if self.repeat < 1:
@@ -113,8 +115,9 @@ class _Pair:
         return vocode_padded(self._vocoder, mel, a.min_vocoder_frames, a.hop_size)
 
 
-def _build_candidates(source: Path, work: Path, say: Callable[[str], None],
-                      text: Sequence[str] | None, calib_sentences: int | None) -> dict[tuple[str, str], Path]:
+def _build_candidates(
+    source: Path, work: Path, say: Callable[[str], None], text: Sequence[str] | None, calib_sentences: int | None
+) -> dict[tuple[str, str], Path]:
     """{(component, recipe): file} for every candidate, each built once by the named recipe."""
     from speedy.stages.quantize import QuantRecipe, quantize
 
@@ -123,8 +126,9 @@ def _build_candidates(source: Path, work: Path, say: Callable[[str], None],
     for recipe in ("int8-hybrid", "int8-static", "fp16"):
         say(f"auto: building the {recipe} candidates")
         out = work / recipe
-        m = quantize(source, out, QuantRecipe.named(recipe, calib_sentences=calib_sentences), calibration_text=text,
-                     progress=say)
+        m = quantize(
+            source, out, QuantRecipe.named(recipe, calib_sentences=calib_sentences), calibration_text=text, progress=say
+        )
         for comp in ("acoustic", "vocoder"):
             if m.components[comp].precision != "fp32":
                 files[(comp, recipe)] = out / m.components[comp].file
@@ -150,8 +154,15 @@ def _time(calls: dict[tuple[str, str], Callable[[], None]], repeat: int) -> dict
     return {k: float(np.median(v)) for k, v in times.items()}
 
 
-def search(source: Path, out: Path, budget: AutoBudget, *, calibration_text: Sequence[str] | None = None,
-           force: bool = False, progress: Callable[[str], None] | None = None) -> Manifest:
+def search(
+    source: Path,
+    out: Path,
+    budget: AutoBudget,
+    *,
+    calibration_text: Sequence[str] | None = None,
+    force: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> Manifest:
     """Write the fastest candidate within `budget` from the FP32 ONNX artifact `source` into `out`.
 
     The manifest's `extra["quantize"]` holds every candidate's measurements and the pairs tried.
@@ -168,22 +179,28 @@ def search(source: Path, out: Path, budget: AutoBudget, *, calibration_text: Seq
     text = list(calibration_text) if calibration_text is not None else load_corpus("calib")
     calib_n = budget.calib_sentences or QuantRecipe.named("int8-static").calib_sentences
     if len(text) < calib_n + budget.check_sentences:
-        raise InputError(f"the calibration text has {len(text)} sentences; auto needs at least "
-                         f"{calib_n + budget.check_sentences} (calibration + held-out check sentences)")
-    held_out = text[-budget.check_sentences:]
+        raise InputError(
+            f"the calibration text has {len(text)} sentences; auto needs at least "
+            f"{calib_n + budget.check_sentences} (calibration + held-out check sentences)"
+        )
+    held_out = text[-budget.check_sentences :]
     start = time.perf_counter()
     with atomic_artifact(out, force=force) as staging:
         work = staging.parent / (staging.name + ".candidates")
         work.mkdir(exist_ok=True)
         try:
-            files = _build_candidates(source, work, say, text[:-budget.check_sentences], budget.calib_sentences)
+            files = _build_candidates(source, work, say, text[: -budget.check_sentences], budget.calib_sentences)
             say(f"auto: measuring {len(files)} candidates on {len(held_out)} held-out sentences")
             runners = {k: _runner(src, k[0], p, budget.threads) for k, p in files.items()}
             fp32 = _Pair(runners[("acoustic", "fp32")], runners[("vocoder", "fp32")], src)
             ids = utterance_ids(fp32, held_out)
             mels = [fp32.acoustic(x, DEFAULT_CONTROLS)[0] for x in ids]
-            calls = {k: (lambda r=r: [r(x, DEFAULT_CONTROLS) for x in ids]) if k[0] == "acoustic"
-                     else (lambda r=r: [r(m) for m in mels]) for k, r in runners.items()}
+            calls = {
+                k: (lambda r=r: [r(x, DEFAULT_CONTROLS) for x in ids])
+                if k[0] == "acoustic"
+                else (lambda r=r: [r(m) for m in mels])
+                for k, r in runners.items()
+            }
             seconds = _time(calls, budget.repeat)
             cands: dict[tuple[str, str], Candidate] = {}
             ref_cache: dict = {}
@@ -191,34 +208,60 @@ def search(source: Path, out: Path, budget: AutoBudget, *, calibration_text: Seq
                 if recipe == "fp32":
                     mcd, match = 0.0, (1.0 if comp == "acoustic" else None)
                 else:
-                    pair = _Pair(runner, fp32._vocoder, src) if comp == "acoustic" else _Pair(fp32.acoustic, runner, src)
+                    pair = (
+                        _Pair(runner, fp32._vocoder, src) if comp == "acoustic" else _Pair(fp32.acoustic, runner, src)
+                    )
                     f = component_fidelity(fp32, pair, ids, ref_cache)
                     mcd = float(f.acoustic_mcd_db if comp == "acoustic" else f.vocoder_mcd_db)
                     match = f.duration_match if comp == "acoustic" else None
                 ok = mcd <= budget.max_mcd and (match is None or match >= budget.min_duration_match)
-                cands[(comp, recipe)] = Candidate(comp, recipe, seconds[(comp, recipe)], mcd, match,
-                                                  files[(comp, recipe)].stat().st_size, ok)
-                say(f"auto: {comp} {recipe}: {seconds[(comp, recipe)] * 1000:.0f} ms, MCD {mcd:.2f} dB"
-                    + ("" if match is None else f", durations {100 * match:.0f} %") + ("" if ok else " (over budget)"))
+                cands[(comp, recipe)] = Candidate(
+                    comp, recipe, seconds[(comp, recipe)], mcd, match, files[(comp, recipe)].stat().st_size, ok
+                )
+                say(
+                    f"auto: {comp} {recipe}: {seconds[(comp, recipe)] * 1000:.0f} ms, MCD {mcd:.2f} dB"
+                    + ("" if match is None else f", durations {100 * match:.0f} %")
+                    + ("" if ok else " (over budget)")
+                )
             chosen, tried = _choose(cands, runners, fp32, ids, src, budget, dnsmos, say)
             for comp, recipe in chosen.items():
                 shutil.copyfile(files[(comp, recipe)], staging / src.components[comp].file)
         finally:
             shutil.rmtree(work, ignore_errors=True)
-        comps = {c: replace(src.components[c], precision=chosen[c],
-                            sha256=sha256_file(staging / src.components[c].file),
-                            extra={**dict(src.components[c].extra), "auto_recipe": chosen[c]}) for c in chosen}
-        report = {"budget": asdict(budget), "held_out_sentences": len(ids), "chosen": chosen,
-                  "candidates": [asdict(c) for c in cands.values()], "pairs_tried": tried}
-        step = lineage_step("quantize", {"recipe": "auto", **asdict(budget)},
-                            time.perf_counter() - start, "onnxruntime", "onnx")
+        comps = {
+            c: replace(
+                src.components[c],
+                precision=chosen[c],
+                sha256=sha256_file(staging / src.components[c].file),
+                extra={**dict(src.components[c].extra), "auto_recipe": chosen[c]},
+            )
+            for c in chosen
+        }
+        report = {
+            "budget": asdict(budget),
+            "held_out_sentences": len(ids),
+            "chosen": chosen,
+            "candidates": [asdict(c) for c in cands.values()],
+            "pairs_tried": tried,
+        }
+        step = lineage_step(
+            "quantize", {"recipe": "auto", **asdict(budget)}, time.perf_counter() - start, "onnxruntime", "onnx"
+        )
         manifest = src.with_step(step, components=comps, extra={**dict(src.extra), "quantize": report})
         write_manifest(staging, manifest)
     return manifest
 
 
-def _choose(cands: dict[tuple[str, str], Candidate], runners: dict, fp32: _Pair, ids: list, src: Manifest,
-            budget: AutoBudget, dnsmos: Callable, say: Callable[[str], None]) -> tuple[dict[str, str], list[dict]]:
+def _choose(
+    cands: dict[tuple[str, str], Candidate],
+    runners: dict,
+    fp32: _Pair,
+    ids: list,
+    src: Manifest,
+    budget: AutoBudget,
+    dnsmos: Callable,
+    say: Callable[[str], None],
+) -> tuple[dict[str, str], list[dict]]:
     """The fastest pair of in-budget components whose whole-pipeline DNSMOS holds (FP32 as the fallback)."""
     from speedy.quality import dnsmos_segments
 
@@ -234,8 +277,11 @@ def _choose(cands: dict[tuple[str, str], Candidate], runners: dict, fp32: _Pair,
     vo = [c for c in cands.values() if c.component == "vocoder" and c.within_budget]
     base = cands[("acoustic", "fp32")].seconds + cands[("vocoder", "fp32")].seconds
     pairs = sorted(((a, v) for a in ac for v in vo), key=lambda p: p[0].seconds + p[1].seconds)
-    pairs = [p for p in pairs if (p[0].recipe == p[1].recipe == "fp32")
-             or p[0].seconds + p[1].seconds <= (1 - budget.min_gain) * base]
+    pairs = [
+        p
+        for p in pairs
+        if (p[0].recipe == p[1].recipe == "fp32") or p[0].seconds + p[1].seconds <= (1 - budget.min_gain) * base
+    ]
     ref = ovrl(fp32)
     tried = []
     for a, v in pairs:
@@ -244,8 +290,9 @@ def _choose(cands: dict[tuple[str, str], Candidate], runners: dict, fp32: _Pair,
             break
         pair = _Pair(runners[("acoustic", a.recipe)], runners[("vocoder", v.recipe)], src)
         drop = ref - ovrl(pair)
-        tried.append({"acoustic": a.recipe, "vocoder": v.recipe, "seconds": a.seconds + v.seconds,
-                      "dnsmos_drop": round(drop, 4)})
+        tried.append(
+            {"acoustic": a.recipe, "vocoder": v.recipe, "seconds": a.seconds + v.seconds, "dnsmos_drop": round(drop, 4)}
+        )
         say(f"auto: acoustic {a.recipe} + vocoder {v.recipe}: DNSMOS {-drop:+.3f} vs FP32")
         if drop <= budget.max_dnsmos_drop:
             return {"acoustic": a.recipe, "vocoder": v.recipe}, tried

@@ -92,8 +92,10 @@ class CompileConfig:
         if self.precision not in PRECISIONS:
             raise InputError(f"--precision {self.precision!r} is unknown; choose one of: {', '.join(PRECISIONS)}")
         if self.backend != "tensorrt" and self.precision != "fp32":
-            raise InputError(f"--precision {self.precision} needs --backend tensorrt; the {self.backend} backend "
-                             "keeps the source's precision (use 'speedy quantize' for INT8/FP16 ONNX)")
+            raise InputError(
+                f"--precision {self.precision} needs --backend tensorrt; the {self.backend} backend "
+                "keeps the source's precision (use 'speedy quantize' for INT8/FP16 ONNX)"
+            )
         if not 2 <= self.max_seq_len <= 4096:
             raise InputError(f"--max-seq-len must be in [2, 4096], got {self.max_seq_len}")
         if not 16 <= self.max_frames <= 65536:
@@ -104,8 +106,10 @@ class CompileConfig:
                 what = "takes no --opt-level" if self.backend == "torch" else f"takes one of: {', '.join(ok)}"
                 raise InputError(f"--opt-level {self.opt_level!r}: the {self.backend} backend {what}")
         if self.backend == "tensorrt" and self.precision == "int8" and self.int8_calib is None:
-            raise InputError("--precision int8 with the tensorrt backend needs --int8-calib DIR (calibration "
-                             "batches), or use --precision fp16")
+            raise InputError(
+                "--precision int8 with the tensorrt backend needs --int8-calib DIR (calibration "
+                "batches), or use --precision fp16"
+            )
         if self.int8_calib is not None and not (self.backend == "tensorrt" and self.precision == "int8"):
             raise InputError("--int8-calib is only used with --backend tensorrt --precision int8")
 
@@ -124,8 +128,14 @@ class CompileConfig:
         return d
 
 
-def compile_artifact(source: Path, out: Path, config: CompileConfig, *, force: bool = False,
-                     progress: Callable[[str], None] | None = None) -> Manifest:
+def compile_artifact(
+    source: Path,
+    out: Path,
+    config: CompileConfig,
+    *,
+    force: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> Manifest:
     """Compile the artifact at `source` for `config.backend` into `out` (atomic folder write).
 
     Returns the written manifest; `extra["compile"]` holds per-component notes (fusions, profiles,
@@ -140,11 +150,14 @@ def compile_artifact(source: Path, out: Path, config: CompileConfig, *, force: b
     family = lookup(src.family)
     graphs = family is not None and family.multi_graph  # host-loop family: checked through its loop
     if graphs and config.backend != "onnxruntime":
-        raise InputError(f"compile: {source} is a multi-graph {src.family} artifact; only --backend onnxruntime "
-                         "takes it")
+        raise InputError(
+            f"compile: {source} is a multi-graph {src.family} artifact; only --backend onnxruntime " "takes it"
+        )
     if graphs and config.check and not family.verify:
-        raise InputError(f"compile: {family.name} artifacts have no host-loop check yet; use the ONNX artifact "
-                         "as it is (or pass --no-check)")
+        raise InputError(
+            f"compile: {family.name} artifacts have no host-loop check yet; use the ONNX artifact "
+            "as it is (or pass --no-check)"
+        )
     spec = None if graphs else family_spec(src, "compile")
     if config.backend in _PREFLIGHT:
         _resolve(_PREFLIGHT[config.backend])(src, source, config)
@@ -156,13 +169,21 @@ def compile_artifact(source: Path, out: Path, config: CompileConfig, *, force: b
         figures: list[dict] = []
         if config.check and graphs:
             say("checking the compiled graphs against the source through the host loop")
-            figures = family.hook("verify")(src, source, manifest, staging, config.threads,
-                                    strict=config.precision == "fp32", error=CompileParityError)
+            figures = family.hook("verify")(
+                src,
+                source,
+                manifest,
+                staging,
+                config.threads,
+                strict=config.precision == "fp32",
+                error=CompileParityError,
+            )
         elif checks is not None:
             say("checking the compiled components against the source")
             figures = verify(manifest, staging, checks, spec, config.threads, strict=config.precision == "fp32")
-        step = lineage_step("compile", {**config.options(), "source": str(source)}, time.perf_counter() - start,
-                            *_libs(config.backend))
+        step = lineage_step(
+            "compile", {**config.options(), "source": str(source)}, time.perf_counter() - start, *_libs(config.backend)
+        )
         manifest = manifest.with_step(step, extra={**dict(manifest.extra), "parity": figures})
         write_manifest(staging, manifest)
     return manifest
@@ -183,8 +204,9 @@ def _resolve(target: str) -> Callable[..., Any]:
     return getattr(importlib.import_module(module), func)
 
 
-def verify(manifest: Manifest, root: Path, checks: CheckSet, spec: Any, threads: int | None,
-           strict: bool = True) -> list[dict]:
+def verify(
+    manifest: Manifest, root: Path, checks: CheckSet, spec: Any, threads: int | None, strict: bool = True
+) -> list[dict]:
     """Load each component of `manifest` through its runtime backend and compare with `checks`.
 
     `strict=False` reports the figures without enforcing the FP32 tolerances (FP16/INT8 engines).
@@ -195,8 +217,12 @@ def verify(manifest: Manifest, root: Path, checks: CheckSet, spec: Any, threads:
     opts = RuntimeOptions(threads=threads)
     for name in ("acoustic", "vocoder"):
         runner = load_runner(manifest, name, root, opts)
-        figures += [{**asdict(f), "enforced": strict} for f in compare_runner(
-            runner, name, spec.component(name), checks, "compile", CompileParityError, strict=strict)]
+        figures += [
+            {**asdict(f), "enforced": strict}
+            for f in compare_runner(
+                runner, name, spec.component(name), checks, "compile", CompileParityError, strict=strict
+            )
+        ]
     return figures
 
 
@@ -204,22 +230,30 @@ def _check_source(src: Manifest, source: Path, config: CompileConfig) -> None:
     formats = {c.format for c in src.components.values()}
     want = "torch" if config.backend == "torch" else "onnx"
     if formats != {want}:
-        hint = "a torch artifact (e.g. the default voice's)" if want == "torch" else \
-            "an ONNX artifact (run 'speedy export' first)"
-        raise InputError(f"compile: {source} has {'/'.join(sorted(formats))} components; the {config.backend} "
-                         f"backend takes {hint}")
+        hint = (
+            "a torch artifact (e.g. the default voice's)"
+            if want == "torch"
+            else "an ONNX artifact (run 'speedy export' first)"
+        )
+        raise InputError(
+            f"compile: {source} has {'/'.join(sorted(formats))} components; the {config.backend} "
+            f"backend takes {hint}"
+        )
 
 
 def _libs(backend: str) -> tuple[str, ...]:
-    return {"onnxruntime": ("onnx", "onnxruntime"), "tensorrt": ("onnx", "tensorrt"),
-            "torch": ("torch",)}[backend]
+    return {"onnxruntime": ("onnx", "onnxruntime"), "tensorrt": ("onnx", "tensorrt"), "torch": ("torch",)}[backend]
 
 
-def replace_component(comp: Component, path: Path, fmt: str, precision: str | None = None,
-                      **extra: Any) -> Component:
+def replace_component(comp: Component, path: Path, fmt: str, precision: str | None = None, **extra: Any) -> Component:
     """`comp` rewritten for a new file: format, checksum, precision, and `extra` merged in."""
-    return Component(file=path.name, format=fmt, precision=precision or comp.precision, inputs=comp.inputs,
-                     outputs=comp.outputs, sha256=sha256_file(path), dynamic_axes=comp.dynamic_axes,
-                     extra={**dict(comp.extra), **extra})
-
-
+    return Component(
+        file=path.name,
+        format=fmt,
+        precision=precision or comp.precision,
+        inputs=comp.inputs,
+        outputs=comp.outputs,
+        sha256=sha256_file(path),
+        dynamic_axes=comp.dynamic_axes,
+        extra={**dict(comp.extra), **extra},
+    )

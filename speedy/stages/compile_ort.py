@@ -30,8 +30,9 @@ LOAD_LEVEL = "disable"
 KEEP_IF_NOT_SLOWER = 1.01
 
 
-def compile_ort(src: Manifest, source: Path, staging: Path, config: Any, checks: Any,
-                say: Callable[[str], None]) -> tuple[dict[str, Component], dict[str, Any]]:
+def compile_ort(
+    src: Manifest, source: Path, staging: Path, config: Any, checks: Any, say: Callable[[str], None]
+) -> tuple[dict[str, Component], dict[str, Any]]:
     """Write `<name>.onnx` per component into `staging`; returns (components, notes per component)."""
     from speedy.stages.compile import replace_component
 
@@ -51,18 +52,24 @@ def compile_ort(src: Manifest, source: Path, staging: Path, config: Any, checks:
         optimize_offline(graph, out, config.level, config.threads)
         if graph.parent == staging:
             graph.unlink()
-        comps[name] = replace_component(comp, out, "onnx", graph_optimization=LOAD_LEVEL,
-                                        offline_optimization=config.level, threads=config.threads,
-                                        transformer_fusions=note.get("transformer_optimizer", {}).get("kept", False))
+        comps[name] = replace_component(
+            comp,
+            out,
+            "onnx",
+            graph_optimization=LOAD_LEVEL,
+            offline_optimization=config.level,
+            threads=config.threads,
+            transformer_fusions=note.get("transformer_optimizer", {}).get("kept", False),
+        )
         notes[name] = note
     return comps, notes
 
 
 def optimize_offline(src: Path, out: Path, level: str, threads: int | None) -> None:
     """Optimise `src` once at `level` with ONNX Runtime (CPU) and save the result to `out`."""
-    from speedy.runtime.onnx_backend import session_options
-
     import onnxruntime as ort
+
+    from speedy.runtime.onnx_backend import session_options
 
     so = session_options(threads, level)
     so.optimized_model_filepath = str(out)
@@ -90,8 +97,9 @@ def _copy_metadata(src: Path, out: Path) -> None:
     onnx.save(b, str(out))
 
 
-def try_transformer_fusions(graph: Path, out: Path, src: Manifest, name: str, config: Any,
-                            checks: Any) -> tuple[Path | None, dict[str, Any]]:
+def try_transformer_fusions(
+    graph: Path, out: Path, src: Manifest, name: str, config: Any, checks: Any
+) -> tuple[Path | None, dict[str, Any]]:
     """Run the transformer optimizer on `graph`; return (fused path or None, what happened).
 
     The note lists each fused operator count, the parity figures of the fused graph and the median
@@ -104,8 +112,9 @@ def try_transformer_fusions(graph: Path, out: Path, src: Manifest, name: str, co
         note["reason"] = f"onnxruntime.transformers unavailable ({e})"
         return None, note
     try:  # num_heads/hidden_size 0: the optimizer reads them from the graph
-        model = optimizer.optimize_model(str(graph), model_type="bert", num_heads=0, hidden_size=0,
-                                         opt_level=0, use_gpu=False)
+        model = optimizer.optimize_model(
+            str(graph), model_type="bert", num_heads=0, hidden_size=0, opt_level=0, use_gpu=False
+        )
     except Exception as e:  # the optimizer raises whatever its passes raise; it is optional
         note["reason"] = f"optimizer failed: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
         return None, note
@@ -119,9 +128,8 @@ def try_transformer_fusions(graph: Path, out: Path, src: Manifest, name: str, co
         note["reason"] = "not kept: --no-check, and fusions are kept only when checked"
         out.unlink()
         return None, note
-    from speedy.stages.parity import family_spec
     from speedy.runtime.onnx_backend import _Acoustic, make_session
-    from speedy.stages.parity import ParityError, compare_runner
+    from speedy.stages.parity import ParityError, compare_runner, family_spec
 
     spec = family_spec(src, "compile").component(name)
     comp = src.components[name]
@@ -136,8 +144,10 @@ def try_transformer_fusions(graph: Path, out: Path, src: Manifest, name: str, co
     t_fused, t_plain = _interleaved_min(fused, plain, checks)
     note["run_s"] = {"fused": round(t_fused, 5), "plain": round(t_plain, 5)}
     if t_fused > KEEP_IF_NOT_SLOWER * t_plain:
-        note["reason"] = (f"not kept: the fused graph ran slower on the check inputs "
-                          f"({t_fused * 1000:.1f} ms vs {t_plain * 1000:.1f} ms, best of interleaved rounds)")
+        note["reason"] = (
+            f"not kept: the fused graph ran slower on the check inputs "
+            f"({t_fused * 1000:.1f} ms vs {t_plain * 1000:.1f} ms, best of interleaved rounds)"
+        )
         out.unlink()
         return None, note
     note["kept"] = True

@@ -38,12 +38,17 @@ def convertible(node, inits: dict) -> bool:
         return False
     a = _attrs(node)
     w = inits[node.input[1]]
-    return (len(w.dims) == 3 and int(a.get("group", 1)) == 1 and list(a.get("strides", [1])) == [1]
-            and a.get("auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET"))
+    return (
+        len(w.dims) == 3
+        and int(a.get("group", 1)) == 1
+        and list(a.get("strides", [1])) == [1]
+        and a.get("auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET")
+    )
 
 
-def rewrite_convs(src: Path, dst: Path, node_names: Sequence[str] | None = None,
-                  smooth: Mapping[str, np.ndarray] | None = None) -> list[str]:
+def rewrite_convs(
+    src: Path, dst: Path, node_names: Sequence[str] | None = None, smooth: Mapping[str, np.ndarray] | None = None
+) -> list[str]:
     """Write `src` with every convertible Conv (or only those in `node_names`) as unfold + MatMul.
 
     `smooth`: per Conv name, a positive scale s (C,) per input channel (SmoothQuant): the frames are
@@ -71,7 +76,7 @@ def rewrite_convs(src: Path, dst: Path, node_names: Sequence[str] | None = None,
         d = int(list(a.get("dilations", [1]))[0])
         p0, p1 = (list(a.get("pads", [0, 0])) + [0, 0])[:2]
         base = node.name or node.output[0]
-        n = lambda s: f"{base}/{s}"  # noqa: E731 - short local name maker
+        n = lambda s: f"{base}/{s}"  # noqa: E731, B023 - short local name maker, used in this iteration
         nodes = [helper.make_node("Transpose", [node.input[0]], [n("xt")], perm=[0, 2, 1], name=n("to_ntc"))]
         x = n("xt")
         if smooth is not None and node.name in smooth:
@@ -91,8 +96,9 @@ def rewrite_convs(src: Path, dst: Path, node_names: Sequence[str] | None = None,
                 end = -d * (k - 1 - j) if j < k - 1 else _INT64_MAX
                 new_inits.append(numpy_helper.from_array(np.array([j * d], np.int64), n(f"s{j}")))
                 new_inits.append(numpy_helper.from_array(np.array([end], np.int64), n(f"e{j}")))
-                nodes.append(helper.make_node("Slice", [x, n(f"s{j}"), n(f"e{j}"), n("axis")], [n(f"x{j}")],
-                                              name=n(f"slice{j}")))
+                nodes.append(
+                    helper.make_node("Slice", [x, n(f"s{j}"), n(f"e{j}"), n("axis")], [n(f"x{j}")], name=n(f"slice{j}"))
+                )
                 parts.append(n(f"x{j}"))
             nodes.append(helper.make_node("Concat", parts, [n("unfold")], axis=2, name=n("unfold")))
             x = n("unfold")
@@ -118,8 +124,9 @@ def rewrite_convs(src: Path, dst: Path, node_names: Sequence[str] | None = None,
     return gemms
 
 
-def channel_ranges(model_path: Path, node_names: Sequence[str], feeds: Sequence[Mapping[str, np.ndarray]],
-                   threads: int | None = None) -> dict[str, np.ndarray]:
+def channel_ranges(
+    model_path: Path, node_names: Sequence[str], feeds: Sequence[Mapping[str, np.ndarray]], threads: int | None = None
+) -> dict[str, np.ndarray]:
     """max |x| per input channel (C,) of each named Conv's input [B, C, T] over the calibration `feeds`."""
     import onnx
     import onnxruntime as ort

@@ -52,8 +52,14 @@ class ExportConfig:
             raise InputError(f"--opset must be in [13, 21], got {self.opset}")
 
 
-def export(source: Path | None, out: Path, config: ExportConfig = ExportConfig(), *, force: bool = False,
-           progress: Callable[[str], None] | None = None) -> Manifest:
+def export(
+    source: Path | None,
+    out: Path,
+    config: ExportConfig = ExportConfig(),
+    *,
+    force: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> Manifest:
     """Export the torch artifact at `source` (None = the embedded default voice) to ONNX in `out`.
 
     Returns the written manifest; its `extra["parity"]` lists the ONNX-vs-PyTorch figures.
@@ -67,8 +73,10 @@ def export(source: Path | None, out: Path, config: ExportConfig = ExportConfig()
         source = torch_artifact(progress=progress)
     src = read_manifest(source)
     if any(c.format != "torch" for c in src.components.values()):
-        raise InputError(f"export: {source} is not a torch artifact (formats: "
-                         f"{', '.join(c.format for c in src.components.values())}); export takes a torch artifact")
+        raise InputError(
+            f"export: {source} is not a torch artifact (formats: "
+            f"{', '.join(c.format for c in src.components.values())}); export takes a torch artifact"
+        )
     spec = family_spec(src, "export")
     modules = load_torch_modules(src, Path(source))
     start = time.perf_counter()
@@ -81,22 +89,41 @@ def export(source: Path | None, out: Path, config: ExportConfig = ExportConfig()
             _export_one(modules[name], examples[name][0], spec.component(name), path, config.opset)
             _add_metadata(path, src, name)
             comps[name] = Component(
-                file=path.name, format="onnx", precision="fp32", inputs=spec.component(name).inputs,
-                outputs=spec.component(name).outputs, sha256=sha256_file(path),
-                dynamic_axes={k: {str(a): n for a, n in v.items()} for k, v in spec.component(name).dynamic_axes.items()},
+                file=path.name,
+                format="onnx",
+                precision="fp32",
+                inputs=spec.component(name).inputs,
+                outputs=spec.component(name).outputs,
+                sha256=sha256_file(path),
+                dynamic_axes={
+                    k: {str(a): n for a, n in v.items()} for k, v in spec.component(name).dynamic_axes.items()
+                },
                 extra={"opset": config.opset},
             )
         figures: list[ParityFigure] = []
         if config.check:
             say("checking ONNX Runtime against PyTorch on real sentences")
             for name in ("acoustic", "vocoder"):
-                figures += check_parity(staging / f"{name}.onnx", name, spec.component(name), examples[name],
-                                        config.threads)
-        step = lineage_step("export", {"opset": config.opset, "source": str(source), "check": config.check},
-                            time.perf_counter() - start, "torch", "onnx", "onnxruntime")
-        manifest = src.with_step(step, components=comps, extra={
-            **dict(src.extra), "parity": [f.__dict__ for f in figures],
-            "exported_from": {n: c.sha256 for n, c in src.components.items()}})
+                figures += check_parity(
+                    staging / f"{name}.onnx", name, spec.component(name), examples[name], config.threads
+                )
+        step = lineage_step(
+            "export",
+            {"opset": config.opset, "source": str(source), "check": config.check},
+            time.perf_counter() - start,
+            "torch",
+            "onnx",
+            "onnxruntime",
+        )
+        manifest = src.with_step(
+            step,
+            components=comps,
+            extra={
+                **dict(src.extra),
+                "parity": [f.__dict__ for f in figures],
+                "exported_from": {n: c.sha256 for n, c in src.components.items()},
+            },
+        )
         write_manifest(staging, manifest)
     return manifest
 
@@ -129,9 +156,17 @@ def _export_one(module, example: tuple, spec: ComponentSpec, path: Path, opset: 
 
     inputs, _ = example
     try:
-        torch.onnx.export(module, inputs, str(path), input_names=list(spec.inputs), output_names=list(spec.outputs),
-                          dynamic_axes=spec.dynamic_axes, opset_version=opset, dynamo=False,
-                          do_constant_folding=True)
+        torch.onnx.export(
+            module,
+            inputs,
+            str(path),
+            input_names=list(spec.inputs),
+            output_names=list(spec.outputs),
+            dynamic_axes=spec.dynamic_axes,
+            opset_version=opset,
+            dynamo=False,
+            do_constant_folding=True,
+        )
     except Exception as e:  # the exporter raises many types; one line names the component
         raise ModelError(f"export: torch.onnx.export failed for {path.stem}: {str(e).splitlines()[0][:300]}") from e
 
@@ -141,9 +176,15 @@ def _add_metadata(path: Path, manifest: Manifest, name: str) -> None:
     import onnx
 
     model = onnx.load(str(path))
-    facts = {"family": manifest.family, "component": name, "sample_rate": manifest.audio.sample_rate,
-             "hop_size": manifest.audio.hop_size, "n_mels": manifest.audio.n_mels,
-             "mel_normalization": manifest.audio.mel_normalization, "producer": "openspeedy"}
+    facts = {
+        "family": manifest.family,
+        "component": name,
+        "sample_rate": manifest.audio.sample_rate,
+        "hop_size": manifest.audio.hop_size,
+        "n_mels": manifest.audio.n_mels,
+        "mel_normalization": manifest.audio.mel_normalization,
+        "producer": "openspeedy",
+    }
     del model.metadata_props[:]
     for k, v in facts.items():
         model.metadata_props.add(key=k, value=str(v))

@@ -21,8 +21,9 @@ from speedy.artifacts import Component, Manifest
 _LOGGER = logging.getLogger(__name__)
 
 
-def node_groups(model_path: Path, op_types: Sequence[str], depth: int = 1,
-                scopes: Sequence[str] | None = None) -> "OrderedDict[str, list[str]]":
+def node_groups(
+    model_path: Path, op_types: Sequence[str], depth: int = 1, scopes: Sequence[str] | None = None
+) -> OrderedDict[str, list[str]]:
     """Quantizable node names of `model_path` grouped by stage: the first `depth` parts of their scope
     path with the last block index dropped (`/decoder.1` → `/decoder`, `/stacks.2.3` → `/stacks.2`).
 
@@ -77,9 +78,17 @@ class Scorer:
         return float(np.mean([mel_cepstral_distortion(r, t, sr) for r, t in zip(self.ref, test)]))
 
 
-def choose_float_groups(src: Manifest, root: Path, staging: Path, comps: Mapping[str, Component], recipe,
-                        text: Sequence[str], caches: Mapping[str, Path], say: Callable[[str], None],
-                        sensitivity: Path | None = None) -> tuple[dict[str, list[str]], dict[str, object]]:
+def choose_float_groups(
+    src: Manifest,
+    root: Path,
+    staging: Path,
+    comps: Mapping[str, Component],
+    recipe,
+    text: Sequence[str],
+    caches: Mapping[str, Path],
+    say: Callable[[str], None],
+    sensitivity: Path | None = None,
+) -> tuple[dict[str, list[str]], dict[str, object]]:
     """Return {component: node names to keep float} and a report with every measurement.
 
     With `sensitivity` (a `speedy analyze --json` report) the per-group trials are skipped and the
@@ -87,7 +96,7 @@ def choose_float_groups(src: Manifest, root: Path, staging: Path, comps: Mapping
     """
     from speedy.stages.quantize import _static
 
-    held_out = list(text[-recipe.check_sentences:])  # never the sentences the calibrator saw first
+    held_out = list(text[-recipe.check_sentences :])  # never the sentences the calibrator saw first
     scorer = Scorer(src, root, held_out)
     files = {n: staging / comps[n].file for n in comps}
     base = scorer.mcd(files["acoustic"], files["vocoder"])
@@ -107,7 +116,7 @@ def choose_float_groups(src: Manifest, root: Path, staging: Path, comps: Mapping
             scores = mixed_scores(sensitivity, {n: root / src.components[n].file for n in comps})
             report["sensitivity"] = str(sensitivity)
             say(f"mixed: ranking {len(scores)} layer groups from {sensitivity}")
-        for name in (comps if sensitivity is None else ()):
+        for name in comps if sensitivity is None else ():
             ops = recipe.op_types.get(name, ())
             if not ops or name not in caches:
                 continue
@@ -128,17 +137,33 @@ def choose_float_groups(src: Manifest, root: Path, staging: Path, comps: Mapping
             for n in comps:
                 if excluded[n]:
                     ops = recipe.op_types[n]
-                    _static(root / src.components[n].file, trial_dir / f"{n}.onnx", ops, recipe, None, caches[n],
-                            excluded[n], recipe.scopes.get(n))
+                    _static(
+                        root / src.components[n].file,
+                        trial_dir / f"{n}.onnx",
+                        ops,
+                        recipe,
+                        None,
+                        caches[n],
+                        excluded[n],
+                        recipe.scopes.get(n),
+                    )
             pair = {n: (trial_dir / f"{n}.onnx" if excluded[n] else files[n]) for n in comps}
             current = scorer.mcd(pair["acoustic"], pair["vocoder"])
-            report["groups"].append({"component": name, "group": key, "nodes": len(nodes),
-                                     "single_gain_db": round(gain, 4), "mcd_after_db": round(current, 4)})
+            report["groups"].append(
+                {
+                    "component": name,
+                    "group": key,
+                    "nodes": len(nodes),
+                    "single_gain_db": round(gain, 4),
+                    "mcd_after_db": round(current, 4),
+                }
+            )
             say(f"mixed: keep {name}{key} float → MCD {current:.3f} dB")
         report["final_mcd_db"] = round(current, 4)
         if current > recipe.max_mcd:
-            _LOGGER.warning("mixed: budget %.2f dB not reached (%.3f dB) with every helpful group in float",
-                            recipe.max_mcd, current)
+            _LOGGER.warning(
+                "mixed: budget %.2f dB not reached (%.3f dB) with every helpful group in float", recipe.max_mcd, current
+            )
     finally:
         import shutil
 

@@ -83,8 +83,15 @@ def check_ids(manifest: Manifest, sentences: Sequence[str] = CHECK_SENTENCES) ->
     return out
 
 
-def build_check_set(manifest: Manifest, root: Path, spec: GraphSpec, *, threads: int | None = None,
-                    acoustic: Callable | None = None, vocoder: Callable | None = None) -> CheckSet:
+def build_check_set(
+    manifest: Manifest,
+    root: Path,
+    spec: GraphSpec,
+    *,
+    threads: int | None = None,
+    acoustic: Callable | None = None,
+    vocoder: Callable | None = None,
+) -> CheckSet:
     """Run the reference runners (default: the source through its own backend) on the check inputs."""
     from speedy.runtime import RuntimeOptions, load_runner
 
@@ -102,8 +109,13 @@ def build_check_set(manifest: Manifest, root: Path, spec: GraphSpec, *, threads:
             mel, dur = acoustic(ids, controls)
             ac.append((ids, controls, mel, dur))
             if j == 0:
-                m = mel if mel.shape[1] >= need else np.concatenate(
-                    [mel, np.full((1, need - mel.shape[1], mel.shape[2]), mel.min(), np.float32)], axis=1)
+                m = (
+                    mel
+                    if mel.shape[1] >= need
+                    else np.concatenate(
+                        [mel, np.full((1, need - mel.shape[1], mel.shape[2]), mel.min(), np.float32)], axis=1
+                    )
+                )
                 vo.append((m, vocoder(m)))
     return CheckSet(tuple(ac), tuple(vo))
 
@@ -114,8 +126,16 @@ def snr_db(ref: np.ndarray, test: np.ndarray) -> float:
     return float("inf") if noise == 0 else 10.0 * float(np.log10(float(np.sum(ref.astype(np.float64) ** 2)) / noise))
 
 
-def compare_runner(runner: Callable, name: str, spec: ComponentSpec, checks: CheckSet, stage: str,
-                   error: type[ParityError] = ParityError, *, strict: bool = True) -> list[ParityFigure]:
+def compare_runner(
+    runner: Callable,
+    name: str,
+    spec: ComponentSpec,
+    checks: CheckSet,
+    stage: str,
+    error: type[ParityError] = ParityError,
+    *,
+    strict: bool = True,
+) -> list[ParityFigure]:
     """Run `runner` (a component runner, numpy in/out) on the check inputs; raise `error` out of tolerance.
 
     With `strict=False` (reduced-precision engines, for which the FP32 export tolerances are not meant)
@@ -139,8 +159,9 @@ def compare_runner(runner: Callable, name: str, spec: ComponentSpec, checks: Che
                 unit = "dB SNR" if chk.kind == "snr_db" else "max |Δ|"
                 raise error(f"{stage}: {name}.{chk.name} {unit} {v:.3g} is out of tolerance {chk.tol:g}")
             prev = worst.get(chk.name)
-            worst[chk.name] = v if prev is None or np.isnan(v) else (
-                min(prev, v) if chk.kind == "snr_db" else max(prev, v))
+            worst[chk.name] = (
+                v if prev is None or np.isnan(v) else (min(prev, v) if chk.kind == "snr_db" else max(prev, v))
+            )
     return [ParityFigure(name, c.name, c.kind, round(worst[c.name], 6), c.tol) for c in spec.checks]
 
 

@@ -21,7 +21,15 @@ from pathlib import Path
 
 import numpy as np
 
-from speedy.artifacts import Component, Manifest, atomic_artifact, lineage_step, read_manifest, sha256_file, write_manifest
+from speedy.artifacts import (
+    Component,
+    Manifest,
+    atomic_artifact,
+    lineage_step,
+    read_manifest,
+    sha256_file,
+    write_manifest,
+)
 from speedy.errors import InputError, ModelError
 from speedy.families import lookup
 
@@ -64,8 +72,9 @@ class QuantRecipe:
         if self.name not in RECIPES:
             raise InputError(f"unknown recipe {self.name!r}; choose one of: {', '.join(RECIPES)}")
         if self.calibration not in CALIBRATION_METHODS:
-            raise InputError(f"unknown calibration method {self.calibration!r}; choose one of: "
-                             f"{', '.join(CALIBRATION_METHODS)}")
+            raise InputError(
+                f"unknown calibration method {self.calibration!r}; choose one of: " f"{', '.join(CALIBRATION_METHODS)}"
+            )
         if not 1 <= self.calib_sentences <= 5000:
             raise InputError(f"--calib-sentences must be in [1, 5000], got {self.calib_sentences}")
         if not (self.max_mcd > 0 and np.isfinite(self.max_mcd)):
@@ -77,7 +86,7 @@ class QuantRecipe:
     # Named factories (optimum's AutoQuantizationConfig pattern). Defaults were chosen by measurement
     # on the default voice, 2 cores with AVX-512 VNNI: see docs/benchmarks.md and the closing notes.
     @classmethod
-    def int8_dynamic(cls) -> "QuantRecipe":
+    def int8_dynamic(cls) -> QuantRecipe:
         # Dynamic INT8 quantizes activations at run time. Only the frame-rate convolutions after the
         # length regulator (decoder FFN, postnet) are worth it; the encoder and the duration / pitch /
         # energy predictors stay float so durations never change. The vocoder stays float: ORT's
@@ -85,7 +94,7 @@ class QuantRecipe:
         return cls("int8-dynamic", {"acoustic": ("Conv",), "vocoder": ()}, scopes=_FRAME_RATE_SCOPES)
 
     @classmethod
-    def int8_static(cls, calibration: str = "percentile") -> "QuantRecipe":
+    def int8_static(cls, calibration: str = "percentile") -> QuantRecipe:
         # Static QDQ, per-channel weights: ORT fuses QDQ pairs into QLinearConv, which uses VNNI.
         # Profiled on the default voice (1 thread): decoder FFN + postnet convs are ~68 % of the
         # acoustic model's time, the vocoder's residual-stack convs ~60 % of the vocoder's.
@@ -93,11 +102,15 @@ class QuantRecipe:
         # and the fixed PQMF filters and the output convs stay float. Percentile calibration:
         # min/max ranges let rare activation outliers waste the 8-bit range (measured MCD 5.0 dB
         # with minmax vs 3.8 dB with percentile on the vocoder stacks).
-        return cls("int8-static", {"acoustic": ("Conv",), "vocoder": ("Conv",)},
-                   scopes={**_FRAME_RATE_SCOPES, "vocoder": ("/stacks",)}, calibration=calibration)
+        return cls(
+            "int8-static",
+            {"acoustic": ("Conv",), "vocoder": ("Conv",)},
+            scopes={**_FRAME_RATE_SCOPES, "vocoder": ("/stacks",)},
+            calibration=calibration,
+        )
 
     @classmethod
-    def int8_hybrid(cls) -> "QuantRecipe":
+    def int8_hybrid(cls) -> QuantRecipe:
         # What the shipped TFLite FastSpeech2 does: per-channel INT8 weights, activations quantized at run
         # time, INT8 × INT8 GEMM. ORT's INT8 GEMM (DynamicQuantizeMatMul) uses VNNI where the CPU has it
         # and its INT8 convolutions do not, so the frame-rate convolutions are first rewritten as unfold +
@@ -111,23 +124,27 @@ class QuantRecipe:
         return cls("int8-hybrid", {"acoustic": ("Conv",), "vocoder": ()}, scopes=_HYBRID_SCOPES, calib_sentences=48)
 
     @classmethod
-    def mixed(cls, max_mcd: float = 1.0, calibration: str = "percentile") -> "QuantRecipe":
+    def mixed(cls, max_mcd: float = 1.0, calibration: str = "percentile") -> QuantRecipe:
         # Start from int8-static and keep the most sensitive blocks in float (measured, greedy)
         # until MCD against FP32 is within the budget.
         return replace(cls.int8_static(calibration), name="mixed", max_mcd=max_mcd)
 
     @classmethod
-    def fp16(cls) -> "QuantRecipe":
+    def fp16(cls) -> QuantRecipe:
         # FP16 weights and compute with float32 graph inputs/outputs: halves the size; on CPUs without
         # native FP16 arithmetic ORT inserts casts, so this is a size (and GPU) recipe, not a CPU speed one.
         return cls("fp16", {"acoustic": ("*",), "vocoder": ("*",)})
 
     @classmethod
-    def named(cls, name: str, **overrides: object) -> "QuantRecipe":
+    def named(cls, name: str, **overrides: object) -> QuantRecipe:
         """Build a preset by CLI name, then apply the non-None overrides."""
         factories: dict[str, Callable[[], QuantRecipe]] = {
-            "int8-dynamic": cls.int8_dynamic, "int8-static": cls.int8_static, "int8-hybrid": cls.int8_hybrid,
-            "fp16": cls.fp16, "mixed": cls.mixed}
+            "int8-dynamic": cls.int8_dynamic,
+            "int8-static": cls.int8_static,
+            "int8-hybrid": cls.int8_hybrid,
+            "fp16": cls.fp16,
+            "mixed": cls.mixed,
+        }
         if name not in factories:
             raise InputError(f"unknown recipe {name!r}; choose one of: {', '.join(RECIPES)}")
         recipe = factories[name]()
@@ -207,8 +224,9 @@ def acoustic_feeds(comp: Component, ids: list[np.ndarray]) -> list[dict[str, np.
     return [{names[0]: x, names[1]: one, names[2]: zero, names[3]: one, names[4]: one} for x in ids]
 
 
-def vocoder_feeds(acoustic_path: Path, comp: Component, voc: Component, ids: list[np.ndarray],
-                  min_frames: int) -> list[dict[str, np.ndarray]]:
+def vocoder_feeds(
+    acoustic_path: Path, comp: Component, voc: Component, ids: list[np.ndarray], min_frames: int
+) -> list[dict[str, np.ndarray]]:
     """Mels made by the FP32 acoustic graph, as the vocoder will see them."""
     from speedy.runtime.onnx_backend import make_session
 
@@ -222,9 +240,16 @@ def vocoder_feeds(acoustic_path: Path, comp: Component, voc: Component, ids: lis
 
 
 # ---- the stage --------------------------------------------------------------------------------------
-def quantize(source: Path, out: Path, recipe: QuantRecipe, *, calibration_text: Sequence[str] | None = None,
-             force: bool = False, progress: Callable[[str], None] | None = None,
-             sensitivity: Path | None = None) -> Manifest:
+def quantize(
+    source: Path,
+    out: Path,
+    recipe: QuantRecipe,
+    *,
+    calibration_text: Sequence[str] | None = None,
+    force: bool = False,
+    progress: Callable[[str], None] | None = None,
+    sensitivity: Path | None = None,
+) -> Manifest:
     """Quantize the FP32 ONNX artifact at `source` into `out` with `recipe`; returns the new manifest.
 
     `sensitivity`: a `speedy analyze --json` report that ranks layers for the mixed recipe.
@@ -250,10 +275,20 @@ def quantize(source: Path, out: Path, recipe: QuantRecipe, *, calibration_text: 
 
                 calibration_text = load_corpus("calib")
             comps, report = _int8(src, Path(source), staging, tmp, recipe, calibration_text, say, sensitivity)
-        step = lineage_step("quantize", {"recipe": recipe.name, "op_types": {k: list(v) for k, v in recipe.op_types.items()},
-                                         "per_channel": recipe.per_channel, "calibration": recipe.calibration,
-                                         "calib_sentences": recipe.calib_sentences, "max_mcd": recipe.max_mcd},
-                            time.perf_counter() - start, "onnxruntime", "onnx")
+        step = lineage_step(
+            "quantize",
+            {
+                "recipe": recipe.name,
+                "op_types": {k: list(v) for k, v in recipe.op_types.items()},
+                "per_channel": recipe.per_channel,
+                "calibration": recipe.calibration,
+                "calib_sentences": recipe.calib_sentences,
+                "max_mcd": recipe.max_mcd,
+            },
+            time.perf_counter() - start,
+            "onnxruntime",
+            "onnx",
+        )
         manifest = src.with_step(step, components=comps, extra={**dict(src.extra), "quantize": report})
         write_manifest(staging, manifest)
     return manifest
@@ -271,8 +306,16 @@ def _fp16(src: Path, dst: Path, comp: Component) -> Component:
     return replace(comp, precision="fp16", sha256=sha256_file(dst), extra={**dict(comp.extra), "op_types": ["*"]})
 
 
-def _int8(src: Manifest, root: Path, staging: Path, tmp: Path, recipe: QuantRecipe, text: Sequence[str],
-          say: Callable[[str], None], sensitivity: Path | None = None) -> tuple[dict[str, Component], dict[str, object]]:
+def _int8(
+    src: Manifest,
+    root: Path,
+    staging: Path,
+    tmp: Path,
+    recipe: QuantRecipe,
+    text: Sequence[str],
+    say: Callable[[str], None],
+    sensitivity: Path | None = None,
+) -> tuple[dict[str, Component], dict[str, object]]:
     from speedy.stages.mixed import choose_float_groups
 
     family = lookup(src.family)
@@ -288,8 +331,10 @@ def _int8(src: Manifest, root: Path, staging: Path, tmp: Path, recipe: QuantReci
     elif recipe.name != "int8-dynamic":
         say(f"calibration: {recipe.calib_sentences} sentences through the frontend and FP32 acoustic model")
         ids = calibration_ids(src, text, recipe.calib_sentences)
-        feeds = {"acoustic": acoustic_feeds(ac, ids),
-                 "vocoder": vocoder_feeds(root / ac.file, ac, vo, ids, src.audio.min_vocoder_frames)}
+        feeds = {
+            "acoustic": acoustic_feeds(ac, ids),
+            "vocoder": vocoder_feeds(root / ac.file, ac, vo, ids, src.audio.min_vocoder_frames),
+        }
     for name, comp in src.components.items():
         ops = recipe.op_types.get(name, ())
         if not ops:
@@ -301,26 +346,56 @@ def _int8(src: Manifest, root: Path, staging: Path, tmp: Path, recipe: QuantReci
             _dynamic(root / comp.file, staging / comp.file, ops, recipe, recipe.scopes.get(name))
         elif recipe.name == "int8-hybrid":
             say(f"rewriting {name}'s convolutions as unfold + MatMul, then dynamic INT8 GEMM")
-            _hybrid(root / comp.file, staging / comp.file, tmp / f"{name}.gemm.onnx", recipe, recipe.scopes.get(name),
-                    feeds[name])
+            _hybrid(
+                root / comp.file,
+                staging / comp.file,
+                tmp / f"{name}.gemm.onnx",
+                recipe,
+                recipe.scopes.get(name),
+                feeds[name],
+            )
         else:
             say(f"calibrating {name} ({recipe.calibration}, {len(feeds[name])} inputs) and quantizing {', '.join(ops)}")
             caches[name] = tmp / f"{name}.calib.json"
-            _static(root / comp.file, staging / comp.file, ops, recipe, _Reader(feeds[name]), caches[name], (),
-                    recipe.scopes.get(name))
+            _static(
+                root / comp.file,
+                staging / comp.file,
+                ops,
+                recipe,
+                _Reader(feeds[name]),
+                caches[name],
+                (),
+                recipe.scopes.get(name),
+            )
         precision = recipe.name if recipe.name in ("int8-dynamic", "int8-hybrid") else "int8-static"
-        comps[name] = replace(comp, precision=precision,
-                              sha256=sha256_file(staging / comp.file), extra={**dict(comp.extra), "op_types": list(ops)})
+        comps[name] = replace(
+            comp,
+            precision=precision,
+            sha256=sha256_file(staging / comp.file),
+            extra={**dict(comp.extra), "op_types": list(ops)},
+        )
     report: dict[str, object] = {}
     if recipe.name == "mixed":
         excluded, report = choose_float_groups(src, root, staging, comps, recipe, text, caches, say, sensitivity)
         for name, nodes in excluded.items():
             if nodes:
                 ops = recipe.op_types[name]
-                _static(root / src.components[name].file, staging / comps[name].file, ops, recipe, None,
-                        caches[name], nodes, recipe.scopes.get(name))
-                comps[name] = replace(comps[name], precision="mixed", sha256=sha256_file(staging / comps[name].file),
-                                      extra={**dict(comps[name].extra), "float_nodes": len(nodes)})
+                _static(
+                    root / src.components[name].file,
+                    staging / comps[name].file,
+                    ops,
+                    recipe,
+                    None,
+                    caches[name],
+                    nodes,
+                    recipe.scopes.get(name),
+                )
+                comps[name] = replace(
+                    comps[name],
+                    precision="mixed",
+                    sha256=sha256_file(staging / comps[name].file),
+                    extra={**dict(comps[name].extra), "float_nodes": len(nodes)},
+                )
     return comps, report
 
 
@@ -337,12 +412,24 @@ def scoped_nodes(model_path: Path, ops: Sequence[str], scopes: Sequence[str] | N
 def _dynamic(src: Path, dst: Path, ops: tuple[str, ...], recipe: QuantRecipe, scopes: Sequence[str] | None) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(src), str(dst), op_types_to_quantize=list(ops), per_channel=recipe.per_channel,
-                     weight_type=QuantType.QInt8, nodes_to_quantize=scoped_nodes(src, ops, scopes))
+    quantize_dynamic(
+        str(src),
+        str(dst),
+        op_types_to_quantize=list(ops),
+        per_channel=recipe.per_channel,
+        weight_type=QuantType.QInt8,
+        nodes_to_quantize=scoped_nodes(src, ops, scopes),
+    )
 
 
-def _hybrid(src: Path, dst: Path, tmp: Path, recipe: QuantRecipe, scopes: Sequence[str] | None,
-            feeds: Sequence[Mapping[str, np.ndarray]]) -> None:
+def _hybrid(
+    src: Path,
+    dst: Path,
+    tmp: Path,
+    recipe: QuantRecipe,
+    scopes: Sequence[str] | None,
+    feeds: Sequence[Mapping[str, np.ndarray]],
+) -> None:
     """Convs in `scopes` → SmoothQuant-scaled unfold + MatMul → DynamicQuantizeMatMul (per-channel weights).
 
     The activation ranges per input channel come from `feeds` (calibration sentences) run through the
@@ -360,8 +447,14 @@ def _hybrid(src: Path, dst: Path, tmp: Path, recipe: QuantRecipe, scopes: Sequen
     scales = smoothing_scales(src, channel_ranges(src, convs, feeds), SMOOTH_ALPHA)
     gemms = rewrite_convs(src, tmp, convs, scales)
     with contextlib.redirect_stdout(sys.stderr):
-        quantize_dynamic(str(tmp), str(dst), op_types_to_quantize=["MatMul"], per_channel=recipe.per_channel,
-                         weight_type=QuantType.QInt8, nodes_to_quantize=gemms)
+        quantize_dynamic(
+            str(tmp),
+            str(dst),
+            op_types_to_quantize=["MatMul"],
+            per_channel=recipe.per_channel,
+            weight_type=QuantType.QInt8,
+            nodes_to_quantize=gemms,
+        )
 
 
 def unshare_initializers(src: Path, dst: Path) -> bool:
@@ -399,14 +492,25 @@ def unshare_initializers(src: Path, dst: Path) -> bool:
     return changed
 
 
-def _static(src: Path, dst: Path, ops: tuple[str, ...], recipe: QuantRecipe, reader: _Reader | None,
-            cache: Path, exclude: Sequence[str], scopes: Sequence[str] | None = None) -> None:
+def _static(
+    src: Path,
+    dst: Path,
+    ops: tuple[str, ...],
+    recipe: QuantRecipe,
+    reader: _Reader | None,
+    cache: Path,
+    exclude: Sequence[str],
+    scopes: Sequence[str] | None = None,
+) -> None:
     """Static QDQ quantization; the first call calibrates and writes `cache`, later calls reuse it."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
     from onnxruntime.quantization import quantize_static as _quantize_static
 
-    method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-              "percentile": CalibrationMethod.Percentile}[recipe.calibration]
+    method = {
+        "minmax": CalibrationMethod.MinMax,
+        "entropy": CalibrationMethod.Entropy,
+        "percentile": CalibrationMethod.Percentile,
+    }[recipe.calibration]
     unshared = cache.with_name(cache.name + ".unshared.onnx")
     if unshared.exists() or unshare_initializers(src, unshared):
         src = unshared
@@ -414,11 +518,18 @@ def _static(src: Path, dst: Path, ops: tuple[str, ...], recipe: QuantRecipe, rea
         # ORT's calibrators print progress to stdout; keep stdout for the command's --json object.
         with contextlib.redirect_stdout(sys.stderr):
             _quantize_static(
-                str(src), str(dst), calibration_data_reader=reader if not cache.exists() else None,
-                quant_format=QuantFormat.QDQ, op_types_to_quantize=list(ops), per_channel=recipe.per_channel,
-                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, nodes_to_exclude=list(exclude),
+                str(src),
+                str(dst),
+                calibration_data_reader=reader if not cache.exists() else None,
+                quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=list(ops),
+                per_channel=recipe.per_channel,
+                activation_type=QuantType.QInt8,
+                weight_type=QuantType.QInt8,
+                nodes_to_exclude=list(exclude),
                 nodes_to_quantize=scoped_nodes(src, ops, scopes),
-                calibrate_method=method, calibration_cache_path=str(cache),
+                calibrate_method=method,
+                calibration_cache_path=str(cache),
                 extra_options={"ActivationSymmetric": False, "WeightSymmetric": True, "CalibStridedMinMax": 1},
             )
     except (ValueError, RuntimeError) as e:

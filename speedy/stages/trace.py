@@ -49,8 +49,14 @@ class TraceConfig:
             raise InputError(f"--threads must be in [1, 256], got {self.threads}")
 
 
-def trace(source: Path, out: Path, config: TraceConfig = TraceConfig(), *, force: bool = False,
-          progress: Callable[[str], None] | None = None) -> Manifest:
+def trace(
+    source: Path,
+    out: Path,
+    config: TraceConfig = TraceConfig(),
+    *,
+    force: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> Manifest:
     """Trace the torch artifact at `source` to TorchScript in `out` (atomic folder write).
 
     Returns the written manifest: per component `extra["trace"]` notes ("method": trace | script |
@@ -65,16 +71,19 @@ def trace(source: Path, out: Path, config: TraceConfig = TraceConfig(), *, force
     src = read_manifest(source)
     formats = {c.format for c in src.components.values()}
     if formats != {"torch"}:
-        raise InputError(f"trace: {source} has {'/'.join(sorted(formats))} components; trace takes a torch "
-                         "artifact (e.g. the default voice's, or the input of 'speedy export')")
+        raise InputError(
+            f"trace: {source} has {'/'.join(sorted(formats))} components; trace takes a torch "
+            "artifact (e.g. the default voice's, or the input of 'speedy export')"
+        )
     spec = family_spec(src, "trace")
     if config.threads:
         torch.set_num_threads(config.threads)
     start = time.perf_counter()
     with atomic_artifact(out, force=force) as staging:  # refuses an existing `out` before any work
         modules = load_torch_modules(src, source)
-        checks = build_check_set(src, source, spec, acoustic=TorchAcoustic(modules["acoustic"]),
-                                 vocoder=TorchVocoder(modules["vocoder"]))
+        checks = build_check_set(
+            src, source, spec, acoustic=TorchAcoustic(modules["acoustic"]), vocoder=TorchVocoder(modules["vocoder"])
+        )
         comps: dict[str, Component] = {}
         notes: dict[str, Any] = {}
         figures: list[dict] = []
@@ -83,16 +92,17 @@ def trace(source: Path, out: Path, config: TraceConfig = TraceConfig(), *, force
             comp, note, figs = _trace_component(src, source, staging, name, modules[name], checks, spec, config)
             comps[name], notes[name] = comp, note
             figures += figs
-        step = lineage_step("trace", {**asdict(config), "source": str(source)}, time.perf_counter() - start,
-                            "torch")
+        step = lineage_step("trace", {**asdict(config), "source": str(source)}, time.perf_counter() - start, "torch")
         manifest = replace(src, components=comps).with_step(
-            step, extra={**dict(src.extra), "trace": notes, "parity": figures})
+            step, extra={**dict(src.extra), "trace": notes, "parity": figures}
+        )
         write_manifest(staging, manifest)
     return manifest
 
 
-def _trace_component(src: Manifest, source: Path, staging: Path, name: str, module: Any, checks: CheckSet,
-                     spec: Any, config: TraceConfig) -> tuple[Component, dict[str, Any], list[dict]]:
+def _trace_component(
+    src: Manifest, source: Path, staging: Path, name: str, module: Any, checks: CheckSet, spec: Any, config: TraceConfig
+) -> tuple[Component, dict[str, Any], list[dict]]:
     """Trace (else script) one component, save it, load it back through the backend and check it.
 
     Returns (component, note, parity figures); falls back to the eager "torch" component with the

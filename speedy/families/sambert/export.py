@@ -68,8 +68,15 @@ def _say(progress: Callable[[str], None] | None) -> Callable[[str], None]:
 
 
 # ---- export ----------------------------------------------------------------------------------------
-def export_modelscope(model_dir: Path, out: Path, *, voice: str | None = None, config: Any = None,
-                      force: bool = False, progress: Callable[[str], None] | None = None) -> Manifest:
+def export_modelscope(
+    model_dir: Path,
+    out: Path,
+    *,
+    voice: str | None = None,
+    config: Any = None,
+    force: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> Manifest:
     """Export one voice of a ModelScope Sambert-HifiGan folder to an ONNX artifact at ``out``.
 
     The folder is read (and refused with a one-line ModelError: not a model folder, missing voice,
@@ -114,30 +121,54 @@ def export_modelscope(model_dir: Path, out: Path, *, voice: str | None = None, c
             shutil.move(str(path), dst)
             spec = SPECS[name]
             comps[name] = Component(
-                file=dst.name, format="onnx", precision="fp32", inputs=spec.inputs, outputs=spec.outputs,
-                sha256=sha256_file(dst), dynamic_axes={k: {str(a): n for a, n in v.items()} for k, v in spec.dynamic.items()},
-                extra={"opset": OPSET, "role": "vocoder" if spec.module == "vocoder" else "acoustic"})
+                file=dst.name,
+                format="onnx",
+                precision="fp32",
+                inputs=spec.inputs,
+                outputs=spec.outputs,
+                sha256=sha256_file(dst),
+                dynamic_axes={k: {str(a): n for a, n in v.items()} for k, v in spec.dynamic.items()},
+                extra={"opset": OPSET, "role": "vocoder" if spec.module == "vocoder" else "acoustic"},
+            )
         shutil.rmtree(tmp, ignore_errors=True)
         figures: list[dict[str, Any]] = []
         if check:
             say("checking every graph in ONNX Runtime against PyTorch")
-            diffs = check_sambert_graphs(loaded.acoustic, loaded.vocoder, {n: staging / c.file for n, c in comps.items()})
-            figures = [{"component": n, "output": "*", "kind": "max_abs", "value": v, "tol": ATOL} for n, v in diffs.items()]
+            diffs = check_sambert_graphs(
+                loaded.acoustic, loaded.vocoder, {n: staging / c.file for n, c in comps.items()}
+            )
+            figures = [
+                {"component": n, "output": "*", "kind": "max_abs", "value": v, "tol": ATOL} for n, v in diffs.items()
+            ]
         emotions = native_emotion_names(vocab.emotion)
         manifest = Manifest(
             family=FAMILY,
-            source=Source(kind="modelscope", uri=f"{model_dir.resolve()}#{info.name}",
-                          sha256=_checkpoints_sha(info.am_checkpoint, info.voc_checkpoint)),
+            source=Source(
+                kind="modelscope",
+                uri=f"{model_dir.resolve()}#{info.name}",
+                sha256=_checkpoints_sha(info.am_checkpoint, info.voc_checkpoint),
+            ),
             components=comps,
-            audio=Audio(sample_rate=info.audio.sample_rate, hop_size=info.audio.hop_size, n_mels=info.audio.n_mels,
-                        mel_normalization=f"kantts-{info.audio.norm_type}", max_ids=cfg.max_len,
-                        max_frames=cfg.max_len * 32, min_vocoder_frames=1),
+            audio=Audio(
+                sample_rate=info.audio.sample_rate,
+                hop_size=info.audio.hop_size,
+                n_mels=info.audio.n_mels,
+                mel_normalization=f"kantts-{info.audio.norm_type}",
+                max_ids=cfg.max_len,
+                max_frames=cfg.max_len * 32,
+                min_vocoder_frames=1,
+            ),
             frontend=Frontend(name=FRONTEND_NAME, symbols=vocab.sy),
-            controls=Controls(inputs=("speed", "pitch_range"), emotions={"kind": "native", "names": emotions},
-                              voices=(info.name,)),
+            controls=Controls(
+                inputs=("speed", "pitch_range"), emotions={"kind": "native", "names": emotions}, voices=(info.name,)
+            ),
             extra={
-                "graphs": {"runtime": "sambert-loop", "acoustic": list(comps)[:-1], "vocoder": "vocoder",
-                           "loop": asdict(cfg)},
+                "graphs": {
+                    "runtime": "sambert-loop",
+                    "acoustic": list(comps)[:-1],
+                    "vocoder": "vocoder",
+                    "loop": asdict(cfg),
+                },
                 "vocab": {k: v for k, v in vocab.as_dict().items() if k != "sy"},
                 "vocab_source": vocab_origin,
                 "speaker": {"name": speakers[0], "id": 0},
@@ -151,10 +182,21 @@ def export_modelscope(model_dir: Path, out: Path, *, voice: str | None = None, c
         if check:
             say("checking the ONNX host loop against the PyTorch reference on a sentence")
             figures += loop_parity(manifest, staging, loaded.acoustic)
-        step = lineage_step("export", {"from_modelscope": str(model_dir), "voice": info.name, "opset": OPSET,
-                                       "check": check, "am_checkpoint": info.am_checkpoint.name,
-                                       "voc_checkpoint": info.voc_checkpoint.name},
-                            time.perf_counter() - start, "torch", "onnx", "onnxruntime")
+        step = lineage_step(
+            "export",
+            {
+                "from_modelscope": str(model_dir),
+                "voice": info.name,
+                "opset": OPSET,
+                "check": check,
+                "am_checkpoint": info.am_checkpoint.name,
+                "voc_checkpoint": info.voc_checkpoint.name,
+            },
+            time.perf_counter() - start,
+            "torch",
+            "onnx",
+            "onnxruntime",
+        )
         manifest = manifest.with_step(step, extra={**dict(manifest.extra), "parity": figures})
         write_manifest(staging, manifest)
     return manifest
@@ -199,8 +241,9 @@ def graph_role(comp: Component) -> str:
     return str(comp.extra.get("role", "vocoder" if comp.file.startswith("vocoder") else "acoustic"))
 
 
-def quantize_graphs(src: Manifest, root: Path, staging: Path, tmp: Path, recipe: Any, text: Sequence[str],
-                    say: Callable[[str], None]) -> tuple[dict[str, Component], dict[str, object]]:
+def quantize_graphs(
+    src: Manifest, root: Path, staging: Path, tmp: Path, recipe: Any, text: Sequence[str], say: Callable[[str], None]
+) -> tuple[dict[str, Component], dict[str, object]]:
     """INT8 per graph for a Sambert artifact (the recipe's acoustic op types on the six acoustic graphs).
 
     ``int8-dynamic`` needs no data; ``int8-static`` calibrates each graph on inputs recorded from the
@@ -211,8 +254,10 @@ def quantize_graphs(src: Manifest, root: Path, staging: Path, tmp: Path, recipe:
     from speedy.stages.quantize import _dynamic, _Reader, _static
 
     if recipe.name not in ("int8-dynamic", "int8-static"):
-        raise InputError(f"quantize: recipe {recipe.name} is not supported for Sambert artifacts; "
-                         "use int8-dynamic, int8-static or fp16 (int8-hybrid needs single-graph acoustic models)")
+        raise InputError(
+            f"quantize: recipe {recipe.name} is not supported for Sambert artifacts; "
+            "use int8-dynamic, int8-static or fp16 (int8-hybrid needs single-graph acoustic models)"
+        )
     feeds: dict[str, list[dict[str, np.ndarray]]] = {}
     if recipe.name == "int8-static":
         say(f"calibration: {recipe.calib_sentences} sentences through the FP32 Sambert host loop")
@@ -237,10 +282,22 @@ def quantize_graphs(src: Manifest, root: Path, staging: Path, tmp: Path, recipe:
             _dynamic(root / comp.file, staging / comp.file, ops, recipe, scopes)
         else:
             say(f"calibrating {name} ({recipe.calibration}, {len(feeds[name])} inputs) and quantizing {', '.join(ops)}")
-            _static(root / comp.file, staging / comp.file, ops, recipe, _Reader(feeds[name]),
-                    tmp / f"{name}.calib.json", (), scopes)
-        comps[name] = replace(comp, precision=precision, sha256=sha256_file(staging / comp.file),
-                              extra={**dict(comp.extra), "op_types": list(ops)})
+            _static(
+                root / comp.file,
+                staging / comp.file,
+                ops,
+                recipe,
+                _Reader(feeds[name]),
+                tmp / f"{name}.calib.json",
+                (),
+                scopes,
+            )
+        comps[name] = replace(
+            comp,
+            precision=precision,
+            sha256=sha256_file(staging / comp.file),
+            extra={**dict(comp.extra), "op_types": list(ops)},
+        )
     report: dict[str, object] = {"float_graphs": [n for n in FLOAT_GRAPHS if n in src.components]}
     report["loop_error"] = loop_error(src, root, replace(src, components=comps), staging)
     return comps, report
@@ -253,7 +310,9 @@ def _has_ops(path: Path, ops: Sequence[str]) -> bool:
     return any(n.op_type in ops for n in onnx.load(str(path), load_external_data=False).graph.node)
 
 
-def record_calibration(src: Manifest, root: Path, text: Sequence[str], limit: int) -> dict[str, list[dict[str, np.ndarray]]]:
+def record_calibration(
+    src: Manifest, root: Path, text: Sequence[str], limit: int
+) -> dict[str, list[dict[str, np.ndarray]]]:
     """Each graph's feeds from the FP32 host loop over up to ``limit`` calibration sentences.
 
     Emotions cycle through the voice's four main labels so every emotion embedding is seen. Step
@@ -307,8 +366,9 @@ class _Emotion:
         self.emotion = emotion
 
 
-def loop_error(ref: Manifest, ref_root: Path, test: Manifest, test_root: Path,
-               text: str = CHECK_TEXT) -> dict[str, float]:
+def loop_error(
+    ref: Manifest, ref_root: Path, test: Manifest, test_root: Path, text: str = CHECK_TEXT
+) -> dict[str, float]:
     """Quantized vs FP32 host loop on ``text``: symbols whose duration changed, and mel errors.
 
     ``mel_rel``: ‖mel_q − mel‖ / ‖mel‖ over the frames both have; ``mel_rel_last_quarter``: the same on
@@ -336,20 +396,31 @@ def loop_error(ref: Manifest, ref_root: Path, test: Manifest, test_root: Path,
         total += da.size
         n = min(ma.shape[1], mb.shape[1])
         d = ma[0, :n] - mb[0, :n]
-        num += float((d ** 2).sum())
+        num += float((d**2).sum())
         den += float((ma[0, :n] ** 2).sum())
         q = n - n // 4
         num_q += float((d[q:] ** 2).sum())
         den_q += float((ma[0, q:n] ** 2).sum())
-    return {"durations_changed": changed, "symbols": total, "mel_rel": round((num / max(den, 1e-12)) ** 0.5, 5),
-            "mel_rel_last_quarter": round((num_q / max(den_q, 1e-12)) ** 0.5, 5),
-            "vocoder_snr_db": round(snr, 2) if np.isfinite(snr) else None}
+    return {
+        "durations_changed": changed,
+        "symbols": total,
+        "mel_rel": round((num / max(den, 1e-12)) ** 0.5, 5),
+        "mel_rel_last_quarter": round((num_q / max(den_q, 1e-12)) ** 0.5, 5),
+        "vocoder_snr_db": round(snr, 2) if np.isfinite(snr) else None,
+    }
 
 
 # ---- compile -----------------------------------------------------------------------------------------
-def verify_graphs(src: Manifest, src_root: Path, manifest: Manifest, root: Path, threads: int | None = None,
-                  strict: bool = True, text: str = CHECK_TEXT,
-                  error: type[ModelError] = ModelError) -> list[dict[str, Any]]:
+def verify_graphs(
+    src: Manifest,
+    src_root: Path,
+    manifest: Manifest,
+    root: Path,
+    threads: int | None = None,
+    strict: bool = True,
+    text: str = CHECK_TEXT,
+    error: type[ModelError] = ModelError,
+) -> list[dict[str, Any]]:
     """A compiled Sambert artifact against its source, through the runtime: loop and vocoder.
 
     Durations must match exactly and the loop's mel within 1e-3 (max |Δ|); the vocoder, fed the
@@ -362,8 +433,10 @@ def verify_graphs(src: Manifest, src_root: Path, manifest: Manifest, root: Path,
     from speedy.stages.parity import snr_db
 
     opts = RuntimeOptions(threads=threads)
-    runners = [(load_runner(m, "acoustic", r, opts), load_runner(m, "vocoder", r, opts))
-               for m, r in ((src, src_root), (manifest, root))]
+    runners = [
+        (load_runner(m, "acoustic", r, opts), load_runner(m, "vocoder", r, opts))
+        for m, r in ((src, src_root), (manifest, root))
+    ]
     enc = encoder(src)
     ctl = np.asarray((1.0, 0.0, 1.0, 1.0), np.float32)
     mel_diff, snr, dur_equal = 0.0, float("inf"), True
@@ -375,13 +448,27 @@ def verify_graphs(src: Manifest, src_root: Path, manifest: Manifest, root: Path,
         wa, wb = (r[1](ma) for r in runners)
         snr = min(snr, snr_db(wa, wb))
     figures = [
-        {"component": "acoustic-loop", "output": "durations", "kind": "exact", "value": 0.0 if dur_equal else 1.0,
-         "tol": 0.0, "enforced": strict},
-        {"component": "acoustic-loop", "output": "mel", "kind": "max_abs", "value": mel_diff, "tol": 1e-3,
-         "enforced": strict},
+        {
+            "component": "acoustic-loop",
+            "output": "durations",
+            "kind": "exact",
+            "value": 0.0 if dur_equal else 1.0,
+            "tol": 0.0,
+            "enforced": strict,
+        },
+        {
+            "component": "acoustic-loop",
+            "output": "mel",
+            "kind": "max_abs",
+            "value": mel_diff,
+            "tol": 1e-3,
+            "enforced": strict,
+        },
         {"component": "vocoder", "output": "wav", "kind": "snr_db", "value": snr, "tol": 40.0, "enforced": strict},
     ]
     if strict and (not dur_equal or mel_diff > 1e-3 or snr < 40.0):
-        raise error(f"compile: the compiled Sambert graphs differ from the source (durations equal: {dur_equal}, "
-                         f"mel max |Δ| {mel_diff:.3g}, vocoder SNR {snr:.1f} dB)")
+        raise error(
+            f"compile: the compiled Sambert graphs differ from the source (durations equal: {dur_equal}, "
+            f"mel max |Δ| {mel_diff:.3g}, vocoder SNR {snr:.1f} dB)"
+        )
     return figures

@@ -48,6 +48,8 @@ _LOGGER = logging.getLogger(__name__)
 
 FRONTEND_NAME = "sambert-kantts"
 SPECIALS = ("_", "~", "@[MASK]")
+# Symbol tables stay packed (one item per line would triple them).
+# fmt: off
 _INITIALS_C = ("a", "ai", "an", "ang", "ao", "b", "c", "ch", "d", "e", "ei", "en", "eng", "er", "f", "g", "h", "i",
                "ia", "ian", "iang", "iao", "ie", "ih", "ii", "in", "ing", "io", "iong", "iou", "j", "k", "l", "m", "n",
                "o", "ong", "ou", "p", "q", "r", "s", "sh", "t", "u", "ua", "uai", "uan", "uang", "uei", "uen", "ueng",
@@ -75,8 +77,11 @@ LABELS = {"中性": "neutral", "喜悦": "happy", "悲伤": "sad", "愤怒": "an
 
 _INITIALS = ("zh", "ch", "sh", "b", "p", "m", "f", "d", "t", "n", "l", "g", "k", "h", "j", "q", "x", "r", "z", "c", "s",
              "y", "w")
+# fmt: on
 _ODD_SYLLABLES = {"n": "en", "ng": "en", "hng": "en", "m": "mu", "hm": "mu", "ê": "ei", "ea": "ei", "eh": "ei"}
-_NOT_ERHUA = frozenset("女儿 儿女 幼儿 婴儿 孤儿 男儿 健儿 少儿 胎儿 患儿 宠儿 孩儿 新生儿 混血儿 托儿 儿童 儿子".split())
+_NOT_ERHUA = frozenset(
+    "女儿 儿女 幼儿 婴儿 孤儿 男儿 健儿 少儿 胎儿 患儿 宠儿 孩儿 新生儿 混血儿 托儿 儿童 儿子".split()
+)
 _PARTICLES = frozenset("的了吗呢吧啊呀着过们地得么嘛哦啦")
 _PHRASE_PUNCT = "，,、：:；;—"
 _SENTENCE_RE = re.compile(r"[^。！？!?…\n]*[。！？!?…\n]*")
@@ -115,7 +120,9 @@ class SambertUtterance:
         """The ttsfrd-style line ``{phone$tone$flag$ws$emotion$speaker} ...`` (for inspection and tests)."""
         return " ".join(
             f"{{{t.phone}${t.tone}${t.syllable_flag}${t.word_segment}$emotion_{'none' if t.is_break else emotion}"
-            f"${speaker}}}" for t in self.tokens)
+            f"${speaker}}}"
+            for t in self.tokens
+        )
 
 
 # ---- pinyin → phones -----------------------------------------------------------------------------
@@ -123,7 +130,7 @@ def syllable_phones(syllable: str, erhua: bool = False) -> tuple[str, str]:
     """A TONE3 pinyin syllable without its tone digit (ü as ``v``) → (initial phone, final phone)."""
     s = _ODD_SYLLABLES.get(syllable, syllable).replace("ü", "v")
     initial = next((i for i in _INITIALS if s.startswith(i) and len(s) > len(i)), "")
-    final = s[len(initial):]
+    final = s[len(initial) :]
     if not initial:
         lead = {"a": "ga", "e": "ge", "o": "go"}.get(final[:1])
         if lead is None:
@@ -170,10 +177,14 @@ def _pinyin(text: str) -> list[str]:
         pass
     from pypinyin import Style, lazy_pinyin
 
-    out = lazy_pinyin(text, style=Style.TONE3, neutral_tone_with_five=True, tone_sandhi=True,
-                      errors=lambda chars: list(chars))
-    return out if len(out) == len(text) else [lazy_pinyin(ch, style=Style.TONE3, neutral_tone_with_five=True)[0]
-                                              for ch in text]
+    out = lazy_pinyin(
+        text, style=Style.TONE3, neutral_tone_with_five=True, tone_sandhi=True, errors=lambda chars: list(chars)
+    )
+    return (
+        out
+        if len(out) == len(text)
+        else [lazy_pinyin(ch, style=Style.TONE3, neutral_tone_with_five=True)[0] for ch in text]
+    )
 
 
 def _words(phrase: str) -> list[str]:
@@ -202,14 +213,16 @@ def prosodic_words(han: str) -> list[tuple[str, list[str], str]]:
     except ImportError:
         items, out, pos = _pinyin(han), [], 0
         for w in _words(han):
-            out.append((w, items[pos:pos + len(w)], "#1"))
+            out.append((w, items[pos : pos + len(w)], "#1"))
             pos += len(w)
         return out
     words, groups = analyse_han(han, sandhi_on=True)
     texts = [w for w, _ in words]
     breaks = [*phrase_breaks(texts, groups), "#1"]
-    return [("".join(texts[i] for i in g), [s or words[i][0][k] for i in g for k, s in enumerate(words[i][1])], b)
-            for g, b in zip(groups, breaks)]
+    return [
+        ("".join(texts[i] for i in g), [s or words[i][0][k] for i in g for k, s in enumerate(words[i][1])], b)
+        for g, b in zip(groups, breaks)
+    ]
 
 
 def _word_tokens(word: str, items: Sequence[str]) -> list[KanToken]:
@@ -297,7 +310,7 @@ def _fit(tokens: list[KanToken], limit: int) -> Iterator[list[KanToken]]:
         cuts = [i for i, t in enumerate(tokens[:limit]) if t.phone == level]
         if cuts:
             cut = cuts[-1] + 1
-            head = [*tokens[:cut - 1], brk("#4")]
+            head = [*tokens[: cut - 1], brk("#4")]
             yield head
             yield from _fit(tokens[cut:], limit)
             return
@@ -317,7 +330,9 @@ class SambertVocab:
     speaker: tuple[str, ...]
 
     def as_dict(self) -> dict[str, list[str]]:
-        return {k: list(getattr(self, k)) for k in ("sy", "tone", "syllable_flag", "word_segment", "emotion", "speaker")}
+        return {
+            k: list(getattr(self, k)) for k in ("sy", "tone", "syllable_flag", "word_segment", "emotion", "speaker")
+        }
 
 
 def read_vocab(voice_folder: Path, speakers: Sequence[str], sizes: Mapping[str, int]) -> tuple[SambertVocab, str]:
@@ -328,25 +343,38 @@ def read_vocab(voice_folder: Path, speakers: Sequence[str], sizes: Mapping[str, 
     ``ignore_mask``) gets the lists without ``@[MASK]``. Raises ModelError when a size cannot match.
     """
     lists: dict[str, tuple[str, ...]] = {
-        "sy": (*PHONES, *BREAKS), "tone": TONES, "syllable_flag": SYLLABLE_FLAGS, "word_segment": WORD_SEGMENTS,
-        "emotion": tuple(f"emotion_{e}" for e in EMOTIONS), "speaker": tuple(speakers) or ("F7",)}
+        "sy": (*PHONES, *BREAKS),
+        "tone": TONES,
+        "syllable_flag": SYLLABLE_FLAGS,
+        "word_segment": WORD_SEGMENTS,
+        "emotion": tuple(f"emotion_{e}" for e in EMOTIONS),
+        "speaker": tuple(speakers) or ("F7",),
+    }
     origin = "built-in KAN-TTS PinYin lists"
     d = voice_folder / "dict"
-    files = {"sy": "sy_dict.txt", "tone": "tone_dict.txt", "syllable_flag": "syllable_flag_dict.txt",
-             "word_segment": "word_segment_dict.txt", "emotion": "emo_category_dict.txt", "speaker": "speaker_dict.txt"}
+    files = {
+        "sy": "sy_dict.txt",
+        "tone": "tone_dict.txt",
+        "syllable_flag": "syllable_flag_dict.txt",
+        "word_segment": "word_segment_dict.txt",
+        "emotion": "emo_category_dict.txt",
+        "speaker": "speaker_dict.txt",
+    }
     if (d / "sy_dict.txt").is_file():
         for key, name in files.items():
             if (d / name).is_file():
                 items = [ln.strip() for ln in (d / name).read_text(encoding="utf-8").splitlines() if ln.strip()]
-                lists[key] = tuple(s[1:] if s.startswith("@") and s != "@[MASK]" else s
-                                   for s in items if s not in SPECIALS)
+                lists[key] = tuple(
+                    s[1:] if s.startswith("@") and s != "@[MASK]" else s for s in items if s not in SPECIALS
+                )
         origin = f"{d}/*_dict.txt"
     elif (d / "PinYin" / "PhoneSet.xml").is_file():
         lists["sy"] = (*_parse_phoneset(d / "PinYin" / "PhoneSet.xml"), *BREAKS)
         tl = d / "PinYin" / "tonelist.txt"
         if tl.is_file():
-            lists["tone"] = tuple(f"tone{ln.strip()}" if ln.strip() else "tone_none"
-                                  for ln in tl.read_text(encoding="utf-8").splitlines())
+            lists["tone"] = tuple(
+                f"tone{ln.strip()}" if ln.strip() else "tone_none" for ln in tl.read_text(encoding="utf-8").splitlines()
+            )
         origin = f"{d}/PinYin"
     fitted: dict[str, tuple[str, ...]] = {}
     for key, items in lists.items():
@@ -357,8 +385,10 @@ def read_vocab(voice_folder: Path, speakers: Sequence[str], sizes: Mapping[str, 
         elif size == len(full) - 1:
             fitted[key] = full[:-1]
         else:
-            raise ModelError(f"{voice_folder.name}: the checkpoint's {key} table has {size} rows but the "
-                             f"{origin} give {len(full)} symbols; this voice's symbol set is not supported")
+            raise ModelError(
+                f"{voice_folder.name}: the checkpoint's {key} table has {size} rows but the "
+                f"{origin} give {len(full)} symbols; this voice's symbol set is not supported"
+            )
     return SambertVocab(**fitted), origin
 
 
@@ -432,16 +462,24 @@ class SambertEncoder:
         emotion = resolve_native_emotion(self.emotions, getattr(options, "emotion", None))
         t = self.tables
         try:
-            cols = [(t["sy"][k.phone], t["tone"][k.tone], t["syllable_flag"][k.syllable_flag],
-                     t["word_segment"][k.word_segment], self.none_emotion if k.is_break else emotion)
-                    for k in utt.tokens]
+            cols = [
+                (
+                    t["sy"][k.phone],
+                    t["tone"][k.tone],
+                    t["syllable_flag"][k.syllable_flag],
+                    t["word_segment"][k.word_segment],
+                    self.none_emotion if k.is_break else emotion,
+                )
+                for k in utt.tokens
+            ]
         except KeyError as e:
             raise ModelError(f"frontend produced symbol {e.args[0]!r} that this voice does not know") from None
         if len(cols) > self.max_symbols:
             raise InputError(f"a sentence produced {len(cols)} symbols; the model takes at most {self.max_symbols}")
         arr = np.asarray(cols, dtype=np.int64).reshape(-1, 5)
-        return SambertInputs(arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3], arr[:, 4],
-                             np.full(len(arr), self.speaker_id, np.int64))
+        return SambertInputs(
+            arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3], arr[:, 4], np.full(len(arr), self.speaker_id, np.int64)
+        )
 
 
 def encoder(manifest: Any) -> SambertEncoder:

@@ -69,7 +69,9 @@ def loop_config(manifest: Manifest) -> SambertLoopConfig:
         raise ModelError(f"sambert manifest: bad extra['graphs']['loop'] ({e})") from None
 
 
-def graph_sessions(manifest: Manifest, root: Path, options: Any, names: Sequence[str] = ACOUSTIC_GRAPHS) -> dict[str, Any]:
+def graph_sessions(
+    manifest: Manifest, root: Path, options: Any, names: Sequence[str] = ACOUSTIC_GRAPHS
+) -> dict[str, Any]:
     """ONNX Runtime sessions of the named graph components (each with its recorded level and threads)."""
     from speedy.runtime.onnx_backend import _LEVELS, make_session
 
@@ -89,8 +91,9 @@ def graph_sessions(manifest: Manifest, root: Path, options: Any, names: Sequence
     return sessions
 
 
-def build_loop(manifest: Manifest, root: Path, options: Any,
-               wrap: Callable[[str, Any], Any] | None = None) -> SambertLoop:
+def build_loop(
+    manifest: Manifest, root: Path, options: Any, wrap: Callable[[str, Any], Any] | None = None
+) -> SambertLoop:
     """A :class:`SambertLoop` over the artifact's graphs; ``wrap(name, session)`` may replace each runner."""
     sessions = graph_sessions(manifest, root, options, (*ACOUSTIC_GRAPHS, "vocoder"))
     graphs = {n: (wrap(n, s) if wrap else s) for n, s in sessions.items()}

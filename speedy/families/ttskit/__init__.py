@@ -17,9 +17,30 @@ from speedy.families import FamilySpec, frozen
 FAMILY = "ttskit-mellotron-melgan"
 #: The 24 speaker names the checkpoint was trained with (ttskit ``resource/__init__.py``, ids 1..24).
 VOICES: tuple[str, ...] = (
-    "Aibao", "Aicheng", "Aida", "Aijia", "Aijing", "Aimei", "Aina", "Aiqi", "Aitong", "Aiwei", "Aixia", "Aiya",
-    "Aiyu", "Aiyue", "Siyue", "Xiaobei", "Xiaogang", "Xiaomei", "Xiaomeng", "Xiaowei", "Xiaoxue", "Xiaoyun",
-    "Yina", "biaobei",
+    "Aibao",
+    "Aicheng",
+    "Aida",
+    "Aijia",
+    "Aijing",
+    "Aimei",
+    "Aina",
+    "Aiqi",
+    "Aitong",
+    "Aiwei",
+    "Aixia",
+    "Aiya",
+    "Aiyu",
+    "Aiyue",
+    "Siyue",
+    "Xiaobei",
+    "Xiaogang",
+    "Xiaomei",
+    "Xiaomeng",
+    "Xiaowei",
+    "Xiaoxue",
+    "Xiaoyun",
+    "Yina",
+    "biaobei",
 )
 #: ttskit's own default speaker (``sdk_api.tts_sdk_base``).
 DEFAULT_VOICE = "Aiyue"

@@ -19,8 +19,19 @@ from typing import Any
 
 import numpy as np
 
-from speedy.artifacts import (Audio, Component, Controls, Frontend, Manifest, Source, atomic_artifact, lineage_step,
-                              read_manifest, sha256_file, write_manifest)
+from speedy.artifacts import (
+    Audio,
+    Component,
+    Controls,
+    Frontend,
+    Manifest,
+    Source,
+    atomic_artifact,
+    lineage_step,
+    read_manifest,
+    sha256_file,
+    write_manifest,
+)
 from speedy.errors import InputError, ModelError
 
 _LOGGER = logging.getLogger(__name__)
@@ -39,17 +50,48 @@ CHECK_STEPS = (0, 1, 5, 20, 60, 120)
 MAX_IDS = 400
 #: MelGAN's first layer reflection-pads 3 frames: shorter mels are padded with silence first.
 MIN_VOCODER_FRAMES = 4
-STEP_INPUTS = ("frame", "prenet_mask", "att_h", "att_c", "dec_h", "dec_c", "att_w", "att_wcum", "context",
-               "memory", "processed", "att_bias")
-STEP_OUTPUTS = ("frame_out", "gate", "att_h_out", "att_c_out", "dec_h_out", "dec_c_out", "att_w_out",
-                "att_wcum_out", "context_out")
+STEP_INPUTS = (
+    "frame",
+    "prenet_mask",
+    "att_h",
+    "att_c",
+    "dec_h",
+    "dec_c",
+    "att_w",
+    "att_wcum",
+    "context",
+    "memory",
+    "processed",
+    "att_bias",
+)
+STEP_OUTPUTS = (
+    "frame_out",
+    "gate",
+    "att_h_out",
+    "att_c_out",
+    "dec_h_out",
+    "dec_c_out",
+    "att_w_out",
+    "att_wcum_out",
+    "context_out",
+)
 #: name -> (inputs, outputs, dynamic axes, role)
 GRAPHS: dict[str, tuple[tuple[str, ...], tuple[str, ...], dict[str, dict[int, str]], str]] = {
-    "encoder": (("ids", "speaker"), ("memory", "processed"),
-                {"ids": {1: "symbols"}, "memory": {1: "symbols"}, "processed": {1: "symbols"}}, "acoustic"),
-    "decoder_step": (STEP_INPUTS, STEP_OUTPUTS,
-                     {n: {1: "symbols"} for n in ("att_w", "att_wcum", "memory", "processed", "att_bias", "att_w_out",
-                                                  "att_wcum_out")}, "acoustic"),
+    "encoder": (
+        ("ids", "speaker"),
+        ("memory", "processed"),
+        {"ids": {1: "symbols"}, "memory": {1: "symbols"}, "processed": {1: "symbols"}},
+        "acoustic",
+    ),
+    "decoder_step": (
+        STEP_INPUTS,
+        STEP_OUTPUTS,
+        {
+            n: {1: "symbols"}
+            for n in ("att_w", "att_wcum", "memory", "processed", "att_bias", "att_w_out", "att_wcum_out")
+        },
+        "acoustic",
+    ),
     "postnet": (("mel",), ("mel_post",), {"mel": {1: "frames"}, "mel_post": {1: "frames"}}, "acoustic"),
     "vocoder": (("mel",), ("wav",), {"mel": {0: "batch", 1: "frames"}, "wav": {0: "batch", 1: "samples"}}, "vocoder"),
 }
@@ -92,8 +134,14 @@ def cached_artifact(source_wheel: Path | None = None, progress: Callable[[str], 
     return target
 
 
-def export_builtin(out: Path, config: Any = None, *, force: bool = False,
-                   progress: Callable[[str], None] | None = None, source_wheel: Path | None = None) -> Manifest:
+def export_builtin(
+    out: Path,
+    config: Any = None,
+    *,
+    force: bool = False,
+    progress: Callable[[str], None] | None = None,
+    source_wheel: Path | None = None,
+) -> Manifest:
     """``speedy export ttskit`` (the FamilySpec ``builtin`` hook): `config` is an ExportConfig; its opset is
     this family's own (a different --opset is refused), its check and threads apply."""
 
@@ -104,8 +152,15 @@ def export_builtin(out: Path, config: Any = None, *, force: bool = False,
     return export_ttskit(out, source_wheel=source_wheel, check=check, force=force, threads=threads, progress=progress)
 
 
-def export_ttskit(out: Path, *, source_wheel: Path | None = None, check: bool = True, force: bool = False,
-                  threads: int | None = 1, progress: Callable[[str], None] | None = None) -> Manifest:
+def export_ttskit(
+    out: Path,
+    *,
+    source_wheel: Path | None = None,
+    check: bool = True,
+    force: bool = False,
+    threads: int | None = 1,
+    progress: Callable[[str], None] | None = None,
+) -> Manifest:
     """Read the ttskit wheel and write the four-graph FP32 ONNX artifact at ``out``.
 
     Raises ModelError (exit 3) for a missing, altered or unreadable wheel or checkpoint and for a
@@ -116,8 +171,7 @@ def export_ttskit(out: Path, *, source_wheel: Path | None = None, check: bool = 
     from speedy.families.ttskit import FAMILY, VOICES
     from speedy.families.ttskit.frontend import FRONTEND_NAME, SYMBOLS
     from speedy.families.ttskit.loop import LoopConfig
-    from speedy.families.ttskit.modules import (N_MELS, DecoderStepGraph, EncoderGraph, PostnetGraph,
-                                                 load_modules)
+    from speedy.families.ttskit.modules import N_MELS, DecoderStepGraph, EncoderGraph, PostnetGraph, load_modules
     from speedy.families.ttskit.source import SHA256, VERSION, read_wheel
 
     say = _say(progress)
@@ -129,16 +183,24 @@ def export_ttskit(out: Path, *, source_wheel: Path | None = None, check: bool = 
     weights = read_wheel(source_wheel)
     mellotron, melgan = load_modules(weights)
     hp = weights.hparams
-    loop_cfg = LoopConfig(n_mels=N_MELS, attention_rnn_dim=mellotron.config.attention_rnn_dim,
-                          decoder_rnn_dim=mellotron.config.decoder_rnn_dim, memory_dim=mellotron.config.memory_dim,
-                          prenet_dim=mellotron.config.prenet_dim,
-                          gate_threshold=float(weights.decoder.get("gate_threshold") or 0.8),
-                          max_decoder_steps=int(weights.decoder.get("max_decoder_steps") or 1200))
+    loop_cfg = LoopConfig(
+        n_mels=N_MELS,
+        attention_rnn_dim=mellotron.config.attention_rnn_dim,
+        decoder_rnn_dim=mellotron.config.decoder_rnn_dim,
+        memory_dim=mellotron.config.memory_dim,
+        prenet_dim=mellotron.config.prenet_dim,
+        gate_threshold=float(weights.decoder.get("gate_threshold") or 0.8),
+        max_decoder_steps=int(weights.decoder.get("max_decoder_steps") or 1200),
+    )
     say("running the PyTorch reference on the check sentence")
     with _torch_threads(1):
         ref = _reference(mellotron, melgan, loop_cfg, CHECK_TEXT, CHECK_VOICE)
-    modules = {"encoder": EncoderGraph(mellotron), "decoder_step": DecoderStepGraph(mellotron),
-               "postnet": PostnetGraph(mellotron), "vocoder": melgan}
+    modules = {
+        "encoder": EncoderGraph(mellotron),
+        "decoder_step": DecoderStepGraph(mellotron),
+        "postnet": PostnetGraph(mellotron),
+        "vocoder": melgan,
+    }
     with atomic_artifact(out, force=force) as staging:
         comps: dict[str, Component] = {}
         for name, module in modules.items():
@@ -148,15 +210,29 @@ def export_ttskit(out: Path, *, source_wheel: Path | None = None, check: bool = 
             example = ref["examples"][name][0][0]
             try:
                 with torch.inference_mode():
-                    torch.onnx.export(module, tuple(torch.from_numpy(a) for a in example), str(path),
-                                      input_names=list(inputs), output_names=list(outputs), dynamic_axes=dynamic,
-                                      opset_version=OPSET, dynamo=False, do_constant_folding=True)
+                    torch.onnx.export(
+                        module,
+                        tuple(torch.from_numpy(a) for a in example),
+                        str(path),
+                        input_names=list(inputs),
+                        output_names=list(outputs),
+                        dynamic_axes=dynamic,
+                        opset_version=OPSET,
+                        dynamo=False,
+                        do_constant_folding=True,
+                    )
             except Exception as e:  # the exporter raises many types; one line names the graph
                 raise ModelError(f"export: torch.onnx.export failed for {name}: {str(e).splitlines()[0][:300]}") from e
-            comps[name] = Component(file=path.name, format="onnx", precision="fp32", inputs=inputs, outputs=outputs,
-                                    sha256=sha256_file(path),
-                                    dynamic_axes={k: {str(a): n for a, n in v.items()} for k, v in dynamic.items()},
-                                    extra={"opset": OPSET, "role": role})
+            comps[name] = Component(
+                file=path.name,
+                format="onnx",
+                precision="fp32",
+                inputs=inputs,
+                outputs=outputs,
+                sha256=sha256_file(path),
+                dynamic_axes={k: {str(a): n for a, n in v.items()} for k, v in dynamic.items()},
+                extra={"opset": OPSET, "role": role},
+            )
         figures: list[dict[str, Any]] = []
         if check:
             say("checking every graph in ONNX Runtime against PyTorch")
@@ -167,17 +243,28 @@ def export_ttskit(out: Path, *, source_wheel: Path | None = None, check: bool = 
             family=FAMILY,
             source=Source(kind="ttskit-wheel", uri=f"pypi:ttskit=={VERSION} (resource/model/*.pt, MIT)", sha256=SHA256),
             components=comps,
-            audio=Audio(sample_rate=int(hp["sampling_rate"]), hop_size=int(hp["hop_length"]),
-                        n_mels=int(hp["n_mel_channels"]),
-                        mel_normalization="ln mel (TacotronSTFT, Slaney, clamp 1e-5, fmax 8000)",
-                        max_ids=MAX_IDS, max_frames=loop_cfg.max_decoder_steps, min_vocoder_frames=MIN_VOCODER_FRAMES),
+            audio=Audio(
+                sample_rate=int(hp["sampling_rate"]),
+                hop_size=int(hp["hop_length"]),
+                n_mels=int(hp["n_mel_channels"]),
+                mel_normalization="ln mel (TacotronSTFT, Slaney, clamp 1e-5, fmax 8000)",
+                max_ids=MAX_IDS,
+                max_frames=loop_cfg.max_decoder_steps,
+                min_vocoder_frames=MIN_VOCODER_FRAMES,
+            ),
             frontend=Frontend(name=FRONTEND_NAME, symbols=SYMBOLS),
-            controls=Controls(inputs=("speed",),
-                              emotions={"kind": "preset", "names": {k: p.name for k, p in EMOTION_PRESETS.items()}},
-                              voices=VOICES),
+            controls=Controls(
+                inputs=("speed",),
+                emotions={"kind": "preset", "names": {k: p.name for k, p in EMOTION_PRESETS.items()}},
+                voices=VOICES,
+            ),
             extra={
-                "graphs": {"runtime": RUNTIME_NAME, "acoustic": ["encoder", "decoder_step", "postnet"],
-                           "vocoder": "vocoder", "loop": asdict(loop_cfg)},
+                "graphs": {
+                    "runtime": RUNTIME_NAME,
+                    "acoustic": ["encoder", "decoder_step", "postnet"],
+                    "vocoder": "vocoder",
+                    "loop": asdict(loop_cfg),
+                },
                 # The AR model has no pitch or energy input: every pitch shift goes to the Synthesizer's
                 # resampling, energy to a gain; speed stretches the mel on the host (see runtime.py);
                 # pitch_range is not supported (ignored).
@@ -193,8 +280,14 @@ def export_ttskit(out: Path, *, source_wheel: Path | None = None, check: bool = 
         if check:
             say("checking the ONNX host loop against the PyTorch reference")
             figures += loop_parity(manifest, staging, ref, threads)
-        step = lineage_step("export", {"source": f"ttskit=={VERSION}", "opset": OPSET, "check": check},
-                            time.perf_counter() - start, "torch", "onnx", "onnxruntime")
+        step = lineage_step(
+            "export",
+            {"source": f"ttskit=={VERSION}", "opset": OPSET, "check": check},
+            time.perf_counter() - start,
+            "torch",
+            "onnx",
+            "onnxruntime",
+        )
         manifest = manifest.with_step(step, extra={**dict(manifest.extra), "parity": figures})
         write_manifest(staging, manifest)
     return manifest
@@ -214,8 +307,9 @@ def _reference(mellotron: Any, melgan: Any, cfg: Any, text: str, voice: str) -> 
     ids = np.asarray([[table[p] for p in utt.phones]], np.int64)
     spk = speaker_vector(voice)[None]
     masks = prenet_masks(cfg.seed, cfg)
-    mel, post, gates, stopped = reference_inference(mellotron, torch.from_numpy(ids), torch.from_numpy(spk),
-                                                    lambda s: torch.from_numpy(masks(s)), cfg)
+    mel, post, gates, stopped = reference_inference(
+        mellotron, torch.from_numpy(ids), torch.from_numpy(spk), lambda s: torch.from_numpy(masks(s)), cfg
+    )
     end = end_frame(gates.numpy(), stopped)
     examples: dict[str, list[tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]]] = {}
     with torch.inference_mode():
@@ -230,8 +324,14 @@ def _reference(mellotron: Any, melgan: Any, cfg: Any, text: str, voice: str) -> 
         examples["decoder_step"] = []
         focus = 0
         for s in range(int(gates.numel())):
-            args = (frame, torch.from_numpy(masks(s)), *state, memory, processed,
-                    torch.from_numpy(attention_bias(focus, t, cfg)))
+            args = (
+                frame,
+                torch.from_numpy(masks(s)),
+                *state,
+                memory,
+                processed,
+                torch.from_numpy(attention_bias(focus, t, cfg)),
+            )
             outs = step(*args)
             focus = int(torch.argmax(outs[6][0]))
             if s in CHECK_STEPS or s == int(gates.numel()) - 1:
@@ -240,8 +340,15 @@ def _reference(mellotron: Any, melgan: Any, cfg: Any, text: str, voice: str) -> 
         examples["postnet"] = [((mel.numpy(),), (PostnetGraph(mellotron)(mel).numpy(),))]
         wav = melgan(post[:, :end])
         examples["vocoder"] = [((post[:, :end].numpy(),), (wav.numpy(),))]
-    return {"ids": ids[0], "speaker": spk[0], "voice": voice, "mel": post[0, :end].numpy(), "steps": int(gates.numel()),
-            "end": end, "examples": examples}
+    return {
+        "ids": ids[0],
+        "speaker": spk[0],
+        "voice": voice,
+        "mel": post[0, :end].numpy(),
+        "steps": int(gates.numel()),
+        "end": end,
+        "examples": examples,
+    }
 
 
 def graph_parity(root: Path, examples: dict[str, list[Any]], threads: int | None) -> list[dict[str, Any]]:
@@ -261,8 +368,9 @@ def graph_parity(root: Path, examples: dict[str, list[Any]], threads: int | None
                 worst = max(worst, float(np.abs(a - b).max()))
         if worst > GRAPH_TOL:
             raise ModelError(f"export: {name} differs from PyTorch by max |Δ| {worst:.3g} (> {GRAPH_TOL:g})")
-        figures.append({"component": name, "output": "*", "kind": "max_abs", "value": worst, "tol": GRAPH_TOL,
-                        "cases": len(cases)})
+        figures.append(
+            {"component": name, "output": "*", "kind": "max_abs", "value": worst, "tol": GRAPH_TOL, "cases": len(cases)}
+        )
     return figures
 
 
@@ -274,14 +382,24 @@ def loop_parity(manifest: Manifest, root: Path, ref: dict[str, Any], threads: in
     loop = build_loop(manifest, root, RuntimeOptions(threads=threads))
     res = loop.acoustic(ref["ids"], ref["speaker"])
     if res.steps != ref["steps"] or res.end != ref["end"]:
-        raise ModelError(f"export: the ONNX loop stopped at step {res.steps} (end {res.end}), PyTorch at "
-                         f"{ref['steps']} (end {ref['end']})")
+        raise ModelError(
+            f"export: the ONNX loop stopped at step {res.steps} (end {res.end}), PyTorch at "
+            f"{ref['steps']} (end {ref['end']})"
+        )
     diff = float(np.abs(res.mel - ref["mel"]).max())
     if diff > LOOP_TOL:
         raise ModelError(f"export: the ONNX loop's mel differs from PyTorch by {diff:.3g} (> {LOOP_TOL:g})")
-    return [{"component": "acoustic-loop", "output": "stop_step", "kind": "exact", "value": 0.0, "tol": 0.0,
-             "steps": res.steps},
-            {"component": "acoustic-loop", "output": "mel", "kind": "max_abs", "value": diff, "tol": LOOP_TOL}]
+    return [
+        {
+            "component": "acoustic-loop",
+            "output": "stop_step",
+            "kind": "exact",
+            "value": 0.0,
+            "tol": 0.0,
+            "steps": res.steps,
+        },
+        {"component": "acoustic-loop", "output": "mel", "kind": "max_abs", "value": diff, "tol": LOOP_TOL},
+    ]
 
 
 def loop_vs_reference(root: Path, text: str, voices: Sequence[str]) -> list[dict[str, Any]]:

@@ -26,21 +26,66 @@ _LOGGER = logging.getLogger(__name__)
 
 FRONTEND_NAME = "ttskit-phkit"
 _SHENGMU = ("aa b c ch d ee f g h ii j k l m n oo p q r s sh t uu vv x z zh").split()
-_YUNMU = ("a ai an ang ao e ei en eng er i ia ian iang iao ie in ing iong iu ix iy iz o ong ou u ua uai uan uang "
-          "ueng ui un uo v van ve vn ng uong").split()
+_YUNMU = (
+    "a ai an ang ao e ei en eng er i ia ian iang iao ie in ing iong iu ix iy iz o ong ou u ua uai uan uang "
+    "ueng ui un uo v van ve vn ng uong"
+).split()
 _LETTER_NAMES = [c + c.lower() for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"]
 _LETTERS = list("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _PUNCT = list('!?.,;:"#()')
 #: phkit ``symbol_chinese`` in id order: pad, eos, chain, 27 initials, 41 finals, 5 tones, 26 letter
 #: names, 26 letters, 10 punctuation marks, 7 others.
-SYMBOLS: tuple[str, ...] = ("_", "~", "-", *_SHENGMU, *_YUNMU, *"12345", *_LETTER_NAMES, *_LETTERS, *_PUNCT,
-                            *"w y 0 6 7 8 9".split())
-PUNCT_MAP = {"!": "!", "！": "!", "?": "?", "？": "?", ".": ".", "。": ".", "…": ".", ",": ",", "，": ",", "、": ",",
-             ";": ";", "；": ";", ":": ":", "：": ":", '"': '"', "“": '"', "”": '"', "'": '"', "‘": '"', "’": '"',
-             "(": "(", "（": "(", "[": "(", "【": "(", "《": "(", "<": "(", ")": ")", "）": ")", "]": ")",
-             "】": ")", "》": ")", ">": ")", "—": ",", "-": ",", "~": ",", "～": ","}
-_INITIALS = ("zh", "ch", "sh", "b", "p", "m", "f", "d", "t", "n", "l", "g", "k", "h", "j", "q", "x", "r", "z",
-             "c", "s")
+SYMBOLS: tuple[str, ...] = (
+    "_",
+    "~",
+    "-",
+    *_SHENGMU,
+    *_YUNMU,
+    *"12345",
+    *_LETTER_NAMES,
+    *_LETTERS,
+    *_PUNCT,
+    *"w y 0 6 7 8 9".split(),
+)
+PUNCT_MAP = {
+    "!": "!",
+    "！": "!",
+    "?": "?",
+    "？": "?",
+    ".": ".",
+    "。": ".",
+    "…": ".",
+    ",": ",",
+    "，": ",",
+    "、": ",",
+    ";": ";",
+    "；": ";",
+    ":": ":",
+    "：": ":",
+    '"': '"',
+    "“": '"',
+    "”": '"',
+    "'": '"',
+    "‘": '"',
+    "’": '"',
+    "(": "(",
+    "（": "(",
+    "[": "(",
+    "【": "(",
+    "《": "(",
+    "<": "(",
+    ")": ")",
+    "）": ")",
+    "]": ")",
+    "】": ")",
+    "》": ")",
+    ">": ")",
+    "—": ",",
+    "-": ",",
+    "~": ",",
+    "～": ",",
+}
+_INITIALS = ("zh", "ch", "sh", "b", "p", "m", "f", "d", "t", "n", "l", "g", "k", "h", "j", "q", "x", "r", "z", "c", "s")
 _FINAL_FIX = {"iou": "iu", "uei": "ui", "uen": "un"}
 SENTENCE_PAUSE_S = 0.3  # ttskit joins sentences with 300 ms of silence
 #: ttskit's sdk cuts text into pieces of at most 30 characters: attention drifts on long inputs.
@@ -62,7 +107,7 @@ def syllable_phones(syllable: str) -> tuple[str, ...]:
     if base in ("n", "ng", "m", "hm", "hng"):
         return ("n", "ng", tone) if base == "n" else ("ee", "ng", tone)
     initial = next((i for i in _INITIALS if base.startswith(i) and len(base) > len(i)), "")
-    final = base[len(initial):]
+    final = base[len(initial) :]
     if not initial:
         if base.startswith("yu"):
             initial, final = "vv", "v" + base[2:]
@@ -131,7 +176,7 @@ def piece_phones(piece: str, dropped: list[str] | None = None) -> tuple[str, ...
     if not spoken:
         return ()
     if phones[-2] not in _PUNCT:  # ttskit's pieces end in punctuation; without it some voices cut the last
-        phones += [".", "-"]      # syllable short (Xiaowei on 你好: 0.24 s, on 你好。 0.59 s, measured)
+        phones += [".", "-"]  # syllable short (Xiaowei on 你好: 0.24 s, on 你好。 0.59 s, measured)
     return (*phones, "~", "_")
 
 
@@ -149,7 +194,9 @@ def _pieces(text: str, max_chars: int, first_chars: int | None) -> Iterator[str]
                 yield piece
 
 
-def text_to_utterances(text: str, first_chars: int | None = None, max_chars: int = MAX_CHARS) -> Iterator[TtskitUtterance]:
+def text_to_utterances(
+    text: str, first_chars: int | None = None, max_chars: int = MAX_CHARS
+) -> Iterator[TtskitUtterance]:
     """Pieces of at most ``max_chars`` characters (the first cut to ``first_chars`` when streaming)."""
     from speedy.frontend.split import pause_after
 

@@ -150,8 +150,9 @@ class TtskitLoop:
         self.config = config
         self._run = {name: as_runner(g) for name, g in graphs.items()}
 
-    def decode(self, ids: np.ndarray, speaker: np.ndarray, seed: int | None = None,
-               max_steps: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def decode(
+        self, ids: np.ndarray, speaker: np.ndarray, seed: int | None = None, max_steps: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """ids ``(T,)`` int64, speaker ``(32,)`` float32 → (decoder mel ``(1, L, 80)``, gate logits
         ``(L,)``, attention argmax per frame ``(L,)``), before the postnet and untrimmed."""
         cfg, run = self.config, self._run
@@ -162,10 +163,15 @@ class TtskitLoop:
         memory, processed = run["encoder"]({"ids": ids, "speaker": spk})
         t = memory.shape[1]
         z = np.zeros
-        state = dict(att_h=z((1, cfg.attention_rnn_dim), np.float32), att_c=z((1, cfg.attention_rnn_dim), np.float32),
-                     dec_h=z((1, cfg.decoder_rnn_dim), np.float32), dec_c=z((1, cfg.decoder_rnn_dim), np.float32),
-                     att_w=z((1, t), np.float32), att_wcum=z((1, t), np.float32),
-                     context=z((1, cfg.memory_dim), np.float32))
+        state = dict(
+            att_h=z((1, cfg.attention_rnn_dim), np.float32),
+            att_c=z((1, cfg.attention_rnn_dim), np.float32),
+            dec_h=z((1, cfg.decoder_rnn_dim), np.float32),
+            dec_c=z((1, cfg.decoder_rnn_dim), np.float32),
+            att_w=z((1, t), np.float32),
+            att_wcum=z((1, t), np.float32),
+            context=z((1, cfg.memory_dim), np.float32),
+        )
         masks = prenet_masks(cfg.seed if seed is None else seed, cfg)
         limit = max_steps or step_limit(t, cfg)
         frame = z((1, cfg.n_mels), np.float32)
@@ -174,8 +180,16 @@ class TtskitLoop:
         step = run["decoder_step"]
         while True:
             bias = attention_bias(focus[-1] if focus else 0, t, cfg)
-            frame, gate, *new = step({"frame": frame, "prenet_mask": masks(len(frames)), **state,
-                                      "memory": memory, "processed": processed, "att_bias": bias})
+            frame, gate, *new = step(
+                {
+                    "frame": frame,
+                    "prenet_mask": masks(len(frames)),
+                    **state,
+                    "memory": memory,
+                    "processed": processed,
+                    "att_bias": bias,
+                }
+            )
             state = dict(zip(STEP_STATE, new))
             frames.append(frame)
             gates.append(float(gate.reshape(-1)[0]))
@@ -187,13 +201,21 @@ class TtskitLoop:
         mel = np.stack([f[0] for f in frames])[None].astype(np.float32)
         return mel, np.asarray(gates, np.float32), np.asarray(focus, np.int64), stopped
 
-    def acoustic(self, ids: np.ndarray, speaker: np.ndarray, seed: int | None = None,
-                 max_steps: int | None = None) -> LoopResult:
+    def acoustic(
+        self, ids: np.ndarray, speaker: np.ndarray, seed: int | None = None, max_steps: int | None = None
+    ) -> LoopResult:
         """Symbols + speaker vector → postnet mel trimmed at ttskit's end frame (see :func:`end_frame`)."""
         start = time.perf_counter()
         mel, gates, focus, stopped = self.decode(ids, speaker, seed, max_steps)
         (post,) = self._run["postnet"]({"mel": mel})
         end = end_frame(gates, stopped)
         durations = np.bincount(focus[:end], minlength=int(np.asarray(ids).size)).astype(np.int64)
-        return LoopResult(mel=post[0, :end], steps=int(gates.size), end=end, stopped=stopped, durations=durations,
-                          gates=gates, seconds=time.perf_counter() - start)
+        return LoopResult(
+            mel=post[0, :end],
+            steps=int(gates.size),
+            end=end,
+            stopped=stopped,
+            durations=durations,
+            gates=gates,
+            seconds=time.perf_counter() - start,
+        )

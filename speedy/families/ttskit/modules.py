@@ -64,8 +64,14 @@ class MellotronConfig:
     @classmethod
     def from_hparams(cls, hp: dict[str, Any]) -> MellotronConfig:
         """Check the mode this family implements and take the sizes; ModelError names what differs."""
-        need = {"train_mode": "train-mspk", "with_gst": False, "prenet_f0_dim": 0, "n_frames_per_step": 1,
-                "token_embedding_size": 0, "prenet_rms_dim": 0}
+        need = {
+            "train_mode": "train-mspk",
+            "with_gst": False,
+            "prenet_f0_dim": 0,
+            "n_frames_per_step": 1,
+            "token_embedding_size": 0,
+            "prenet_rms_dim": 0,
+        }
         for key, value in need.items():
             if hp.get(key, value) != value:
                 raise ModelError(f"ttskit hparams: {key} is {hp.get(key)!r}; this family implements {value!r}")
@@ -107,16 +113,18 @@ class _Encoder(nn.Module):
     def __init__(self, c: MellotronConfig) -> None:
         super().__init__()
         d = c.symbols_embedding_dim
-        self.convolutions = nn.ModuleList([_conv_bn(d, d, c.encoder_kernel_size)
-                                           for _ in range(c.encoder_n_convolutions)])
+        self.convolutions = nn.ModuleList(
+            [_conv_bn(d, d, c.encoder_kernel_size) for _ in range(c.encoder_n_convolutions)]
+        )
         self.lstm = nn.LSTM(d, d // 2, 1, batch_first=True, bidirectional=True)
 
 
 class _Prenet(nn.Module):
     def __init__(self, c: MellotronConfig) -> None:
         super().__init__()
-        self.layers = nn.ModuleList([_Linear(c.n_mel_channels, c.prenet_dim, bias=False),
-                                     _Linear(c.prenet_dim, c.prenet_dim, bias=False)])
+        self.layers = nn.ModuleList(
+            [_Linear(c.n_mel_channels, c.prenet_dim, bias=False), _Linear(c.prenet_dim, c.prenet_dim, bias=False)]
+        )
 
 
 class _LocationLayer(nn.Module):
@@ -204,18 +212,30 @@ class DecoderStepGraph(nn.Module):
         super().__init__()
         self.d = m.decoder
 
-    def forward(self, frame: torch.Tensor, prenet_mask: torch.Tensor, att_h: torch.Tensor, att_c: torch.Tensor,
-                dec_h: torch.Tensor, dec_c: torch.Tensor, att_w: torch.Tensor, att_wcum: torch.Tensor,
-                context: torch.Tensor, memory: torch.Tensor, processed: torch.Tensor,
-                att_bias: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def forward(
+        self,
+        frame: torch.Tensor,
+        prenet_mask: torch.Tensor,
+        att_h: torch.Tensor,
+        att_c: torch.Tensor,
+        dec_h: torch.Tensor,
+        dec_c: torch.Tensor,
+        att_w: torch.Tensor,
+        att_wcum: torch.Tensor,
+        context: torch.Tensor,
+        memory: torch.Tensor,
+        processed: torch.Tensor,
+        att_bias: torch.Tensor,
+    ) -> tuple[torch.Tensor, ...]:
         d = self.d
         x = frame
         for i, layer in enumerate(d.prenet.layers):
             x = F.relu(layer(x)) * prenet_mask[i]
         att_h, att_c = d.attention_rnn(torch.cat((x, context), -1), (att_h, att_c))
         a = d.attention_layer
-        loc = a.location_layer.location_dense(a.location_layer.location_conv(torch.stack((att_w, att_wcum), 1))
-                                              .transpose(1, 2))
+        loc = a.location_layer.location_dense(
+            a.location_layer.location_conv(torch.stack((att_w, att_wcum), 1)).transpose(1, 2)
+        )
         energies = a.v(torch.tanh(a.query_layer(att_h)[:, None] + loc + processed)).squeeze(-1) + att_bias
         att_w = torch.softmax(energies, dim=1)
         context = torch.bmm(att_w[:, None], memory).squeeze(1)
@@ -244,10 +264,18 @@ class PostnetGraph(nn.Module):
 class _ResStack(nn.Module):
     def __init__(self, ch: int) -> None:
         super().__init__()
-        self.blocks = nn.ModuleList([
-            nn.Sequential(nn.LeakyReLU(0.2), nn.ReflectionPad1d(3 ** i), nn.Conv1d(ch, ch, 3, dilation=3 ** i),
-                          nn.LeakyReLU(0.2), nn.Conv1d(ch, ch, 1))
-            for i in range(3)])
+        self.blocks = nn.ModuleList(
+            [
+                nn.Sequential(
+                    nn.LeakyReLU(0.2),
+                    nn.ReflectionPad1d(3**i),
+                    nn.Conv1d(ch, ch, 3, dilation=3**i),
+                    nn.LeakyReLU(0.2),
+                    nn.Conv1d(ch, ch, 1),
+                )
+                for i in range(3)
+            ]
+        )
         self.shortcuts = nn.ModuleList([nn.Conv1d(ch, ch, 1) for _ in range(3)])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -275,8 +303,10 @@ class MelGAN(nn.Module):
 def check_state_dicts(weights: Any) -> None:
     """Load both state dicts strictly into fresh modules; ModelError on another shape or key set."""
     config = MellotronConfig.from_hparams(weights.hparams)
-    for module, sd, what in ((Mellotron(config), weights.mellotron, "mellotron.kuangdd-mspk.pt"),
-                             (MelGAN(config.n_mel_channels), weights.melgan, "melgan.kuangdd.pt")):
+    for module, sd, what in (
+        (Mellotron(config), weights.mellotron, "mellotron.kuangdd-mspk.pt"),
+        (MelGAN(config.n_mel_channels), weights.melgan, "melgan.kuangdd.pt"),
+    ):
         try:
             module.load_state_dict(sd, strict=True)
         except RuntimeError as exc:
@@ -294,9 +324,9 @@ def load_modules(weights: Any) -> tuple[Mellotron, MelGAN]:
 
 
 @torch.inference_mode()
-def reference_inference(m: Mellotron, ids: torch.Tensor, speaker: torch.Tensor,
-                        masks: Callable[[int], torch.Tensor], loop: Any
-                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]:
+def reference_inference(
+    m: Mellotron, ids: torch.Tensor, speaker: torch.Tensor, masks: Callable[[int], torch.Tensor], loop: Any
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]:
     """The PyTorch reference of ttskit's ``Tacotron2.inference`` (mspk, one utterance).
 
     ``masks(step)`` gives the prenet dropout masks ``(2, 1, 128)`` of a step (the host loop draws the
@@ -312,8 +342,15 @@ def reference_inference(m: Mellotron, ids: torch.Tensor, speaker: torch.Tensor,
     c = m.config
     t = memory.shape[1]
     z = torch.zeros
-    state = [z(1, c.attention_rnn_dim), z(1, c.attention_rnn_dim), z(1, c.decoder_rnn_dim), z(1, c.decoder_rnn_dim),
-             z(1, t), z(1, t), z(1, c.memory_dim)]
+    state = [
+        z(1, c.attention_rnn_dim),
+        z(1, c.attention_rnn_dim),
+        z(1, c.decoder_rnn_dim),
+        z(1, c.decoder_rnn_dim),
+        z(1, t),
+        z(1, t),
+        z(1, c.memory_dim),
+    ]
     frame = z(1, c.n_mel_channels)
     frames, gates = [], []
     limit = step_limit(t, loop)

@@ -24,8 +24,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from speedy.artifacts import (Component, Manifest, atomic_artifact, lineage_step, read_manifest, sha256_file,
-                              write_manifest)
+from speedy.artifacts import (
+    Component,
+    Manifest,
+    atomic_artifact,
+    lineage_step,
+    read_manifest,
+    sha256_file,
+    write_manifest,
+)
 from speedy.errors import InputError, ModelError
 
 GRAPHS = ("decoder_step", "postnet", "vocoder")
@@ -34,8 +41,14 @@ GRAPHS = ("decoder_step", "postnet", "vocoder")
 STAGE_GRAPHS = ("decoder_step", "postnet")
 
 
-def quantize_components(manifest: Manifest, src: Path, staging: Path, tmp: Path, graphs: Sequence[str] = STAGE_GRAPHS,
-                        say: Callable[[str], None] | None = None) -> dict[str, Component]:
+def quantize_components(
+    manifest: Manifest,
+    src: Path,
+    staging: Path,
+    tmp: Path,
+    graphs: Sequence[str] = STAGE_GRAPHS,
+    say: Callable[[str], None] | None = None,
+) -> dict[str, Component]:
     """Write every component of ``manifest`` into ``staging``: ``graphs`` in dynamic INT8, others copied.
 
     Returns the new components (precision ``int8-dynamic`` where quantized).
@@ -62,28 +75,52 @@ def quantize_components(manifest: Manifest, src: Path, staging: Path, tmp: Path,
             source = tmp / comp.file
             nodes = rewrite_convs(src / comp.file, source)
         with contextlib.redirect_stdout(sys.stderr):
-            quantize_dynamic(str(source), str(dst), op_types_to_quantize=["MatMul", "Gemm"], per_channel=True,
-                             weight_type=QuantType.QInt8, nodes_to_quantize=nodes)
-        comps[name] = replace(comp, precision="int8-dynamic", sha256=sha256_file(dst),
-                              extra={**dict(comp.extra), "op_types": ["MatMul", "Gemm"],
-                                     "conv_gemm": name != "decoder_step"})
+            quantize_dynamic(
+                str(source),
+                str(dst),
+                op_types_to_quantize=["MatMul", "Gemm"],
+                per_channel=True,
+                weight_type=QuantType.QInt8,
+                nodes_to_quantize=nodes,
+            )
+        comps[name] = replace(
+            comp,
+            precision="int8-dynamic",
+            sha256=sha256_file(dst),
+            extra={**dict(comp.extra), "op_types": ["MatMul", "Gemm"], "conv_gemm": name != "decoder_step"},
+        )
     return comps
 
 
-def stage_int8(manifest: Manifest, src: Path, staging: Path, tmp: Path, recipe: Any, text: Sequence[str],
-               say: Callable[[str], None]) -> tuple[dict[str, Component], dict[str, object]]:
+def stage_int8(
+    manifest: Manifest,
+    src: Path,
+    staging: Path,
+    tmp: Path,
+    recipe: Any,
+    text: Sequence[str],
+    say: Callable[[str], None],
+) -> tuple[dict[str, Component], dict[str, object]]:
     """The quantize stage's INT8 for this family (its FamilySpec ``quantize`` hook): ``int8-dynamic`` on
     :data:`STAGE_GRAPHS`; other recipes are refused (no calibration path through the autoregressive loop
     yet, so `text` is unused)."""
     if recipe.name != "int8-dynamic":
-        raise InputError(f"quantize: recipe {recipe.name} is not supported for ttskit artifacts; "
-                         "use int8-dynamic (decoder step + postnet) or fp16")
+        raise InputError(
+            f"quantize: recipe {recipe.name} is not supported for ttskit artifacts; "
+            "use int8-dynamic (decoder step + postnet) or fp16"
+        )
     comps = quantize_components(manifest, src, staging, tmp, STAGE_GRAPHS, say)
     return comps, {"int8_graphs": list(STAGE_GRAPHS), "float_graphs": [n for n in comps if n not in STAGE_GRAPHS]}
 
 
-def quantize_ttskit(src: Path, out: Path, graphs: Sequence[str] = GRAPHS, *, force: bool = False,
-                    progress: Callable[[str], None] | None = None) -> Path:
+def quantize_ttskit(
+    src: Path,
+    out: Path,
+    graphs: Sequence[str] = GRAPHS,
+    *,
+    force: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> Path:
     """Write ``out``: the FP32 ttskit artifact ``src`` with ``graphs`` in dynamic INT8 (others copied)."""
     from speedy.families.ttskit import FAMILY
 
@@ -93,7 +130,12 @@ def quantize_ttskit(src: Path, out: Path, graphs: Sequence[str] = GRAPHS, *, for
     start = time.perf_counter()
     with atomic_artifact(out, force=force) as staging, tempfile.TemporaryDirectory() as tmp:
         comps = quantize_components(manifest, src, staging, Path(tmp), graphs, progress)
-        step = lineage_step("quantize", {"recipe": "int8-dynamic", "graphs": list(graphs)},
-                            time.perf_counter() - start, "onnxruntime", "onnx")
+        step = lineage_step(
+            "quantize",
+            {"recipe": "int8-dynamic", "graphs": list(graphs)},
+            time.perf_counter() - start,
+            "onnxruntime",
+            "onnx",
+        )
         write_manifest(staging, manifest.with_step(step, components=comps))
     return out

