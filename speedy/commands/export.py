@@ -73,9 +73,8 @@ def export(
         manifest = builtin(Path(output), config, force=force, progress=console.log, **extra)
     else:
         if not Path(source).exists():
-            raise InputError(
-                f"{source}: no such artifact folder, and not a built-in model family " f"({', '.join(builtin_names())})"
-            )
+            known = ", ".join(builtin_names())
+            raise ModelError(f"{source}: no such artifact folder, and not a built-in model family ({known})")
         manifest = run_export(Path(source), Path(output), config, force=force, progress=console.log)
     parity = manifest.extra.get("parity", [])
     if as_json:
