@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -104,3 +106,29 @@ def load_component(manifest: Manifest, name: str, root: Path, options) -> _Acous
     if name == "acoustic":
         return _Acoustic(session, comp.inputs, comp.outputs)
     return _Vocoder(session, comp.inputs, comp.outputs, onnx_width(root / comp.file))
+
+
+def graph_sessions(
+    manifest: Manifest,
+    root: Path,
+    options: Any,
+    names: Sequence[str],
+    loop: str,
+    fp16_max_level: str | None = None,
+) -> dict[str, Any]:
+    """ONNX Runtime sessions of the named graph components of a host-loop family (`loop` names it in errors),
+    each with its recorded optimisation level and threads; `fp16_max_level` caps the level of FP16 graphs."""
+    sessions: dict[str, Any] = {}
+    for name in names:
+        comp = manifest.components.get(name)
+        if comp is None:
+            raise ModelError(f"{loop} artifact: no {name} component")
+        if comp.format != "onnx":
+            raise ModelError(f"{loop} artifact: {name} is {comp.format}; the {loop} loop runs ONNX graphs only")
+        level = str(comp.extra.get("graph_optimization") or options.graph_optimization)
+        if level not in _LEVELS:
+            raise ModelError(f"{comp.file}: unknown graph_optimization {level!r} in manifest")
+        if fp16_max_level and comp.precision == "fp16" and level == "all":
+            level = fp16_max_level
+        sessions[name] = make_session(root / comp.file, options.threads or comp.extra.get("threads"), level)
+    return sessions

@@ -73,22 +73,9 @@ def graph_sessions(
     manifest: Manifest, root: Path, options: Any, names: Sequence[str] = ACOUSTIC_GRAPHS
 ) -> dict[str, Any]:
     """ONNX Runtime sessions of the named graph components (each with its recorded level and threads)."""
-    from speedy.runtime.onnx_backend import _LEVELS, make_session
+    from speedy.runtime.onnx_backend import graph_sessions as open_graphs
 
-    sessions: dict[str, Any] = {}
-    for name in names:
-        comp = manifest.components.get(name)
-        if comp is None:
-            raise ModelError(f"sambert artifact: no {name} component")
-        if comp.format != "onnx":
-            raise ModelError(f"sambert artifact: {name} is {comp.format}; the Sambert loop runs ONNX graphs only")
-        level = str(comp.extra.get("graph_optimization") or options.graph_optimization)
-        if level not in _LEVELS:
-            raise ModelError(f"{comp.file}: unknown graph_optimization {level!r} in manifest")
-        if comp.precision == "fp16" and level == "all":
-            level = FP16_MAX_LEVEL
-        sessions[name] = make_session(root / comp.file, options.threads or comp.extra.get("threads"), level)
-    return sessions
+    return open_graphs(manifest, root, options, names, "sambert", fp16_max_level=FP16_MAX_LEVEL)
 
 
 def build_loop(

@@ -30,20 +30,9 @@ def loop_config(manifest: Manifest) -> LoopConfig:
 
 def sessions(manifest: Manifest, root: Path, options: Any, names: tuple[str, ...] = GRAPHS) -> dict[str, Any]:
     """ONNX Runtime sessions of the named graph components (recorded optimisation level and threads)."""
-    from speedy.runtime.onnx_backend import _LEVELS, make_session
+    from speedy.runtime.onnx_backend import graph_sessions
 
-    out: dict[str, Any] = {}
-    for name in names:
-        comp = manifest.components.get(name)
-        if comp is None:
-            raise ModelError(f"ttskit artifact: no {name} component")
-        if comp.format != "onnx":
-            raise ModelError(f"ttskit artifact: {name} is {comp.format}; the ttskit loop runs ONNX graphs only")
-        level = str(comp.extra.get("graph_optimization") or options.graph_optimization)
-        if level not in _LEVELS:
-            raise ModelError(f"{comp.file}: unknown graph_optimization {level!r} in manifest")
-        out[name] = make_session(root / comp.file, options.threads or comp.extra.get("threads"), level)
-    return out
+    return graph_sessions(manifest, root, options, names, "ttskit")
 
 
 def build_loop(manifest: Manifest, root: Path, options: Any) -> TtskitLoop:
