@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from speedy.errors import InputError
-from speedy.prune.surgery import Cut, PruneGroup, _owner
+from speedy.prune.surgery import Cut, PruneGroup, owner_of
 
 RunFn = Callable[[nn.Module], Tensor]
 """model -> an output tensor (any shape) computed from calibration inputs, with autograd enabled."""
@@ -57,7 +57,7 @@ class LpNorm(Criterion):
     def __call__(self, group: PruneGroup, model: nn.Module) -> Tensor:
         parts = []
         for cut in (*group.producers, *group.consumers):
-            owner, attr = _owner(model, cut.tensor)
+            owner, attr = owner_of(model, cut.tensor)
             parts.append(_per_unit(getattr(owner, attr), cut, self.p))
         return _normalised_mean(parts)
 
@@ -164,7 +164,7 @@ class ActivationNorm(_Probed):
 
     def __call__(self, group: PruneGroup, model: nn.Module) -> Tensor:
         act = super().__call__(group, model)
-        cons = [_per_unit(getattr(*_owner(model, c.tensor)), c, 1.0) for c in group.consumers]
+        cons = [_per_unit(getattr(*owner_of(model, c.tensor)), c, 1.0) for c in group.consumers]
         return act * _normalised_mean(cons)
 
 

@@ -37,7 +37,14 @@ def quant_sensitivity(
     """
     from speedy.corpus import load_corpus
     from speedy.stages.mixed import Scorer
-    from speedy.stages.quantize import QuantRecipe, _Reader, _static, acoustic_feeds, calibration_ids, vocoder_feeds
+    from speedy.stages.quantize import (
+        CalibrationReader,
+        QuantRecipe,
+        acoustic_feeds,
+        calibration_ids,
+        static_int8,
+        vocoder_feeds,
+    )
 
     recipe = QuantRecipe.int8_static()
     comps = src.components
@@ -53,7 +60,7 @@ def quant_sensitivity(
     caches = {c: workdir / f"{c}.calib.json" for c in fp32}
     int8 = {c: workdir / f"{c}.int8.onnx" for c in fp32}
     for c in fp32:
-        _static(fp32[c], int8[c], recipe.op_types[c], recipe, _Reader(feeds[c]), caches[c], ())
+        static_int8(fp32[c], int8[c], recipe.op_types[c], recipe, CalibrationReader(feeds[c]), caches[c], ())
     scorer = Scorer(src, root, list(texts))
     base = scorer.mcd(int8["acoustic"], int8["vocoder"])
     say(f"INT8: all layers quantized → MCD {base:.3f} dB")
@@ -64,11 +71,11 @@ def quant_sensitivity(
         every = [n for ns in nodes[c].values() for n in ns]
         for layer, mine in nodes[c].items():
             mine_set = set(mine)
-            _static(
+            static_int8(
                 fp32[c], trial, recipe.op_types[c], recipe, None, caches[c], [n for n in every if n not in mine_set]
             )
             only_int8 = scorer.mcd(*_pair(c, trial, fp32[other]))
-            _static(fp32[c], trial, recipe.op_types[c], recipe, None, caches[c], mine)
+            static_int8(fp32[c], trial, recipe.op_types[c], recipe, None, caches[c], mine)
             only_float = scorer.mcd(*_pair(c, trial, int8[other]))
             out[(c, layer)] = (round(only_int8, 4), round(only_float, 4))
             say(f"INT8: {c} {layer}: only it INT8 {only_int8:.3f} dB, only it float {only_float:.3f} dB")

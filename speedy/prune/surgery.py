@@ -242,7 +242,7 @@ def groups_for(component: str, model: nn.Module) -> list[PruneGroup]:
     )
 
 
-def _owner(model: nn.Module, tensor: str) -> tuple[nn.Module, str]:
+def owner_of(model: nn.Module, tensor: str) -> tuple[nn.Module, str]:
     path, _, attr = tensor.rpartition(".")
     return model.get_submodule(path), attr
 
@@ -258,7 +258,7 @@ def prune_group(model: nn.Module, group: PruneGroup, keep: Sequence[int] | Tenso
     if keep_t.numel() < 1 or keep_t.unique().numel() != keep_t.numel() or int(keep_t.max()) >= group.units:
         raise InputError(f"prune: bad unit selection for {group.name} ({keep_t.tolist()[:8]}… of {group.units})")
     for cut in (*group.producers, *group.consumers):
-        owner, attr = _owner(model, cut.tensor)
+        owner, attr = owner_of(model, cut.tensor)
         old = getattr(owner, attr)
         new = old.detach().index_select(cut.dim, _unit_index(keep_t, cut.unit)).clone()
         setattr(owner, attr, nn.Parameter(new, requires_grad=old.requires_grad))
@@ -272,7 +272,7 @@ def mask_group(model: nn.Module, group: PruneGroup, keep: Sequence[int] | Tensor
     drop[keep_t] = False
     with torch.no_grad():
         for cut in group.producers:
-            owner, attr = _owner(model, cut.tensor)
+            owner, attr = owner_of(model, cut.tensor)
             p = getattr(owner, attr)
             idx = _unit_index(torch.nonzero(drop).flatten(), cut.unit)
             p.index_fill_(cut.dim, idx, 0.0)

@@ -60,7 +60,7 @@ def make_session(path: Path, threads: int | None, graph_optimization: str = "all
         raise ModelError(f"{path.name}: onnxruntime cannot load it ({str(e).splitlines()[0][:200]})") from None
 
 
-class _Acoustic:
+class AcousticSession:
     def __init__(self, session, inputs: tuple[str, ...], outputs: tuple[str, ...]) -> None:
         self.session = session
         self.ids_name, *self.control_names = inputs
@@ -89,7 +89,7 @@ class _Vocoder:
         return wav.reshape(wav.shape[0], -1)
 
 
-def load_component(manifest: Manifest, name: str, root: Path, options) -> _Acoustic | _Vocoder:
+def load_component(manifest: Manifest, name: str, root: Path, options) -> AcousticSession | _Vocoder:
     """An ONNX Runtime session for component `name`.
 
     A graph written by `speedy compile --backend onnxruntime` is already optimised offline: its
@@ -104,7 +104,7 @@ def load_component(manifest: Manifest, name: str, root: Path, options) -> _Acous
     threads = options.threads or comp.extra.get("threads")
     session = make_session(root / comp.file, threads, level)
     if name == "acoustic":
-        return _Acoustic(session, comp.inputs, comp.outputs)
+        return AcousticSession(session, comp.inputs, comp.outputs)
     return _Vocoder(session, comp.inputs, comp.outputs, onnx_width(root / comp.file))
 
 

@@ -266,7 +266,7 @@ def compile_torch_export(
             )
         except ModelError as e:
             _LOGGER.warning("%s; keeping it as eager torch", e)
-            _keep_torch_files(source, staging, src)
+            keep_torch_files(source, staging, src)
             comps[name] = comp
             notes[name] = {"format": "torch", "reason": str(e)}
             continue
@@ -300,7 +300,7 @@ def _export_examples(src: Manifest, checks: Any) -> dict[str, tuple]:
     return {"acoustic": (ids, *controls), "vocoder": (mel,)}
 
 
-def _keep_torch_files(source: Path, staging: Path, src: Manifest) -> None:
+def keep_torch_files(source: Path, staging: Path, src: Manifest) -> None:
     """Link (or copy) the torch artifact's files into `staging` so that a "torch" component still loads."""
     import shutil
 

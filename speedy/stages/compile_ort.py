@@ -128,13 +128,13 @@ def try_transformer_fusions(
         note["reason"] = "not kept: --no-check, and fusions are kept only when checked"
         out.unlink()
         return None, note
-    from speedy.runtime.onnx_backend import _Acoustic, make_session
+    from speedy.runtime.onnx_backend import AcousticSession, make_session
     from speedy.stages.parity import ParityError, compare_runner, family_spec
 
     spec = family_spec(src, "compile").component(name)
     comp = src.components[name]
-    fused = _Acoustic(make_session(out, config.threads, config.level), comp.inputs, comp.outputs)
-    plain = _Acoustic(make_session(graph, config.threads, config.level), comp.inputs, comp.outputs)
+    fused = AcousticSession(make_session(out, config.threads, config.level), comp.inputs, comp.outputs)
+    plain = AcousticSession(make_session(graph, config.threads, config.level), comp.inputs, comp.outputs)
     try:
         note["parity"] = [f.__dict__ for f in compare_runner(fused, name, spec, checks, "compile")]
     except ParityError as e:

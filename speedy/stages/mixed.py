@@ -94,7 +94,7 @@ def choose_float_groups(
     With `sensitivity` (a `speedy analyze --json` report) the per-group trials are skipped and the
     report's "keep this layer float" gains rank the groups instead.
     """
-    from speedy.stages.quantize import _static
+    from speedy.stages.quantize import static_int8
 
     held_out = list(text[-recipe.check_sentences :])  # never the sentences the calibrator saw first
     scorer = Scorer(src, root, held_out)
@@ -123,7 +123,7 @@ def choose_float_groups(
             scopes = recipe.scopes.get(name)
             for key, nodes in node_groups(root / src.components[name].file, ops, scopes=scopes).items():
                 trial = trial_dir / f"{name}.onnx"
-                _static(root / src.components[name].file, trial, ops, recipe, None, caches[name], nodes, scopes)
+                static_int8(root / src.components[name].file, trial, ops, recipe, None, caches[name], nodes, scopes)
                 pair = {**files, name: trial}
                 m = scorer.mcd(pair["acoustic"], pair["vocoder"])
                 scores.append((base - m, name, key, nodes))
@@ -137,7 +137,7 @@ def choose_float_groups(
             for n in comps:
                 if excluded[n]:
                     ops = recipe.op_types[n]
-                    _static(
+                    static_int8(
                         root / src.components[n].file,
                         trial_dir / f"{n}.onnx",
                         ops,

@@ -192,7 +192,7 @@ def calibration_ids(manifest: Manifest, sentences: Sequence[str], limit: int) ->
     return out
 
 
-class _Reader:
+class CalibrationReader:
     """onnxruntime.quantization.CalibrationDataReader over a list of feed dicts.
 
     Supports ORT's strided calibration (`set_range`): with a stride of 1 every utterance is collected
@@ -343,7 +343,7 @@ def _int8(
             continue
         if recipe.name == "int8-dynamic":
             say(f"quantizing {name} (dynamic INT8: {', '.join(ops)})")
-            _dynamic(root / comp.file, staging / comp.file, ops, recipe, recipe.scopes.get(name))
+            dynamic_int8(root / comp.file, staging / comp.file, ops, recipe, recipe.scopes.get(name))
         elif recipe.name == "int8-hybrid":
             say(f"rewriting {name}'s convolutions as unfold + MatMul, then dynamic INT8 GEMM")
             _hybrid(
@@ -357,12 +357,12 @@ def _int8(
         else:
             say(f"calibrating {name} ({recipe.calibration}, {len(feeds[name])} inputs) and quantizing {', '.join(ops)}")
             caches[name] = tmp / f"{name}.calib.json"
-            _static(
+            static_int8(
                 root / comp.file,
                 staging / comp.file,
                 ops,
                 recipe,
-                _Reader(feeds[name]),
+                CalibrationReader(feeds[name]),
                 caches[name],
                 (),
                 recipe.scopes.get(name),
@@ -380,7 +380,7 @@ def _int8(
         for name, nodes in excluded.items():
             if nodes:
                 ops = recipe.op_types[name]
-                _static(
+                static_int8(
                     root / src.components[name].file,
                     staging / comps[name].file,
                     ops,
@@ -409,7 +409,7 @@ def scoped_nodes(model_path: Path, ops: Sequence[str], scopes: Sequence[str] | N
     return [n.name for n in graph.node if n.op_type in ops and n.name.startswith(tuple(scopes))]
 
 
-def _dynamic(src: Path, dst: Path, ops: tuple[str, ...], recipe: QuantRecipe, scopes: Sequence[str] | None) -> None:
+def dynamic_int8(src: Path, dst: Path, ops: tuple[str, ...], recipe: QuantRecipe, scopes: Sequence[str] | None) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     quantize_dynamic(
@@ -492,12 +492,12 @@ def unshare_initializers(src: Path, dst: Path) -> bool:
     return changed
 
 
-def _static(
+def static_int8(
     src: Path,
     dst: Path,
     ops: tuple[str, ...],
     recipe: QuantRecipe,
-    reader: _Reader | None,
+    reader: CalibrationReader | None,
     cache: Path,
     exclude: Sequence[str],
     scopes: Sequence[str] | None = None,

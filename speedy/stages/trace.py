@@ -111,7 +111,7 @@ def _trace_component(
     import torch
 
     from speedy.runtime import RuntimeOptions, load_runner
-    from speedy.runtime.torch_backend import _keep_torch_files
+    from speedy.runtime.torch_backend import keep_torch_files
     from speedy.stages.compile import replace_component
 
     rejected: dict[str, str] = {}
@@ -136,7 +136,7 @@ def _trace_component(
             continue
         return comp, {"method": method, "rejected": rejected}, [asdict(f) for f in figs]
     _LOGGER.warning("trace: %s stays eager torch (%s)", name, "; ".join(f"{k}: {v}" for k, v in rejected.items()))
-    _keep_torch_files(source, staging, src)
+    keep_torch_files(source, staging, src)
     return src.components[name], {"method": "kept-torch", "rejected": rejected}, []
 
 

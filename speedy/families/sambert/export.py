@@ -251,7 +251,7 @@ def quantize_graphs(
     Returns (components, report) as ``speedy.stages.quantize._int8`` does; the report holds the
     quantized loop's error against FP32 on the check sentence.
     """
-    from speedy.stages.quantize import _dynamic, _Reader, _static
+    from speedy.stages.quantize import CalibrationReader, dynamic_int8, static_int8
 
     if recipe.name not in ("int8-dynamic", "int8-static"):
         raise InputError(
@@ -279,15 +279,15 @@ def quantize_graphs(
             continue
         if recipe.name == "int8-dynamic":
             say(f"quantizing {name} (dynamic INT8: {', '.join(ops)})")
-            _dynamic(root / comp.file, staging / comp.file, ops, recipe, scopes)
+            dynamic_int8(root / comp.file, staging / comp.file, ops, recipe, scopes)
         else:
             say(f"calibrating {name} ({recipe.calibration}, {len(feeds[name])} inputs) and quantizing {', '.join(ops)}")
-            _static(
+            static_int8(
                 root / comp.file,
                 staging / comp.file,
                 ops,
                 recipe,
-                _Reader(feeds[name]),
+                CalibrationReader(feeds[name]),
                 tmp / f"{name}.calib.json",
                 (),
                 scopes,
