@@ -9,9 +9,9 @@ __all__ = ["ServeSettings", "create_app", "run"]
 
 def create_app(synthesizer, settings: ServeSettings | None = None):  # -> fastapi.FastAPI
     """Build the FastAPI app around a loaded Synthesizer (see speedy.serve.app)."""
-    from speedy.serve.app import create_app as _create
+    from speedy.serve import app
 
-    return _create(synthesizer, settings or ServeSettings())
+    return app.create_app(synthesizer, settings or ServeSettings())
 
 
 def run(artifact: str | None, settings: ServeSettings) -> None:
@@ -23,6 +23,6 @@ def run(artifact: str | None, settings: ServeSettings) -> None:
     for package in ("fastapi", "uvicorn", "prometheus_client"):
         if importlib.util.find_spec(package) is None:
             raise MissingExtraError(package.replace("_", "-"), "serve", "speedy serve")
-    from speedy.serve.app import run as _run
+    from speedy.serve import app
 
-    _run(artifact, settings)
+    app.run(artifact, settings)

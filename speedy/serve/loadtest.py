@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import logging
 import statistics
 import subprocess
 import sys
@@ -23,6 +24,8 @@ import threading
 import time
 from pathlib import Path
 from urllib.parse import urlparse
+
+_LOGGER = logging.getLogger(__name__)
 
 #: 30-character request, as in the service target (p95 ≤ 1.5 s at 4 clients on 2 cores).
 TEXT = "今天天气很好，我们一起去公园散步，顺便买一些新鲜的水果。"
@@ -41,7 +44,7 @@ def _client(url: str, deadline: float, out: list[tuple[int, float, float]], lock
                 audio = sf.info(io.BytesIO(r.content)).duration if code == 200 else 0.0
             except Exception as e:  # a transport error is a result to count, not a crash
                 code, audio = -1, 0.0
-                print(f"transport error: {type(e).__name__}: {e}", file=sys.stderr)
+                _LOGGER.warning("transport error: %s: %s", type(e).__name__, e)
             with lock:
                 out.append((code, time.perf_counter() - t0, audio))
             if code == 503:
@@ -106,7 +109,7 @@ def run_requests(url: str, requests: int, clients: int = 2) -> dict[str, float]:
                             pass
                         code = r.status_code
                 except httpx.HTTPError as e:
-                    print(f"transport error: {type(e).__name__}: {e}", file=sys.stderr)
+                    _LOGGER.warning("transport error: %s: %s", type(e).__name__, e)
                     code = -1
                 with lock:
                     codes.append(code)
