@@ -75,6 +75,20 @@ class Component:
             raise ModelError(f"component {self.file}: unknown precision {self.precision!r}")
 
 
+def replace_component(comp: Component, path: Path, fmt: str, precision: str | None = None, **extra: Any) -> Component:
+    """`comp` rewritten for a new file: format, checksum, precision, and `extra` merged in."""
+    return Component(
+        file=path.name,
+        format=fmt,
+        precision=precision or comp.precision,
+        inputs=comp.inputs,
+        outputs=comp.outputs,
+        sha256=sha256_file(path),
+        dynamic_axes=comp.dynamic_axes,
+        extra={**dict(comp.extra), **extra},
+    )
+
+
 @dataclass(frozen=True)
 class Audio:
     """Audio facts: sample rate (Hz), hop (samples per mel frame), mel bins and how mels are normalised."""

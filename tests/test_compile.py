@@ -179,7 +179,7 @@ def test_torch_export_programs_match_eager(tiny: dict[str, Path], tmp_path: Path
 
 def test_trt_profiles_from_bounds() -> None:
     """Profiles give (min, opt, max) per dynamic input from --max-seq-len / --max-frames; fixed inputs get none."""
-    from speedy.runtime.tensorrt_backend import dim_bounds, profile_shapes
+    from speedy.stages.compile_trt import dim_bounds, profile_shapes
 
     bounds = dim_bounds(max_seq_len=300, max_frames=1500, min_frames=10)
     shapes = profile_shapes({"input_ids": [1, "tokens"], "speed": [1], "mel": [1, "frames", 80]}, bounds)
@@ -195,7 +195,7 @@ def test_trt_profiles_from_bounds() -> None:
 
 def test_trt_profiles_from_real_onnx_inputs(tiny: dict[str, Path]) -> None:
     """The exported graphs' dynamic dims are named tokens/frames, so every dynamic input gets a profile."""
-    from speedy.runtime.tensorrt_backend import dim_bounds, onnx_input_shapes, profile_shapes
+    from speedy.stages.compile_trt import dim_bounds, onnx_input_shapes, profile_shapes
 
     bounds = dim_bounds(512, 2048, tiny_voice.MIN_FRAMES)
     ac = profile_shapes(onnx_input_shapes(tiny["onnx"] / "acoustic.onnx"), bounds)

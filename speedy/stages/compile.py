@@ -26,12 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from speedy.artifacts import (
-    Component,
     Manifest,
     atomic_artifact,
     lineage_step,
     read_manifest,
-    sha256_file,
     write_manifest,
 )
 from speedy.errors import InputError
@@ -192,11 +190,11 @@ def compile_artifact(
 #: backend -> "module:function" writing its components (imported only when that backend is used).
 _COMPILERS: dict[str, str] = {
     "onnxruntime": "speedy.stages.compile_ort:compile_ort",
-    "tensorrt": "speedy.runtime.tensorrt_backend:compile_tensorrt",
-    "torch": "speedy.runtime.torch_backend:compile_torch_export",
+    "tensorrt": "speedy.stages.compile_trt:compile_tensorrt",
+    "torch": "speedy.stages.compile_torch:compile_torch_export",
 }
 #: backend -> "module:function" refusing an unusable input or machine before any work (optional).
-_PREFLIGHT: dict[str, str] = {"tensorrt": "speedy.runtime.tensorrt_backend:preflight"}
+_PREFLIGHT: dict[str, str] = {"tensorrt": "speedy.stages.compile_trt:preflight"}
 
 
 def _resolve(target: str) -> Callable[..., Any]:
@@ -243,17 +241,3 @@ def _check_source(src: Manifest, source: Path, config: CompileConfig) -> None:
 
 def _libs(backend: str) -> tuple[str, ...]:
     return {"onnxruntime": ("onnx", "onnxruntime"), "tensorrt": ("onnx", "tensorrt"), "torch": ("torch",)}[backend]
-
-
-def replace_component(comp: Component, path: Path, fmt: str, precision: str | None = None, **extra: Any) -> Component:
-    """`comp` rewritten for a new file: format, checksum, precision, and `extra` merged in."""
-    return Component(
-        file=path.name,
-        format=fmt,
-        precision=precision or comp.precision,
-        inputs=comp.inputs,
-        outputs=comp.outputs,
-        sha256=sha256_file(path),
-        dynamic_axes=comp.dynamic_axes,
-        extra={**dict(comp.extra), **extra},
-    )

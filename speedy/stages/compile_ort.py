@@ -34,7 +34,7 @@ def compile_ort(
     src: Manifest, source: Path, staging: Path, config: Any, checks: Any, say: Callable[[str], None]
 ) -> tuple[dict[str, Component], dict[str, Any]]:
     """Write `<name>.onnx` per component into `staging`; returns (components, notes per component)."""
-    from speedy.stages.compile import replace_component
+    from speedy.artifacts import replace_component
 
     comps: dict[str, Component] = {}
     notes: dict[str, Any] = {}

@@ -110,9 +110,9 @@ def _trace_component(
     """
     import torch
 
+    from speedy.artifacts import replace_component
     from speedy.runtime import RuntimeOptions, load_runner
-    from speedy.runtime.torch_backend import keep_torch_files
-    from speedy.stages.compile import replace_component
+    from speedy.stages.compile_torch import keep_torch_files
 
     rejected: dict[str, str] = {}
     for method in ("trace", "script"):
