@@ -24,7 +24,8 @@ def build(out: Path = OUT) -> int:
     from pypinyin.constants import PHRASES_DICT, PINYIN_DICT
     from pypinyin_dict.phrase_pinyin_data import cc_cedict, zdic_cibs
 
-    from speedy.frontend.g2p import _tone3, _word_readings
+    from speedy.frontend.g2p import word_readings
+    from speedy.frontend.lexicon import tone3
 
     merged: dict[str, list[list[str]]] = dict(zdic_cibs.phrases_dict)
     merged.update(cc_cedict.phrases_dict)  # CC-CEDICT marks neutral tones; prefer it
@@ -32,10 +33,10 @@ def build(out: Path = OUT) -> int:
     for word, marked in merged.items():
         if not 2 <= len(word) <= 4 or word in PHRASES_DICT or len(marked) != len(word):
             continue
-        target = [_tone3(p[0]) for p in marked]
+        target = [tone3(p[0]) for p in marked]
         if not all(t[-1:].isdigit() for t in target):
             continue
-        current, _ = _word_readings(word, own=False)
+        current, _ = word_readings(word, own=False)
         poly = [i for i, ch in enumerate(word) if ch not in "一不" and "," in PINYIN_DICT.get(ord(ch), "")]
         target = [current[i] if ch in "一不" else t for i, (ch, t) in enumerate(zip(word, target, strict=True))]
         # dictionary tones: a neutral tone on a full syllable (商量 liang5) keeps its citation tone;

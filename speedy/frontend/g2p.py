@@ -85,21 +85,13 @@ def cut(text: str) -> list[str]:
     return _lexicon()[0].cut(text)
 
 
-def _tone3(marked: str) -> str:
-    """Tone-marked pinyin -> TONE3 (build time only: imports pypinyin, whose tables cost ~55 MB)."""
-    from pypinyin.contrib.tone_convert import to_tone3
-
-    out = to_tone3(marked, neutral_tone_with_five=True, v_to_u=False)
-    return out.replace("ü", "v")
-
-
 def _char_reading(ch: str) -> tuple[str, bool]:
     """(default TONE3 reading, has several readings) of one character; ('', False) if unknown."""
     readings = _lexicon()[1].char_readings(ch)
     return (readings[0], len(readings) > 1) if readings else ("", False)
 
 
-def _word_readings(word: str, own: bool = True) -> tuple[list[str], list[bool]]:
+def word_readings(word: str, own: bool = True) -> tuple[list[str], list[bool]]:
     """TONE3 readings of a word from the phrase lexicon; flags mark single-character guesses.
 
     ``own=False`` ignores this project's tables (used when rebuilding them).
@@ -135,7 +127,7 @@ def lexicon_pass(text: str) -> tuple[list[str], list[tuple[int, int]], list[str]
     guesses: list[int] = []
     spans: list[tuple[int, int]] = []
     for w in words:
-        r, g = _word_readings(w)
+        r, g = word_readings(w)
         start = len(readings)
         if len(w) > 1 and w[-1] in polyphones.RULES and all(c in _COUNTING for c in w[:-1]):
             g[-1] = True  # numeral + measure (一行, 第三行, 两卷): let the rules look at the context

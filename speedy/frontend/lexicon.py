@@ -211,15 +211,18 @@ def _table(items: Iterable[tuple[str, int]], strings: bool = True) -> tuple[np.n
     return np.asarray(keys, dtype=dtype), np.asarray([v for _, v in rows], dtype=np.int32)
 
 
+def tone3(marked: str) -> str:
+    """Tone-marked pinyin -> TONE3, neutral tone as 5 and ü as v (build time only: imports pypinyin)."""
+    from pypinyin.contrib.tone_convert import to_tone3
+
+    return to_tone3(marked, neutral_tone_with_five=True, v_to_u=False).replace("ü", "v")
+
+
 def build(out: Path = LEXICON) -> dict[str, int]:
     """Compile the tables from pypinyin and ``data/*`` into ``out`` (temp file + rename); returns sizes.
 
     Build time only: imports pypinyin (its dicts, about 55 MB and 1 s)."""
     from pypinyin.constants import PHRASES_DICT, PINYIN_DICT
-    from pypinyin.contrib.tone_convert import to_tone3
-
-    def tone3(marked: str) -> str:
-        return to_tone3(marked, neutral_tone_with_five=True, v_to_u=False).replace("ü", "v")
 
     strings = _Strings()
     own: dict[str, str] = {}
