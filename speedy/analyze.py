@@ -192,7 +192,8 @@ def analyze(
     import shutil
 
     from speedy.corpus import load_corpus
-    from speedy.stages.quantize import QuantRecipe, acoustic_feeds, calibration_ids, vocoder_feeds
+    from speedy.stages.int8 import acoustic_feeds, calibration_ids, vocoder_feeds
+    from speedy.stages.quantize import QuantRecipe
 
     say = progress or (lambda m: _LOGGER.info(m))
     texts = list(config.texts) if config.texts else load_corpus("eval")[: config.sentences]

@@ -36,15 +36,9 @@ def quant_sensitivity(
         (all-INT8 MCD dB, {(component, layer): (MCD with only this layer INT8, MCD with only it float)}).
     """
     from speedy.corpus import load_corpus
+    from speedy.stages.int8 import CalibrationReader, acoustic_feeds, calibration_ids, static_int8, vocoder_feeds
     from speedy.stages.mixed import Scorer
-    from speedy.stages.quantize import (
-        CalibrationReader,
-        QuantRecipe,
-        acoustic_feeds,
-        calibration_ids,
-        static_int8,
-        vocoder_feeds,
-    )
+    from speedy.stages.quantize import QuantRecipe
 
     recipe = QuantRecipe.int8_static()
     comps = src.components

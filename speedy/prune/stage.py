@@ -244,7 +244,7 @@ def _ids(src: Manifest, config: PruneConfig, given: Sequence[np.ndarray] | None)
             raise InputError("prune: calibration ids are empty")
         return ids
     from speedy.corpus import load_corpus
-    from speedy.stages.quantize import calibration_ids
+    from speedy.stages.int8 import calibration_ids
 
     return calibration_ids(src, load_corpus("calib"), config.calib_sentences)
 

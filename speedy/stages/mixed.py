@@ -50,7 +50,7 @@ class Scorer:
     """MCD (dB) of candidate (acoustic.onnx, vocoder.onnx) pairs against FP32 on held-out sentences."""
 
     def __init__(self, manifest: Manifest, fp32_root: Path, sentences: Sequence[str]) -> None:
-        from speedy.stages.quantize import acoustic_feeds, calibration_ids
+        from speedy.stages.int8 import acoustic_feeds, calibration_ids
 
         self.manifest = manifest
         self.ac: Component = manifest.components["acoustic"]
@@ -94,7 +94,7 @@ def choose_float_groups(
     With `sensitivity` (a `speedy analyze --json` report) the per-group trials are skipped and the
     report's "keep this layer float" gains rank the groups instead.
     """
-    from speedy.stages.quantize import static_int8
+    from speedy.stages.int8 import static_int8
 
     held_out = list(text[-recipe.check_sentences :])  # never the sentences the calibrator saw first
     scorer = Scorer(src, root, held_out)

@@ -248,10 +248,10 @@ def quantize_graphs(
 
     ``int8-dynamic`` needs no data; ``int8-static`` calibrates each graph on inputs recorded from the
     FP32 host loop over ``text``; ``mixed`` is refused. Graphs in :data:`FLOAT_GRAPHS` are copied.
-    Returns (components, report) as ``speedy.stages.quantize._int8`` does; the report holds the
+    Returns (components, report) as ``speedy.stages.int8.int8_components`` does; the report holds the
     quantized loop's error against FP32 on the check sentence.
     """
-    from speedy.stages.quantize import CalibrationReader, dynamic_int8, static_int8
+    from speedy.stages.int8 import CalibrationReader, dynamic_int8, static_int8
 
     if recipe.name not in ("int8-dynamic", "int8-static"):
         raise InputError(
