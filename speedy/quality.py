@@ -12,6 +12,7 @@ Torch-free on purpose (the runtime benchmark imports it); heavy imports happen i
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import warnings
@@ -149,9 +150,30 @@ def _analyze(x: np.ndarray, sample_rate: int) -> _Features:
     floor = np.max(envelope, axis=1, keepdims=True) * 10.0 ** (-DYNAMIC_RANGE_DB / 10.0)
     envelope = np.maximum(envelope, floor)
     order, alpha = mcep_params(sample_rate)
-    mcep = pysptk.sp2mc(envelope, order, alpha)[:, 1:]
+    mcep = sp2mc(envelope, order, alpha)[:, 1:]
     level_db = 10.0 * np.log10(np.mean(envelope, axis=1))
     return _Features(f0=f0, mcep=mcep, level_db=level_db)
+
+
+def sp2mc(power: np.ndarray, order: int, alpha: float) -> np.ndarray:
+    """Mel-cepstrum (frames, order + 1) of a power envelope (frames, bins): `pysptk.sp2mc`, vectorised.
+
+    pysptk applies its frequency warping (`freqt`) frame by frame from Python: about 20 000 calls for a
+    few sentences, which measured 18 % of `quantize --recipe auto`. The warping is linear in the
+    cepstrum, so it is one matrix, built once from pysptk's own `freqt` on the unit vectors; the result
+    equals pysptk's to rounding (max |Δ| 2e-16 on random envelopes, tested).
+    """
+    cepstrum = np.fft.irfft(np.log(power), axis=-1)
+    cepstrum[..., 0] /= 2.0
+    return cepstrum @ _freqt_matrix(cepstrum.shape[-1], order, alpha)
+
+
+@functools.lru_cache(maxsize=8)
+def _freqt_matrix(n: int, order: int, alpha: float) -> np.ndarray:
+    """(n, order + 1): row k is pysptk.freqt of the k-th unit vector of length n."""
+    _, pysptk = _import_world()
+    eye = np.eye(n)
+    return np.stack([pysptk.freqt(eye[k], order, alpha) for k in range(n)])
 
 
 def _pairs(ref: _Features, test: _Features, mode: str) -> tuple[np.ndarray, np.ndarray]:

@@ -210,3 +210,14 @@ def test_dnsmos_rejects_nan() -> None:
     """dnsmos refuses NaN audio with an InputError instead of scoring it."""
     with pytest.raises(InputError, match="NaN"):
         quality.dnsmos(np.full(SR, np.nan), SR)
+
+
+@pytest.mark.parametrize(("bins", "order", "alpha"), [(513, 34, 0.466), (257, 24, 0.41)])
+def test_vectorised_sp2mc_equals_pysptk(bins: int, order: int, alpha: float) -> None:
+    """The one-matrix mel-cepstrum equals pysptk's frame-by-frame sp2mc on random positive envelopes."""
+    pysptk = quality._import_world()[1]
+    power = np.exp(np.random.default_rng(bins).normal(size=(40, bins)))
+    want = pysptk.sp2mc(power, order, alpha)
+    got = quality.sp2mc(power, order, alpha)
+    assert got.shape == want.shape == (40, order + 1)
+    assert np.abs(got - want).max() <= 1e-12 * max(1.0, np.abs(want).max())
