@@ -70,40 +70,74 @@ class Served:
         return float(m.group(1)) if m else 0.0
 
 
-def _deploy(folder: Path, port: int) -> Served:
-    """APPS as Ray Serve applications under /<name> (`speedy serve --ray`'s build_app, a fake as loader),
-    deployed together; each replica's app admits what `speedy serve`'s pool would (workers + queue)."""
+def _healthz(client: httpx.Client) -> int:
+    try:
+        return client.get("/healthz", timeout=5).status_code
+    except httpx.HTTPError:
+        return -1
+
+
+def _gate_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("gates")
+    for name in APPS:
+        (folder / name).mkdir()
+    return folder
+
+
+@pytest.fixture(scope="module")
+def ray_served(tmp_path_factory: pytest.TempPathFactory, ray_serve_port: int) -> Iterator[Served]:
+    """APPS as Ray Serve applications under /<name> (`speedy serve --ray`'s build_app with a fake as loader;
+    each replica's app admits what `speedy serve`'s pool would: workers + queue), and the toy artifact
+    through `speedy serve --ray`'s own start() at /, all deploying at once (replica starts are slow)."""
+    from bench_fixture import make_toy_artifact
     from ray import serve
 
-    from speedy.serve.ray_app import RayServeConfig, build_app
+    from speedy.serve.ray_app import RayServeConfig, build_app, start
 
-    served = Served("ray", folder, port)
+    served = Served("ray", _gate_folder(tmp_path_factory), ray_serve_port)
     targets = []
     for name, (settings, _) in APPS.items():
         config = RayServeConfig(max_ongoing_requests=settings.workers + settings.queue)
         app = build_app(None, settings, config, loader=served.loader(name), name=name)
         targets.append(serve.RunTarget(app, name=name, route_prefix=f"/{name}"))
-    serve.run_many(targets)
-    return served
-
-
-@pytest.fixture(scope="module", params=["app", pytest.param("ray", marks=pytest.mark.ray)])
-def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    folder = tmp_path_factory.mktemp("gates")
-    for name in APPS:
-        (folder / name).mkdir()
-    if request.param == "app":
-        yield Served("app", folder)
-        return
-    pytest.importorskip("ray")
-    from ray import serve
-
-    served = _deploy(folder, request.getfixturevalue("ray_serve_port"))
+    serve.run_many(targets, wait_for_ingress_deployment_creation=False, wait_for_applications_running=False)
+    toy = make_toy_artifact(tmp_path_factory.mktemp("toy") / "fp32")
+    start(str(toy), ServeSettings(port=ray_serve_port, queue=4), RayServeConfig(max_ongoing_requests=2))
+    deadline = time.monotonic() + 300
+    while any(serve.status().applications[name].status != "RUNNING" for name in APPS):
+        assert time.monotonic() < deadline, f"Serve applications not running: {serve.status().applications}"
+        time.sleep(0.2)
+    for name in APPS:  # and reachable through the proxy (its routes and replica list come asynchronously)
+        while _healthz(served.client(name)) != 200:
+            assert time.monotonic() < deadline, f"/{name}/healthz never answered through Serve's proxy"
+            time.sleep(0.2)
     yield served
     for c in served.clients.values():
         c.close()
-    for name in APPS:
+    for name in (*APPS, "speedy"):
         serve.delete(name, _blocking=False)
+
+
+@pytest.fixture(scope="module", params=["app", pytest.param("ray", marks=pytest.mark.ray)])
+def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Served:
+    """The apps in process, or on Ray Serve (ray_served)."""
+    if request.param == "ray":
+        pytest.importorskip("ray")
+        return request.getfixturevalue("ray_served")
+    return Served("app", _gate_folder(tmp_path_factory))
+
+
+@pytest.mark.ray
+def test_ray_replica_loads_the_artifact(ray_served: Served) -> None:
+    """`speedy serve --ray`'s start() on the toy artifact: the replica loads it itself (Synthesizer.load, the
+    plug-in family through $SPEEDY_BATCH_SETUP) behind Serve's proxy: /voices, a WAV from /tts, a 422."""
+    with httpx.Client(base_url=f"http://127.0.0.1:{ray_served.port}", timeout=60) as http:
+        voices = http.get("/voices").json()
+        assert voices["family"] == "toy" and voices["sample_rate"] == 16000
+        r = http.post("/tts", json={"text": "你好。"})
+        assert r.status_code == 200 and r.headers["content-type"] == "audio/wav" and r.content[:4] == b"RIFF"
+        bad = http.post("/tts", json={"text": "你好。", "speed": 9})
+        assert bad.status_code == 422 and bad.json()["error"]["field"] == "speed"
 
 
 @pytest.fixture()

@@ -92,11 +92,12 @@ def build_app(
 
         def __init__(self, artifact: str | None, settings: ServeSettings, loader: Callable[[], Any] | None) -> None:
             from speedy.batch import run_setup_hook
-            from speedy.synth import Synthesizer
 
             run_setup_hook()  # $SPEEDY_BATCH_SETUP: plug-in families (replicas are fresh interpreters)
             self.settings = settings
             if loader is None:
+                from speedy.synth import Synthesizer
+
                 self.synthesizer = Synthesizer.load(artifact, threads=settings.threads_per_worker)
             else:
                 self.synthesizer = loader()
