@@ -76,6 +76,12 @@ def assert_same_audio(got, want, what: str, min_snr_db: float = SAME_MODEL_SNR_D
 
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the `ray`-marked tests last (in their usual order): the session's Ray then starts once, after
+    every other test, instead of idling beside them (processes, memory) from the first Ray test on."""
+    items[:] = sorted(items, key=lambda item: item.get_closest_marker("ray") is not None)
+
+
 #: Logical CPUs of the tests' Ray: Serve replicas and batch actors reserve one each (the 2 real cores
 #: time-share them; the fakes and the toy model are idle most of the time).
 RAY_TEST_CPUS = 6
