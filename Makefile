@@ -38,7 +38,7 @@ test: setup browser lint
 	$(BIN)/python -m pytest -q
 
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not integration and not browser"
+	$(BIN)/python -m pytest -q -m "not integration and not browser and not ray"
 
 pipeline: setup
 	bash examples/ci-pipeline.sh artifacts
