@@ -75,7 +75,6 @@ def assert_same_audio(got, want, what: str, min_snr_db: float = SAME_MODEL_SNR_D
     assert snr >= min_snr_db, f"{what}: SNR {snr:.1f} dB against the reference (need {min_snr_db:g})"
 
 
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Run the `ray`-marked tests last (in their usual order): the session's Ray then starts once, after
     every other test, instead of idling beside them (processes, memory) from the first Ray test on."""

@@ -98,7 +98,7 @@ def ray_served(tmp_path_factory: pytest.TempPathFactory, ray_serve_port: int) ->
     targets = []
     for name, (settings, _) in APPS.items():
         config = RayServeConfig(max_ongoing_requests=settings.workers + settings.queue)
-        app = build_app(None, settings, config, loader=served.loader(name), name=name)
+        app = build_app(None, settings, config, loader=served.loader(name))
         targets.append(serve.RunTarget(app, name=name, route_prefix=f"/{name}"))
     serve.run_many(targets, wait_for_ingress_deployment_creation=False, wait_for_applications_running=False)
     toy = make_toy_artifact(tmp_path_factory.mktemp("toy") / "fp32")

@@ -79,7 +79,6 @@ def build_app(
     settings: ServeSettings,
     config: RayServeConfig,
     loader: Callable[[], Any] | None = None,
-    name: str = "speedy",
 ) -> Any:
     """The bound Ray Serve application (what `serve.run` takes). `loader` (picklable, run once in each
     replica) returns the synthesizer; default: `Synthesizer.load(artifact, threads)`."""
@@ -107,18 +106,13 @@ def build_app(
 
             return create_app(self.synthesizer, self.settings)
 
-    deployment = serve.deployment(name=name, **config.deployment_options(settings.queue))(
+    deployment = serve.deployment(name="speedy", **config.deployment_options(settings.queue))(
         serve.ingress()(SpeedyIngress)
     )
     return deployment.bind(artifact, inner, loader)
 
 
-def start(
-    artifact: str | None,
-    settings: ServeSettings,
-    config: RayServeConfig,
-    loader: Callable[[], Any] | None = None,
-) -> Any:
+def start(artifact: str | None, settings: ServeSettings, config: RayServeConfig) -> Any:
     """Connect to (or start) Ray, start Serve's HTTP proxy on settings.host:port and deploy; returns `serve`."""
     from speedy.batch import import_ray
 
@@ -128,7 +122,7 @@ def start(
     if not ray.is_initialized():
         ray.init(address=config.address, include_dashboard=False, logging_level="WARNING")
     serve.start(http_options={"host": settings.host, "port": settings.port})
-    serve.run(build_app(artifact, settings, config, loader), name="speedy", route_prefix="/")
+    serve.run(build_app(artifact, settings, config), name="speedy", route_prefix="/")
     return serve
 
 
