@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-stamp
 SPEEDY := $(BIN)/speedy
 THREADS ?= 2
 
-.PHONY: setup demo lint test test-fast browser pipeline prune analyze bench bench-frontend train-polyphones load load-memory batch-bench lock clean
+.PHONY: setup demo lint test test-fast browser pipeline prune analyze bench bench-frontend train-polyphones load load-ray load-memory batch-bench lock clean
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,7 +38,7 @@ test: setup browser lint
 	$(BIN)/python -m pytest -q
 
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not integration and not browser"
+	$(BIN)/python -m pytest -q -m "not integration and not browser and not ray"
 
 pipeline: setup
 	bash examples/ci-pipeline.sh artifacts
@@ -74,6 +74,11 @@ train-polyphones: setup
 
 load: setup
 	$(BIN)/python -m speedy.serve.loadtest --spawn --clients 16 --seconds 60
+
+# The same load against `speedy serve --ray` (a local Ray; one single-thread replica per core, admitting what
+# `speedy serve` admits); the report goes to docs/load-ray.json. Needs the ray extra.
+load-ray: setup
+	$(BIN)/python -m speedy.serve.loadtest --spawn --ray --clients 16 --seconds 60 --out docs/load-ray.json
 
 # Peak RSS of `speedy serve` (default voice) after 200 requests, /tts and /tts/stream in turn, as JSON.
 load-memory: setup

@@ -1,8 +1,10 @@
-"""Shared fixtures: the real default voice, converted and exported once per session into the cache."""
+"""Shared fixtures: the real default voice, converted and exported once per session into the cache, and
+one local Ray (with Serve's HTTP proxy) per session for the `ray`-marked tests."""
 
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -72,3 +74,50 @@ def assert_same_audio(got, want, what: str, min_snr_db: float = SAME_MODEL_SNR_D
     snr = float("inf") if noise == 0 else 10 * np.log10(float(np.sum(want.astype(np.float64) ** 2)) / noise)
     assert snr >= min_snr_db, f"{what}: SNR {snr:.1f} dB against the reference (need {min_snr_db:g})"
 
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the `ray`-marked tests last (in their usual order): the session's Ray then starts once, after
+    every other test, instead of idling beside them (processes, memory) from the first Ray test on."""
+    items[:] = sorted(items, key=lambda item: item.get_closest_marker("ray") is not None)
+
+
+#: Logical CPUs of the tests' Ray: Serve replicas and batch actors reserve one each (the 2 real cores
+#: time-share them; the fakes and the toy model are idle most of the time).
+RAY_TEST_CPUS = 6
+
+
+def free_port() -> int:
+    """A free loopback TCP port."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def local_ray() -> Iterator[object]:
+    """One local Ray for the session (the slowest thing the Ray tests do: started once).
+
+    Ray's workers are fresh interpreters: they find the test helpers through tests/ on their PYTHONPATH
+    and register the toy family through $SPEEDY_BATCH_SETUP, both passed as the job's environment."""
+    ray = pytest.importorskip("ray")
+    from speedy.batch import SETUP_ENV
+
+    tests = str(Path(__file__).resolve().parent)
+    env = {SETUP_ENV: "bench_fixture:register_toy_family",
+           "PYTHONPATH": os.pathsep.join([tests, *filter(None, [os.environ.get("PYTHONPATH")])])}
+    ray.init(num_cpus=RAY_TEST_CPUS, include_dashboard=False, logging_level="WARNING", log_to_driver=False,
+             runtime_env={"env_vars": env})
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def ray_serve_port(local_ray: object) -> Iterator[int]:
+    """Ray Serve's HTTP proxy on a free loopback port, shared by every Serve test of the session (each
+    deploys its applications under its own route prefix and deletes them when done)."""
+    from ray import serve
+
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    yield port
+    serve.shutdown()

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -13,10 +16,39 @@ from speedy.controls import CONTROL_RANGES, EMOTION_PRESETS, SynthesisOptions
 from speedy.errors import InputError
 from speedy.synth import AudioChunk, SynthesisResult, check_text
 
-
 #: How long a gated sentence waits before failing: only a guard against a hung test, never reached when
 #: the test opens its gate.
 GATE_GUARD_S = 60.0
+
+
+class Flag(Protocol):
+    """What FakeSynthesizer needs of its gate and started flag: threading.Event's set / is_set / wait."""
+
+    def set(self) -> None: ...
+    def is_set(self) -> bool: ...
+    def wait(self, timeout: float | None = None) -> bool: ...
+
+
+class FileFlag:
+    """A threading.Event-like flag shared between processes as a file's existence (the gate of a fake that
+    runs in a Ray Serve replica, opened by the test process). Picklable."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = str(path)
+
+    def set(self) -> None:
+        Path(self.path).touch()
+
+    def is_set(self) -> bool:
+        return os.path.exists(self.path)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.is_set():
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            time.sleep(0.005)
+        return True
 
 
 class FakeSynthesizer:
@@ -29,10 +61,10 @@ class FakeSynthesizer:
 
     sample_rate = 24000
 
-    def __init__(self, gate: threading.Event | None = None, delay: float = 0.0) -> None:
+    def __init__(self, gate: Flag | None = None, delay: float = 0.0, started: Flag | None = None) -> None:
         self.gate = gate
         self.delay = delay
-        self.started = threading.Event()  # set when any sentence begins
+        self.started = started if started is not None else threading.Event()  # set when any sentence begins
         self.running = 0
         self.max_running = 0
         self.completed = 0  # sentences fully synthesised
@@ -74,3 +106,11 @@ class FakeSynthesizer:
         start = time.perf_counter()
         audio = np.concatenate([c.audio for c in self.stream(text, options)])
         return SynthesisResult(audio, self.sample_rate, len(text), 1, 0.0, 0.0, time.perf_counter() - start)
+
+
+def gated_fake(folder: str | None = None) -> FakeSynthesizer:
+    """A FakeSynthesizer (the loader a Ray replica runs); with `folder`, its gate and started flags are the
+    files `folder`/gate and `folder`/started (FileFlag), so another process can watch and open them."""
+    if folder is None:
+        return FakeSynthesizer()
+    return FakeSynthesizer(gate=FileFlag(Path(folder) / "gate"), started=FileFlag(Path(folder) / "started"))

@@ -184,20 +184,22 @@ def test_worker_processes_and_cli(tmp_path: Path, toy: Path, monkeypatch: pytest
 
 
 def test_serve_ray_without_ray_exits_3_and_its_deployment_options(monkeypatch: pytest.MonkeyPatch) -> None:
-    from speedy.serve.ray_app import RayServeConfig, replica_settings
+    from speedy.serve.ray_app import ADMISSION_SLACK, RayServeConfig, replica_settings
     from speedy.serve.settings import ServeSettings
 
     monkeypatch.setitem(sys.modules, "ray", None)
     result = CliRunner().invoke(main, ["serve", "--ray", "--port", "18498"])
     assert result.exit_code == 3 and "openspeedy[ray]" in result.output
     fixed = RayServeConfig(replicas=3, max_ongoing_requests=4, threads=2).deployment_options(queue=16)
-    assert fixed == {"max_ongoing_requests": 4, "max_queued_requests": 16, "ray_actor_options": {"num_cpus": 2},
-                     "num_replicas": 3}
+    assert fixed == {"max_ongoing_requests": 4 + ADMISSION_SLACK, "max_queued_requests": 16,
+                     "backpressure_config": {"status_code": 503, "retry_after_s": 1},
+                     "ray_actor_options": {"num_cpus": 2}, "num_replicas": 3}
     auto = RayServeConfig(replicas=2, max_replicas=8, max_ongoing_requests=4).deployment_options(queue=16)
     assert "num_replicas" not in auto
     scaling = auto["autoscaling_config"]
     assert (scaling["min_replicas"], scaling["max_replicas"], scaling["target_ongoing_requests"]) == (2, 8, 2)
     inner = replica_settings(ServeSettings(queue=16), RayServeConfig(max_ongoing_requests=4, threads=2))
-    assert (inner.workers, inner.threads_per_worker, inner.queue) == (1, 2, 4)  # the replica never 503s itself
+    # the replica's app admits 4 (1 running + 3 waiting) and refuses the rest itself, with its own 503 body
+    assert (inner.workers, inner.threads_per_worker, inner.queue) == (1, 2, 3)
     with pytest.raises(Exception, match="--max-replicas"):
         RayServeConfig(replicas=4, max_replicas=2)

@@ -19,7 +19,11 @@ import click
     help="Synthesis runs at once (default: one per core; each gets cores/N ONNX Runtime threads).",
 )
 @click.option(
-    "--queue", type=int, default=16, show_default=True, help="Requests that may wait; beyond: 503 + Retry-After."
+    "--queue",
+    type=int,
+    default=16,
+    show_default=True,
+    help="Requests that may wait; beyond: 503 + Retry-After (--ray: what Serve's router holds for full replicas).",
 )
 @click.option("--timeout", type=float, default=60.0, show_default=True, help="Per-request timeout in seconds.")
 @click.option(
@@ -50,7 +54,7 @@ import click
     type=int,
     default=4,
     show_default=True,
-    help="--ray: requests one replica takes at once; Serve queues --queue more, then 503.",
+    help="--ray: requests one replica admits (one running, the rest waiting); more get its 503 + Retry-After.",
 )
 @click.option(
     "--threads-per-replica",

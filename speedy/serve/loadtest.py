@@ -1,11 +1,15 @@
 """Bounded load test on loopback: N concurrent clients for S seconds against POST /tts.
 
     python -m speedy.serve.loadtest --spawn --clients 16 --seconds 60
+    python -m speedy.serve.loadtest --spawn --ray --clients 16 --seconds 60 --out docs/load-ray.json
     python -m speedy.serve.loadtest --url http://127.0.0.1:8000 --clients 4 --seconds 30
     python -m speedy.serve.loadtest --spawn --memory 200 --json
 
 Prints requests/s, audio seconds per second, p50/p95 latency of successful requests, the 503 share and
 every other error; with --spawn also the server's resident memory (VmRSS, and VmHWM: its peak).
+--spawn --ray starts `speedy serve --ray` instead (a local Ray; one single-thread replica per core, each
+admitting its share of what `speedy serve` admits: workers + queue); its replicas are other processes,
+so no memory figures then.
 --memory N sends N requests instead (2 clients; /tts and /tts/stream in turn, over the evaluation
 texts of calibration/eval.txt that fit the server's limit) and reports the server's peak RSS after them.
 Only loopback addresses are allowed; every loop stops by itself.
@@ -17,6 +21,7 @@ import argparse
 import io
 import json
 import logging
+import os
 import statistics
 import subprocess
 import sys
@@ -158,16 +163,33 @@ def run_load(url: str, clients: int, seconds: float) -> dict[str, float]:
     }
 
 
-def _spawn(port: int) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "speedy.cli", "-q", "serve", "--port", str(port)])
+#: what `speedy serve` admits by default on 2 cores (2 workers + a queue of 16), split over --ray replicas
+SERVE_ADMITS = 18
+
+
+def serve_options(ray: bool) -> list[str]:
+    """`speedy serve`'s options in the spawned server: none, or --ray with one single-thread replica per core
+    admitting SERVE_ADMITS in all."""
+    if not ray:
+        return []
+    replicas = max(1, len(os.sched_getaffinity(0)))
+    return ["--ray", "--replicas", str(replicas), "--max-ongoing-requests", str(-(-SERVE_ADMITS // replicas))]
+
+
+def _spawn(port: int, ray: bool = False, wait_s: float = 300.0) -> subprocess.Popen:
+    """Start the server (its output on stderr: stdout is the report's) and wait for /healthz."""
+    cmd = [sys.executable, "-m", "speedy.cli", "-q", "serve", "--port", str(port), *serve_options(ray)]
+    proc = subprocess.Popen(cmd, stdout=sys.stderr)
     import httpx
 
-    for _ in range(600):
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline and proc.poll() is None:
         try:
             if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
                 return proc
         except httpx.HTTPError:
-            time.sleep(0.1)
+            pass
+        time.sleep(0.2)
     proc.terminate()
     raise SystemExit("the spawned server did not come up")
 
@@ -185,12 +207,16 @@ def main() -> None:
         metavar="N",
         help="send N requests (2 clients) and report the spawned server's peak RSS",
     )
+    ap.add_argument("--ray", action="store_true", help="with --spawn: start 'speedy serve --ray' (Ray Serve)")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--out", type=Path, default=None, help="also write the JSON report to this file")
     args = ap.parse_args()
     if not 1 <= args.clients <= 256 or not 0 < args.seconds <= 600:
         raise SystemExit("--clients must be 1..256 and --seconds 0..600")
     if not 0 <= args.memory <= 100_000 or (args.memory and not args.spawn):
         raise SystemExit("--memory must be 1..100000 and needs --spawn (it reads the server's /proc entry)")
+    if args.ray and (not args.spawn or args.memory):
+        raise SystemExit("--ray needs --spawn, and not --memory (Ray's replicas are other processes)")
     proc = None
     url = args.url
     if args.spawn:
@@ -199,7 +225,7 @@ def main() -> None:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        proc, url = _spawn(port), f"http://127.0.0.1:{port}"
+        proc, url = _spawn(port, args.ray), f"http://127.0.0.1:{port}"
     if url is None:
         raise SystemExit("give --url or --spawn")
     try:
@@ -208,15 +234,26 @@ def main() -> None:
             report = run_requests(url, args.memory)
         else:
             report = run_load(url, args.clients, args.seconds)
-        if proc is not None:
+        if args.spawn:
+            report["server"] = " ".join(["speedy serve", *serve_options(args.ray)])
+            report["cores"] = len(os.sched_getaffinity(0))
+        if proc is not None and not args.ray:
             report |= {
                 "server_rss_after_load_mb": loaded.get("rss_mb"),
                 **{f"server_{k}": v for k, v in process_memory(proc.pid).items()},
             }
     finally:
         if proc is not None:
-            proc.terminate()
-            proc.wait(timeout=60)
+            proc.terminate()  # SIGTERM: drain (with --ray: Serve shuts down, then the local Ray)
+            try:
+                proc.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                _LOGGER.warning("the server did not stop within 120 s of SIGTERM; killed")
+                proc.kill()
+    if args.out is not None:
+        tmp = args.out.with_name(f".{args.out.name}.tmp")
+        tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, args.out)
     if args.json:
         print(json.dumps(report))
     else:

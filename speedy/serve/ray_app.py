@@ -1,10 +1,14 @@
 """`speedy serve --ray`: the same FastAPI app (speedy.serve.app.create_app) as a Ray Serve ingress deployment.
 
 Each replica loads one Synthesizer in its constructor and builds the app around it at replica start
-(`__serve_build_asgi_app__`), so routes, limits and error bodies are those of `speedy serve`. Admission
-moves to Ray Serve: a replica takes at most `max_ongoing_requests` requests (run one at a time on its
-`threads` cores, the rest waiting in the app's own queue), Serve queues up to `queue` more, and beyond
-that the proxy answers 503.
+(`__serve_build_asgi_app__`), so routes, limits and error bodies are those of `speedy serve`, and so is
+admission: each replica's app admits `max_ongoing_requests` syntheses (one running on its `threads`
+cores, the rest in its queue) and answers the next with its own 503 + Retry-After. Serve lets
+ADMISSION_SLACK more requests than that into a replica, so the excess reaches the app (and is refused
+there at once) and the quick routes (/healthz, /voices, /metrics) never wait behind synthesis; Serve's
+router holds up to `queue` requests while every replica is at that bound, and beyond that its proxy
+answers 503 with Retry-After: 1 too (with Ray's plain-text body: only under a flood of more than
+`queue` simultaneous arrivals, since every request at a replica is answered or admitted at once).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -19,6 +24,8 @@ from speedy.errors import InputError
 from speedy.serve.settings import ServeSettings
 
 _LOGGER = logging.getLogger(__name__)
+#: requests Serve may send a replica beyond the syntheses its app admits (refused by the app with its 503)
+ADMISSION_SLACK = 8
 
 
 @dataclass(frozen=True)
@@ -41,10 +48,11 @@ class RayServeConfig:
             raise InputError(f"--max-ongoing-requests must be in [1, 1000], got {self.max_ongoing_requests}")
 
     def deployment_options(self, queue: int) -> dict[str, Any]:
-        """Keyword arguments of `serve.deployment(...)`."""
+        """Keyword arguments of `serve.deployment(...)`; `queue` bounds Serve's router queue."""
         opts: dict[str, Any] = {
-            "max_ongoing_requests": self.max_ongoing_requests,
+            "max_ongoing_requests": self.max_ongoing_requests + ADMISSION_SLACK,
             "max_queued_requests": queue,
+            "backpressure_config": {"status_code": 503, "retry_after_s": 1},
             "ray_actor_options": {"num_cpus": self.threads},
         }
         if self.max_replicas is None:
@@ -61,13 +69,19 @@ class RayServeConfig:
 
 
 def replica_settings(settings: ServeSettings, config: RayServeConfig) -> ServeSettings:
-    """The app settings inside one replica: one synthesis at a time on `threads` cores, and room in the app's
-    queue for every request Serve lets in (so the replica itself never answers 503)."""
-    return replace(settings, workers=1, threads_per_worker=config.threads, queue=config.max_ongoing_requests)
+    """The app settings inside one replica: one synthesis at a time on `threads` cores and
+    `max_ongoing_requests - 1` waiting; the app answers any further request 503 + Retry-After itself."""
+    return replace(settings, workers=1, threads_per_worker=config.threads, queue=config.max_ongoing_requests - 1)
 
 
-def build_app(artifact: str | None, settings: ServeSettings, config: RayServeConfig) -> Any:
-    """The bound Ray Serve application (what `serve.run` takes)."""
+def build_app(
+    artifact: str | None,
+    settings: ServeSettings,
+    config: RayServeConfig,
+    loader: Callable[[], Any] | None = None,
+) -> Any:
+    """The bound Ray Serve application (what `serve.run` takes). `loader` (picklable, run once in each
+    replica) returns the synthesizer; default: `Synthesizer.load(artifact, threads)`."""
     from ray import serve
 
     inner = replica_settings(settings, config)
@@ -75,13 +89,17 @@ def build_app(artifact: str | None, settings: ServeSettings, config: RayServeCon
     class SpeedyIngress:
         """One replica: a Synthesizer loaded once, the FastAPI app built around it."""
 
-        def __init__(self, artifact: str | None, settings: ServeSettings) -> None:
+        def __init__(self, artifact: str | None, settings: ServeSettings, loader: Callable[[], Any] | None) -> None:
             from speedy.batch import run_setup_hook
-            from speedy.synth import Synthesizer
 
             run_setup_hook()  # $SPEEDY_BATCH_SETUP: plug-in families (replicas are fresh interpreters)
             self.settings = settings
-            self.synthesizer = Synthesizer.load(artifact, threads=settings.threads_per_worker)
+            if loader is None:
+                from speedy.synth import Synthesizer
+
+                self.synthesizer = Synthesizer.load(artifact, threads=settings.threads_per_worker)
+            else:
+                self.synthesizer = loader()
 
         def __serve_build_asgi_app__(self) -> Any:
             from speedy.serve.app import create_app
@@ -91,7 +109,7 @@ def build_app(artifact: str | None, settings: ServeSettings, config: RayServeCon
     deployment = serve.deployment(name="speedy", **config.deployment_options(settings.queue))(
         serve.ingress()(SpeedyIngress)
     )
-    return deployment.bind(artifact, inner)
+    return deployment.bind(artifact, inner, loader)
 
 
 def start(artifact: str | None, settings: ServeSettings, config: RayServeConfig) -> Any:
