@@ -96,7 +96,7 @@ def test_auto_picks_the_fastest_candidate_within_budget(default_onnx: Path, tmp_
     numbers it printed)."""
     out = tmp_path / "auto"
     proc = cli("quantize", str(default_onnx), "-o", str(out), "--recipe", "auto", "--calib-sentences", "6",
-               "--check-sentences", "2", "--threads", "2", "--json")
+               "--check-sentences", "2", "--repeat", "1", "--threads", "2", "--json")
     assert proc.returncode == 0, proc.stderr[-2000:]
     info = json.loads(proc.stdout)
     cands = {(c["component"], c["recipe"]): c for c in info["candidates"]}

@@ -63,6 +63,13 @@ from speedy.commands.common import console, emit_json, force_option, json_option
     show_default=True,
     help="auto: held-out sentences (the last of the calibration text) that speed and fidelity are measured on.",
 )
+@click.option(
+    "--repeat",
+    type=click.IntRange(1, 100),
+    default=3,
+    show_default=True,
+    help="auto: timed runs per candidate after one warm-up (the median is kept).",
+)
 @click.option("--per-channel/--per-tensor", default=None, help="Weight scales per output channel (default) or tensor.")
 @click.option(
     "--sensitivity",
@@ -90,6 +97,7 @@ def quantize(
     backends: str = "onnxruntime",
     threads: int | None = None,
     check_sentences: int = 6,
+    repeat: int = 3,
 ) -> None:
     """Quantize an FP32 ONNX artifact with a named recipe.
 
@@ -112,7 +120,7 @@ def quantize(
 
     if recipe == "auto":
         budget = _budget(
-            max_mcd, max_dnsmos_drop, min_duration_match, backends, threads, check_sentences, calib_sentences
+            max_mcd, max_dnsmos_drop, min_duration_match, backends, threads, check_sentences, calib_sentences, repeat
         )
         _auto(source, output, calib_file, budget, force, as_json)
         return
@@ -162,6 +170,7 @@ def _budget(
     threads: int | None,
     check_sentences: int,
     calib_sentences: int | None,
+    repeat: int = 3,
 ):  # -> AutoBudget
     from speedy.stages.auto import AutoBudget
 
@@ -173,6 +182,7 @@ def _budget(
         threads=threads,
         check_sentences=check_sentences,
         calib_sentences=calib_sentences,
+        repeat=repeat,
     )
 
 
