@@ -96,6 +96,7 @@ def _import_world() -> tuple[Any, Any]:
     return pyworld, pysptk
 
 
+@functools.lru_cache(maxsize=8)
 def mcep_params(sample_rate: int) -> tuple[int, float]:
     """Mel-cepstrum order and all-pass constant for a sample rate.
 
