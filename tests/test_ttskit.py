@@ -235,3 +235,17 @@ def test_quantize_stage_int8_dynamic(artifact: Path, tmp_path: Path) -> None:
     assert abs(b.duration_s / a.duration_s - 1) < 0.3 and np.sqrt(np.mean(b.audio ** 2)) > 0.01
     one_error_line(run("quantize", str(artifact), "-o", str(tmp_path / "s"), "--recipe", "int8-static"), 2,
                    "int8-static", "ttskit")
+
+
+@pytest.mark.integration
+def test_compile_ort_checks_through_the_loop(artifact: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`speedy compile --backend onnxruntime` takes a ttskit artifact: every graph optimised offline, then
+    checked through the host loop (same stop step, mel ≤ 1e-3, vocoder ≥ 40 dB), figures recorded."""
+    from speedy.stages.compile import CompileConfig, compile_artifact
+
+    monkeypatch.setattr("speedy.families.ttskit.verify.VERIFY_TEXT", "好的。")
+    m = compile_artifact(artifact, tmp_path / "c", CompileConfig(threads=1, transformer_fusions=False))
+    assert {c.extra["graph_optimization"] for c in m.components.values()} == {"disable"}
+    figures = {(f["component"], f["output"]): f for f in m.extra["parity"]}
+    assert figures[("acoustic-loop", "stop_step")]["value"] == 0.0
+    assert figures[("acoustic-loop", "mel")]["value"] <= 1e-3 and figures[("vocoder", "wav")]["value"] >= 40.0
