@@ -235,6 +235,21 @@ def test_quantize_stage_int8_dynamic(artifact: Path, tmp_path: Path) -> None:
     assert abs(b.duration_s / a.duration_s - 1) < 0.3 and np.sqrt(np.mean(b.audio ** 2)) > 0.01
     one_error_line(run("quantize", str(artifact), "-o", str(tmp_path / "s"), "--recipe", "int8-static"), 2,
                    "int8-static", "ttskit")
+    # bench: the INT8 row alone is compared with this family's FP32 export (not the default voice)
+    from speedy.bench import BenchConfig, run_bench
+
+    cfg = BenchConfig(threads=1, repeat=1, warmup=0, dnsmos=False, peak_rss=False, component_texts=0,
+                      length_targets=(3,), first_audio_chars=3)
+    report = run_bench([tmp_path / "q"], ["好的。"], cfg)
+    (row,) = report.rows
+    assert report.reference == str(artifact) and row.family == "ttskit-mellotron-melgan"
+    assert row.rtf.total > 0 and 0 < row.quality.mcd_db < 30
+    # the compile check catches graphs that differ from the source (here: the INT8 decoder step)
+    from speedy.artifacts import read_manifest
+    from speedy.families.ttskit.verify import verify_graphs
+
+    with pytest.raises(ModelError, match="differ from the source"):
+        verify_graphs(read_manifest(artifact), artifact, m, tmp_path / "q", threads=1, text="好的。")
 
 
 @pytest.mark.integration
