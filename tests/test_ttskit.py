@@ -153,6 +153,32 @@ def test_bad_checkpoint_shapes_are_model_errors() -> None:
         check_state_dicts(TtskitWeights(mel_sd, MelGAN().state_dict(), {"train_mode": "train-mspk"}, {}))
 
 
+def test_component_session_settings(tmp_path: Path) -> None:
+    """A component's recorded `max_threads` caps the runtime's threads and `session_config` reaches ORT;
+    a malformed `session_config` is a ModelError."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from speedy.artifacts import Component
+    from speedy.runtime.onnx_backend import component_session
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "g.onnx")
+
+    def comp(**extra: object) -> Component:
+        return Component("g.onnx", "onnx", "fp32", ("x",), ("y",), "0" * 64, extra=extra)
+
+    spin = "session.intra_op.allow_spinning"
+    capped = component_session(tmp_path, comp(max_threads=1, session_config={spin: "0"}), 2, "all")
+    assert capped.get_session_options().intra_op_num_threads == 1
+    assert capped.get_session_options().get_session_config_entry(spin) == "0"
+    assert component_session(tmp_path, comp(), 2, "all").get_session_options().intra_op_num_threads == 2
+    with pytest.raises(ModelError, match="session_config"):
+        component_session(tmp_path, comp(session_config=["x"]), 2, "all")
+
+
 # ---- integration: the real wheel -------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def artifact() -> Path:
@@ -229,6 +255,8 @@ def test_quantize_stage_int8_dynamic(artifact: Path, tmp_path: Path) -> None:
     m = quantize(artifact, tmp_path / "q", QuantRecipe.int8_dynamic())
     assert {n: c.precision for n, c in m.components.items()} == {
         "encoder": "fp32", "decoder_step": "int8-dynamic", "postnet": "int8-dynamic", "vocoder": "fp32"}
+    assert {n: c.extra.get("max_threads") for n, c in m.components.items()} == {
+        "encoder": 1, "decoder_step": 1, "postnet": 1, "vocoder": None}
     opts = SynthesisOptions(voice="Aiyue")
     a = Synthesizer.load(artifact, threads=1).synthesize("好的。", opts)
     b = Synthesizer.load(tmp_path / "q", threads=1).synthesize("好的。", opts)

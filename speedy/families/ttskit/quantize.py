@@ -36,6 +36,11 @@ from speedy.artifacts import (
 from speedy.errors import InputError, ModelError
 
 GRAPHS = ("decoder_step", "postnet", "vocoder")
+#: Intra-op threads cap recorded on the host loop's graphs of a quantized artifact (``extra["max_threads"]``,
+#: read by ``speedy.runtime.onnx_backend.component_session``): the decoder step is ≈ 100 tiny sequential
+#: ops per frame, where a second thread adds a pool hand-off per op; one thread ran its steps 2–3× faster on
+#: the shared 2-core machine (README.md). The vocoder keeps the runtime's threads.
+LOOP_MAX_THREADS = {"encoder": 1, "decoder_step": 1, "postnet": 1}
 #: What ``speedy quantize --recipe int8-dynamic`` does to a ttskit artifact: the vocoder stays float
 #: (INT8 MelGAN measured 0.6× the speed and −1.2 DNSMOS; see README.md).
 STAGE_GRAPHS = ("decoder_step", "postnet")
@@ -51,8 +56,26 @@ def quantize_components(
 ) -> dict[str, Component]:
     """Write every component of ``manifest`` into ``staging``: ``graphs`` in dynamic INT8, others copied.
 
-    Returns the new components (precision ``int8-dynamic`` where quantized).
+    Returns the new components (precision ``int8-dynamic`` where quantized; the loop's graphs with
+    :data:`LOOP_MAX_THREADS`).
     """
+    comps = _quantize(manifest, src, staging, tmp, graphs, say)
+    return {
+        name: replace(comp, extra={**dict(comp.extra), "max_threads": LOOP_MAX_THREADS[name]})
+        if name in LOOP_MAX_THREADS
+        else comp
+        for name, comp in comps.items()
+    }
+
+
+def _quantize(
+    manifest: Manifest,
+    src: Path,
+    staging: Path,
+    tmp: Path,
+    graphs: Sequence[str],
+    say: Callable[[str], None] | None,
+) -> dict[str, Component]:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     from speedy.stages.conv_gemm import rewrite_convs
