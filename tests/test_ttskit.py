@@ -257,6 +257,7 @@ def test_quantize_stage_int8_dynamic(artifact: Path, tmp_path: Path) -> None:
         "encoder": "fp32", "decoder_step": "int8-dynamic", "postnet": "int8-dynamic", "vocoder": "fp32"}
     assert {n: c.extra.get("max_threads") for n, c in m.components.items()} == {
         "encoder": 1, "decoder_step": 1, "postnet": 1, "vocoder": None}
+    assert all(c.extra["session_config"] == {"session.intra_op.allow_spinning": "0"} for c in m.components.values())
     opts = SynthesisOptions(voice="Aiyue")
     a = Synthesizer.load(artifact, threads=1).synthesize("好的。", opts)
     b = Synthesizer.load(tmp_path / "q", threads=1).synthesize("好的。", opts)
