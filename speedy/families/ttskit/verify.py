@@ -39,20 +39,17 @@ def verify_graphs(
     from speedy.stages.parity import snr_db
 
     opts = RuntimeOptions(threads=threads)
-    runners = [
-        (load_runner(m, "acoustic", r, opts), load_runner(m, "vocoder", r, opts))
-        for m, r in ((src, src_root), (manifest, root))
-    ]
+    acoustic: list[Any] = [load_runner(m, "acoustic", r, opts) for m, r in ((src, src_root), (manifest, root))]
+    vocoder: list[Any] = [load_runner(m, "vocoder", r, opts) for m, r in ((src, src_root), (manifest, root))]
     enc = encoder(src)
     controls = np.asarray((1.0, 0.0, 1.0, 1.0), np.float32)
     mel_diff, snr, same_steps = 0.0, float("inf"), True
     for utt in enc.text_to_utterances(text or VERIFY_TEXT):
-        inputs = enc.encode(utt, None)
-        (ma, da), (mb, db) = (r[0](inputs, controls) for r in runners)
+        inputs: Any = enc.encode(utt, None)
+        (ma, da), (mb, db) = acoustic[0](inputs, controls), acoustic[1](inputs, controls)
         same_steps &= ma.shape == mb.shape and bool(np.array_equal(da, db))
         mel_diff = max(mel_diff, float(np.abs(ma - mb).max()) if ma.shape == mb.shape else float("inf"))
-        wa, wb = (r[1](ma) for r in runners)
-        snr = min(snr, snr_db(wa, wb))
+        snr = min(snr, snr_db(vocoder[0](ma), vocoder[1](ma)))
     figures: list[dict[str, Any]] = [
         {
             "component": "acoustic-loop",
