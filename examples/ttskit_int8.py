@@ -1,9 +1,10 @@
 """FP32 vs quantized ttskit artifacts, interleaved in one process, 2 threads: median RTF (total, acoustic,
 vocoder) on 3 eval sentences × ROUNDS, then DNSMOS OVRL over 6 voices × 3 sentences. Usage:
     python examples/ttskit_int8.py FP32_ARTIFACT ROUNDS OTHER_ARTIFACT ...
+($DNSMOS=0: speed only.)
 Quantized artifacts: speedy.families.ttskit.quantize.quantize_ttskit(src, out, graphs=...).
 """
-import json, sys, time, statistics as st, warnings
+import json, os, sys, time, statistics as st, warnings
 warnings.filterwarnings("ignore")
 import numpy as np
 from pathlib import Path
@@ -29,12 +30,14 @@ out = {k: {m: round(st.median(v), 4) for m, v in d.items()} for k, d in times.it
 for k in list(arts)[1:]:
     out[k]["speedup"] = {m: round(out["fp32"][m] / out[k][m], 2) for m in ("total", "acoustic", "vocoder")}
 mos = {k: [] for k in arts}; dur = {k: [] for k in arts}
+if os.environ.get("DNSMOS") == "0":
+    VOICES = []
 for v in VOICES:
     for sent in SENTS:
         for k in arts:
             res = syn[k].synthesize(sent, SynthesisOptions(voice=v))
             mos[k].append(dnsmos(res.audio, res.sample_rate)["ovrl"]); dur[k].append(res.duration_s)
-for k in arts:
+for k in (arts if VOICES else []):
     out[k]["dnsmos"] = round(float(np.mean(mos[k])), 3)
     out[k]["dnsmos_delta"] = round(float(np.mean(mos[k]) - np.mean(mos["fp32"])), 3)
     out[k]["worst_utt_delta"] = round(float(min(np.array(mos[k]) - np.array(mos["fp32"]))), 3)

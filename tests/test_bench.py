@@ -107,6 +107,19 @@ def test_explicit_reference_not_benched(toy_frontend: None, toys: tuple[Path, Pa
     assert report.rows[0].vs_fp32 is None  # no FP32 row was measured in this run
 
 
+def test_reference_defaults_to_the_rows_family_export(toys: tuple[Path, Path], fake_rss: list,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """No FP32 DIR and no --reference: the reference is the FP32 export of the row's own family (its
+    FamilySpec `reference` hook), not the default voice."""
+    from dataclasses import replace
+
+    fp32, int8 = toys
+    monkeypatch.setenv("SPEEDY_TOY_REFERENCE", str(fp32))
+    with registered(replace(TOY_FAMILY, reference="bench_fixture:toy_reference")):
+        report = run_bench([int8], TEXTS[:1], BenchConfig(threads=1, repeat=1, dnsmos=False))
+    assert report.reference == str(fp32) and report.rows[0].quality.mcd_db > 0
+
+
 def test_length_probes_pick_or_join() -> None:
     """A text close to the target is used as is; otherwise consecutive texts are joined to reach it."""
     texts = ["一二三四五六七八九十。", "短。", "长" * 95 + "。"]

@@ -153,6 +153,32 @@ def test_bad_checkpoint_shapes_are_model_errors() -> None:
         check_state_dicts(TtskitWeights(mel_sd, MelGAN().state_dict(), {"train_mode": "train-mspk"}, {}))
 
 
+def test_component_session_settings(tmp_path: Path) -> None:
+    """A component's recorded `max_threads` caps the runtime's threads and `session_config` reaches ORT;
+    a malformed `session_config` is a ModelError."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from speedy.artifacts import Component
+    from speedy.runtime.onnx_backend import component_session
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "g.onnx")
+
+    def comp(**extra: object) -> Component:
+        return Component("g.onnx", "onnx", "fp32", ("x",), ("y",), "0" * 64, extra=extra)
+
+    spin = "session.intra_op.allow_spinning"
+    capped = component_session(tmp_path, comp(max_threads=1, session_config={spin: "0"}), 2, "all")
+    assert capped.get_session_options().intra_op_num_threads == 1
+    assert capped.get_session_options().get_session_config_entry(spin) == "0"
+    assert component_session(tmp_path, comp(), 2, "all").get_session_options().intra_op_num_threads == 2
+    with pytest.raises(ModelError, match="session_config"):
+        component_session(tmp_path, comp(session_config=["x"]), 2, "all")
+
+
 # ---- integration: the real wheel -------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def artifact() -> Path:
@@ -229,9 +255,41 @@ def test_quantize_stage_int8_dynamic(artifact: Path, tmp_path: Path) -> None:
     m = quantize(artifact, tmp_path / "q", QuantRecipe.int8_dynamic())
     assert {n: c.precision for n, c in m.components.items()} == {
         "encoder": "fp32", "decoder_step": "int8-dynamic", "postnet": "int8-dynamic", "vocoder": "fp32"}
+    assert {n: c.extra.get("max_threads") for n, c in m.components.items()} == {
+        "encoder": 1, "decoder_step": 1, "postnet": 1, "vocoder": None}
+    assert all(c.extra["session_config"] == {"session.intra_op.allow_spinning": "0"} for c in m.components.values())
     opts = SynthesisOptions(voice="Aiyue")
     a = Synthesizer.load(artifact, threads=1).synthesize("好的。", opts)
     b = Synthesizer.load(tmp_path / "q", threads=1).synthesize("好的。", opts)
     assert abs(b.duration_s / a.duration_s - 1) < 0.3 and np.sqrt(np.mean(b.audio ** 2)) > 0.01
     one_error_line(run("quantize", str(artifact), "-o", str(tmp_path / "s"), "--recipe", "int8-static"), 2,
                    "int8-static", "ttskit")
+    # bench: the INT8 row alone is compared with this family's FP32 export (not the default voice)
+    from speedy.bench import BenchConfig, run_bench
+
+    cfg = BenchConfig(threads=1, repeat=1, warmup=0, dnsmos=False, peak_rss=False, component_texts=0,
+                      length_targets=(3,), first_audio_chars=3)
+    report = run_bench([tmp_path / "q"], ["好的。"], cfg)
+    (row,) = report.rows
+    assert report.reference == str(artifact) and row.family == "ttskit-mellotron-melgan"
+    assert row.rtf.total > 0 and 0 < row.quality.mcd_db < 30
+    # the compile check catches graphs that differ from the source (here: the INT8 decoder step)
+    from speedy.artifacts import read_manifest
+    from speedy.families.ttskit.verify import verify_graphs
+
+    with pytest.raises(ModelError, match="differ from the source"):
+        verify_graphs(read_manifest(artifact), artifact, m, tmp_path / "q", threads=1, text="好的。")
+
+
+@pytest.mark.integration
+def test_compile_ort_checks_through_the_loop(artifact: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`speedy compile --backend onnxruntime` takes a ttskit artifact: every graph optimised offline, then
+    checked through the host loop (same stop step, mel ≤ 1e-3, vocoder ≥ 40 dB), figures recorded."""
+    from speedy.stages.compile import CompileConfig, compile_artifact
+
+    monkeypatch.setattr("speedy.families.ttskit.verify.VERIFY_TEXT", "好的。")
+    m = compile_artifact(artifact, tmp_path / "c", CompileConfig(threads=1, transformer_fusions=False))
+    assert {c.extra["graph_optimization"] for c in m.components.values()} == {"disable"}
+    figures = {(f["component"], f["output"]): f for f in m.extra["parity"]}
+    assert figures[("acoustic-loop", "stop_step")]["value"] == 0.0
+    assert figures[("acoustic-loop", "mel")]["value"] <= 1e-3 and figures[("vocoder", "wav")]["value"] >= 40.0

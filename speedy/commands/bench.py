@@ -21,7 +21,7 @@ from speedy.commands.common import console, emit_json, threads_option
     "--reference",
     type=click.Path(),
     default=None,
-    help="FP32 artifact for quality (default: the first FP32 ONNX DIR, else the default voice).",
+    help="FP32 artifact for quality (default: the first FP32 ONNX DIR, else the FP32 export of the first DIR's model family).",
 )
 @click.option(
     "--baseline",

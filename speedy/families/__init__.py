@@ -43,6 +43,8 @@ class FamilySpec:
     verify:      "module:function" checking a compiled host-loop artifact against its source through the
                  loop (compile refuses host-loop families without one).
     native_emotions: "module:function" name -> bool: emotion names the model embeds natively.
+    reference:   "module:function" (progress=None) -> Path of the family's FP32 ONNX artifact built from its
+                 built-in source (what ``speedy bench`` compares a row of this family with by default).
     """
 
     name: str
@@ -55,6 +57,7 @@ class FamilySpec:
     quantize: str | None = None
     verify: str | None = None
     native_emotions: str | None = None
+    reference: str | None = None
     notes: Mapping[str, str] = field(default_factory=dict)
 
     @property

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +33,12 @@ MEM_PATTERN = False
 CPU_MEM_ARENA = False
 
 
-def session_options(threads: int | None, graph_optimization: str = "all"):  # -> ort.SessionOptions
+def session_options(
+    threads: int | None, graph_optimization: str = "all", config: Mapping[str, str] | None = None
+):  # -> ort.SessionOptions
     """SessionOptions with explicit intra-op threads (1 inter-op: our graphs are sequential), no memory
-    patterns and no CPU arena (see MEM_PATTERN)."""
+    patterns and no CPU arena (see MEM_PATTERN); `config`: ORT session config entries
+    (e.g. ``{"session.intra_op.allow_spinning": "0"}``)."""
     try:
         import onnxruntime as ort
     except ImportError:  # pragma: no cover - core dependency
@@ -47,13 +50,17 @@ def session_options(threads: int | None, graph_optimization: str = "all"):  # ->
     so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _LEVELS[graph_optimization])
     so.enable_mem_pattern = MEM_PATTERN
     so.enable_cpu_mem_arena = CPU_MEM_ARENA
+    for key, value in (config or {}).items():
+        so.add_session_config_entry(str(key), str(value))
     return so
 
 
-def make_session(path: Path, threads: int | None, graph_optimization: str = "all"):
+def make_session(
+    path: Path, threads: int | None, graph_optimization: str = "all", config: Mapping[str, str] | None = None
+):
     import onnxruntime as ort
 
-    so = session_options(threads, graph_optimization)
+    so = session_options(threads, graph_optimization, config)
     try:
         return ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
@@ -101,8 +108,7 @@ def load_component(manifest: Manifest, name: str, root: Path, options) -> Acoust
     level = str(comp.extra.get("graph_optimization") or options.graph_optimization)
     if level not in _LEVELS:
         raise ModelError(f"{comp.file}: unknown graph_optimization {level!r} in manifest (known: {', '.join(_LEVELS)})")
-    threads = options.threads or comp.extra.get("threads")
-    session = make_session(root / comp.file, threads, level)
+    session = component_session(root, comp, options.threads, level)
     if name == "acoustic":
         return AcousticSession(session, comp.inputs, comp.outputs)
     return _Vocoder(session, comp.inputs, comp.outputs, onnx_width(root / comp.file))
@@ -130,5 +136,20 @@ def graph_sessions(
             raise ModelError(f"{comp.file}: unknown graph_optimization {level!r} in manifest")
         if fp16_max_level and comp.precision == "fp16" and level == "all":
             level = fp16_max_level
-        sessions[name] = make_session(root / comp.file, options.threads or comp.extra.get("threads"), level)
+        sessions[name] = component_session(root, comp, options.threads, level)
     return sessions
+
+
+def component_session(root: Path, comp: Any, threads: int | None, level: str):  # -> ort.InferenceSession
+    """A session for one manifest component with the session settings it records in `extra`:
+    ``threads`` (used when `threads` is None), ``max_threads`` (a cap on the intra-op threads: a graph of
+    many tiny sequential ops, such as an autoregressive decoder step, can run faster on fewer threads than
+    the runtime is given) and ``session_config`` (ORT session config entries)."""
+    n = threads or comp.extra.get("threads")
+    cap = comp.extra.get("max_threads")
+    if cap:
+        n = min(int(n or os.cpu_count() or 1), int(cap))
+    config = comp.extra.get("session_config")
+    if config is not None and not isinstance(config, Mapping):
+        raise ModelError(f"{comp.file}: extra['session_config'] must be a mapping of ORT config entries")
+    return make_session(root / comp.file, n, level, config)

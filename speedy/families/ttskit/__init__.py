@@ -63,4 +63,6 @@ SPEC = FamilySpec(
     builtin="speedy.families.ttskit.export:export_builtin",
     composite="speedy.families.ttskit.runtime:load_runner",
     quantize="speedy.families.ttskit.quantize:stage_int8",
+    verify="speedy.families.ttskit.verify:verify_graphs",
+    reference="speedy.families.ttskit.export:cached_artifact",
 )

@@ -36,6 +36,15 @@ from speedy.artifacts import (
 from speedy.errors import InputError, ModelError
 
 GRAPHS = ("decoder_step", "postnet", "vocoder")
+#: Intra-op threads cap recorded on the host loop's graphs of a quantized artifact (``extra["max_threads"]``,
+#: read by ``speedy.runtime.onnx_backend.component_session``): the decoder step is ≈ 100 tiny sequential
+#: ops per frame, where a second thread adds a pool hand-off per op; one thread ran its steps 2–3× faster on
+#: the shared 2-core machine (README.md). The vocoder keeps the runtime's threads.
+LOOP_MAX_THREADS = {"encoder": 1, "decoder_step": 1, "postnet": 1}
+#: ORT session config recorded on every component of a quantized artifact (``extra["session_config"]``):
+#: pool threads sleep instead of spinning between ops. On the shared 2-core machine the vocoder ran
+#: 1.2–1.4× faster so (spinning threads of one session took the cores the other thread needed; README.md).
+SESSION_CONFIG = {"session.intra_op.allow_spinning": "0"}
 #: What ``speedy quantize --recipe int8-dynamic`` does to a ttskit artifact: the vocoder stays float
 #: (INT8 MelGAN measured 0.6× the speed and −1.2 DNSMOS; see README.md).
 STAGE_GRAPHS = ("decoder_step", "postnet")
@@ -51,8 +60,27 @@ def quantize_components(
 ) -> dict[str, Component]:
     """Write every component of ``manifest`` into ``staging``: ``graphs`` in dynamic INT8, others copied.
 
-    Returns the new components (precision ``int8-dynamic`` where quantized).
+    Returns the new components (precision ``int8-dynamic`` where quantized), each with
+    :data:`SESSION_CONFIG` and the loop's graphs with :data:`LOOP_MAX_THREADS`.
     """
+    comps = _quantize(manifest, src, staging, tmp, graphs, say)
+    out = {}
+    for name, comp in comps.items():
+        extra = {**dict(comp.extra), "session_config": dict(SESSION_CONFIG)}
+        if name in LOOP_MAX_THREADS:
+            extra["max_threads"] = LOOP_MAX_THREADS[name]
+        out[name] = replace(comp, extra=extra)
+    return out
+
+
+def _quantize(
+    manifest: Manifest,
+    src: Path,
+    staging: Path,
+    tmp: Path,
+    graphs: Sequence[str],
+    say: Callable[[str], None] | None,
+) -> dict[str, Component]:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     from speedy.stages.conv_gemm import rewrite_convs

