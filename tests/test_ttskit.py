@@ -258,6 +258,12 @@ def test_quantize_stage_int8_dynamic(artifact: Path, tmp_path: Path) -> None:
     assert {n: c.extra.get("max_threads") for n, c in m.components.items()} == {
         "encoder": 1, "decoder_step": 1, "postnet": 1, "vocoder": None}
     assert all(c.extra["session_config"] == {"session.intra_op.allow_spinning": "0"} for c in m.components.values())
+    # the FP32 export runs with the same session settings, so a speed-up is INT8's, not the thread settings'
+    from speedy.artifacts import read_manifest
+
+    src = read_manifest(artifact)
+    assert all(src.components[n].extra.get(k) == c.extra.get(k) for n, c in m.components.items()
+               for k in ("max_threads", "session_config"))
     opts = SynthesisOptions(voice="Aiyue")
     a = Synthesizer.load(artifact, threads=1).synthesize("好的。", opts)
     b = Synthesizer.load(tmp_path / "q", threads=1).synthesize("好的。", opts)

@@ -33,12 +33,13 @@ from speedy.artifacts import (
     write_manifest,
 )
 from speedy.errors import InputError, ModelError
+from speedy.families.ttskit.quantize import session_settings
 
 _LOGGER = logging.getLogger(__name__)
 
 OPSET = 17
 #: Bump when the exported files or the manifest change meaning: cached exports are then rebuilt.
-EXPORT_VERSION = 4
+EXPORT_VERSION = 5
 RUNTIME_NAME = "ttskit-loop"
 CHECK_TEXT = "今天天气很好，我们一起去公园散步吧。"
 CHECK_VOICE = "Aiyue"
@@ -232,7 +233,7 @@ def export_ttskit(
                 outputs=outputs,
                 sha256=sha256_file(path),
                 dynamic_axes={k: {str(a): n for a, n in v.items()} for k, v in dynamic.items()},
-                extra={"opset": OPSET, "role": role},
+                extra={"opset": OPSET, "role": role, **session_settings(name)},
             )
         figures: list[dict[str, Any]] = []
         if check:

@@ -36,14 +36,14 @@ from speedy.artifacts import (
 from speedy.errors import InputError, ModelError
 
 GRAPHS = ("decoder_step", "postnet", "vocoder")
-#: Intra-op threads cap recorded on the host loop's graphs of a quantized artifact (``extra["max_threads"]``,
-#: read by ``speedy.runtime.onnx_backend.component_session``): the decoder step is ≈ 100 tiny sequential
-#: ops per frame, where a second thread adds a pool hand-off per op; one thread ran its steps 2–3× faster on
-#: the shared 2-core machine (README.md). The vocoder keeps the runtime's threads.
+#: Intra-op threads cap recorded on the host loop's graphs (``extra["max_threads"]``, read by
+#: ``speedy.runtime.onnx_backend.component_session``), by the export and kept by quantize: the decoder step
+#: is ≈ 100 tiny sequential ops per frame, where a second thread adds a pool hand-off per op; one thread ran
+#: its steps 2–3× faster on the shared 2-core machine (README.md). The vocoder keeps the runtime's threads.
 LOOP_MAX_THREADS = {"encoder": 1, "decoder_step": 1, "postnet": 1}
-#: ORT session config recorded on every component of a quantized artifact (``extra["session_config"]``):
-#: pool threads sleep instead of spinning between ops. On the shared 2-core machine the vocoder ran
-#: 1.2–1.4× faster so (spinning threads of one session took the cores the other thread needed; README.md).
+#: ORT session config recorded on every component (``extra["session_config"]``), by the export and kept by
+#: quantize: pool threads sleep instead of spinning between ops. On the shared 2-core machine the vocoder
+#: ran 1.2–1.4× faster so (spinning threads of one session took the cores the other thread needed; README.md).
 SESSION_CONFIG = {"session.intra_op.allow_spinning": "0"}
 #: What ``speedy quantize --recipe int8-dynamic`` does to a ttskit artifact: the vocoder stays float
 #: (INT8 MelGAN measured 0.6× the speed and −1.2 DNSMOS; see README.md).
@@ -64,13 +64,16 @@ def quantize_components(
     :data:`SESSION_CONFIG` and the loop's graphs with :data:`LOOP_MAX_THREADS`.
     """
     comps = _quantize(manifest, src, staging, tmp, graphs, say)
-    out = {}
-    for name, comp in comps.items():
-        extra = {**dict(comp.extra), "session_config": dict(SESSION_CONFIG)}
-        if name in LOOP_MAX_THREADS:
-            extra["max_threads"] = LOOP_MAX_THREADS[name]
-        out[name] = replace(comp, extra=extra)
-    return out
+    return {name: replace(comp, extra={**dict(comp.extra), **session_settings(name)}) for name, comp in comps.items()}
+
+
+def session_settings(graph: str) -> dict[str, object]:
+    """The session settings a ttskit graph records in its component's ``extra`` (export and quantize alike,
+    so that an INT8 artifact is compared with an FP32 export that runs with the same threads)."""
+    extra: dict[str, object] = {"session_config": dict(SESSION_CONFIG)}
+    if graph in LOOP_MAX_THREADS:
+        extra["max_threads"] = LOOP_MAX_THREADS[graph]
+    return extra
 
 
 def _quantize(
