@@ -73,23 +73,23 @@ train-polyphones: setup
 	$(BIN)/python -m speedy.frontend.train_polyphones
 
 load: setup
-	$(BIN)/python -m speedy.serve.loadtest --spawn --clients 16 --seconds 60
+	$(SPEEDY) loadtest --spawn --clients 16 --seconds 60
 
 # The same load against `speedy serve --ray` (a local Ray; one single-thread replica per core, admitting what
 # `speedy serve` admits); the report goes to docs/load-ray.json. Needs the ray extra.
 load-ray: setup
-	$(BIN)/python -m speedy.serve.loadtest --spawn --ray --clients 16 --seconds 60 --out docs/load-ray.json
+	$(SPEEDY) loadtest --spawn --ray --clients 16 --seconds 60 --out docs/load-ray.json
 
 # Peak RSS of `speedy serve` (default voice) after 200 requests, /tts and /tts/stream in turn, as JSON.
 load-memory: setup
-	$(BIN)/python -m speedy.serve.loadtest --spawn --memory 200 --json
+	$(SPEEDY) loadtest --spawn --memory 200 --json
 
 # speedy batch: the local runner vs --ray (local Ray) on 1,000 short sentences and the same workers, then a
 # --ray run SIGKILLed at 50 % and rerun (every item exactly once). Needs the ray extra.
 BATCH_ITEMS ?= 1000
 batch-bench: setup
-	$(BIN)/python -m speedy.batch_bench --items $(BATCH_ITEMS) --workers $(THREADS) --out artifacts/batch-bench \
-	  --json artifacts/batch-bench.json
+	$(SPEEDY) batch-bench --items $(BATCH_ITEMS) --workers $(THREADS) --out artifacts/batch-bench \
+	  --json-out artifacts/batch-bench.json
 
 lock:
 	$(BIN)/python -m pip freeze --all --exclude-editable | grep -v "^openspeedy" > requirements.lock

@@ -1,6 +1,6 @@
 """`make batch-bench`: the local runner vs `--ray` on the same cores, and a killed-then-resumed Ray run.
 
-    python -m speedy.batch_bench [--items 1000] [--workers 2] [--out artifacts/batch-bench] [--json FILE]
+    speedy batch-bench [--items 1000] [--workers 2] [--out artifacts/batch-bench] [--json-out FILE]
 
 Items are short sentences cut from calibration/calib.txt (clauses of 4–16 characters, cycled to --items).
 Each run is a `speedy batch` subprocess, timed end to end (process start to exit, Ray start-up included);
@@ -11,7 +11,6 @@ valid WAV and nothing else (no temp files, no stray WAVs).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -21,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from speedy.errors import InputError
 
 CALIB = Path(__file__).resolve().parent.parent / "calibration" / "calib.txt"
 
@@ -103,24 +104,23 @@ def killed_and_resumed(src: Path, out: Path, workers: int, n: int) -> dict[str, 
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--items", type=int, default=1000)
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--out", type=Path, default=Path("artifacts/batch-bench"))
-    ap.add_argument("--json", type=Path, default=None, help="also write the report here")
-    args = ap.parse_args(argv)
+def run_batch_bench(items: int, workers: int, out: Path, json_out: Path | None = None) -> dict[str, Any]:
+    """The local runner, then `--ray`, on the same `items` short sentences with `workers` workers each,
+    then the kill-and-resume test; `out` is emptied first. Returns the report (also written to
+    `json_out`, temp file + rename)."""
     import shutil
 
-    shutil.rmtree(args.out, ignore_errors=True)
-    args.out.mkdir(parents=True)
-    src = args.out / "sentences.txt"
-    src.write_text("\n".join(short_sentences(args.items)) + "\n", encoding="utf-8")
-    local = timed_run(src, args.out / "local", args.workers, ray=False)
-    ray = timed_run(src, args.out / "ray", args.workers, ray=True)
+    if not 1 <= items <= 1_000_000 or not 1 <= workers <= 256:
+        raise InputError("--items must be 1..1000000 and --workers 1..256")
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    src = out / "sentences.txt"
+    src.write_text("\n".join(short_sentences(items)) + "\n", encoding="utf-8")
+    local = timed_run(src, out / "local", workers, ray=False)
+    ray = timed_run(src, out / "ray", workers, ray=True)
     report = {
-        "items": args.items,
-        "workers": args.workers,
+        "items": items,
+        "workers": workers,
         "threads_per_worker": 1,
         "cores": os.cpu_count(),
         "local": local,
@@ -129,17 +129,13 @@ def main(argv: list[str] | None = None) -> int:
         "ray_vs_local_in_run": round(ray["items_per_s"] / local["items_per_s"], 3),
         "ray_vs_local_steady": round(ray["steady_items_per_s"] / local["steady_items_per_s"], 3),
         "lost": {
-            "local": args.items - local["done"] - local["errors"],
-            "ray": args.items - ray["done"] - ray["errors"],
+            "local": items - local["done"] - local["errors"],
+            "ray": items - ray["done"] - ray["errors"],
         },
-        "kill_and_resume": killed_and_resumed(src, args.out / "killed", args.workers, args.items),
+        "kill_and_resume": killed_and_resumed(src, out / "killed", workers, items),
     }
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n", encoding="utf-8")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    if json_out is not None:
+        tmp = json_out.with_name(f".{json_out.name}.tmp")
+        tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, json_out)
+    return report

@@ -33,6 +33,8 @@ COMMANDS: dict[str, str] = {
     "analyze": "speedy.commands.analyze:analyze",
     "prune": "speedy.commands.prune:prune",
     "batch": "speedy.commands.batch:batch",
+    "loadtest": "speedy.commands.loadtest:loadtest",
+    "batch-bench": "speedy.commands.batch_bench:batch_bench",
 }
 
 

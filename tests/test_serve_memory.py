@@ -33,10 +33,10 @@ def test_pool_calls_after_run_for_runs_and_streams() -> None:
 @pytest.mark.integration
 def test_serve_peak_rss_over_a_burst(default_onnx) -> None:  # noqa: ANN001 - fixture: the cached voice
     """10 requests (/tts and /tts/stream in turn over the evaluation texts): all succeed, peak under bound."""
-    out = subprocess.run([sys.executable, "-m", "speedy.serve.loadtest", "--spawn", "--memory", "10", "--json"],
+    out = subprocess.run([sys.executable, "-m", "speedy.cli", "loadtest", "--spawn", "--memory", "10", "--json"],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    report = json.loads(out.stdout.strip().splitlines()[-1])
+    report = json.loads(out.stdout)
     print(report)
     assert report["requests"] == 10 and report["errors"] == 0
     assert report["server_peak_rss_mb"] <= SERVE_PEAK_MB

@@ -4,7 +4,7 @@ ONNX Runtime, with its arena off (onnx_backend.CPU_MEM_ARENA), allocates every i
 malloc. glibc gives each thread that allocates its own arena (up to 8 per core) and keeps freed memory
 in it for reuse, so a server whose requests run on many pool threads grows one heap per thread:
 `speedy serve` with the default voice reached 405 MB peak RSS after 200 requests, 341 MB with two arenas
-(speedy.serve.loadtest --memory 200; 2 workers on 2 cores).
+(speedy loadtest --spawn --memory 200; 2 workers on 2 cores).
 """
 
 from __future__ import annotations

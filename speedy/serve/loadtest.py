@@ -1,9 +1,9 @@
 """Bounded load test on loopback: N concurrent clients for S seconds against POST /tts.
 
-    python -m speedy.serve.loadtest --spawn --clients 16 --seconds 60
-    python -m speedy.serve.loadtest --spawn --ray --clients 16 --seconds 60 --out docs/load-ray.json
-    python -m speedy.serve.loadtest --url http://127.0.0.1:8000 --clients 4 --seconds 30
-    python -m speedy.serve.loadtest --spawn --memory 200 --json
+    speedy loadtest --spawn --clients 16 --seconds 60
+    speedy loadtest --spawn --ray --clients 16 --seconds 60 --out docs/load-ray.json
+    speedy loadtest --url http://127.0.0.1:8000 --clients 4 --seconds 30
+    speedy loadtest --spawn --memory 200 --json
 
 Prints requests/s, audio seconds per second, p50/p95 latency of successful requests, the 503 share and
 every other error; with --spawn also the server's resident memory (VmRSS, and VmHWM: its peak).
@@ -17,7 +17,6 @@ Only loopback addresses are allowed; every loop stops by itself.
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import logging
@@ -27,8 +26,12 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
+
+from speedy.errors import InputError, ModelError
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -59,7 +62,7 @@ def _client(url: str, deadline: float, out: list[tuple[int, float, float]], lock
 def _check_loopback(url: str) -> None:
     host = urlparse(url).hostname or ""
     if not (host == "localhost" or host.startswith("127.") or host == "::1"):
-        raise SystemExit(f"refusing to load {host}: loopback addresses only")
+        raise InputError(f"refusing to load {host}: loopback addresses only")
 
 
 def process_memory(pid: int) -> dict[str, float]:
@@ -191,53 +194,57 @@ def _spawn(port: int, ray: bool = False, wait_s: float = 300.0) -> subprocess.Po
             pass
         time.sleep(0.2)
     proc.terminate()
-    raise SystemExit("the spawned server did not come up")
+    raise ModelError("the spawned server did not come up (see its log above)")
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--url", default=None, help="server base URL (loopback only)")
-    ap.add_argument("--spawn", action="store_true", help="start 'speedy serve' on a free loopback port first")
-    ap.add_argument("--clients", type=int, default=16)
-    ap.add_argument("--seconds", type=float, default=60.0)
-    ap.add_argument(
-        "--memory",
-        type=int,
-        default=0,
-        metavar="N",
-        help="send N requests (2 clients) and report the spawned server's peak RSS",
-    )
-    ap.add_argument("--ray", action="store_true", help="with --spawn: start 'speedy serve --ray' (Ray Serve)")
-    ap.add_argument("--json", action="store_true", help="print one JSON object")
-    ap.add_argument("--out", type=Path, default=None, help="also write the JSON report to this file")
-    args = ap.parse_args()
-    if not 1 <= args.clients <= 256 or not 0 < args.seconds <= 600:
-        raise SystemExit("--clients must be 1..256 and --seconds 0..600")
-    if not 0 <= args.memory <= 100_000 or (args.memory and not args.spawn):
-        raise SystemExit("--memory must be 1..100000 and needs --spawn (it reads the server's /proc entry)")
-    if args.ray and (not args.spawn or args.memory):
-        raise SystemExit("--ray needs --spawn, and not --memory (Ray's replicas are other processes)")
+@dataclass(frozen=True)
+class LoadTestConfig:
+    """One load test. url: a loopback server, or None with spawn (start `speedy serve` on a free port);
+    clients, seconds: the closed loop's size and length; memory: send this many requests instead and
+    report the spawned server's peak RSS; ray: spawn `speedy serve --ray`; out: also write the report
+    (JSON, temp file + rename)."""
+
+    url: str | None = None
+    spawn: bool = False
+    clients: int = 16
+    seconds: float = 60.0
+    memory: int = 0
+    ray: bool = False
+    out: Path | None = None
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.clients <= 256 or not 0 < self.seconds <= 600:
+            raise InputError("--clients must be 1..256 and --seconds 0..600")
+        if not 0 <= self.memory <= 100_000 or (self.memory and not self.spawn):
+            raise InputError("--memory must be 1..100000 and needs --spawn (it reads the server's /proc entry)")
+        if self.ray and (not self.spawn or self.memory):
+            raise InputError("--ray needs --spawn, and not --memory (Ray's replicas are other processes)")
+        if self.url is None and not self.spawn:
+            raise InputError("give --url or --spawn")
+
+
+def run_loadtest(config: LoadTestConfig) -> dict[str, Any]:
+    """Run the load (or memory) test of `config`; returns the report (see the module docstring)."""
     proc = None
-    url = args.url
-    if args.spawn:
+    url = config.url
+    if config.spawn:
         import socket
 
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        proc, url = _spawn(port, args.ray), f"http://127.0.0.1:{port}"
-    if url is None:
-        raise SystemExit("give --url or --spawn")
+        proc, url = _spawn(port, config.ray), f"http://127.0.0.1:{port}"
+    assert url is not None  # __post_init__: url or spawn
     try:
         loaded = process_memory(proc.pid) if proc is not None else {}
-        if args.memory:
-            report = run_requests(url, args.memory)
+        if config.memory:
+            report = run_requests(url, config.memory)
         else:
-            report = run_load(url, args.clients, args.seconds)
-        if args.spawn:
-            report["server"] = " ".join(["speedy serve", *serve_options(args.ray)])
+            report = run_load(url, config.clients, config.seconds)
+        if config.spawn:
+            report["server"] = " ".join(["speedy serve", *serve_options(config.ray)])
             report["cores"] = len(os.sched_getaffinity(0))
-        if proc is not None and not args.ray:
+        if proc is not None and not config.ray:
             report |= {
                 "server_rss_after_load_mb": loaded.get("rss_mb"),
                 **{f"server_{k}": v for k, v in process_memory(proc.pid).items()},
@@ -250,16 +257,8 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 _LOGGER.warning("the server did not stop within 120 s of SIGTERM; killed")
                 proc.kill()
-    if args.out is not None:
-        tmp = args.out.with_name(f".{args.out.name}.tmp")
+    if config.out is not None:
+        tmp = config.out.with_name(f".{config.out.name}.tmp")
         tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, args.out)
-    if args.json:
-        print(json.dumps(report))
-    else:
-        for k, v in report.items():
-            print(f"{k:>25}: {v}")
-
-
-if __name__ == "__main__":
-    main()
+        os.replace(tmp, config.out)
+    return report
