@@ -36,7 +36,7 @@ from speedy.serve.workers import QueueFull, SynthesisPool
 _LOGGER = logging.getLogger(__name__)
 #: OpenAI's voice names: accepted as aliases of the default voice so existing clients work unchanged.
 OPENAI_VOICES = ("alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx", "sage", "shimmer", "verse")
-_ERRORS = {
+_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse},
     401: {"model": ErrorResponse},
     413: {"model": ErrorResponse},
