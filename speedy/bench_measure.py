@@ -149,7 +149,7 @@ def machine_info() -> MachineInfo:
         versions=library_versions(*VERSIONED_LIBS),
         load_avg=load,
         isa=isa,
-    )  # type: ignore[arg-type]
+    )
 
 
 # ---- parameters ------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import contextlib
 import hmac
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from importlib import resources
 from typing import Any
 
@@ -80,8 +80,10 @@ class SynthesisStream(StreamingResponse):
         try:
             await super().stream_response(send)
         finally:
+            body = self.body_iterator
+            assert isinstance(body, AsyncGenerator)  # the body() generator of the stream route
             with anyio.CancelScope(shield=True):
-                await self.body_iterator.aclose()  # type: ignore[attr-defined]
+                await body.aclose()
 
 
 class BodyLimit:
