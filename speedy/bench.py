@@ -287,12 +287,12 @@ def _row_facts(t: _Target, threads: int) -> tuple[Callable[[], Any], int, int | 
     """(loader, size bytes, parameters, format, precision, lineage) of a target, without loading it."""
     from speedy.synth import Synthesizer
 
-    if t.baseline is not None:
+    if (baseline := t.baseline) is not None:
         from speedy.baseline import baseline_facts, load_baseline
 
-        facts = baseline_facts(t.baseline)
+        facts = baseline_facts(baseline)
         return (
-            (lambda: load_baseline(t.baseline, threads)),
+            (lambda: load_baseline(baseline, threads)),
             facts.size_bytes,
             facts.parameters,
             "tflite",

@@ -135,7 +135,8 @@ def machine_info() -> MachineInfo:
     except (ValueError, OSError, AttributeError):
         memory = None
     try:
-        load = tuple(round(x, 2) for x in os.getloadavg())
+        l1, l5, l15 = os.getloadavg()
+        load = (round(l1, 2), round(l5, 2), round(l15, 2))
     except OSError:
         load = None
     return MachineInfo(
@@ -148,7 +149,7 @@ def machine_info() -> MachineInfo:
         versions=library_versions(*VERSIONED_LIBS),
         load_avg=load,
         isa=isa,
-    )  # type: ignore[arg-type]
+    )
 
 
 # ---- parameters ------------------------------------------------------------------------------------
@@ -323,7 +324,7 @@ def time_synthesizers(
         synths.append(load())
         load_s.append(time.perf_counter() - t0)
     n = len(synths)
-    per_text = [[[] for _ in texts] for _ in range(n)]
+    per_text: list[list[list[float]]] = [[[] for _ in texts] for _ in range(n)]
     passes: list[list[StageRtf]] = [[] for _ in range(n)]
     audio: list[list[tuple[np.ndarray, ...]]] = [[] for _ in range(n)]
     audio_s = [0.0] * n

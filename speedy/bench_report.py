@@ -52,16 +52,15 @@ def _length_columns(report: BenchReport) -> Columns:
     cols: Columns = [("artifact", lambda r: r.name)]
     for i, lr in enumerate(report.rows[0].rtf_by_length if report.rows else ()):
         header = f"{lr.chars} ch ({lr.audio_s:.0f} s)"
-        cols.append(
-            (
-                header,
-                lambda r, i=i: (
-                    f"{_num(r.rtf_by_length[i].rtf.total, '.4f')} "
-                    f"({_num(r.rtf_by_length[i].rtf.acoustic, '.3f')} / "
-                    f"{_num(r.rtf_by_length[i].rtf.vocoder, '.3f')})"
-                ),
+
+        def cell(r: BenchRow, i: int = i) -> str:
+            return (
+                f"{_num(r.rtf_by_length[i].rtf.total, '.4f')} "
+                f"({_num(r.rtf_by_length[i].rtf.acoustic, '.3f')} / "
+                f"{_num(r.rtf_by_length[i].rtf.vocoder, '.3f')})"
             )
-        )
+
+        cols.append((header, cell))
     return cols
 
 

@@ -18,8 +18,13 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from speedy.errors import InputError, SpeedyError
+
+if TYPE_CHECKING:
+    from speedy.baseline import TfliteSynthesizer
+    from speedy.synth import Synthesizer
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -44,6 +49,7 @@ def peak_rss_bytes() -> int:
 def measure(artifact: str | None, baseline: str | None, threads: int, texts: Sequence[str]) -> dict[str, float]:
     """Load, synthesise every text once, and return peak RSS (bytes), load time (s) and audio seconds."""
     t0 = time.perf_counter()
+    synth: Synthesizer | TfliteSynthesizer
     if baseline is not None:
         from speedy.baseline import load_baseline
 

@@ -71,15 +71,15 @@ def impose_durations(mel: np.ndarray, dur: np.ndarray, ref_dur: np.ndarray) -> n
     if np.array_equal(dur, ref_dur):
         return mel
     starts = np.concatenate([[0], np.cumsum(dur)[:-1]])
-    index = []
+    picks: list[int] = []
     for s, n, m in zip(starts, dur, ref_dur):
         if m == 0:
             continue
         if n == 0:  # the test model dropped the token: hold the previous frame
-            index.extend([max(int(s) - 1, 0)] * int(m))
+            picks.extend([max(int(s) - 1, 0)] * int(m))
             continue
-        index.extend((s + np.minimum((np.arange(m) * n) // m, n - 1)).tolist())
-    index = np.clip(np.asarray(index, np.int64), 0, mel.shape[1] - 1)
+        picks.extend((s + np.minimum((np.arange(m) * n) // m, n - 1)).tolist())
+    index = np.clip(np.asarray(picks, np.int64), 0, mel.shape[1] - 1)
     return mel[:, index, :]
 
 
@@ -100,6 +100,7 @@ def component_fidelity(
     for k, x in enumerate(ids):
         if k not in cache:
             mel_r, dur_r = ref.acoustic(x, DEFAULT_CONTROLS)
+            feats: Any  # the reference's features, or the InputError that stopped them
             try:
                 feats = reference_features(ref.vocode(mel_r), sr)
             except InputError as e:

@@ -99,7 +99,7 @@ def batch(
             def on_item(rec: dict[str, Any], _: int) -> None:
                 totals["audio"] += rec["seconds"]
                 totals["errors"] += rec["status"] != "ok"
-                progress.update(task, advance=1, **totals)
+                progress.update(task, advance=1, audio=totals["audio"], errors=totals["errors"])
 
             summary = run_batch(
                 Path(input_path),

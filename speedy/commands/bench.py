@@ -116,9 +116,9 @@ def bench(
         emit_json(report.to_json())
     elif json_file:
         write_json(report, json_file)
-    out = console if console.is_terminal else Console(stderr=True, width=160)  # piped or logged: keep it wide
+    sink = console if console.is_terminal else Console(stderr=True, width=160)  # piped or logged: keep it wide
     for table in rich_tables(report):
-        out.print(table)
+        sink.print(table)
     console.print(f"machine: {machine_line(report)}")
     console.print(summary_line(report))
 

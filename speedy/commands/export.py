@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -57,7 +58,7 @@ def export(
     from speedy.stages.export import ExportConfig
     from speedy.stages.export import export as run_export
 
-    kwargs = {"check": not no_check, "threads": threads}
+    kwargs: dict[str, Any] = {"check": not no_check, "threads": threads}
     if opset is not None:
         kwargs["opset"] = opset
     config = ExportConfig(**kwargs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -18,7 +19,7 @@ def info(folder: str, as_json: bool) -> None:
 
     root = Path(folder)
     m = read_manifest(root)
-    comps = {
+    comps: dict[str, dict[str, Any]] = {
         name: {
             "file": c.file,
             "format": c.format,

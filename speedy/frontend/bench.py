@@ -79,7 +79,13 @@ PUBLIC = (
 def _pypinyin_reading(text: str, i: int) -> str:
     from pypinyin import Style, lazy_pinyin
 
-    out = lazy_pinyin(text, style=Style.TONE3, neutral_tone_with_five=True, errors=lambda s: list(s))
+    # pypinyin's stubs type `errors` as returning str; its converter also takes a list (one item per char)
+    out = lazy_pinyin(
+        text,
+        style=Style.TONE3,
+        neutral_tone_with_five=True,
+        errors=lambda s: list(s),  # type: ignore[arg-type,return-value]
+    )
     return out[i].replace("ü", "v")
 
 

@@ -210,11 +210,11 @@ def clause_phones(text: str, dropped: list[str] | None = None) -> list[str]:
             for wi in group:
                 w, syl = words[wi]
                 for k, ch in enumerate(w):
-                    phones = split_syllable(syl[k]) if syl[k] else ()
+                    syl_phones = split_syllable(syl[k]) if syl[k] else ()
                     if _is_erhua(w, k, syl) and syllables:
                         syllables[-1] = syllables[-1] + (ERHUA,)
-                    elif phones:
-                        syllables.append(phones)
+                    elif syl_phones:
+                        syllables.append(syl_phones)
                     else:
                         dropped.append(ch)
             if not syllables:
@@ -228,8 +228,8 @@ def clause_phones(text: str, dropped: list[str] | None = None) -> list[str]:
     for u, syllables in enumerate(units):
         if u:
             phones.append(breaks[u - 1])
-        for s, group in enumerate(syllables):
+        for s, syllable in enumerate(syllables):
             if s:
                 phones.append("#0")
-            phones.extend(group)
+            phones.extend(syllable)
     return phones

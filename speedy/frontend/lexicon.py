@@ -99,19 +99,24 @@ class Lexicon:
     def _get(self, table: str, key: str | int) -> str | bool | None:
         return self._cached(table, key)
 
+    def _reading(self, table: str, key: str | int) -> str | None:
+        text = self._cached(table, key)
+        assert not isinstance(text, bool), table  # only the "prefix" table answers with a bool
+        return text
+
     def phrase_readings(self, word: str) -> list[str] | None:
         """TONE3 readings (one per character) of a pypinyin phrase, or None."""
-        text = self._get("phrase", word) if 1 < len(word) <= MAX_WORD else None
+        text = self._reading("phrase", word) if 1 < len(word) <= MAX_WORD else None
         return None if text is None else text.split()
 
     def own_readings(self, word: str) -> list[str] | None:
         """TONE3 readings from this project's tables (phrases.tsv, overrides.tsv), or None."""
-        text = self._get("own", word)
+        text = self._reading("own", word)
         return None if text is None else text.split()
 
     def char_readings(self, ch: str) -> tuple[str, ...]:
         """All TONE3 readings of one character, the default first; () if unknown."""
-        text = self._get("char", ord(ch))
+        text = self._reading("char", ord(ch))
         return () if text is None else tuple(text.split(","))
 
     def word_logps(self, text: str) -> list[float]:
@@ -185,7 +190,8 @@ def sources_digest(data: Path = DATA) -> str:
 
 def _tsv(name: str) -> list[tuple[str, str]]:
     text = resources.files(__package__).joinpath(f"data/{name}").read_text(encoding="utf-8")
-    return [tuple(line.split("\t")) for line in text.splitlines() if line and not line.startswith("#")]
+    rows = (line.split("\t") for line in text.splitlines() if line and not line.startswith("#"))
+    return [(a, b) for a, b in rows]
 
 
 class _Strings:
@@ -204,10 +210,10 @@ class _Strings:
         return np.frombuffer(b"".join(encoded), dtype=np.uint8), starts
 
 
-def _table(items: Iterable[tuple[str, int]], strings: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def _table(items: Iterable[tuple[str | int, int]], strings: bool = True) -> tuple[np.ndarray, np.ndarray]:
     rows = sorted(dict(items).items())
     keys = [k for k, _ in rows]
-    dtype = f"<U{max(len(k) for k in keys)}" if strings else np.int32
+    dtype = f"<U{max(len(str(k)) for k in keys)}" if strings else np.int32
     return np.asarray(keys, dtype=dtype), np.asarray([v for _, v in rows], dtype=np.int32)
 
 
@@ -254,7 +260,7 @@ def build(out: Path = LEXICON) -> dict[str, int]:
     arrays["char_keys"], arrays["char_values"] = _table(chars.items(), strings=False)
     arrays["blob"], arrays["starts"] = strings.arrays()
     tmp = out.with_name(f".{out.name}.tmp.npz")
-    np.savez_compressed(tmp, **arrays)
+    np.savez_compressed(tmp, allow_pickle=True, **arrays)  # the default, named: **arrays cannot fill it
     tmp.replace(out)
     load.cache_clear()
     return {"seg": len(seg), "phrase": len(phrases), "own": len(own), "char": len(chars)}

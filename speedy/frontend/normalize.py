@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from functools import lru_cache
 
 from speedy.frontend.numbers import cardinal, digits, fraction, number
@@ -16,7 +17,7 @@ from speedy.frontend.units import MEASURE_WORDS, UNIT_RE, UNITS
 _LOG = logging.getLogger(__name__)
 
 _NUM = r"\d+(?:,\d{3})*(?:\.\d+)?"
-_FULLWIDTH = {i: i - 0xFEE0 for i in range(0xFF10, 0xFF1A)}
+_FULLWIDTH: dict[int, int | str] = {i: i - 0xFEE0 for i in range(0xFF10, 0xFF1A)}
 _FULLWIDTH.update({i: i - 0xFEE0 for i in range(0xFF21, 0xFF3B)})
 _FULLWIDTH.update({i: i - 0xFEE0 for i in range(0xFF41, 0xFF5B)})
 _FULLWIDTH.update({ord(a): b for a, b in zip("％＋－＝／．＄＜＞＆＠＃～〜", "%+-=/.$<>&@#~~", strict=True)})
@@ -171,7 +172,7 @@ def _integer(m: re.Match) -> str:
     return number(s)
 
 
-_RULES: list[tuple[str, object]] = [
+_RULES: list[tuple[str, str | Callable[[re.Match[str]], str]]] = [
     # phone numbers: mobile, landline with area code, 400/800 service numbers
     (
         r"(?<!\d)(?P<p>\+86[- ]?)?(?P<n>1[3-9]\d(?:[- ]?\d{4}){2})(?!\d)",

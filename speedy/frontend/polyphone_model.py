@@ -32,7 +32,11 @@ from importlib import resources
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
+    from pathlib import Path
+
     import numpy as np
+    import onnxruntime as ort
 
 _LOG = logging.getLogger(__name__)
 WINDOW = 64
@@ -54,7 +58,7 @@ class Combination:
 
 @dataclass(frozen=True)
 class _Model:
-    session: object
+    session: ort.InferenceSession
     inputs: tuple[str, ...]
     vocab: dict[str, int]
     classes: tuple[str, ...]
@@ -92,7 +96,7 @@ def encode(
     }
 
 
-def load_from(folder: object) -> _Model:
+def load_from(folder: Path | Traversable) -> _Model:
     """The ONNX session (one thread) and tables from ``folder`` (a Path or a resources Traversable)."""
     import numpy as np
     import onnxruntime as ort

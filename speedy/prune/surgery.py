@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol, cast
 
 import torch
 from torch import Tensor, nn
@@ -78,6 +79,20 @@ class PruneGroup:
             shape = shapes[cut.tensor]
             total += int(shape.numel() // shape[cut.dim]) * cut.unit
         return total
+
+
+def _width(conv: object) -> int:
+    """Output channels of a Conv1d / ConvTranspose1d."""
+    assert isinstance(conv, nn.Conv1d | nn.ConvTranspose1d), type(conv).__name__
+    return conv.out_channels
+
+
+class _Heads(Protocol):
+    """An attention layer whose head count follows its query projection (FastSpeech2's self-attention)."""
+
+    heads: int
+    head_dim: int
+    query: nn.Linear
 
 
 def _conv_out(prefix: str) -> tuple[Cut, ...]:
@@ -148,14 +163,16 @@ def acoustic_groups(model: nn.Module) -> list[PruneGroup]:
                     min_units=8,
                 )
             )
-    last = len(model.postnet) - 1
+    postnet = model.postnet
+    assert isinstance(postnet, nn.ModuleList)
+    last = len(postnet) - 1
     for j in range(last):
         out.append(
             PruneGroup(
                 "acoustic",
                 f"postnet.{j}",
                 "postnet",
-                model.postnet[j].out_channels,
+                _width(postnet[j]),
                 1,
                 producers=_conv_out(f"postnet.{j}"),
                 consumers=(Cut(f"postnet.{j + 1}.weight", 1),),
@@ -179,7 +196,7 @@ def vocoder_groups(model: nn.Module) -> list[PruneGroup]:
             "vocoder",
             "pre",
             "vocoder-pre",
-            model.pre.out_channels,
+            _width(model.pre),
             1,
             producers=_conv_out("pre"),
             consumers=(Cut("upsamples.0.weight", 0),),
@@ -188,8 +205,11 @@ def vocoder_groups(model: nn.Module) -> list[PruneGroup]:
             min_units=8,
         )
     ]
-    n = len(model.stacks)
-    for s, stack in enumerate(model.stacks):
+    stacks, upsamples = model.stacks, model.upsamples
+    assert isinstance(stacks, nn.ModuleList) and isinstance(upsamples, nn.ModuleList)
+    n = len(stacks)
+    for s, stack in enumerate(stacks):
+        assert isinstance(stack, nn.ModuleList)
         prod = [Cut(f"upsamples.{s}.weight", 1), Cut(f"upsamples.{s}.bias", 0)]
         cons = []
         for b in range(len(stack)):
@@ -201,7 +221,7 @@ def vocoder_groups(model: nn.Module) -> list[PruneGroup]:
                     "vocoder",
                     f"{q}.inner",
                     "vocoder-inner",
-                    stack[b].conv1.out_channels,
+                    _width(stack[b].conv1),
                     1,
                     producers=_conv_out(f"{q}.conv1"),
                     consumers=(Cut(f"{q}.conv2.weight", 1),),
@@ -217,7 +237,7 @@ def vocoder_groups(model: nn.Module) -> list[PruneGroup]:
                 "vocoder",
                 f"stage{s}.stream",
                 "vocoder-stream",
-                model.upsamples[s].out_channels,
+                _width(upsamples[s]),
                 1,
                 producers=tuple(prod),
                 consumers=(*cons, nxt),
@@ -290,7 +310,8 @@ def sync_attributes(model: nn.Module) -> None:
         elif isinstance(m, nn.LayerNorm) and m.weight is not None:
             m.normalized_shape = (m.weight.shape[0],)
         elif all(hasattr(m, a) for a in ("heads", "head_dim", "query")):
-            m.heads = m.query.weight.shape[0] // m.head_dim
+            att = cast(_Heads, m)
+            att.heads = att.query.weight.shape[0] // att.head_dim
 
 
 def widths(groups: Sequence[PruneGroup]) -> dict[str, int]:

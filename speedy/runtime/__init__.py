@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol, overload
 
 import numpy as np
 
@@ -50,6 +50,16 @@ class VocoderRunner(Protocol):
     def __call__(self, mel: np.ndarray) -> np.ndarray: ...
 
 
+@overload
+def load_runner(
+    manifest: Manifest, name: Literal["acoustic"], root: Path, options: RuntimeOptions
+) -> AcousticRunner: ...
+@overload
+def load_runner(manifest: Manifest, name: Literal["vocoder"], root: Path, options: RuntimeOptions) -> VocoderRunner: ...
+@overload
+def load_runner(
+    manifest: Manifest, name: str, root: Path, options: RuntimeOptions
+) -> AcousticRunner | VocoderRunner: ...
 def load_runner(manifest: Manifest, name: str, root: Path, options: RuntimeOptions) -> AcousticRunner | VocoderRunner:
     """Build the runner for component `name` with the backend its format names.
 

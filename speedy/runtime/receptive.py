@@ -26,7 +26,10 @@ import logging
 import math
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from torch import nn as torch_nn
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -158,7 +161,7 @@ def _graph_class() -> Any:
     return message_factory.GetMessageClass(pool.FindMessageTypeByName("speedy_onnx_subset.ModelProto"))
 
 
-def torch_width(module: object, n_mels: int) -> float | None:
+def torch_width(module: torch_nn.Module, n_mels: int) -> float | None:
     """Receptive-field width (mel frames) of a torch vocoder, from two forward passes with hooks.
 
     Every Conv1d / ConvTranspose1d called is counted in call order; its input rate is the growth of its
@@ -169,7 +172,7 @@ def torch_width(module: object, n_mels: int) -> float | None:
     from torch import nn
 
     lengths: list[list[int]] = [[], []]
-    convs = [m for m in module.modules() if isinstance(m, nn.Conv1d | nn.ConvTranspose1d)]  # type: ignore[attr-defined]
+    convs = [m for m in module.modules() if isinstance(m, nn.Conv1d | nn.ConvTranspose1d)]
     calls: list[nn.Module] = []
     handles = []
     for run, frames in enumerate((32, 48)):
@@ -182,7 +185,7 @@ def torch_width(module: object, n_mels: int) -> float | None:
         handles = [m.register_forward_pre_hook(hook) for m in convs]
         try:
             with torch.inference_mode():
-                module(torch.zeros(1, frames, n_mels))  # type: ignore[operator]
+                module(torch.zeros(1, frames, n_mels))
         except Exception as e:  # a module that cannot take this input: no chunking, not a failure
             _LOGGER.warning("cannot measure the vocoder's receptive field (%s)", e)
             return None

@@ -12,7 +12,7 @@ import contextlib
 import hmac
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from importlib import resources
 from typing import Any
 
@@ -36,7 +36,7 @@ from speedy.serve.workers import QueueFull, SynthesisPool
 _LOGGER = logging.getLogger(__name__)
 #: OpenAI's voice names: accepted as aliases of the default voice so existing clients work unchanged.
 OPENAI_VOICES = ("alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx", "sage", "shimmer", "verse")
-_ERRORS = {
+_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse},
     401: {"model": ErrorResponse},
     413: {"model": ErrorResponse},
@@ -80,8 +80,10 @@ class SynthesisStream(StreamingResponse):
         try:
             await super().stream_response(send)
         finally:
+            body = self.body_iterator
+            assert isinstance(body, AsyncGenerator)  # the body() generator of the stream route
             with anyio.CancelScope(shield=True):
-                await self.body_iterator.aclose()  # type: ignore[attr-defined]
+                await body.aclose()
 
 
 class BodyLimit:

@@ -92,7 +92,7 @@ def memory_texts(max_chars: int = 500) -> list[str]:
     return [t for t in texts if t and len(t) <= max_chars] or [TEXT]
 
 
-def run_requests(url: str, requests: int, clients: int = 2) -> dict[str, float]:
+def run_requests(url: str, requests: int, clients: int = 2) -> dict[str, float | None]:
     """Send `requests` requests from `clients` threads, /tts and /tts/stream in turn over memory_texts();
     returns counts, errors and seconds."""
     import httpx
@@ -138,7 +138,7 @@ def run_requests(url: str, requests: int, clients: int = 2) -> dict[str, float]:
     }
 
 
-def run_load(url: str, clients: int, seconds: float) -> dict[str, float]:
+def run_load(url: str, clients: int, seconds: float) -> dict[str, float | None]:
     _check_loopback(url)
     results: list[tuple[int, float, float]] = []
     lock = threading.Lock()

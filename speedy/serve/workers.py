@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -69,7 +69,7 @@ class SynthesisPool:
         future.add_done_callback(lambda _: self._leave())
         return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
 
-    def stream(self, make: Callable[[], Iterator[Any]]) -> Iterator[Any]:
+    def stream(self, make: Callable[[], Iterator[Any]]) -> Generator[Any, None, None]:
         """Admit now (QueueFull if no room), then yield `make()`'s items holding a worker slot.
 
         The returned generator is iterated by the web framework's thread pool; the slot is released when
@@ -77,7 +77,7 @@ class SynthesisPool:
         """
         self._enter()
 
-        def gen() -> Iterator[Any]:
+        def gen() -> Generator[Any, None, None]:
             try:
                 with self._run:
                     try:

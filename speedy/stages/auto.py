@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -142,7 +142,7 @@ def _runner(src: Manifest, comp: str, path: Path, threads: int | None) -> Any:
     return load_runner(manifest, comp, path.parent, RuntimeOptions(threads=threads))
 
 
-def _time(calls: dict[tuple[str, str], Callable[[], None]], repeat: int) -> dict[tuple[str, str], float]:
+def _time(calls: Mapping[tuple[str, str], Callable[..., object]], repeat: int) -> dict[tuple[str, str], float]:
     """Median seconds of each call over `repeat` runs after one warm-up, interleaved across calls."""
     times: dict[tuple[str, str], list[float]] = {k: [] for k in calls}
     for r in range(repeat + 1):
@@ -212,7 +212,9 @@ def search(
                         _Pair(runner, fp32._vocoder, src) if comp == "acoustic" else _Pair(fp32.acoustic, runner, src)
                     )
                     f = component_fidelity(fp32, pair, ids, ref_cache)
-                    mcd = float(f.acoustic_mcd_db if comp == "acoustic" else f.vocoder_mcd_db)
+                    got = f.acoustic_mcd_db if comp == "acoustic" else f.vocoder_mcd_db
+                    assert got is not None, f"no MCD for {comp} {recipe}: every held-out utterance was skipped"
+                    mcd = float(got)
                     match = f.duration_match if comp == "acoustic" else None
                 ok = mcd <= budget.max_mcd and (match is None or match >= budget.min_duration_match)
                 cands[(comp, recipe)] = Candidate(

@@ -151,7 +151,7 @@ def compile_artifact(
         raise InputError(
             f"compile: {source} is a multi-graph {src.family} artifact; only --backend onnxruntime " "takes it"
         )
-    if graphs and config.check and not family.verify:
+    if graphs and family is not None and config.check and not family.verify:
         raise InputError(
             f"compile: {family.name} artifacts have no host-loop check yet; use the ONNX artifact "
             "as it is (or pass --no-check)"
@@ -161,11 +161,15 @@ def compile_artifact(
         _resolve(_PREFLIGHT[config.backend])(src, source, config)
     start = time.perf_counter()
     with atomic_artifact(out, force=force) as staging:
-        checks = build_check_set(src, source, spec, threads=config.threads) if config.check and not graphs else None
+        # spec is None exactly for a multi-graph family
+        checks = (
+            build_check_set(src, source, spec, threads=config.threads) if config.check and spec is not None else None
+        )
         comps, notes = _resolve(_COMPILERS[config.backend])(src, source, staging, config, checks, say)
         manifest = replace(src, components=comps, extra={**dict(src.extra), "compile": notes})
         figures: list[dict] = []
         if config.check and graphs:
+            assert family is not None
             say("checking the compiled graphs against the source through the host loop")
             figures = family.hook("verify")(
                 src,

@@ -43,9 +43,10 @@ def _export_friendly_length_regulator(module: Any, max_frames: int) -> Iterator[
 
     mod = sys.modules.get(type(module).__module__)
     original = getattr(mod, "length_regulate", None)
-    if original is None:
+    if mod is None or original is None:
         yield False
         return
+    attrs = vars(mod)  # the module's namespace (a module's attributes are not declared to mypy)
 
     def length_regulate(h: Any, durations: Any) -> Any:
         cum = torch.cumsum(durations[0], dim=0)
@@ -56,11 +57,11 @@ def _export_friendly_length_regulator(module: Any, max_frames: int) -> Iterator[
         index = (frames.unsqueeze(1) >= cum.unsqueeze(0)).sum(dim=1)
         return h[0].index_select(0, index).unsqueeze(0)
 
-    mod.length_regulate = length_regulate
+    attrs["length_regulate"] = length_regulate
     try:
         yield True
     finally:
-        mod.length_regulate = original
+        attrs["length_regulate"] = original
 
 
 def export_program(

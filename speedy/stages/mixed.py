@@ -100,7 +100,8 @@ def choose_float_groups(
     scorer = Scorer(src, root, held_out)
     files = {n: staging / comps[n].file for n in comps}
     base = scorer.mcd(files["acoustic"], files["vocoder"])
-    report: dict[str, object] = {"budget_db": recipe.max_mcd, "all_int8_mcd_db": round(base, 4), "groups": []}
+    groups: list[dict[str, object]] = []
+    report: dict[str, object] = {"budget_db": recipe.max_mcd, "all_int8_mcd_db": round(base, 4), "groups": groups}
     say(f"mixed: all-INT8 MCD {base:.3f} dB (budget {recipe.max_mcd} dB)")
     excluded: dict[str, list[str]] = {n: [] for n in comps}
     if base <= recipe.max_mcd:
@@ -149,7 +150,7 @@ def choose_float_groups(
                     )
             pair = {n: (trial_dir / f"{n}.onnx" if excluded[n] else files[n]) for n in comps}
             current = scorer.mcd(pair["acoustic"], pair["vocoder"])
-            report["groups"].append(
+            groups.append(
                 {
                     "component": name,
                     "group": key,

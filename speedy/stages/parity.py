@@ -70,8 +70,8 @@ def check_ids(manifest: Manifest, sentences: Sequence[str] = CHECK_SENTENCES) ->
     try:
         from speedy.frontend import text_to_utterances
     except ImportError:
-        text_to_utterances = None
-    if text_to_utterances is not None:
+        pass
+    else:
         for text in sentences:
             for utt in text_to_utterances(text):
                 if all(p in table for p in utt.phones):
@@ -142,6 +142,7 @@ def compare_runner(
     the worst figures are returned without raising; a shape mismatch then reads as NaN.
     """
     worst: dict[str, float] = {}
+    pairs: list[tuple[Any, tuple[np.ndarray, ...]]]
     if name == "acoustic":
         pairs = [(runner(ids, c), (mel, dur)) for ids, c, mel, dur in checks.acoustic]
     else:

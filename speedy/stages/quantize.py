@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -129,7 +130,7 @@ class QuantRecipe:
         return cls("fp16", {"acoustic": ("*",), "vocoder": ("*",)})
 
     @classmethod
-    def named(cls, name: str, **overrides: object) -> QuantRecipe:
+    def named(cls, name: str, **overrides: Any) -> QuantRecipe:
         """Build a preset by CLI name, then apply the non-None overrides."""
         factories: dict[str, Callable[[], QuantRecipe]] = {
             "int8-dynamic": cls.int8_dynamic,

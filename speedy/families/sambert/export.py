@@ -342,7 +342,7 @@ def record_calibration(
 
     loop = build_loop(src, root, RuntimeOptions(threads=None), wrap)
     enc = encoder(src)
-    labels = [lab for lab in LABELS if lab in enc.emotions] or [None]
+    labels: list[str | None] = [lab for lab in LABELS if lab in enc.emotions] or [None]
     count = 0
     for sentence in text:
         for utt in enc.text_to_utterances(sentence):
@@ -368,7 +368,7 @@ class _Emotion:
 
 def loop_error(
     ref: Manifest, ref_root: Path, test: Manifest, test_root: Path, text: str = CHECK_TEXT
-) -> dict[str, float]:
+) -> dict[str, float | None]:
     """Quantized vs FP32 host loop on ``text``: symbols whose duration changed, and mel errors.
 
     ``mel_rel``: ‖mel_q − mel‖ / ‖mel‖ over the frames both have; ``mel_rel_last_quarter``: the same on

@@ -177,8 +177,13 @@ def _pinyin(text: str) -> list[str]:
         pass
     from pypinyin import Style, lazy_pinyin
 
+    # pypinyin's stubs type `errors` as returning str; its converter also takes a list (one item per char)
     out = lazy_pinyin(
-        text, style=Style.TONE3, neutral_tone_with_five=True, tone_sandhi=True, errors=lambda chars: list(chars)
+        text,
+        style=Style.TONE3,
+        neutral_tone_with_five=True,
+        tone_sandhi=True,
+        errors=lambda chars: list(chars),  # type: ignore[arg-type,return-value]
     )
     return (
         out
@@ -363,9 +368,9 @@ def read_vocab(voice_folder: Path, speakers: Sequence[str], sizes: Mapping[str, 
     if (d / "sy_dict.txt").is_file():
         for key, name in files.items():
             if (d / name).is_file():
-                items = [ln.strip() for ln in (d / name).read_text(encoding="utf-8").splitlines() if ln.strip()]
+                lines = [ln.strip() for ln in (d / name).read_text(encoding="utf-8").splitlines() if ln.strip()]
                 lists[key] = tuple(
-                    s[1:] if s.startswith("@") and s != "@[MASK]" else s for s in items if s not in SPECIALS
+                    s[1:] if s.startswith("@") and s != "@[MASK]" else s for s in lines if s not in SPECIALS
                 )
         origin = f"{d}/*_dict.txt"
     elif (d / "PinYin" / "PhoneSet.xml").is_file():

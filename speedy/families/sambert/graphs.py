@@ -212,9 +212,10 @@ def export_sambert_graphs(
         paths = {}
         for name in GRAPH_NAMES:
             spec = SPECS[name]
-            if owners[spec.module] is None:
+            owner = owners[spec.module]
+            if owner is None:
                 continue
-            paths[name] = _export_one(owners[spec.module], name, spec, trace[name], tmp / f"{name}.onnx", cfg)
+            paths[name] = _export_one(owner, name, spec, trace[name], tmp / f"{name}.onnx", cfg)
         if check:
             diffs = check_sambert_graphs(acoustic, vocoder, paths)
             _LOGGER.info("sambert ONNX parity (max abs diff): %s", ", ".join(f"{k} {v:.2e}" for k, v in diffs.items()))

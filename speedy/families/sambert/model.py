@@ -113,7 +113,7 @@ class SelfAttentionEncoder(nn.Module):
         self.position_enc = _PositionTable(cfg.max_len, cfg.embedding_dim)
 
     def forward(self, x: Tensor) -> Tensor:
-        table = self.position_enc.position_enc
+        table: Tensor = self.position_enc.position_enc
         if x.shape[1] > table.shape[1]:  # the reference grows its table the same way
             table = sinusoid_table(x.shape[1], table.shape[2]).to(x)
         x = x * self.d_model**0.5 + table[:, : x.shape[1]]
@@ -173,6 +173,10 @@ class HybridAttentionDecoder(nn.Module):
         )
         self.ln = nn.LayerNorm(d_model, eps=1e-6)
         self.dec_out_proj = nn.Linear(d_model, cfg.num_mels * cfg.outputs_per_step)
+
+    def blocks(self) -> list[PNCABlock]:
+        """The PNCA layers as their class (iterating a ModuleList gives plain Modules to a type checker)."""
+        return [b for b in self.pnca if isinstance(b, PNCABlock)]
 
 
 class MelPNCADecoder(nn.Module):
@@ -280,7 +284,7 @@ class SambertAcoustic(nn.Module):
             ],
             dim=-1,
         )
-        kv = [block.pnca_attn.memory_kv(memory) for block in self.mel_decoder.mel_dec.pnca]
+        kv = [block.pnca_attn.memory_kv(memory) for block in self.mel_decoder.mel_dec.blocks()]
         return memory, torch.stack([k for k, _ in kv]), torch.stack([v for _, v in kv])
 
     def _decoder_input(self, prev_frame: Tensor, memory_frame: Tensor) -> Tensor:
@@ -318,7 +322,7 @@ class SambertAcoustic(nn.Module):
         x_allowed = torch.cat([x_allowed, torch.ones_like(x_allowed[:, :, :1])], dim=-1)
         x = self._decoder_input(prev_frame, memory_frame)
         new_k, new_v = [], []
-        for i, block in enumerate(dec.pnca):
+        for i, block in enumerate(dec.blocks()):
             att = block.pnca_attn
             q, k, v = att.frame_qkv(x)
             out_x = attend(q, torch.cat([x_k[i], k], dim=1), torch.cat([x_v[i], v], dim=1), att.temperature, x_allowed)
@@ -340,13 +344,13 @@ class SambertAcoustic(nn.Module):
         rng = torch.arange(n)
         x_mask = (rng[None, :] >= (rng[:, None] - band).clamp_min(0)) & (rng[None, :] <= rng[:, None])  # (query, key)
         h_mask = (rng[None, :] >= rng[:, None]) & (rng[None, :] < (rng[:, None] + band + 1).clamp_max(n + 1))
-        h_kv = [block.pnca_attn.memory_kv(memory) for block in dec.pnca]
+        h_kv = [block.pnca_attn.memory_kv(memory) for block in dec.blocks()]
         caches: list[tuple[list[Tensor], list[Tensor]]] = [([], []) for _ in dec.pnca]
         frame = memory.new_zeros(1, 1, cfg.num_mels)
         outputs = []
         for step in range(n):
             x = self._decoder_input(frame, memory[:, step : step + 1])
-            for block, (ks, vs), (h_k, h_v) in zip(dec.pnca, caches, h_kv):
+            for block, (ks, vs), (h_k, h_v) in zip(dec.blocks(), caches, h_kv):
                 att = block.pnca_attn
                 q, k, v = att.frame_qkv(x)
                 ks.append(k)

@@ -152,9 +152,10 @@ class TtskitLoop:
 
     def decode(
         self, ids: np.ndarray, speaker: np.ndarray, seed: int | None = None, max_steps: int | None = None
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
         """ids ``(T,)`` int64, speaker ``(32,)`` float32 → (decoder mel ``(1, L, 80)``, gate logits
-        ``(L,)``, attention argmax per frame ``(L,)``), before the postnet and untrimmed."""
+        ``(L,)``, attention argmax per frame ``(L,)``, whether the stop rule fired (False: the step limit
+        ended it)), before the postnet and untrimmed."""
         cfg, run = self.config, self._run
         ids = np.ascontiguousarray(np.asarray(ids, dtype=np.int64).reshape(1, -1))
         if ids.size == 0:
@@ -175,7 +176,9 @@ class TtskitLoop:
         masks = prenet_masks(cfg.seed if seed is None else seed, cfg)
         limit = max_steps or step_limit(t, cfg)
         frame = z((1, cfg.n_mels), np.float32)
-        frames, gates, focus = [], [], []
+        frames: list[np.ndarray] = []
+        gates: list[float] = []
+        focus: list[int] = []
         hold = 0
         step = run["decoder_step"]
         while True:

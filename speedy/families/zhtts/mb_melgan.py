@@ -58,7 +58,8 @@ class MBMelGANConfig:
     def from_dict(cls, d: Mapping[str, Any]) -> MBMelGANConfig:
         """Build from a config.json section, ignoring unknown keys."""
         known = cls.__dataclass_fields__
-        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in known})
+        kwargs: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in known}
+        return cls(**kwargs)
 
 
 class ResidualBlock(nn.Module):
@@ -80,6 +81,9 @@ class ResidualBlock(nn.Module):
 
 class MBMelGAN(nn.Module):
     """Normalised log-mel (B, L, n_mels) -> waveform (B, L · hop) in [-1, 1]."""
+
+    pqmf_up: Tensor  # buffers (register_buffer in __init__)
+    pqmf_filter: Tensor
 
     def __init__(self, cfg: MBMelGANConfig, fake_quant: bool = True) -> None:
         super().__init__()
@@ -119,6 +123,7 @@ class MBMelGAN(nn.Module):
         x = F.leaky_relu(self.pre(x), cfg.leaky_slope)
         for i, stack in enumerate(self.stacks):
             x = self._upsample(i, x)
+            assert isinstance(stack, nn.ModuleList)
             for block in stack:
                 x = block(x)
             x = F.leaky_relu(x, cfg.leaky_slope)

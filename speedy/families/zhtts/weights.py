@@ -69,17 +69,15 @@ def collect_layers(graph: Graph) -> list[Layer]:
     """All parameterised layers of `graph` in op order."""
     layers: list[Layer] = []
     for op in graph.ops:
-        if op.kind == "FULLY_CONNECTED" and graph.const(op.inputs[1]) is not None:
-            w = graph.const(op.inputs[1])
+        if op.kind == "FULLY_CONNECTED" and (w := graph.const(op.inputs[1])) is not None:
             layers.append(Layer("fc", op, w, _bias_after(graph, op, _PASS_FC, w.shape[0])))
-        elif op.kind == "CONV_2D" and graph.const(op.inputs[1]) is not None:
-            w = graph.const(op.inputs[1])  # [O, 1, K, I]
+        elif op.kind == "CONV_2D" and (w := graph.const(op.inputs[1])) is not None:  # [O, 1, K, I]
             if op.options.get("StrideW", 1) != 1:
                 raise _fail(graph, f"strided CONV_2D at op {op.index}")
             w = np.ascontiguousarray(w[:, 0].transpose(0, 2, 1))  # [O, I, K]
             layers.append(Layer("conv", op, w, _conv_bias(graph, op, w.shape[0]), _dilation(graph, op)))
-        elif op.kind == "TRANSPOSE_CONV" and graph.const(op.inputs[1]) is not None:
-            w = graph.const(op.inputs[1])  # [O, K, 1, I] (generator) or [O, 1, K, I] (PQMF)
+        elif op.kind == "TRANSPOSE_CONV" and (w := graph.const(op.inputs[1])) is not None:
+            # w: [O, K, 1, I] (generator) or [O, 1, K, I] (PQMF)
             w = w[:, :, 0] if w.shape[2] == 1 else w[:, 0]
             w = np.ascontiguousarray(w.transpose(2, 0, 1))  # [I, O, K]
             bias = _bias_after(graph, op, frozenset(), w.shape[1])
@@ -115,7 +113,7 @@ def _layer_norm(graph: Graph, rsqrt: Op) -> Layer | None:
 def _folded_bn(graph: Graph, mul: Op) -> Layer | None:
     """Inference BatchNorm folded to x · scale[C] + shift[C], applied to a conv's bias ADD output."""
     scale, other = graph.const_operand(mul)
-    if scale is None or scale.ndim != 1 or scale.size < 2:
+    if scale is None or other is None or scale.ndim != 1 or scale.size < 2:
         return None
     prod = graph.producer(other)
     if prod is None or prod.kind != "ADD" or graph.const_operand(prod)[0] is None:
@@ -150,7 +148,9 @@ def _attention_roles(graph: Graph, fcs: list[Layer]) -> dict[str, Layer]:
         op, t = graph.follow(fc.op.outputs[0], through)
         if op is None or op.kind != "BATCH_MATMUL":
             raise _fail(graph, f"projection at op {fc.op.index} does not reach an attention matmul")
-        after_softmax = graph.producer(op.inputs[0]).kind == "SOFTMAX"
+        src = graph.producer(op.inputs[0])
+        assert src is not None, f"attention matmul at op {op.index} reads a graph input"
+        after_softmax = src.kind == "SOFTMAX"
         slot = op.inputs.index(t)
         role = "value" if after_softmax else ("query" if slot == 0 else "key")
         roles[role] = fc
