@@ -94,8 +94,8 @@ class TorchVocoder:
             wav = torch.cat([_call("vocoder", self.fn, x[i : i + 1]).reshape(1, -1) for i in range(x.shape[0])])
         else:
             wav = _call("vocoder", self.fn, x)
-        wav = wav.float().numpy()
-        return wav.reshape(wav.shape[0], -1)
+        out = wav.float().numpy()
+        return out.reshape(out.shape[0], -1)
 
 
 def _call(name: str, fn: Any, *args: Any) -> Any:

@@ -237,10 +237,8 @@ def run_loadtest(config: LoadTestConfig) -> dict[str, Any]:
     assert url is not None  # __post_init__: url or spawn
     try:
         loaded = process_memory(proc.pid) if proc is not None else {}
-        if config.memory:
-            report = run_requests(url, config.memory)
-        else:
-            report = run_load(url, config.clients, config.seconds)
+        figures = run_requests(url, config.memory) if config.memory else run_load(url, config.clients, config.seconds)
+        report: dict[str, Any] = dict(figures)
         if config.spawn:
             report["server"] = " ".join(["speedy serve", *serve_options(config.ray)])
             report["cores"] = len(os.sched_getaffinity(0))

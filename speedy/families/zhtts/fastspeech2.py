@@ -170,7 +170,7 @@ def length_regulate(h: Tensor, durations: Tensor) -> Tensor:
     cum = torch.cumsum(durations[0], dim=0)  # (T,)
     total = cum[-1]
     # a 0-d tensor end keeps L symbolic under tracing; torch's stubs list numbers only
-    frames = torch.arange(total, device=h.device, dtype=cum.dtype)  # type: ignore[call-overload]  # (L,)
+    frames = torch.arange(total, device=h.device, dtype=cum.dtype)  # (L,)
     index = (frames.unsqueeze(1) >= cum.unsqueeze(0)).sum(dim=1)  # (L,) token index
     return h[0].index_select(0, index).unsqueeze(0)
 
@@ -205,7 +205,7 @@ class FastSpeech2(nn.Module):
     def _positions(self, n: Tensor | int, like: Tensor) -> Tensor:
         """Rows 1..n of the position table, (1, n, hidden); indexes past the table reuse its last row."""
         # n may be a 0-d tensor (symbolic under tracing); torch's stubs list numbers only
-        idx = torch.arange(1, n + 1, device=like.device).clamp(max=self.cfg.max_positions - 1)  # type: ignore[arg-type]
+        idx = torch.arange(1, n + 1, device=like.device).clamp(max=self.cfg.max_positions - 1)
         return self.position_table.index_select(0, idx).unsqueeze(0)
 
     def encode(self, input_ids: Tensor) -> tuple[Tensor, Tensor]:
