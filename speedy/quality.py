@@ -84,6 +84,7 @@ class _Features:
     f0: np.ndarray  # (frames,) Hz, 0 where unvoiced
     mcep: np.ndarray  # (frames, order) mel-cepstrum c1..c_order (c0, the energy, left out)
     level_db: np.ndarray  # (frames,) 10·log10 of the envelope's mean power
+    samples: int = 0  # length of the analysed waveform
 
 
 def _import_world() -> tuple[Any, Any]:
@@ -153,7 +154,7 @@ def _analyze(x: np.ndarray, sample_rate: int) -> _Features:
     order, alpha = mcep_params(sample_rate)
     mcep = sp2mc(envelope, order, alpha)[:, 1:]
     level_db = 10.0 * np.log10(np.mean(envelope, axis=1))
-    return _Features(f0=f0, mcep=mcep, level_db=level_db)
+    return _Features(f0=f0, mcep=mcep, level_db=level_db, samples=int(x.size))
 
 
 def sp2mc(power: np.ndarray, order: int, alpha: float) -> np.ndarray:
@@ -290,12 +291,20 @@ def reference_features(ref: np.ndarray, sample_rate: int) -> _Features:
     return _analyze(r, sample_rate)
 
 
-def mcd_against(ref: _Features, test: np.ndarray, sample_rate: int) -> float:
-    """`mel_cepstral_distortion(ref, test, align="frames")` with the reference already analysed; `test` must
-    have the reference's length within one hop (the per-component figures compare equal-length audio)."""
+def mcd_against(ref: _Features, test: np.ndarray, sample_rate: int, *, align: str = "frames") -> float:
+    """`mel_cepstral_distortion(ref, test, align=align)` with the reference already analysed
+    (`reference_features`): the same figure, without analysing the reference again for every test."""
+    if align not in ALIGN_MODES:
+        raise InputError(f"align must be one of {', '.join(ALIGN_MODES)}, got {align!r}")
     t = _check_audio(test, "test", sample_rate)
+    mode = align
+    if mode == "auto":
+        ratio = max(ref.samples, t.size) / max(1, min(ref.samples, t.size))
+        if ratio > MAX_DURATION_RATIO:
+            raise InputError(f"ref has {ref.samples} samples and test {t.size} (x{ratio:.2f}): not the same utterance")
+        mode = "frames" if abs(ref.samples - t.size) <= _hop(sample_rate) else "dtw"
     test_f = _analyze(t, sample_rate)
-    i_ref, i_test = _pairs(ref, test_f, "frames")
+    i_ref, i_test = _pairs(ref, test_f, mode)
     return _mcd(ref, test_f, i_ref, i_test)
 
 

@@ -221,3 +221,17 @@ def test_vectorised_sp2mc_equals_pysptk(bins: int, order: int, alpha: float) -> 
     got = quality.sp2mc(power, order, alpha)
     assert got.shape == want.shape == (40, order + 1)
     assert np.abs(got - want).max() <= 1e-12 * max(1.0, np.abs(want).max())
+
+
+@pytest.mark.parametrize("align", ["auto", "frames", "dtw"])
+def test_mcd_against_an_analysed_reference_equals_the_plain_mcd(align: str) -> None:
+    """Scoring against `reference_features` gives `mel_cepstral_distortion`'s figure, for equal lengths (noise)
+    and for a time-stretched copy ("auto" then takes the DTW path, as the plain call does)."""
+    ref = np.concatenate([vowel(SR, d, v=v) for v, d in zip("aiu", (0.3, 0.3, 0.3))])
+    feats = quality.reference_features(ref, SR)
+    stretched = np.concatenate([vowel(SR, d, v=v) for v, d in zip("aiu", (0.2, 0.45, 0.3))])
+    for test in (with_noise(ref, 20), stretched):
+        if align == "frames" and test.size != ref.size:
+            continue
+        want = quality.mel_cepstral_distortion(ref, test, SR, align=align)
+        assert quality.mcd_against(feats, test, SR, align=align) == pytest.approx(want, rel=1e-12)

@@ -57,26 +57,30 @@ def compare_pipelines(
     reference: tuple[list[np.ndarray], list[Any]],
     candidate: Mapping[str, nn.Module],
     ids: Sequence[np.ndarray],
+    reference_features: Sequence[Any] | None = None,
 ) -> dict[str, Any]:
     """Mean MCD (dB) of the `candidate` pipeline vs `reference` (waveforms, durations from `synthesize`).
 
     Each utterance is compared at the candidate's own durations (DTW-aligned by `speedy.quality`); one
     whose length is too far from the reference's for that is re-synthesized with the reference
-    durations forced and counted in ``forced_durations``.
+    durations forced and counted in ``forced_durations``. `reference_features`: the reference waveforms
+    analysed once (`speedy.quality.reference_features`), for callers that score many candidates.
     """
     from speedy.errors import InputError
-    from speedy.quality import mel_cepstral_distortion
+    from speedy.quality import mcd_against
+    from speedy.quality import reference_features as analyse
 
     sr, mf = manifest.audio.sample_rate, manifest.audio.min_vocoder_frames
+    feats = reference_features if reference_features is not None else [analyse(r, sr) for r in reference[0]]
     own, _ = synthesize(candidate["acoustic"], candidate["vocoder"], ids, mf)
     values, forced = [], 0
-    for i, (r, t) in enumerate(zip(reference[0], own)):
+    for i, (r, t) in enumerate(zip(feats, own)):
         try:
-            values.append(mel_cepstral_distortion(r, t, sr))
+            values.append(mcd_against(r, t, sr, align="auto"))
         except InputError:
             forced += 1
             t2, _ = synthesize(candidate["acoustic"], candidate["vocoder"], ids[i : i + 1], mf, reference[1][i : i + 1])
-            values.append(mel_cepstral_distortion(r, t2[0], sr))
+            values.append(mcd_against(r, t2[0], sr, align="auto"))
     return {"mcd_db": round(float(np.mean(values)), 4), "sentences": len(values), "forced_durations": forced}
 
 

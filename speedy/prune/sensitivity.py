@@ -103,10 +103,12 @@ def prune_sensitivity(
     from speedy.prune.evaluate import compare_pipelines, synthesize
     from speedy.prune.stage import calibration_run
     from speedy.prune.surgery import groups_for, prune_group
+    from speedy.quality import reference_features
     from speedy.runtime.torch_backend import load_torch_modules
 
     mods = load_torch_modules(manifest, torch_dir)
     ref = synthesize(mods["acoustic"], mods["vocoder"], ids, manifest.audio.min_vocoder_frames)
+    ref_features = [reference_features(r, manifest.audio.sample_rate) for r in ref[0]]  # once, not per cut
     probe = [torch.from_numpy(np.asarray(x)) for x in ids[:4]]
     out: dict[Key, dict[str, float | None]] = {}
     for c in ("acoustic", "vocoder"):
@@ -131,7 +133,7 @@ def prune_sensitivity(
                 for g in mine:
                     if keep[g.name] < g.units:
                         prune_group(cand, g, torch.topk(scores[g.name], keep[g.name]).indices.sort().values)
-                res = compare_pipelines(manifest, ref, {**mods, c: cand.eval()}, ids)
+                res = compare_pipelines(manifest, ref, {**mods, c: cand.eval()}, ids, ref_features)
                 if res["forced_durations"]:
                     # Some utterance's length moved beyond what MCD can align (×1.4): compare_pipelines then
                     # scores it with the reference durations forced, which hides exactly this damage.
