@@ -225,7 +225,8 @@ class Synthesizer:
         gain = ctrl.energy != 1.0 and self.manifest.extra.get("energy_control") == "gain"
         audio = self.manifest.audio
         index = 0
-        for utt in _chain(first, utterances):
+        utt = first
+        while utt is not None:
             ids = self._encoder.encode(utt, options) if self._encoder else self.ids_for(utt.phones)
             t0 = time.perf_counter()
             mel, _ = self.acoustic(ids, controls)
@@ -245,10 +246,14 @@ class Synthesizer:
                     wav = _resample(wav, ratio)
                 if gain:
                     wav = wav * np.float32(ctrl.energy)
-                pause = int(round(utt.pause_after * ctrl.pause * self.sample_rate)) if last else 0
-                if pause > 0:
-                    wav = np.concatenate([wav, np.zeros(pause, dtype=np.float32)])
                 vocoder_s = time.perf_counter() - t1
+                if last:
+                    # the next utterance is read (its G2P) only now, after this one's earlier chunks were
+                    # yielded: it tells whether this one's pause is kept (none after the last utterance)
+                    following = next(utterances, None)
+                    pause = int(round(utt.pause_after * ctrl.pause * self.sample_rate)) if following else 0
+                    if pause > 0:
+                        wav = np.concatenate([wav, np.zeros(pause, dtype=np.float32)])
                 yield AudioChunk(
                     wav.astype(np.float32, copy=False), self.sample_rate, index, utt.text, acoustic_s, vocoder_s
                 )
@@ -256,6 +261,7 @@ class Synthesizer:
                 acoustic_s = 0.0
                 if last:
                     break
+            utt = following
 
     def _vocode_blocks(self, mel: np.ndarray, context: int) -> np.ndarray:
         """A whole sentence's waveform, vocoded BLOCK_FRAMES at a time with `context` frames each side."""
@@ -371,11 +377,6 @@ def _resample(wav: np.ndarray, ratio: float) -> np.ndarray:
     import soxr
 
     return soxr.resample(wav.astype(np.float32, copy=False), 1000.0 * ratio, 1000.0, quality="HQ").astype(np.float32)
-
-
-def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
-    yield first
-    yield from rest
 
 
 def check_output_path(out: Path) -> None:

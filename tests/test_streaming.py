@@ -139,3 +139,15 @@ def test_streamed_equals_one_shot(request: pytest.FixtureRequest, monkeypatch: p
     assert streamed.shape == one_shot.shape == blocks.shape
     assert snr_db(one_shot, streamed) >= 40.0
     assert snr_db(one_shot, blocks) >= 40.0
+
+
+@pytest.mark.integration
+def test_pauses_between_utterances_and_none_after_the_last(synthesizer) -> None:  # noqa: ANN001
+    """A sentence's pause ends its last chunk when another utterance follows; the text's last utterance
+    ends on speech (the frontend yields without look-ahead, so the Synthesizer drops that pause)."""
+    rate = synthesizer.sample_rate
+    first, last = synthesizer.stream("今天天气很好。我们去公园吧，", chunked=False)
+    assert not first.audio[-int(0.39 * rate) :].any()  # the 0.4 s after 。
+    assert np.abs(last.audio[-int(0.15 * rate) :]).max() > 1e-3  # no 0.2 s after the final ，
+    chunks = list(synthesizer.stream("我们去公园吧。"))
+    assert len(chunks) >= 2 and np.abs(chunks[-1].audio[-int(0.15 * rate) :]).max() > 1e-3
