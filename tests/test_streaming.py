@@ -43,6 +43,21 @@ def test_split_first_prefers_the_first_comma() -> None:
     assert split_first("你好，欢迎。", 10) == ["你好，欢迎。"]
 
 
+@pytest.mark.parametrize(
+    ("piece", "head"),
+    [
+        ("我的家乡是南方的一座小镇。", "我的家乡"),  # 我的家乡 | 是…: a prosodic boundary, not 是 | 南方
+        ("请于二零二六年一月十五日前完成。", "请于"),  # never inside a spoken number (二零二 | 六年)
+        ("这家公司的CFO昨天宣布了计划。", "这家公司的"),  # nor inside a Latin word (C | FO)
+        ("炊烟袅袅升起，村庄安静下来。", "炊烟袅袅升起，"),  # a clause of 6 + its comma stays whole
+        ("为什么飞机在天上飞的时候会留下白线？", "为什么飞机"),  # the phrase end (#2) before a word end
+    ],
+)
+def test_split_first_cuts_at_a_prosodic_boundary(piece: str, head: str) -> None:
+    """A long first clause is cut where a reader could pause, within 2..6 characters (FIRST_PIECE_CHARS)."""
+    assert split_first(piece, 6) == [head, piece[len(head) :]]
+
+
 def test_conv_width_arithmetic() -> None:
     """A conv adds (k−1)·d at its rate; a transposed conv multiplies the rate by its stride."""
     assert conv_width(7, 1, 1, 1.0, False) == (6.0, 1.0)
@@ -139,3 +154,15 @@ def test_streamed_equals_one_shot(request: pytest.FixtureRequest, monkeypatch: p
     assert streamed.shape == one_shot.shape == blocks.shape
     assert snr_db(one_shot, streamed) >= 40.0
     assert snr_db(one_shot, blocks) >= 40.0
+
+
+@pytest.mark.integration
+def test_pauses_between_utterances_and_none_after_the_last(synthesizer) -> None:  # noqa: ANN001
+    """A sentence's pause ends its last chunk when another utterance follows; the text's last utterance
+    ends on speech (the frontend yields without look-ahead, so the Synthesizer drops that pause)."""
+    rate = synthesizer.sample_rate
+    first, last = synthesizer.stream("今天天气很好。我们去公园吧，", chunked=False)
+    assert not first.audio[-int(0.39 * rate) :].any()  # the 0.4 s after 。
+    assert np.abs(last.audio[-int(0.15 * rate) :]).max() > 1e-3  # no 0.2 s after the final ，
+    chunks = list(synthesizer.stream("我们去公园吧。"))
+    assert len(chunks) >= 2 and np.abs(chunks[-1].audio[-int(0.15 * rate) :]).max() > 1e-3

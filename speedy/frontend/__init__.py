@@ -30,7 +30,8 @@ class Utterance:
     Attributes:
         text: the normalised sentence it came from.
         phones: Baker symbols, ``("sil", ..., "sil", "eos")``.
-        pause_after: seconds of silence to insert after it (0 after the last one).
+        pause_after: seconds of silence after it, from its final punctuation; a consumer drops it
+            after the last utterance (the frontend does not look ahead to know which that is).
     """
 
     text: str
@@ -71,10 +72,12 @@ def _pieces(text: str, max_chars: int, first_chars: int | None) -> Iterator[str]
 def text_to_utterances(text: str, max_chars: int = MAX_CHARS, first_chars: int | None = None) -> Iterator[Utterance]:
     """Lazily turn any text into utterances; yields nothing when nothing in it can be said.
 
+    Each utterance is yielded as soon as its own piece is read (no look-ahead: streaming starts after the
+    first piece's G2P, not the second's), so its ``pause_after`` is its punctuation's pause even when it
+    turns out to be the last: the consumer drops the pause after the last utterance it speaks.
     ``first_chars``: cut the first piece to at most this many characters (at its first comma, else at
     a word end) so that streaming starts on a short acoustic-model input.
     """
-    previous: Utterance | None = None
     dropped: list[str] = []
     warned = 0
     for piece in _pieces(text, max_chars, first_chars):
@@ -82,12 +85,7 @@ def text_to_utterances(text: str, max_chars: int = MAX_CHARS, first_chars: int |
         if dropped and not warned:
             _LOG.warning("dropping unreadable characters, e.g. %r", "".join(dropped[:20]))
             warned = len(dropped)
-        if not phones:
-            continue
-        if previous is not None:
-            yield previous
-        previous = Utterance(text=piece.strip(), phones=phones, pause_after=pause_after(piece))
+        if phones:
+            yield Utterance(text=piece.strip(), phones=phones, pause_after=pause_after(piece))
     if len(dropped) > warned:
         _LOG.warning("dropped %d unreadable characters in all", len(dropped))
-    if previous is not None:
-        yield Utterance(previous.text, previous.phones, 0.0)

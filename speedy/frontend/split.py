@@ -25,6 +25,7 @@ PAUSES = {
 }
 _SENTENCE = re.compile(r"[^。！？!?…；;\n]*(?:[。！？!?…；;\n]+[”’」』）)]*|$)")
 _CLAUSE = re.compile(r"(?:[^，,、：:]|(?<=\d)[,:](?=\d))*(?:[，,、：:]+[”’」』）)]*|$)")
+_CLOSING = "”’」』）)"
 _SOFT = re.compile(r"[\s“”‘’「」『』（）()《》【】\-—]")
 
 
@@ -97,18 +98,54 @@ def split_sentences(text: str, max_chars: int = 60) -> Iterator[str]:
             yield buf
 
 
+#: spoken numbers (after normalisation): the first piece is never cut between two of these (二零二|六年)
+_NUMERALS = set("零一二三四五六七八九十百千万亿两点")
+
+
 def split_first(piece: str, max_chars: int) -> list[str]:
-    """``piece`` as [head, rest] with a head of at most ``max_chars`` characters, cut at its first
-    clause end (，、：) when that is short enough, else at a space or word end; [piece] if it is short."""
+    """``piece`` as [head, rest] with a head of at most ``max_chars`` characters (final punctuation not
+    counted), cut at its first clause end (，、：) when that is short enough, else at a prosodic boundary;
+    [piece] if it is short."""
     if len(piece) <= max_chars:
         return [piece]
     clause = next(_pieces(_CLAUSE, piece), piece)
-    head = clause if len(clause) <= max_chars else next(_hard_cut(clause, max_chars))
+    spoken = len(clause.rstrip(_CLOSING + "".join(PAUSES)))  # its final punctuation does not count
+    head = clause if spoken <= max_chars else clause[: _prosodic_cut(clause, max_chars)]
     rest = piece[len(head) :]
     return [head, rest] if head.strip() and rest.strip() else [piece]
 
 
+def _joined(left: str, right: str) -> bool:
+    """Two characters a cut must not separate: digits of a spoken number, letters of a Latin word."""
+    return (left in _NUMERALS and right in _NUMERALS) or (
+        left.isascii() and left.isalnum() and right.isascii() and right.isalnum()
+    )
+
+
+def _prosodic_cut(clause: str, max_chars: int) -> int:
+    """Where to end a short head of ``clause`` (2..``max_chars`` characters): the last prosodic-phrase
+    end (#2) there, else the last prosodic-word end (#1), never inside a spoken number; else a word end."""
+    from speedy.frontend import prosody
+    from speedy.frontend.g2p import cut
+
+    words = cut(clause[: max_chars + 8])
+    groups = prosody.prosodic_words(words)
+    breaks = prosody.phrase_breaks(words, groups)
+    phrase = word = 0
+    pos = 0
+    for k, group in enumerate(groups[:-1]):
+        pos += sum(len(words[i]) for i in group)
+        if pos > max_chars:
+            break
+        if pos < 2 or _joined(clause[pos - 1], clause[pos]):
+            continue
+        word = pos
+        if breaks[k] == "#2":
+            phrase = pos
+    return phrase or word or _word_cut(clause, max_chars)
+
+
 def pause_after(piece: str) -> float:
     """Seconds of silence after ``piece``, from its final punctuation (0.05 for a cut mid-clause)."""
-    tail = piece.rstrip(" \t”’」』）)")
+    tail = piece.rstrip(" \t" + _CLOSING)
     return PAUSES.get(tail[-1], 0.05) if tail else 0.0

@@ -26,7 +26,7 @@ def test_known_example_matches_baker_processor() -> None:
     """今天天气很好 keeps the trained layout: sil, initials/finals with #0 inside words, sil, eos."""
     (utt,) = _all("今天天气很好。")
     assert utt.phones[:6] == ("sil", "j", "in1", "#0", "t", "ian1")
-    assert utt.phones[-2:] == ("sil", "eos") and utt.pause_after == 0.0
+    assert utt.phones[-2:] == ("sil", "eos") and utt.pause_after == 0.4
     assert "#1" in utt.phones
 
 
@@ -110,9 +110,9 @@ def test_latin_is_read_not_dropped() -> None:
 
 
 def test_pauses_follow_punctuation() -> None:
-    """Sentence ends pause longer than commas; the last utterance has no pause; commas inside are #3."""
-    utts = _all("今天天气很好。我们去公园吧！")
-    assert [u.pause_after for u in utts] == [0.4, 0.0]
+    """Sentence ends pause longer than commas (the consumer drops the last one's); commas inside are #3."""
+    utts = _all("今天天气很好。我们去公园吧，")
+    assert [u.pause_after for u in utts] == [0.4, 0.2]
     (utt,) = _all("今天天气很好，我们去公园吧。")
     assert "#3" in utt.phones
 
@@ -146,6 +146,18 @@ def test_text_to_utterances_is_lazy() -> None:
     gen = text_to_utterances("今天天气很好。" * 3000)
     first = list(itertools.islice(gen, 2))
     assert first[0].text == "今天天气很好。" and len(first) == 2
+
+
+def test_first_utterance_comes_before_the_next_piece_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No look-ahead: the first utterance is yielded after its own G2P only (streaming's first audio)."""
+    import speedy.frontend as fe
+
+    calls: list[str] = []
+    real = fe.sentence_phones
+    monkeypatch.setattr(fe, "sentence_phones", lambda piece, dropped=None: calls.append(piece) or real(piece, dropped))
+    gen = text_to_utterances("我的家乡是南方的一座小镇，镇子不大。一条小河从中间穿过。", first_chars=6)
+    assert next(gen).text == "我的家乡" and calls == ["我的家乡"]
+    assert [u.text for u in gen] == ["是南方的一座小镇，镇子不大。", "一条小河从中间穿过。"] and len(calls) == 3
 
 
 def test_ten_thousand_characters() -> None:
