@@ -50,5 +50,7 @@ def test_bench_default_voice(default_onnx: Path) -> None:
         # baseline not run or compared with the wrong row; above 10 dB the port or the alignment broke
         # (mismatched sentences are refused by length, not scored).
         assert 3.0 < base.quality.mcd_db < 10.0, base.quality
-        assert base.quality.sentences == len(TEXTS)
+        # every utterance compared one to one (none refused, no text merged for splitting differently); the
+        # synthesizer's short first piece makes the second text two utterances
+        assert base.quality.sentences == fp32.quality.sentences > len(TEXTS)
         assert base.vs_fp32 is not None and base.vs_fp32.fp32_name == fp32.name
