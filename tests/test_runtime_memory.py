@@ -23,6 +23,13 @@ def test_sessions_keep_no_arena_or_patterns() -> None:
     assert not so.enable_mem_pattern and not so.enable_cpu_mem_arena
 
 
+def test_pool_threads_sleep_unless_a_component_asks() -> None:
+    """Sessions are made with spinning off (SESSION_DEFAULTS); a component's own session_config wins."""
+    spin = "session.intra_op.allow_spinning"
+    assert session_options(2).get_session_config_entry(spin) == "0"
+    assert session_options(2, config={spin: "1"}).get_session_config_entry(spin) == "1"
+
+
 @pytest.mark.integration
 def test_peak_rss_of_a_long_text(default_onnx: Path) -> None:
     """Load, stream and synthesise the bench's ~500-character probe in a fresh process: peak RSS stays
