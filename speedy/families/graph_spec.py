@@ -7,6 +7,7 @@ output and the difference (optimum's pattern of per-architecture export specs wi
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 #: ONNX opset for every export (a module constant so that every artifact says the same).
 OPSET = 17
@@ -42,3 +43,31 @@ class GraphSpec:
 
     def component(self, name: str) -> ComponentSpec:
         return {"acoustic": self.acoustic, "vocoder": self.vocoder}[name]
+
+
+def loop_figures(
+    steps_output: str, steps_equal: bool, mel_diff: float, mel_tol: float, snr: float, snr_tol: float, enforced: bool
+) -> list[dict[str, Any]]:
+    """Parity figures of a compiled host-loop family against its source, in the manifest's format: the loop's
+    frame count per symbol (`steps_output`: "durations" or "stop_step", exact), the mel (max |Δ|) and the
+    vocoder fed the source's mel (SNR, dB)."""
+    loop = "acoustic-loop"
+    return [
+        {
+            "component": loop,
+            "output": steps_output,
+            "kind": "exact",
+            "value": 0.0 if steps_equal else 1.0,
+            "tol": 0.0,
+            "enforced": enforced,
+        },
+        {
+            "component": loop,
+            "output": "mel",
+            "kind": "max_abs",
+            "value": mel_diff,
+            "tol": mel_tol,
+            "enforced": enforced,
+        },
+        {"component": "vocoder", "output": "wav", "kind": "snr_db", "value": snr, "tol": snr_tol, "enforced": enforced},
+    ]

@@ -38,6 +38,7 @@ from speedy.artifacts import (
     write_manifest,
 )
 from speedy.errors import InputError, ModelError
+from speedy.families.graph_spec import loop_figures
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -447,25 +448,7 @@ def verify_graphs(
         mel_diff = max(mel_diff, float(np.abs(ma - mb).max()) if ma.shape == mb.shape else float("inf"))
         wa, wb = (r[1](ma) for r in runners)
         snr = min(snr, snr_db(wa, wb))
-    figures = [
-        {
-            "component": "acoustic-loop",
-            "output": "durations",
-            "kind": "exact",
-            "value": 0.0 if dur_equal else 1.0,
-            "tol": 0.0,
-            "enforced": strict,
-        },
-        {
-            "component": "acoustic-loop",
-            "output": "mel",
-            "kind": "max_abs",
-            "value": mel_diff,
-            "tol": 1e-3,
-            "enforced": strict,
-        },
-        {"component": "vocoder", "output": "wav", "kind": "snr_db", "value": snr, "tol": 40.0, "enforced": strict},
-    ]
+    figures = loop_figures("durations", dur_equal, mel_diff, 1e-3, snr, 40.0, strict)
     if strict and (not dur_equal or mel_diff > 1e-3 or snr < 40.0):
         raise error(
             f"compile: the compiled Sambert graphs differ from the source (durations equal: {dur_equal}, "

@@ -10,6 +10,7 @@ import numpy as np
 
 from speedy.artifacts import Manifest
 from speedy.errors import ModelError
+from speedy.families.graph_spec import loop_figures
 
 #: Held out of calibration; one sentence of about 170 decoder steps for the default voice.
 VERIFY_TEXT = "请把窗户关上好吗？"
@@ -50,32 +51,7 @@ def verify_graphs(
         same_steps &= ma.shape == mb.shape and bool(np.array_equal(da, db))
         mel_diff = max(mel_diff, float(np.abs(ma - mb).max()) if ma.shape == mb.shape else float("inf"))
         snr = min(snr, snr_db(vocoder[0](ma), vocoder[1](ma)))
-    figures: list[dict[str, Any]] = [
-        {
-            "component": "acoustic-loop",
-            "output": "stop_step",
-            "kind": "exact",
-            "value": 0.0 if same_steps else 1.0,
-            "tol": 0.0,
-            "enforced": strict,
-        },
-        {
-            "component": "acoustic-loop",
-            "output": "mel",
-            "kind": "max_abs",
-            "value": mel_diff,
-            "tol": MEL_TOL,
-            "enforced": strict,
-        },
-        {
-            "component": "vocoder",
-            "output": "wav",
-            "kind": "snr_db",
-            "value": snr,
-            "tol": VOCODER_SNR_DB,
-            "enforced": strict,
-        },
-    ]
+    figures = loop_figures("stop_step", same_steps, mel_diff, MEL_TOL, snr, VOCODER_SNR_DB, strict)
     if strict and (not same_steps or mel_diff > MEL_TOL or snr < VOCODER_SNR_DB):
         raise error(
             f"compile: the compiled ttskit graphs differ from the source (same stop step and durations: "
