@@ -67,12 +67,12 @@ bench: setup
 	  --json docs/benchmarks.json --plot docs/benchmarks.png --markdown docs/benchmarks.md
 
 bench-frontend: setup
-	$(BIN)/python -m speedy.frontend.bench
+	$(SPEEDY) bench-frontend
 
 # Retrain the polyphone disambiguator from data/polyphones (CPU, torch; a few minutes) and export it to
 # speedy/frontend/data/polyphone_model.{onnx,json}; then update the figures in speedy/frontend/data/README.md.
 train-polyphones: setup
-	$(BIN)/python -m speedy.frontend.train_polyphones
+	$(SPEEDY) train-polyphones
 
 load: setup
 	$(SPEEDY) loadtest --spawn --clients 16 --seconds 60

@@ -35,6 +35,8 @@ COMMANDS: dict[str, str] = {
     "batch": "speedy.commands.batch:batch",
     "loadtest": "speedy.commands.loadtest:loadtest",
     "batch-bench": "speedy.commands.batch_bench:batch_bench",
+    "bench-frontend": "speedy.commands.frontend:bench_frontend",
+    "train-polyphones": "speedy.commands.frontend:train_polyphones",
 }
 
 

@@ -1,6 +1,6 @@
-"""``python -m speedy.frontend.bench``: accuracy on the frontend's own tables and public polyphone sets, speed.
+"""``speedy bench-frontend`` (`make bench-frontend`): accuracy on the frontend's own tables and public polyphone sets, speed.
 
-Prints TN exact match, polyphone accuracy and sandhi accuracy on tests/frontend/data; polyphone
+Reports TN exact match, polyphone accuracy and sandhi accuracy on tests/frontend/data; polyphone
 accuracy on the public corpora in data/polyphones (CPP dev part B, CPP test, g2pL test; test splits
 are marked) with the trained model and without it (dictionary and rules only) and for plain pypinyin;
 the first-call load time (import + dictionaries + first sentence, measured in a fresh interpreter) and
@@ -9,13 +9,15 @@ the time per 100 characters after warm-up on one thread (median of repeated runs
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
+from typing import Any
+
+from speedy.errors import InputError
 
 PARAGRAPH = (
     "2024年3月5日下午3:30，行长在银行的会议上说：今年的存款增长了12.5%，达到1.2万亿元。"
@@ -24,20 +26,24 @@ PARAGRAPH = (
 )
 
 _FIRST_CALL = """
-import time, warnings
+import pathlib, sys, time, warnings
 warnings.simplefilter("ignore")
 t = time.perf_counter()
 from speedy.frontend import text_to_utterances
 list(text_to_utterances("今天天气很好，我们去银行取了100元。"))
-print(time.perf_counter() - t)
+pathlib.Path(sys.argv[1]).write_text(repr(time.perf_counter() - t))
 """
 
 
 def first_call_seconds() -> float:
     """Seconds from a fresh interpreter's import to the first utterance (dictionary load included)."""
+    import tempfile
+
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    out = subprocess.run([sys.executable, "-c", _FIRST_CALL], capture_output=True, text=True, env=env, check=True)
-    return float(out.stdout.strip().splitlines()[-1])
+    with tempfile.TemporaryDirectory() as tmp:
+        result = Path(tmp) / "seconds"
+        subprocess.run([sys.executable, "-c", _FIRST_CALL, str(result)], capture_output=True, env=env, check=True)
+        return float(result.read_text())
 
 
 def ms_per_100_chars(repeats: int = 30) -> float:
@@ -121,21 +127,16 @@ def sandhi_accuracy() -> tuple[int, int]:
     return sum(" ".join(pinyin(t)) == e for t, e in table), len(table)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Print the report (``--json`` for a machine-readable one)."""
-    parser = argparse.ArgumentParser(prog="python -m speedy.frontend.bench", description=__doc__)
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--failures", action="store_true", help="list the failing table rows")
-    parser.add_argument("--limit", type=int, default=None, help="examples per public split (default: all)")
-    args = parser.parse_args(argv)
+def frontend_report(limit: int | None = None) -> tuple[dict[str, Any], list[str]]:
+    """The report (accuracies in %, sentence counts, first-call seconds, ms per 100 characters) and the
+    failing table rows; `limit`: examples per public split (None = all). InputError outside a checkout."""
     import warnings
 
     warnings.simplefilter("ignore")
     from speedy.frontend.suite import DATA, score_polyphones, score_tn
 
     if not DATA.is_dir():
-        print(f"bench: the test tables are not here ({DATA}); run it from a source checkout", file=sys.stderr)
-        return 2
+        raise InputError(f"bench-frontend: the test tables are not here ({DATA}); run it from a source checkout")
     load = first_call_seconds()
 
     tn, poly = score_tn(), score_polyphones()
@@ -146,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     total = poly.correct + news.correct + more.correct
     count = poly.total + news.total + more.total
     sandhi_ok, sandhi_n = sandhi_accuracy()
-    public = public_scores(args.limit)
+    public = public_scores(limit)
     speed = ms_per_100_chars()
     report = {
         "tn_exact_match_percent": round(tn.percent, 2),
@@ -169,32 +170,4 @@ def main(argv: list[str] | None = None) -> int:
         "ms_per_100_chars": round(speed, 3),
         "threads": 1,
     }
-    if args.json:
-        print(json.dumps(report))
-    else:
-        print(f"TN exact match      {tn.percent:6.2f} %  ({tn.correct}/{tn.total})")
-        for label, sc, b in (
-            ("polyphones        ", poly, base),
-            ("polyphones (news) ", news, base_news),
-            ("polyphones (third)", more, base_more),
-        ):
-            print(f"{label}  {sc.percent:6.2f} %  ({sc.correct}/{sc.total}; plain pypinyin {b:.2f} %)")
-        print(f"polyphones (all)    {100.0 * total / count:6.2f} %  ({total}/{count})")
-        print(f"tone sandhi         {report['sandhi_percent']:6.2f} %  ({sandhi_ok}/{sandhi_n})")
-        labels = dict(PUBLIC)
-        for name, row in public.items():
-            print(
-                f"{labels[name]:18s}  {row['model']:6.2f} %  ({row['sentences']} sentences; dictionary + rules "
-                f"{row['rules']:.2f} %, plain pypinyin {row['pypinyin']:.2f} %)"
-            )
-        print(f"first call (load)   {load * 1000:7.1f} ms  (fresh interpreter: import, dictionaries, 1 sentence)")
-        print(f"after warm-up       {speed:7.3f} ms per 100 characters (text_to_utterances, 1 thread, median)")
-    if args.failures:
-        for line in tn.failures + poly.failures + news.failures + more.failures:
-            print(line)
-    return 0
-
-
-if __name__ == "__main__":
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    raise SystemExit(main())
+    return dict(report), [*tn.failures, *poly.failures, *news.failures, *more.failures]

@@ -1,4 +1,4 @@
-"""``python -m speedy.frontend.train_polyphones``: train the polyphone disambiguator and export it to ONNX.
+"""``speedy train-polyphones`` (`make train-polyphones`): train the polyphone disambiguator and export it to ONNX.
 
 Build-time only (imports torch). Trains a character BiLSTM on g2pL train + CPP dev part A; besides the
 characters it reads the dictionary's answer (the lexicon pass's reading of each polyphonic character and
@@ -13,19 +13,19 @@ then chooses on the same selection splits which characters the model may overrid
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
 import os
 import random
-import sys
 import tempfile
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
+from speedy.errors import InputError, MissingExtraError
 from speedy.frontend.polyphone_corpus import CORPUS, Example, han_run, split
 
 _LOG = logging.getLogger(__name__)
@@ -314,46 +314,22 @@ def select_overrides(
     return override
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Train and export; prints the per-epoch selection accuracies as JSON."""
-    parser = argparse.ArgumentParser(prog="python -m speedy.frontend.train_polyphones", description=__doc__)
-    parser.add_argument("--out", type=Path, default=OUT, help="folder for polyphone_model.{onnx,json}")
-    parser.add_argument("--epochs", type=int, default=TrainConfig.epochs)
-    parser.add_argument("--hidden", type=int, default=TrainConfig.hidden)
-    parser.add_argument("--threads", type=int, default=TrainConfig.threads)
-    parser.add_argument(
-        "--overrides-only",
-        action="store_true",
-        help="keep the trained model, only re-choose the characters it may override",
-    )
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+def train_and_select(config: TrainConfig, out: Path = OUT, overrides_only: bool = False) -> dict[str, Any]:
+    """Train and export (unless `overrides_only`: keep the model, re-choose its override characters); returns
+    the per-epoch selection accuracies, the chosen epoch, the ONNX size and the override. InputError outside
+    a source checkout, MissingExtraError without torch."""
     if not CORPUS.is_dir():
-        print(f"train_polyphones: the corpora are not here ({CORPUS}); run it from a source checkout", file=sys.stderr)
-        return 2
+        raise InputError(f"train-polyphones: the corpora are not here ({CORPUS}); run it from a source checkout")
     try:
         import torch  # noqa: F401
     except ImportError:
-        print("train_polyphones: needs torch (pip install -e '.[export]')", file=sys.stderr)
-        return 2
-    if args.overrides_only:
-        print(json.dumps(select_overrides(args.out), ensure_ascii=False))
-        return 0
-    meta = train(TrainConfig(epochs=args.epochs, hidden=args.hidden, threads=args.threads), args.out)
-    override = select_overrides(args.out)
-    print(
-        json.dumps(
-            {
-                "history": meta["history"],
-                "selected": meta["selected_epoch"],
-                "bytes": meta["onnx_bytes"],
-                "override": override,
-            },
-            ensure_ascii=False,
-        )
-    )
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+        raise MissingExtraError("torch", "export", "train-polyphones") from None
+    if overrides_only:
+        return {"override": select_overrides(out)}
+    meta = train(config, out)
+    return {
+        "history": meta["history"],
+        "selected": meta["selected_epoch"],
+        "bytes": meta["onnx_bytes"],
+        "override": select_overrides(out),
+    }
