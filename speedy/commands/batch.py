@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from speedy.commands.common import console, emit_json, json_option
+from speedy.commands.common import console, emit_json, json_option, ray_option
 
 
 def _cores() -> int:
@@ -22,15 +22,7 @@ def _cores() -> int:
 @click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", "outdir", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @click.option("--artifact", type=click.Path(), default=None, help="Artifact folder (default: the default voice).")
-@click.option(
-    "--ray",
-    "ray_address",
-    is_flag=False,
-    flag_value="local",
-    default=None,
-    metavar="[ADDRESS]",
-    help="Run on Ray: a local Ray when no ADDRESS is given, else a cluster (e.g. ray://head:10001).",
-)
+@ray_option("Run on Ray")
 @click.option(
     "--workers",
     type=click.IntRange(1, 1024),

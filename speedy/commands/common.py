@@ -24,6 +24,20 @@ threads_option = click.option(
 )
 
 
+def ray_option(purpose: str) -> Any:
+    """`--ray [ADDRESS]`: a local Ray when the flag has no value, else a cluster address ("local" stands for
+    the former). `purpose` starts the help text."""
+    return click.option(
+        "--ray",
+        "ray_address",
+        is_flag=False,
+        flag_value="local",
+        default=None,
+        metavar="[ADDRESS]",
+        help=f"{purpose}: a local Ray when no ADDRESS is given, else a cluster (e.g. 'auto', ray://head:10001).",
+    )
+
+
 def emit_json(obj: Any) -> None:
     """Write one JSON object to stdout."""
     sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=2, default=str) + "\n")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from speedy.commands.common import ray_option
+
 
 @click.command()
 @click.option(
@@ -32,15 +34,7 @@ import click
     envvar="SPEEDY_API_KEY",
     help="Require 'Authorization: Bearer KEY' on the API routes (also $SPEEDY_API_KEY).",
 )
-@click.option(
-    "--ray",
-    "ray_address",
-    is_flag=False,
-    flag_value="local",
-    default=None,
-    metavar="[ADDRESS]",
-    help="Deploy with Ray Serve: a local Ray when no ADDRESS is given, else a cluster ('auto', ray://…).",
-)
+@ray_option("Deploy with Ray Serve")
 @click.option(
     "--replicas",
     type=int,
