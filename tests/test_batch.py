@@ -191,11 +191,13 @@ def test_serve_ray_without_ray_exits_3_and_its_deployment_options(monkeypatch: p
     result = CliRunner().invoke(main, ["serve", "--ray", "--port", "18498"])
     assert result.exit_code == 3 and "openspeedy[ray]" in result.output
     fixed = RayServeConfig(replicas=3, max_ongoing_requests=4, threads=2).deployment_options(queue=16)
-    assert fixed == {"max_ongoing_requests": 4 + ADMISSION_SLACK, "max_queued_requests": 16,
+    # the router's bound: --queue plus what every replica takes at once (Serve counts requests being routed)
+    assert fixed == {"max_ongoing_requests": 4 + ADMISSION_SLACK,
+                     "max_queued_requests": 16 + 3 * (4 + ADMISSION_SLACK),
                      "backpressure_config": {"status_code": 503, "retry_after_s": 1},
                      "ray_actor_options": {"num_cpus": 2}, "num_replicas": 3}
     auto = RayServeConfig(replicas=2, max_replicas=8, max_ongoing_requests=4).deployment_options(queue=16)
-    assert "num_replicas" not in auto
+    assert "num_replicas" not in auto and auto["max_queued_requests"] == 16 + 8 * (4 + ADMISSION_SLACK)
     scaling = auto["autoscaling_config"]
     assert (scaling["min_replicas"], scaling["max_replicas"], scaling["target_ongoing_requests"]) == (2, 8, 2)
     inner = replica_settings(ServeSettings(queue=16), RayServeConfig(max_ongoing_requests=4, threads=2))

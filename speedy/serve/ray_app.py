@@ -7,8 +7,8 @@ cores, the rest in its queue) and answers the next with its own 503 + Retry-Afte
 ADMISSION_SLACK more requests than that into a replica, so the excess reaches the app (and is refused
 there at once) and the quick routes (/healthz, /voices, /metrics) never wait behind synthesis; Serve's
 router holds up to `queue` requests while every replica is at that bound, and beyond that its proxy
-answers 503 with Retry-After: 1 too (with Ray's plain-text body: only under a flood of more than
-`queue` simultaneous arrivals, since every request at a replica is answered or admitted at once).
+answers 503 with Retry-After: 1 too (with Ray's plain-text body: only under a flood of more
+simultaneous arrivals than every replica can take at once plus `queue`; see `router_queue`).
 """
 
 from __future__ import annotations
@@ -47,11 +47,22 @@ class RayServeConfig:
         if not 1 <= self.max_ongoing_requests <= 1000:
             raise InputError(f"--max-ongoing-requests must be in [1, 1000], got {self.max_ongoing_requests}")
 
+    def router_queue(self, queue: int) -> int:
+        """Serve's `max_queued_requests`: the `queue` requests held while every replica is full, plus a
+        burst as large as all replicas (at most) take at once, K + ADMISSION_SLACK each.
+
+        Serve counts a request as queued from its arrival at the router until a replica is chosen, full
+        or not (ray/serve/_private/router.py, wrap_queued_request; ray-project/ray#54542 documents that it
+        may refuse more than needed), so a bound of `queue` alone made the proxy refuse simultaneous
+        arrivals at an idle replica: with queue 1, 75 of 400 requests sent two at a time got Ray's 503."""
+        return queue + (self.max_replicas or self.replicas) * (self.max_ongoing_requests + ADMISSION_SLACK)
+
     def deployment_options(self, queue: int) -> dict[str, Any]:
-        """Keyword arguments of `serve.deployment(...)`; `queue` bounds Serve's router queue."""
+        """Keyword arguments of `serve.deployment(...)`; `queue`: requests Serve's router holds for full
+        replicas (router_queue)."""
         opts: dict[str, Any] = {
             "max_ongoing_requests": self.max_ongoing_requests + ADMISSION_SLACK,
-            "max_queued_requests": queue,
+            "max_queued_requests": self.router_queue(queue),
             "backpressure_config": {"status_code": 503, "retry_after_s": 1},
             "ray_actor_options": {"num_cpus": self.threads},
         }
