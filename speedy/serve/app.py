@@ -116,7 +116,7 @@ class BodyLimit:
 
 def create_app(synthesizer: Any, settings: ServeSettings) -> FastAPI:
     """The app around a loaded Synthesizer; `settings` sizes the pool and sets the limits."""
-    pool = SynthesisPool(settings.workers, settings.queue, after_run=malloc.trim if settings.trim_memory else None)
+    pool = SynthesisPool(settings.workers, settings.queue, on_idle=malloc.trim if settings.trim_memory else None)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -21,11 +21,12 @@ class QueueFull(Exception):
 
 
 class SynthesisPool:
-    """`after_run` is called on the worker thread each time a run gives its slot back (e.g. malloc trim)."""
+    """`on_idle` is called on the worker thread when a run gives its slot back and no other request is
+    admitted, i.e. when the pool goes idle (e.g. malloc trim: see ServeSettings.trim_memory)."""
 
-    def __init__(self, workers: int, queue: int, after_run: Callable[[], object] | None = None) -> None:
+    def __init__(self, workers: int, queue: int, on_idle: Callable[[], object] | None = None) -> None:
         self.workers = workers
-        self._after_run = after_run
+        self._on_idle = on_idle
         self.capacity = workers + queue
         self._admit = threading.BoundedSemaphore(self.capacity)
         self._run = threading.BoundedSemaphore(workers)
@@ -45,8 +46,12 @@ class SynthesisPool:
         self._admit.release()
 
     def _released(self) -> None:
-        if self._after_run is not None:
-            self._after_run()
+        if self._on_idle is None:
+            return
+        with self._lock:
+            idle = self.in_flight <= 1  # the run giving its slot back is still counted until it leaves
+        if idle:
+            self._on_idle()
 
     def _guarded(self, fn: Callable[[], T]) -> T:
         with self._run:
