@@ -24,7 +24,7 @@ class ServeSettings:
     on the default voice one thread per sentence-sized run measured faster than two). queue: requests
     that may wait for a worker; beyond it the answer is 503 with Retry-After. timeout_s: per request.
     malloc_arenas: glibc malloc arenas (default: one per worker; speedy.runtime.malloc); trim_memory: give
-    freed heap memory back whenever the pool goes idle (RSS after a load ~200 MB instead of ~310 MB).
+    freed heap memory back whenever the pool goes idle (RSS after a 4-client load 207 MB instead of 318 MB).
     Trimming after every run instead cost 19 % of the throughput at 4 clients (3.71-3.76 vs 4.64 req/s,
     p95 1.26-1.27 vs 0.99 s; `speedy loadtest --clients 4 --seconds 60`, default voice, 2 cores): every
     run then faulted its tensors' pages in afresh.

@@ -137,10 +137,7 @@ def int8_components(
             shutil.copyfile(root / comp.file, staging / comp.file)
             comps[name] = comp
             continue
-        if recipe.name == "int8-dynamic":
-            say(f"quantizing {name} (dynamic INT8: {', '.join(ops)})")
-            dynamic_int8(root / comp.file, staging / comp.file, ops, recipe, recipe.scopes.get(name))
-        elif recipe.name == "int8-hybrid":
+        if recipe.name == "int8-hybrid":
             say(f"rewriting {name}'s convolutions as unfold + MatMul, then dynamic INT8 GEMM")
             hybrid_int8(
                 root / comp.file,
@@ -151,25 +148,12 @@ def int8_components(
                 feeds[name],
             )
         else:
-            say(f"calibrating {name} ({recipe.calibration}, {len(feeds[name])} inputs) and quantizing {', '.join(ops)}")
             caches[name] = tmp / f"{name}.calib.json"
-            static_int8(
-                root / comp.file,
-                staging / comp.file,
-                ops,
-                recipe,
-                CalibrationReader(feeds[name]),
-                caches[name],
-                (),
-                recipe.scopes.get(name),
+            quantize_graph(
+                name, root, staging, comp, ops, recipe, recipe.scopes.get(name), feeds.get(name), caches[name], say
             )
         precision = recipe.name if recipe.name in ("int8-dynamic", "int8-hybrid") else "int8-static"
-        comps[name] = replace(
-            comp,
-            precision=precision,
-            sha256=sha256_file(staging / comp.file),
-            extra={**dict(comp.extra), "op_types": list(ops)},
-        )
+        comps[name] = quantized_component(comp, precision, staging, ops)
     report: dict[str, object] = {}
     if recipe.name == "mixed":
         excluded, report = choose_float_groups(src, root, staging, comps, recipe, text, caches, say, sensitivity)
@@ -193,6 +177,40 @@ def int8_components(
                     extra={**dict(comps[name].extra), "float_nodes": len(nodes)},
                 )
     return comps, report
+
+
+def quantize_graph(
+    name: str,
+    root: Path,
+    staging: Path,
+    comp: Component,
+    ops: tuple[str, ...],
+    recipe: QuantRecipe,
+    scopes: Sequence[str] | None,
+    feeds: list[dict[str, np.ndarray]] | None,
+    cache: Path,
+    say: Callable[[str], None],
+) -> None:
+    """Write `comp`'s graph from `root` to `staging` with its `ops` INT8: dynamically for int8-dynamic (no
+    data), else statically, calibrated on `feeds` (the graph's input dicts; `cache`: the calibration table)."""
+    if recipe.name == "int8-dynamic":
+        say(f"quantizing {name} (dynamic INT8: {', '.join(ops)})")
+        dynamic_int8(root / comp.file, staging / comp.file, ops, recipe, scopes)
+        return
+    if feeds is None:
+        raise ModelError(f"quantize: no calibration inputs were recorded for {name}")
+    say(f"calibrating {name} ({recipe.calibration}, {len(feeds)} inputs) and quantizing {', '.join(ops)}")
+    static_int8(root / comp.file, staging / comp.file, ops, recipe, CalibrationReader(feeds), cache, (), scopes)
+
+
+def quantized_component(comp: Component, precision: str, staging: Path, ops: Sequence[str]) -> Component:
+    """`comp` as written to `staging`: its precision, new checksum and the op types made INT8."""
+    return replace(
+        comp,
+        precision=precision,
+        sha256=sha256_file(staging / comp.file),
+        extra={**dict(comp.extra), "op_types": list(ops)},
+    )
 
 
 def scoped_nodes(model_path: Path, ops: Sequence[str], scopes: Sequence[str] | None) -> list[str] | None:

@@ -252,7 +252,7 @@ def quantize_graphs(
     Returns (components, report) as ``speedy.stages.int8.int8_components`` does; the report holds the
     quantized loop's error against FP32 on the check sentence.
     """
-    from speedy.stages.int8 import CalibrationReader, dynamic_int8, static_int8
+    from speedy.stages.int8 import quantize_graph, quantized_component
 
     if recipe.name not in ("int8-dynamic", "int8-static"):
         raise InputError(
@@ -278,27 +278,8 @@ def quantize_graphs(
             shutil.copyfile(root / comp.file, staging / comp.file)
             comps[name] = comp
             continue
-        if recipe.name == "int8-dynamic":
-            say(f"quantizing {name} (dynamic INT8: {', '.join(ops)})")
-            dynamic_int8(root / comp.file, staging / comp.file, ops, recipe, scopes)
-        else:
-            say(f"calibrating {name} ({recipe.calibration}, {len(feeds[name])} inputs) and quantizing {', '.join(ops)}")
-            static_int8(
-                root / comp.file,
-                staging / comp.file,
-                ops,
-                recipe,
-                CalibrationReader(feeds[name]),
-                tmp / f"{name}.calib.json",
-                (),
-                scopes,
-            )
-        comps[name] = replace(
-            comp,
-            precision=precision,
-            sha256=sha256_file(staging / comp.file),
-            extra={**dict(comp.extra), "op_types": list(ops)},
-        )
+        quantize_graph(name, root, staging, comp, ops, recipe, scopes, feeds.get(name), tmp / f"{name}.calib.json", say)
+        comps[name] = quantized_component(comp, precision, staging, ops)
     report: dict[str, object] = {"float_graphs": [n for n in FLOAT_GRAPHS if n in src.components]}
     report["loop_error"] = loop_error(src, root, replace(src, components=comps), staging)
     return comps, report
