@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "serve": "speedy.commands.serve:serve",
     "analyze": "speedy.commands.analyze:analyze",
     "prune": "speedy.commands.prune:prune",
+    "distill": "speedy.commands.distill:distill",
     "batch": "speedy.commands.batch:batch",
     "loadtest": "speedy.commands.loadtest:loadtest",
     "batch-bench": "speedy.commands.batch_bench:batch_bench",

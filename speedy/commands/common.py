@@ -47,7 +47,14 @@ def emit_json(obj: Any) -> None:
 @contextmanager
 def progress_bar(enabled: bool, description: str, total: float | None = None) -> Iterator[Any]:
     """A rich progress bar on a terminal (stderr), or a no-op object when disabled / not a TTY."""
-    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     if not enabled or not console.is_terminal:
         yield _NoProgress()
@@ -57,6 +64,7 @@ def progress_bar(enabled: bool, description: str, total: float | None = None) ->
         BarColumn(),
         TaskProgressColumn(),
         TimeElapsedColumn(),
+        TimeRemainingColumn(),
         console=console,
         transient=True,
     ) as p:

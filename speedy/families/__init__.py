@@ -45,6 +45,8 @@ class FamilySpec:
     native_emotions: "module:function" name -> bool: emotion names the model embeds natively.
     reference:   "module:function" (progress=None) -> Path of the family's FP32 ONNX artifact built from its
                  built-in source (what ``speedy bench`` compares a row of this family with by default).
+    students:    component -> "module:function" (teacher, StudentShape, calibration mels, say) -> (student,
+                 fit errors): the family's student space for ``speedy distill`` (absent: not supported).
     """
 
     name: str
@@ -58,6 +60,7 @@ class FamilySpec:
     verify: str | None = None
     native_emotions: str | None = None
     reference: str | None = None
+    students: Mapping[str, str] = field(default_factory=dict)
     notes: Mapping[str, str] = field(default_factory=dict)
 
     @property

