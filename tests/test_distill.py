@@ -226,3 +226,11 @@ def test_cli_corrupt_source_exits_with_one_line(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["distill", str(bad), "-o", str(tmp_path / "o"), "--steps", "1"])
     assert result.exit_code in (2, 3), result.output
     assert "Traceback" not in result.output and not (tmp_path / "o").exists()
+
+
+def test_progress_line_shows_step_losses_and_rate() -> None:
+    from speedy.commands.distill import describe
+
+    line = describe(120, 2000, {"total": 3.21, "stft": 1.5, "hint": 0.25, "mel": 0.4}, 2.46)
+    assert line == "step 120/2000  total 3.210  stft 1.500  hint 0.250  2.5 steps/s"
+    assert "hint" not in describe(1900, 2000, {"total": 1.0, "stft": 0.5}, 3.0)

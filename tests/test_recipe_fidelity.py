@@ -127,9 +127,10 @@ def test_auto_picks_the_fastest_candidate_within_budget(default_onnx: Path, tmp_
 
 
 def test_auto_bad_budget_and_backend(default_onnx: Path, tmp_path: Path) -> None:
-    """An unknown backend or a budget outside its range: one line, exit 2, no folder."""
+    """An unknown backend, a budget outside its range or a --student that is not distilled: one line,
+    exit 2, no folder."""
     for args in (("--backends", "openvino"), ("--max-dnsmos-drop", "9"), ("--max-mcd", "-1"),
-                 ("--min-duration-match", "2")):
+                 ("--min-duration-match", "2"), ("--student", str(default_onnx))):
         proc = cli("quantize", str(default_onnx), "-o", str(tmp_path / "a"), "--recipe", "auto", *args)
         assert proc.returncode == 2, (args, proc.stderr[-500:])
         assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr

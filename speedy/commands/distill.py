@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -122,11 +123,16 @@ def distill(
         threads=threads,
         evaluate=not no_check,
     )
+    started: list[tuple[int, float]] = []
     with progress_bar(not as_json, "training", total=None) as bar:
 
         def on_step(step: int, total: int, losses: Mapping[str, float]) -> None:
-            shown = "  ".join(f"{k} {losses[k]:.3f}" for k in ("total", "stft", "hint") if k in losses)
-            bar.update(completed=step, total=total, description=f"training  {shown}")
+            now = time.perf_counter()
+            if not started:
+                started.append((step, now))
+            first_step, t0 = started[0]
+            rate = (step - first_step) / (now - t0) if now > t0 else 0.0
+            bar.update(completed=step, total=total, description=describe(step, total, losses, rate))
 
         manifest = run_distill(
             Path(source) if source else None,
@@ -147,3 +153,9 @@ def distill(
         f"{ms / mt:.2f}× the teacher's multiply-adds; {report['steps']} steps in {report['train_seconds']:.0f} s"
     )
     console.print(f"wrote {output} (next: speedy export {output} -o …)")
+
+
+def describe(step: int, total: int, losses: Mapping[str, float], steps_per_s: float) -> str:
+    """The progress line: step, smoothed losses (total, full-band STFT, hint while it lasts), steps/s."""
+    shown = "  ".join(f"{k} {losses[k]:.3f}" for k in ("total", "stft", "hint") if k in losses)
+    return f"step {step}/{total}  {shown}  {steps_per_s:.1f} steps/s"

@@ -70,6 +70,13 @@ from speedy.commands.common import console, emit_json, force_option, json_option
     show_default=True,
     help="auto: timed runs per candidate after one warm-up (the median is kept).",
 )
+@click.option(
+    "--student",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="auto: a distilled voice's FP32 ONNX artifact ('speedy distill' then 'speedy export'); its vocoder "
+    "joins the candidates as 'distilled'.",
+)
 @click.option("--per-channel/--per-tensor", default=None, help="Weight scales per output channel (default) or tensor.")
 @click.option(
     "--sensitivity",
@@ -98,6 +105,7 @@ def quantize(
     threads: int | None = None,
     check_sentences: int = 6,
     repeat: int = 3,
+    student: str | None = None,
 ) -> None:
     """Quantize an FP32 ONNX artifact with a named recipe.
 
@@ -111,7 +119,8 @@ def quantize(
       mixed         int8-static, keeping the most sensitive layers float within --max-mcd dB
       auto          measures fp32 / int8-hybrid / int8-static / fp16 per component on held-out calibration
                     sentences (speed on this machine, fidelity vs FP32) and writes the fastest pair within
-                    --max-mcd per component and --max-dnsmos-drop overall
+                    --max-mcd per component and --max-dnsmos-drop overall; --student DIR adds a
+                    distilled vocoder to the candidates
     Calibration text runs through the real frontend and FP32 acoustic model (the vocoder sees real mels).
     """
     from speedy.corpus import read_corpus_file
@@ -122,8 +131,12 @@ def quantize(
         budget = _budget(
             max_mcd, max_dnsmos_drop, min_duration_match, backends, threads, check_sentences, calib_sentences, repeat
         )
-        _auto(source, output, calib_file, budget, force, as_json)
+        _auto(source, output, calib_file, budget, force, as_json, student)
         return
+    if student is not None:
+        from speedy.errors import InputError
+
+        raise InputError("--student is an option of --recipe auto")
     overrides: dict[str, object] = {
         "calibration": method,
         "calib_sentences": calib_sentences,
@@ -186,13 +199,23 @@ def _budget(
     )
 
 
-def _auto(source: str, output: str, calib_file: str | None, budget, force: bool, as_json: bool) -> None:
+def _auto(
+    source: str, output: str, calib_file: str | None, budget, force: bool, as_json: bool, student: str | None = None
+) -> None:
     """--recipe auto: the accuracy-aware search of `speedy.stages.auto`, with its candidates as a table."""
     from speedy.corpus import read_corpus_file
     from speedy.stages.auto import search
 
     text = read_corpus_file(calib_file, "--calib") if calib_file is not None else None
-    manifest = search(Path(source), Path(output), budget, calibration_text=text, force=force, progress=console.log)
+    manifest = search(
+        Path(source),
+        Path(output),
+        budget,
+        calibration_text=text,
+        force=force,
+        progress=console.log,
+        student=Path(student) if student else None,
+    )
     report = manifest.extra["quantize"]
     info = {
         "output": output,

@@ -297,7 +297,12 @@ def _pairs(
     if not cache.exists():
         say(f"making teacher pairs from {len(sentences)} sentences (cached in {cache})")
     ids = calibration_ids(src, sentences, 10 * len(sentences))
-    return teacher_pairs(teacher["acoustic"], teacher["vocoder"], ids, config.frames, cache)
+
+    def told(done: int, total: int) -> None:
+        if done % 100 == 0 and done < total:
+            say(f"teacher pairs: {done}/{total} utterances")
+
+    return teacher_pairs(teacher["acoustic"], teacher["vocoder"], ids, config.frames, cache, told)
 
 
 def _steps_for(config: DistillConfig, teacher, student, proj, pairs, sample_rate: int) -> int:

@@ -12,6 +12,8 @@ per-component recipes and both axes are measured:
    measure its fidelity against FP32 with `speedy.fidelity` (acoustic MCD at FP32 durations, duration
    match; vocoder MCD on the FP32 mel). Component errors are measured apart because they are apart: the
    acoustic candidates run with the FP32 vocoder and the other way round.
+   With a student (`--student DIR`: the exported ONNX artifact of a `speedy distill` run), its vocoder is
+   one more vocoder candidate, `distilled`, measured like the rest.
 3. Order the pairs whose components are both within budget and that are at least `min_gain` faster than
    FP32 by their summed time; the first whose whole pipeline keeps DNSMOS OVRL within `max_dnsmos_drop` of
    FP32 wins. FP32 itself always qualifies.
@@ -39,7 +41,7 @@ BACKENDS = ("onnxruntime",)
 """Backends the search can place a component on. Only ONNX Runtime is built in; an OpenVINO backend
 (bf16 needs AVX512_BF16 or AMX) is not part of this project yet."""
 ACOUSTIC_RECIPES = ("fp32", "int8-hybrid", "int8-static", "fp16")
-VOCODER_RECIPES = ("fp32", "int8-static", "fp16")
+VOCODER_RECIPES = ("fp32", "int8-static", "fp16", "distilled")
 
 
 @dataclass(frozen=True)
@@ -115,14 +117,35 @@ class _Pair:
         return vocode_padded(self._vocoder, mel, a.min_vocoder_frames, a.hop_size)
 
 
+def student_vocoder(src: Manifest, student: Path) -> Path:
+    """The FP32 ONNX vocoder file of a distilled artifact, after checking that it fits `src`'s audio."""
+    st = read_manifest(student)
+    voc = st.components.get("vocoder")
+    if "distill" not in [s.stage for s in st.lineage] or voc is None:
+        raise InputError(f"--student {student}: not a distilled artifact (run 'speedy distill', then 'speedy export')")
+    if voc.format != "onnx" or voc.precision != "fp32":
+        raise InputError(f"--student {student}: its vocoder is {voc.format} {voc.precision}; give the FP32 ONNX export")
+    a, b = src.audio, st.audio
+    if (a.sample_rate, a.hop_size, a.n_mels) != (b.sample_rate, b.hop_size, b.n_mels):
+        raise InputError(f"--student {student}: its vocoder's audio settings differ from {src.family}'s")
+    return student / voc.file
+
+
 def _build_candidates(
-    source: Path, work: Path, say: Callable[[str], None], text: Sequence[str] | None, calib_sentences: int | None
+    source: Path,
+    work: Path,
+    say: Callable[[str], None],
+    text: Sequence[str] | None,
+    calib_sentences: int | None,
+    student: Path | None = None,
 ) -> dict[tuple[str, str], Path]:
     """{(component, recipe): file} for every candidate, each built once by the named recipe."""
     from speedy.stages.quantize import QuantRecipe, quantize
 
     src = read_manifest(source)
     files = {(c, "fp32"): source / src.components[c].file for c in ("acoustic", "vocoder")}
+    if student is not None:
+        files[("vocoder", "distilled")] = student_vocoder(src, student)
     for recipe in ("int8-hybrid", "int8-static", "fp16"):
         say(f"auto: building the {recipe} candidates")
         out = work / recipe
@@ -162,8 +185,11 @@ def search(
     calibration_text: Sequence[str] | None = None,
     force: bool = False,
     progress: Callable[[str], None] | None = None,
+    student: Path | None = None,
 ) -> Manifest:
     """Write the fastest candidate within `budget` from the FP32 ONNX artifact `source` into `out`.
+
+    `student`: a distilled voice's FP32 ONNX artifact whose vocoder joins the candidates as `distilled`.
 
     The manifest's `extra["quantize"]` holds every candidate's measurements and the pairs tried.
     """
@@ -184,12 +210,16 @@ def search(
             f"{calib_n + budget.check_sentences} (calibration + held-out check sentences)"
         )
     held_out = text[-budget.check_sentences :]
+    if student is not None:
+        student_vocoder(src, student)  # checked before minutes of candidate building
     start = time.perf_counter()
     with atomic_artifact(out, force=force) as staging:
         work = staging.parent / (staging.name + ".candidates")
         work.mkdir(exist_ok=True)
         try:
-            files = _build_candidates(source, work, say, text[: -budget.check_sentences], budget.calib_sentences)
+            files = _build_candidates(
+                source, work, say, text[: -budget.check_sentences], budget.calib_sentences, student
+            )
             say(f"auto: measuring {len(files)} candidates on {len(held_out)} held-out sentences")
             runners = {k: _runner(src, k[0], p, budget.threads) for k, p in files.items()}
             fp32 = _Pair(runners[("acoustic", "fp32")], runners[("vocoder", "fp32")], src)
@@ -233,7 +263,7 @@ def search(
         comps = {
             c: replace(
                 src.components[c],
-                precision=chosen[c],
+                precision="fp32" if chosen[c] == "distilled" else chosen[c],  # a student is a float graph
                 sha256=sha256_file(staging / src.components[c].file),
                 extra={**dict(src.components[c].extra), "auto_recipe": chosen[c]},
             )
@@ -247,7 +277,11 @@ def search(
             "pairs_tried": tried,
         }
         step = lineage_step(
-            "quantize", {"recipe": "auto", **asdict(budget)}, time.perf_counter() - start, "onnxruntime", "onnx"
+            "quantize",
+            {"recipe": "auto", **asdict(budget), **({"student": str(student)} if student else {})},
+            time.perf_counter() - start,
+            "onnxruntime",
+            "onnx",
         )
         manifest = src.with_step(step, components=comps, extra={**dict(src.extra), "quantize": report})
         write_manifest(staging, manifest)
