@@ -93,10 +93,19 @@ def test_failure_leaves_nothing(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_missing_parent_is_output_error(tmp_path: Path) -> None:
-    """A target whose parent folder does not exist is exit code 4."""
-    with pytest.raises(OutputError):
-        with atomic_artifact(tmp_path / "nope" / "a"):
+def test_missing_parent_is_created(tmp_path: Path) -> None:
+    """A target whose parent folders do not exist gets them (mkdir -p), and the artifact lands there."""
+    target = tmp_path / "nope" / "deeper" / "a"
+    with atomic_artifact(target) as staging:
+        write_manifest(staging, _manifest(staging))
+    assert (target / "manifest.json").is_file()
+
+
+def test_parent_under_a_file_is_output_error(tmp_path: Path) -> None:
+    """A target whose parent is a file (cannot be created) is exit code 4."""
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(OutputError, match="not a folder"):
+        with atomic_artifact(tmp_path / "afile" / "a"):
             pass
 
 

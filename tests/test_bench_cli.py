@@ -65,7 +65,7 @@ def test_json_to_stdout(setup: tuple[Path, Path, Path]) -> None:
     ("unknown-dir", 3, "not an artifact folder"),
     ("empty-texts", 2, "no text"),
     ("other-family", 2, "sample rate"),
-    ("unwritable", 4, "does not exist"),
+    ("unwritable", 4, "not a folder"),
     ("bad-repeat", 2, "repeat"),
 ])
 def test_bad_input_exit_codes_and_no_partial_json(setup: tuple[Path, Path, Path], tmp_path: Path, case: str,
@@ -81,7 +81,8 @@ def test_bad_input_exit_codes_and_no_partial_json(setup: tuple[Path, Path, Path]
     elif case == "other-family":
         args += ["--reference", str(make_toy_artifact(tmp_path / "other", sample_rate=22050))]
     elif case == "unwritable":
-        args[args.index("--json") + 1] = str(tmp_path / "missing" / "r.json")
+        (tmp_path / "afile").write_text("x")
+        args[args.index("--json") + 1] = str(tmp_path / "afile" / "r.json")
     elif case == "bad-repeat":
         args[args.index("--repeat") + 1] = "0"
     result = CliRunner().invoke(main, ["bench", *args])
