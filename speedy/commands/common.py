@@ -15,6 +15,30 @@ from rich.console import Console
 console = Console(stderr=True)
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+
+
+def json_out_option(what: str) -> Any:
+    """`--json-out FILE`: also write the JSON object to a file (`--json` alone prints it on stdout)."""
+    return click.option(
+        "--json-out",
+        "json_out",
+        type=click.Path(dir_okay=False),
+        default=None,
+        metavar="FILE",
+        help=f"Write {what} as JSON to FILE (written only when the run succeeds).",
+    )
+
+
+def refuse_old_json_path(paths: tuple[str, ...] | list[str]) -> None:
+    """`--json` took a FILE before it became a flag; the old `--json out.json` leaves `out.json` as an
+    argument. Say so in one line instead of calling `out.json` an unknown artifact."""
+    from pathlib import Path
+
+    from speedy.errors import InputError
+
+    for p in paths:
+        if p.endswith(".json") and not Path(p).is_dir():
+            raise InputError(f"{p}: --json is a flag now (one JSON object on stdout); write a file with --json-out {p}")
 force_option = click.option("--force", is_flag=True, help="Replace an existing output folder.")
 threads_option = click.option(
     "--threads",
