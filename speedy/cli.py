@@ -16,7 +16,7 @@ EXIT_CODES_HELP = """\b
 Exit codes:
   0  ok
   1  unexpected error (one line; --debug shows the traceback)
-  2  bad usage or bad input (text, options, files)
+  2  bad usage or bad input (text, options, files; serve's port in use)
   3  missing or bad model / artifact (checksum, manifest, missing extra)
   4  output cannot be written"""
 

@@ -276,6 +276,12 @@ def test_api_key(served: Served) -> None:
     assert c.post("/tts", json={"text": "你好"}, headers={"Authorization": "Bearer wrong"}).status_code == 401
     assert c.post("/tts", json={"text": "你好"}, headers={"Authorization": "Bearer s3cret"}).status_code == 200
     assert c.get("/").status_code == 200 and c.get("/healthz").status_code == 200
+    # the README and `serve --help` name the guarded and the open routes: keep them true
+    assert c.post("/tts/stream", json={"text": "你好"}).status_code == 401
+    assert c.post("/v1/audio/speech", json={"model": "tts-1", "voice": "alloy", "input": "你好"}).status_code == 401
+    assert c.get("/v1/models").status_code == 401
+    for route in ("/voices", "/metrics", "/docs", "/openapi.json"):
+        assert c.get(route).status_code == 200, route
 
 
 def wait_until(condition: Callable[[], bool], what: str) -> None:

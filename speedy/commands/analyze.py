@@ -7,7 +7,14 @@ from pathlib import Path
 
 import click
 
-from speedy.commands.common import console, emit_json, json_option, json_out_option, refuse_old_json_path, threads_option
+from speedy.commands.common import (
+    console,
+    emit_json,
+    json_option,
+    json_out_option,
+    refuse_old_json_path,
+    threads_option,
+)
 
 
 @click.command()

@@ -39,6 +39,8 @@ def refuse_old_json_path(paths: tuple[str, ...] | list[str]) -> None:
     for p in paths:
         if p.endswith(".json") and not Path(p).is_dir():
             raise InputError(f"{p}: --json is a flag now (one JSON object on stdout); write a file with --json-out {p}")
+
+
 force_option = click.option("--force", is_flag=True, help="Replace an existing output folder.")
 threads_option = click.option(
     "--threads",
@@ -46,6 +48,39 @@ threads_option = click.option(
     default=None,
     help="Intra-op threads for ONNX Runtime / torch (default: all cores).",
 )
+
+
+def hidden_alias(old: str, dest: str, type: Any = None) -> Any:
+    """A hidden `old` spelling of the option whose parameter is `dest`, kept for a release after a rename.
+
+    The option named `dest` must take `callback=take_alias`: click processes options given on the
+    command line first, so the alias's value is waiting in `ctx.meta` when the new option is resolved.
+    """
+
+    def keep(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        if value is not None:
+            ctx.meta[f"speedy.alias.{dest}"] = (old, value)
+        return value
+
+    return click.option(
+        old,
+        type=type,
+        default=None,
+        hidden=True,
+        expose_value=False,
+        callback=keep,
+        help=f"Old spelling, kept for one release (see --help for the current name of {dest}).",
+    )
+
+
+def take_alias(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Callback of a renamed option: its hidden old spelling's value, when that was given instead."""
+    given = ctx.meta.get(f"speedy.alias.{param.name}")
+    if given is None:
+        return value
+    if ctx.get_parameter_source(param.name or "") is click.core.ParameterSource.COMMANDLINE:
+        raise click.UsageError(f"give {given[0]} or {max(param.opts, key=len)}, not both")
+    return given[1]
 
 
 def ray_option(purpose: str) -> Any:

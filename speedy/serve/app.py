@@ -386,16 +386,23 @@ def create_app(synthesizer: Any, settings: ServeSettings) -> FastAPI:
 
 
 def run(artifact: str | None, settings: ServeSettings) -> None:
-    """Load the Synthesizer with `threads_per_worker` intra-op threads, then serve until SIGTERM/SIGINT.
+    """Bind the port, load the Synthesizer with `threads_per_worker` intra-op threads, then serve until
+    SIGTERM/SIGINT (a port in use: InputError, exit 2, before anything loads).
 
     uvicorn's graceful shutdown drains in-flight requests (up to the request timeout) on SIGTERM.
     """
     import uvicorn
 
+    from speedy.serve import listen
     from speedy.synth import Synthesizer
 
+    sock = listen.bind(settings.host, settings.port)  # a port in use fails now, before the load
     malloc.limit_arenas(settings.malloc_arenas)  # before any worker thread allocates (speedy.runtime.malloc)
-    synthesizer = Synthesizer.load(artifact, threads=settings.threads_per_worker)
+    try:
+        synthesizer = Synthesizer.load(artifact, threads=settings.threads_per_worker)
+    except BaseException:
+        sock.close()
+        raise
     app = create_app(synthesizer, settings)
     _LOGGER.info(
         "serving %s on http://%s:%d (%d workers × %d threads, queue %d)",
@@ -406,6 +413,12 @@ def run(artifact: str | None, settings: ServeSettings) -> None:
         settings.threads_per_worker,
         settings.queue,
     )
-    uvicorn.run(
-        app, host=settings.host, port=settings.port, log_level="info", timeout_graceful_shutdown=int(settings.timeout_s)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=listen.uvicorn_log_config(),
+        log_level=listen.uvicorn_log_level(),
+        timeout_graceful_shutdown=int(settings.timeout_s),
     )
+    uvicorn.Server(config).run(sockets=[sock])
