@@ -7,10 +7,8 @@ holds the recipes and the stage); a multi-graph family's own per-graph hook take
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import shutil
-import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -21,6 +19,7 @@ import numpy as np
 from speedy.artifacts import Component, Manifest, sha256_file
 from speedy.errors import InputError, ModelError
 from speedy.families import lookup
+from speedy.noise import library_stdout
 
 if TYPE_CHECKING:
     from speedy.stages.quantize import QuantRecipe
@@ -260,7 +259,7 @@ def hybrid_int8(
         convs = [n.name for n in onnx.load(str(src), load_external_data=False).graph.node if n.op_type == "Conv"]
     scales = smoothing_scales(src, channel_ranges(src, convs, feeds), SMOOTH_ALPHA)
     gemms = rewrite_convs(src, tmp, convs, scales)
-    with contextlib.redirect_stdout(sys.stderr):
+    with library_stdout():
         quantize_dynamic(
             str(tmp),
             str(dst),
@@ -329,8 +328,8 @@ def static_int8(
     if unshared.exists() or unshare_initializers(src, unshared):
         src = unshared
     try:
-        # ORT's calibrators print progress to stdout; keep stdout for the command's --json object.
-        with contextlib.redirect_stdout(sys.stderr):
+        # ORT's calibrators print progress to stdout: shown on stderr with -v (stdout is the --json object's)
+        with library_stdout():
             _quantize_static(
                 str(src),
                 str(dst),
