@@ -8,11 +8,15 @@ import click
 
 from speedy.commands.common import console, emit_json, force_option, json_option
 
+#: speedy.stages.quantize.RECIPES plus the measured search (`auto`), for --help without importing the stage
+#: (numpy, onnx); tests/test_cli_conventions.py keeps the two lists equal.
+RECIPE_CHOICES = ("int8-dynamic", "int8-static", "int8-hybrid", "fp16", "mixed", "auto")
+
 
 @click.command()
 @click.argument("source", type=click.Path())
 @click.option("-o", "--output", required=True, type=click.Path(), help="Artifact folder to write.")
-@click.option("--recipe", required=True, help="int8-dynamic | int8-static | int8-hybrid | fp16 | mixed | auto")
+@click.option("--recipe", required=True, help=" | ".join(RECIPE_CHOICES) + " (see below and the README's table).")
 @click.option("--calibration", "method", default=None, help="Static calibration: minmax | entropy | percentile.")
 @click.option(
     "--calib",
