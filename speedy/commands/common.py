@@ -123,6 +123,31 @@ def progress_bar(enabled: bool, description: str, total: float | None = None) ->
         yield _Bound(p, task)
 
 
+@contextmanager
+def library_progress(enabled: bool) -> Iterator[None]:
+    """Draw the library's `speedy.progress.report` calls as rich progress bars (one per description) on a
+    terminal; nothing when disabled (--json, -q) or not a TTY."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from speedy.progress import listening
+
+    if not enabled or not console.is_terminal or console.quiet:
+        yield
+        return
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+    ) as p:
+        tasks: dict[str, Any] = {}
+
+        def sink(description: str, done: int, total: int) -> None:
+            if description not in tasks:
+                tasks[description] = p.add_task(description, total=total)
+            p.update(tasks[description], completed=done, total=total)
+
+        with listening(sink):
+            yield
+
+
 class _NoProgress:
     def advance(self, amount: float = 1.0) -> None: ...
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from speedy.commands.common import console, emit_json, force_option, json_option
+from speedy.commands.common import console, emit_json, force_option, json_option, library_progress
 
 #: speedy.stages.quantize.RECIPES plus the measured search (`auto`), for --help without importing the stage
 #: (numpy, onnx); tests/test_cli_conventions.py keeps the two lists equal.
@@ -140,15 +140,16 @@ def quantize(
     text = None
     if calib_file is not None:
         text = read_corpus_file(calib_file, "--calib")
-    manifest = run_quantize(
-        Path(source),
-        Path(output),
-        rec,
-        calibration_text=text,
-        force=force,
-        progress=console.log,
-        sensitivity=Path(sensitivity) if sensitivity else None,
-    )
+    with library_progress(not as_json):  # calibration bars (int8-static, mixed: a minute or more)
+        manifest = run_quantize(
+            Path(source),
+            Path(output),
+            rec,
+            calibration_text=text,
+            force=force,
+            progress=console.log,
+            sensitivity=Path(sensitivity) if sensitivity else None,
+        )
     info = {
         "output": output,
         "recipe": rec.name,
@@ -196,7 +197,8 @@ def _auto(source: str, output: str, calib_file: str | None, budget, force: bool,
     from speedy.stages.auto import search
 
     text = read_corpus_file(calib_file, "--calib") if calib_file is not None else None
-    manifest = search(Path(source), Path(output), budget, calibration_text=text, force=force, progress=console.log)
+    with library_progress(not as_json):
+        manifest = search(Path(source), Path(output), budget, calibration_text=text, force=force, progress=console.log)
     report = manifest.extra["quantize"]
     info = {
         "output": output,

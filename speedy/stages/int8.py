@@ -20,6 +20,7 @@ from speedy.artifacts import Component, Manifest, sha256_file
 from speedy.errors import InputError, ModelError
 from speedy.families import lookup
 from speedy.noise import library_stdout
+from speedy.progress import report
 
 if TYPE_CHECKING:
     from speedy.stages.quantize import QuantRecipe
@@ -62,9 +63,11 @@ class CalibrationReader:
     have a different length per utterance and cannot be stacked into one array.
     """
 
-    def __init__(self, feeds: list[dict[str, np.ndarray]]) -> None:
+    def __init__(self, feeds: list[dict[str, np.ndarray]], label: str = "calibrating") -> None:
         self.feeds = feeds
+        self.label = label
         self._it: Iterator[dict[str, np.ndarray]] = iter(feeds)
+        self._done = 0
 
     def __len__(self) -> int:
         return len(self.feeds)
@@ -73,10 +76,15 @@ class CalibrationReader:
         self._it = iter(self.feeds[start_index:end_index])
 
     def get_next(self) -> dict[str, np.ndarray] | None:
-        return next(self._it, None)
+        feed = next(self._it, None)
+        report(self.label, self._done, len(self.feeds))  # ORT asks for the next input once the last one ran
+        if feed is not None:
+            self._done += 1
+        return feed
 
     def rewind(self) -> None:
         self._it = iter(self.feeds)
+        self._done = 0
 
 
 def acoustic_feeds(comp: Component, ids: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
@@ -199,7 +207,16 @@ def quantize_graph(
     if feeds is None:
         raise ModelError(f"quantize: no calibration inputs were recorded for {name}")
     say(f"calibrating {name} ({recipe.calibration}, {len(feeds)} inputs) and quantizing {', '.join(ops)}")
-    static_int8(root / comp.file, staging / comp.file, ops, recipe, CalibrationReader(feeds), cache, (), scopes)
+    static_int8(
+        root / comp.file,
+        staging / comp.file,
+        ops,
+        recipe,
+        CalibrationReader(feeds, f"calibrating {name}"),
+        cache,
+        (),
+        scopes,
+    )
 
 
 def quantized_component(comp: Component, precision: str, staging: Path, ops: Sequence[str]) -> Component:
