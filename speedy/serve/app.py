@@ -139,9 +139,11 @@ def create_app(synthesizer: Any, settings: ServeSettings) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {"msg": "invalid request", "loc": ()}
-        loc = [str(p) for p in first.get("loc", ()) if p != "body"]
         kind = first.get("type", "invalid")
-        msg = "request body is not valid JSON" if kind == "json_invalid" else first.get("msg", "invalid value")
+        if kind == "json_invalid":  # loc is ("body", character index into the decoded body)
+            return _error(422, _bad_json_message(first, exc.body), None, kind)
+        loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+        msg = first.get("msg", "invalid value")
         field = ".".join(loc) or None
         return _error(422, f"{field}: {msg}" if field else msg, field, kind)
 
@@ -198,7 +200,7 @@ def create_app(synthesizer: Any, settings: ServeSettings) -> FastAPI:
 
     def check_voice(name: str | None) -> None:
         if name not in (None, "", *voices):
-            raise ApiError(400, f"unknown voice {name!r}; valid voices: {', '.join(voices)}", "voice")
+            raise ApiError(422, f"unknown voice {name!r}; valid voices: {', '.join(voices)}", "voice")
 
     async def synthesize(text: str, options: SynthesisOptions) -> Any:
         if len(text) > settings.max_chars:
@@ -352,7 +354,7 @@ def create_app(synthesizer: Any, settings: ServeSettings) -> FastAPI:
         supported = audio_io.supported_formats()
         if fmt not in supported:
             raise ApiError(
-                400,
+                422,
                 f"response_format {req.response_format!r} is not supported here; supported: " f"{', '.join(supported)}",
                 "response_format",
             )
@@ -365,7 +367,7 @@ def create_app(synthesizer: Any, settings: ServeSettings) -> FastAPI:
                 emotion = req.voice
             except InputError:
                 raise ApiError(
-                    400,
+                    422,
                     f"unknown voice {req.voice!r}; use one of {', '.join(voices)}, an emotion "
                     f"(中性 喜悦 悲伤 愤怒) or an OpenAI voice name",
                     "voice",
@@ -383,6 +385,17 @@ def create_app(synthesizer: Any, settings: ServeSettings) -> FastAPI:
         return Response(audio_io.encode(result.audio, result.sample_rate, fmt), media_type=audio_io.media_type(fmt))
 
     return app
+
+
+def _bad_json_message(error: dict[str, Any], body: Any) -> str:
+    """'request body is not valid JSON at byte offset N: <why>' (FastAPI gives a character index)."""
+    pos = next((p for p in reversed(error.get("loc", ())) if isinstance(p, int)), None)
+    why = (error.get("ctx") or {}).get("error")
+    text = "request body is not valid JSON"
+    if pos is not None:
+        offset = len(body[:pos].encode("utf-8", "surrogatepass")) if isinstance(body, str) else pos
+        text += f" at byte offset {offset}"
+    return f"{text}: {why}" if why else text
 
 
 def run(artifact: str | None, settings: ServeSettings) -> None:
