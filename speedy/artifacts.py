@@ -162,6 +162,13 @@ class Manifest:
         return asdict(self)
 
     @property
+    def default_voice(self) -> str:
+        """The voice used when none is asked for: `extra["default_voice"]` (ttskit: Aiyue, its own default),
+        else the first of `controls.voices`."""
+        named = self.extra.get("default_voice")
+        return str(named) if named in self.controls.voices else self.controls.voices[0]
+
+    @property
     def precision(self) -> str:
         """A one-word summary: the components' precisions joined (e.g. "int8/fp32")."""
         ps = sorted({c.precision for c in self.components.values()})

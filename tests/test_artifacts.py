@@ -131,3 +131,15 @@ def test_killed_stage_leaves_no_valid_folder(tmp_path: Path) -> None:
     for leftover in tmp_path.iterdir():  # the staging folder may remain, but is never a valid artifact
         with pytest.raises(ModelError):
             read_manifest(leftover)
+
+
+def test_default_voice(tmp_path: Path) -> None:
+    """The default voice is extra["default_voice"] when it names a voice (ttskit: Aiyue), else the first voice."""
+    from dataclasses import replace
+
+    m = _manifest(tmp_path)
+    assert m.default_voice == m.controls.voices[0]
+    many = replace(m, controls=replace(m.controls, voices=("Aimei", "Aiyue")))
+    assert many.default_voice == "Aimei"
+    assert replace(many, extra={"default_voice": "Aiyue"}).default_voice == "Aiyue"
+    assert replace(many, extra={"default_voice": "nobody"}).default_voice == "Aimei"
