@@ -116,3 +116,13 @@ def test_old_json_path_form_names_json_out(setup: tuple[Path, Path, Path], tmp_p
     assert result.exit_code == 2, result.output
     assert f"--json-out {out}" in result.output
     assert not out.exists()
+
+
+def test_no_quality_prints_no_table_of_dashes(setup: tuple[Path, Path, Path]) -> None:
+    """--no-quality leaves the per-component fidelity table out (it would be all dashes); the speed table stays."""
+    fp32, _, texts = setup
+    result = CliRunner().invoke(main, ["bench", str(fp32), "--texts", str(texts), "--repeat", "1", "--warmup", "0",
+                                       "--no-quality", "--no-memory"])
+    assert result.exit_code == 0, result.output
+    assert "speed (all texts)" in result.output
+    assert "per-component fidelity" not in result.output
