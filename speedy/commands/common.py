@@ -25,6 +25,7 @@ def json_out_option(what: str) -> Any:
         type=click.Path(dir_okay=False),
         default=None,
         metavar="FILE",
+        callback=take_alias,
         help=f"Write {what} as JSON to FILE (written only when the run succeeds).",
     )
 
@@ -64,6 +65,7 @@ def hidden_alias(old: str, dest: str, type: Any = None) -> Any:
 
     return click.option(
         old,
+        "old_" + old.lstrip("-").replace("-", "_"),  # its own name, even where old == the new option's dest
         type=type,
         default=None,
         hidden=True,
