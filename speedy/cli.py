@@ -100,7 +100,8 @@ def main(ctx: click.Context, debug: bool, quiet: bool, verbose: bool) -> None:
 
     Each stage reads an artifact folder (model files + manifest.json) and writes a new one:
     export → quantize → compile / trace → synth, bench, serve. Every command is non-interactive
-    and most take --json for one machine-readable object on stdout (logs go to stderr).
+    and --json means one machine-readable object on stdout (logs go to stderr; -q: warnings and errors
+    only, -v: other libraries' messages too).
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
