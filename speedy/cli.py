@@ -16,7 +16,7 @@ EXIT_CODES_HELP = """\b
 Exit codes:
   0  ok
   1  unexpected error (one line; --debug shows the traceback)
-  2  bad usage or bad input (text, options, files)
+  2  bad usage or bad input (text, options, files; serve's port in use)
   3  missing or bad model / artifact (checksum, manifest, missing extra)
   4  output cannot be written"""
 
@@ -85,15 +85,24 @@ def _fail(ctx: click.Context, message: str, code: int) -> None:
 
 @click.group(cls=SpeedyGroup, epilog=EXIT_CODES_HELP, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
-@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr.")
+@click.option(
+    "-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr: no progress, no 'wrote', no tables."
+)
+@click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="Also show other libraries' messages (torch export warnings, ONNX Runtime quantizer/optimizer logs).",
+)
 @click.version_option(package_name="openspeedy", prog_name="speedy")
 @click.pass_context
-def main(ctx: click.Context, debug: bool, quiet: bool) -> None:
+def main(ctx: click.Context, debug: bool, quiet: bool, verbose: bool) -> None:
     """OpenSpeedy: make text-to-speech models small and fast, and serve them.
 
     Each stage reads an artifact folder (model files + manifest.json) and writes a new one:
     export → quantize → compile / trace → synth, bench, serve. Every command is non-interactive
-    and most take --json for one machine-readable object on stdout (logs go to stderr).
+    and --json means one machine-readable object on stdout (logs go to stderr; -q: warnings and errors
+    only, -v: other libraries' messages too).
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
@@ -101,6 +110,11 @@ def main(ctx: click.Context, debug: bool, quiet: bool) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     for noisy in ("jieba", "numba", "matplotlib", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    from speedy import noise
+    from speedy.commands.common import console
+
+    noise.configure(verbose=verbose or debug, quiet=quiet)
+    console.quiet = quiet
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from speedy.artifacts import Manifest, read_manifest
+from speedy.artifacts import Manifest, ensure_folder, read_manifest
 from speedy.controls import CONTROL_RANGES, SynthesisOptions, effective_controls
 from speedy.errors import InputError, ModelError, OutputError
 from speedy.families import frontend_module
@@ -385,12 +385,10 @@ def _resample(wav: np.ndarray, ratio: float) -> np.ndarray:
 
 
 def check_output_path(out: Path) -> None:
-    """Fail early (OutputError) if the WAV cannot be written there."""
+    """Fail early (OutputError) if the file cannot be written there; missing parent folders are created."""
     if out.is_dir():
         raise OutputError(f"output {out} is a directory")
-    parent = out.parent if str(out.parent) else Path(".")
-    if not parent.is_dir():
-        raise OutputError(f"output folder {parent} does not exist")
+    parent = ensure_folder(out.parent, purpose=f"cannot write {out}")
     if not os.access(parent, os.W_OK):
         raise OutputError(f"output folder {parent} is not writable")
 

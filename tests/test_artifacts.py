@@ -93,10 +93,19 @@ def test_failure_leaves_nothing(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_missing_parent_is_output_error(tmp_path: Path) -> None:
-    """A target whose parent folder does not exist is exit code 4."""
-    with pytest.raises(OutputError):
-        with atomic_artifact(tmp_path / "nope" / "a"):
+def test_missing_parent_is_created(tmp_path: Path) -> None:
+    """A target whose parent folders do not exist gets them (mkdir -p), and the artifact lands there."""
+    target = tmp_path / "nope" / "deeper" / "a"
+    with atomic_artifact(target) as staging:
+        write_manifest(staging, _manifest(staging))
+    assert (target / "manifest.json").is_file()
+
+
+def test_parent_under_a_file_is_output_error(tmp_path: Path) -> None:
+    """A target whose parent is a file (cannot be created) is exit code 4."""
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(OutputError, match="not a folder"):
+        with atomic_artifact(tmp_path / "afile" / "a"):
             pass
 
 
@@ -122,3 +131,15 @@ def test_killed_stage_leaves_no_valid_folder(tmp_path: Path) -> None:
     for leftover in tmp_path.iterdir():  # the staging folder may remain, but is never a valid artifact
         with pytest.raises(ModelError):
             read_manifest(leftover)
+
+
+def test_default_voice(tmp_path: Path) -> None:
+    """The default voice is extra["default_voice"] when it names a voice (ttskit: Aiyue), else the first voice."""
+    from dataclasses import replace
+
+    m = _manifest(tmp_path)
+    assert m.default_voice == m.controls.voices[0]
+    many = replace(m, controls=replace(m.controls, voices=("Aimei", "Aiyue")))
+    assert many.default_voice == "Aimei"
+    assert replace(many, extra={"default_voice": "Aiyue"}).default_voice == "Aiyue"
+    assert replace(many, extra={"default_voice": "nobody"}).default_voice == "Aimei"

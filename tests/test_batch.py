@@ -205,3 +205,14 @@ def test_serve_ray_without_ray_exits_3_and_its_deployment_options(monkeypatch: p
     assert (inner.workers, inner.threads_per_worker, inner.queue) == (1, 2, 3)
     with pytest.raises(Exception, match="--max-replicas"):
         RayServeConfig(replicas=4, max_replicas=2)
+
+
+def test_summary_line_wording(tmp_path: Path, toy: Path, in_process: None) -> None:
+    """`-o out/` names out/index.jsonl (not out//index.jsonl), and one failed line is '1 error', not '1 errors'."""
+    src = tmp_path / "in.txt"
+    src.write_text("你好。\n" + "好" * 2001 + "\n", encoding="utf-8")
+    out = f"{tmp_path / 'out'}/"
+    result = CliRunner().invoke(main, ["batch", str(src), "-o", out, "--artifact", str(toy), "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    assert "1 synthesised, 0 already done, 1 error of 2 items" in result.output
+    assert f"{tmp_path / 'out' / 'index.jsonl'}" in result.output and "//" not in result.output

@@ -197,9 +197,10 @@ def test_json_write_is_atomic(toy_frontend: None, toys: tuple[Path, Path], tmp_p
                               monkeypatch: pytest.MonkeyPatch) -> None:
     """A failure while writing leaves neither the JSON file nor a temporary file behind."""
     report = _tiny_report(toy_frontend, toys[0])
-    out = tmp_path / "out" / "b.json"
+    (tmp_path / "afile").write_text("x")
     with pytest.raises(OutputError):
-        write_json(report, out)  # folder missing: refused up front
+        write_json(report, tmp_path / "afile" / "b.json")  # a folder that cannot exist: refused up front
+    out = tmp_path / "out" / "b.json"
     out.parent.mkdir()
 
     def boom(self: BenchReport) -> dict:

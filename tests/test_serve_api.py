@@ -232,11 +232,11 @@ BAD = [
     ("/tts", {"text": "你好", "pitch": -13}, 422, "pitch"),
     ("/tts", {"text": "你好", "energy": 0}, 422, "energy"),
     ("/tts", {"text": "你好", "emotion": "开心"}, 422, "emotion"),
-    ("/tts", {"text": "你好", "voice": "nobody"}, 400, "voice"),
+    ("/tts", {"text": "你好", "voice": "nobody"}, 422, "voice"),
     ("/tts", {"text": "你好", "format": "ogg"}, 422, "format"),
     ("/tts", {"text": "你好", "colour": "red"}, 422, "colour"),
-    ("/v1/audio/speech", {"input": "你好", "voice": "alloy", "response_format": "aiff"}, 400, "response_format"),
-    ("/v1/audio/speech", {"input": "你好", "voice": "nobody"}, 400, "voice"),
+    ("/v1/audio/speech", {"input": "你好", "voice": "alloy", "response_format": "aiff"}, 422, "response_format"),
+    ("/v1/audio/speech", {"input": "你好", "voice": "nobody"}, 422, "voice"),
     ("/v1/audio/speech", {"input": "", "voice": "alloy"}, 422, "input"),
     ("/v1/audio/speech", {"input": "你好", "voice": "alloy", "speed": 9}, 422, "speed"),
 ]
@@ -261,6 +261,11 @@ def test_nan_and_inf_rejected(client: httpx.Client, raw: str) -> None:
 def test_malformed_json_type_method_and_size(client: httpx.Client) -> None:
     """Malformed JSON 422, wrong content type 415, wrong method 405, unknown route 404, big body 413."""
     assert client.post("/tts", content="{not json", headers={"content-type": "application/json"}).status_code == 422
+    # the number in the message is a byte offset and says so (character 12, after two 3-byte characters)
+    r = client.post("/tts", content='{"text": "你好"， "x": 1}'.encode(), headers={"content-type": "application/json"})
+    err = r.json()["error"]
+    assert r.status_code == 422 and err["field"] is None
+    assert err["message"].startswith("request body is not valid JSON at byte offset 17: "), err
     r = client.post("/tts", content="text=你好", headers={"content-type": "application/x-www-form-urlencoded"})
     assert r.status_code == 415 and "application/json" in r.json()["error"]["message"]
     assert client.get("/tts").status_code == 405
@@ -276,6 +281,12 @@ def test_api_key(served: Served) -> None:
     assert c.post("/tts", json={"text": "你好"}, headers={"Authorization": "Bearer wrong"}).status_code == 401
     assert c.post("/tts", json={"text": "你好"}, headers={"Authorization": "Bearer s3cret"}).status_code == 200
     assert c.get("/").status_code == 200 and c.get("/healthz").status_code == 200
+    # the README and `serve --help` name the guarded and the open routes: keep them true
+    assert c.post("/tts/stream", json={"text": "你好"}).status_code == 401
+    assert c.post("/v1/audio/speech", json={"model": "tts-1", "voice": "alloy", "input": "你好"}).status_code == 401
+    assert c.get("/v1/models").status_code == 401
+    for route in ("/voices", "/metrics", "/docs", "/openapi.json"):
+        assert c.get(route).status_code == 200, route
 
 
 def wait_until(condition: Callable[[], bool], what: str) -> None:
@@ -352,9 +363,9 @@ def test_openapi_documents_routes(client: httpx.Client) -> None:
 
 
 def test_unsupported_format_lists_supported(client: httpx.Client) -> None:
-    """An unknown response_format is a 400 whose message lists what this libsndfile can write."""
+    """An unknown response_format is a 422 (as every refused field value) whose message lists what this libsndfile can write."""
     r = client.post("/v1/audio/speech", json={"input": "你好", "voice": "alloy", "response_format": "aiff"})
-    assert r.status_code == 400 and "wav" in r.json()["error"]["message"] and "flac" in r.json()["error"]["message"]
+    assert r.status_code == 422 and "wav" in r.json()["error"]["message"] and "flac" in r.json()["error"]["message"]
 
 
 def test_pool_survives_app_restart() -> None:

@@ -7,7 +7,14 @@ from pathlib import Path
 
 import click
 
-from speedy.commands.common import console, emit_json, threads_option
+from speedy.commands.common import (
+    console,
+    emit_json,
+    json_option,
+    json_out_option,
+    refuse_old_json_path,
+    threads_option,
+)
 
 
 @click.command()
@@ -29,13 +36,8 @@ from speedy.commands.common import console, emit_json, threads_option
 )
 @click.option("--quant/--no-quant", default=True, help="Measure INT8 sensitivity (the slowest part).")
 @click.option("--prune/--no-prune", "prune_", default=True, help="Measure pruning sensitivity.")
-@click.option(
-    "--json",
-    "json_file",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Write the report as JSON to this file ('-' = stdout); quantize --sensitivity reads it.",
-)
+@json_option
+@json_out_option("the report (quantize --sensitivity reads it)")
 @threads_option
 def analyze(
     source: str | None,
@@ -45,7 +47,8 @@ def analyze(
     criterion: str,
     quant: bool,
     prune_: bool,
-    json_file: str | None,
+    as_json: bool,
+    json_out: str | None,
     threads: int | None,
 ) -> None:
     """Which layers of both components are worth quantizing or pruning, measured.
@@ -64,6 +67,12 @@ def analyze(
     from speedy.corpus import parse_corpus
     from speedy.errors import InputError
 
+    if source is not None:
+        refuse_old_json_path([source])
+    if json_out:
+        from speedy.synth import check_output_path
+
+        check_output_path(Path(json_out))
     texts = None
     if texts_file is not None:
         p = Path(texts_file)
@@ -89,17 +98,17 @@ def analyze(
         prune=prune_,
     )
     report = run_analyze(Path(source) if source else None, cfg, progress=console.log)
-    if json_file == "-":
+    if json_out:
+        from speedy.synth import atomic_write
+
+        text = json.dumps(report, ensure_ascii=False, indent=1)
+        atomic_write(Path(json_out), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    if as_json:
         emit_json(report)
         return
-    if json_file:
-        out = Path(json_file)
-        tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text(json.dumps(report, ensure_ascii=False, indent=1), encoding="utf-8")
-        tmp.replace(out)
     console.print(_table(report))
-    if json_file:
-        console.print(f"wrote {json_file}")
+    if json_out:
+        console.print(f"wrote {json_out}")
 
 
 def _prune_cell(figures: dict, fraction: str) -> str:

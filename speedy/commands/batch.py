@@ -50,7 +50,8 @@ def batch(
     """Synthesise every line of INPUT into OUTDIR/<id>.wav, with one line per item in OUTDIR/index.jsonl.
 
     INPUT is a UTF-8 text file (one utterance a line, ids 000001…) or JSONL with {"id", "text", "voice",
-    "emotion", "speed", "pitch", "pitch_range", "energy"}. A rerun skips items already done; bad lines are
+    "emotion", "speed", "pitch", "pitch_range", "energy"}: JSONL when its name ends in .jsonl or .ndjson,
+    or its first non-empty line starts with '{'. A rerun skips items already done; bad lines are
     recorded as errors in the index and the batch goes on. Exit 0 even when some items failed: read the
     summary's "errors" (or the index's status fields).
 
@@ -104,8 +105,9 @@ def batch(
     if as_json:
         emit_json(info)
     else:
+        errors = f"{info['errors']} error" + ("" if info["errors"] == 1 else "s")
         console.print(
-            f"{info['done']} synthesised, {info['skipped']} already done, {info['errors']} errors "
+            f"{info['done']} synthesised, {info['skipped']} already done, {errors} "
             f"of {info['items']} items in {info['wall_s']:.1f} s ({info['items_per_s']} items/s, "
-            f"{info['audio_s_per_s']} audio s per s) → {outdir}/index.jsonl"
+            f"{info['audio_s_per_s']} audio s per s) → {Path(outdir) / 'index.jsonl'}"
         )

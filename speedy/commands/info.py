@@ -39,6 +39,7 @@ def info(folder: str, as_json: bool) -> None:
         "components": comps,
         "audio": m.audio.__dict__,
         "voices": list(m.controls.voices),
+        "default_voice": m.default_voice,
         "emotions": dict(m.controls.emotions),
         "lineage": [
             {"stage": s.stage, "time": s.time, "seconds": s.seconds, "options": dict(s.options)} for s in m.lineage
@@ -55,7 +56,7 @@ def info(folder: str, as_json: bool) -> None:
     for name, c in comps.items():
         t.add_row(name, c["file"], c["format"], c["precision"], f"{c['size_bytes'] / 1e6:.2f} MB")
     console.print(t)
-    console.print(f"voices ({len(m.controls.voices)}): " + ", ".join(m.controls.voices))
+    console.print(f"voices ({len(m.controls.voices)}, default {m.default_voice}): " + ", ".join(m.controls.voices))
     console.print(
         "lineage: " + " → ".join(f"{s.stage}({', '.join(f'{k}={v}' for k, v in s.options.items())})" for s in m.lineage)
     )

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from speedy.commands.common import console, emit_json, json_option
+from speedy.commands.common import console, emit_json, hidden_alias, json_option, json_out_option
 
 
 @click.command()
@@ -22,17 +22,25 @@ from speedy.commands.common import console, emit_json, json_option
     help="Send N requests (2 clients) instead and report the spawned server's peak RSS.",
 )
 @click.option("--ray", is_flag=True, help="With --spawn: start 'speedy serve --ray' (Ray Serve) instead.")
-@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Also write the JSON report here.")
+@json_out_option("the report")
+@hidden_alias("--out", "json_out", type=click.Path(dir_okay=False))
 @json_option
 def loadtest(
-    url: str | None, spawn: bool, clients: int, seconds: float, memory: int, ray: bool, out: str | None, as_json: bool
+    url: str | None,
+    spawn: bool,
+    clients: int,
+    seconds: float,
+    memory: int,
+    ray: bool,
+    json_out: str | None,
+    as_json: bool,
 ) -> None:
     """Load a TTS server with N clients for S seconds of POST /tts and report requests/s, audio seconds
     per second, p50/p95 latency, 503s and every other error; with --spawn also the server's resident
     memory. Every loop stops by itself; only loopback addresses are loaded."""
     from speedy.serve.loadtest import LoadTestConfig, run_loadtest
 
-    config = LoadTestConfig(url, spawn, clients, seconds, memory, ray, Path(out) if out else None)
+    config = LoadTestConfig(url, spawn, clients, seconds, memory, ray, Path(json_out) if json_out else None)
     report = run_loadtest(config)
     if as_json:
         emit_json(report)

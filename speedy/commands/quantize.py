@@ -6,13 +6,17 @@ from pathlib import Path
 
 import click
 
-from speedy.commands.common import console, emit_json, force_option, json_option
+from speedy.commands.common import console, emit_json, force_option, json_option, library_progress
+
+#: speedy.stages.quantize.RECIPES plus the measured search (`auto`), for --help without importing the stage
+#: (numpy, onnx); tests/test_cli_conventions.py keeps the two lists equal.
+RECIPE_CHOICES = ("int8-dynamic", "int8-static", "int8-hybrid", "fp16", "mixed", "auto")
 
 
 @click.command()
 @click.argument("source", type=click.Path())
 @click.option("-o", "--output", required=True, type=click.Path(), help="Artifact folder to write.")
-@click.option("--recipe", required=True, help="int8-dynamic | int8-static | int8-hybrid | fp16 | mixed | auto")
+@click.option("--recipe", required=True, help=" | ".join(RECIPE_CHOICES) + " (see below and the README's table).")
 @click.option("--calibration", "method", default=None, help="Static calibration: minmax | entropy | percentile.")
 @click.option(
     "--calib",
@@ -149,15 +153,16 @@ def quantize(
     text = None
     if calib_file is not None:
         text = read_corpus_file(calib_file, "--calib")
-    manifest = run_quantize(
-        Path(source),
-        Path(output),
-        rec,
-        calibration_text=text,
-        force=force,
-        progress=console.log,
-        sensitivity=Path(sensitivity) if sensitivity else None,
-    )
+    with library_progress(not as_json):  # calibration bars (int8-static, mixed: a minute or more)
+        manifest = run_quantize(
+            Path(source),
+            Path(output),
+            rec,
+            calibration_text=text,
+            force=force,
+            progress=console.log,
+            sensitivity=Path(sensitivity) if sensitivity else None,
+        )
     info = {
         "output": output,
         "recipe": rec.name,
@@ -207,15 +212,16 @@ def _auto(
     from speedy.stages.auto import search
 
     text = read_corpus_file(calib_file, "--calib") if calib_file is not None else None
-    manifest = search(
-        Path(source),
-        Path(output),
-        budget,
-        calibration_text=text,
-        force=force,
-        progress=console.log,
-        student=Path(student) if student else None,
-    )
+    with library_progress(not as_json):
+        manifest = search(
+            Path(source),
+            Path(output),
+            budget,
+            calibration_text=text,
+            force=force,
+            progress=console.log,
+            student=Path(student) if student else None,
+        )
     report = manifest.extra["quantize"]
     info = {
         "output": output,

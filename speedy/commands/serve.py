@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from speedy.commands.common import ray_option
+from speedy.commands.common import hidden_alias, ray_option, take_alias
 
 
 @click.command()
@@ -12,14 +12,26 @@ from speedy.commands.common import ray_option
     "--artifact", type=click.Path(), default=None, help="Artifact folder (default: the default voice's ONNX export)."
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", type=int, default=8000, show_default=True)
 @click.option(
-    "--workers-threads",
-    "workers",
+    "--port", type=int, default=8000, show_default=True, help="TCP port to listen on (checked before loading)."
+)
+@click.option(
+    "--workers",
     type=int,
     default=0,
-    help="Synthesis runs at once (default: one per core; each gets cores/N ONNX Runtime threads).",
+    callback=take_alias,
+    help="Synthesis runs at once (default: one per core).",
 )
+@hidden_alias("--workers-threads", "workers", type=int)
+@click.option(
+    "--threads-per-worker",
+    "threads",
+    type=click.IntRange(1, 256),
+    default=None,
+    callback=take_alias,
+    help="ONNX Runtime threads of each worker (default: cores ÷ workers; --ray: 1, and the CPUs reserved per replica).",
+)
+@hidden_alias("--threads-per-replica", "threads", type=click.IntRange(1, 256))
 @click.option(
     "--queue",
     type=int,
@@ -32,7 +44,8 @@ from speedy.commands.common import ray_option
     "--api-key",
     default=None,
     envvar="SPEEDY_API_KEY",
-    help="Require 'Authorization: Bearer KEY' on the API routes (also $SPEEDY_API_KEY).",
+    help="Require 'Authorization: Bearer KEY' on POST /tts, /tts/stream, /v1/audio/speech and GET /v1/models "
+    "(also $SPEEDY_API_KEY); /, /voices, /healthz, /metrics and /docs stay open.",
 )
 @ray_option("Deploy with Ray Serve")
 @click.option(
@@ -50,18 +63,12 @@ from speedy.commands.common import ray_option
     show_default=True,
     help="--ray: requests one replica admits (one running, the rest waiting); more get its 503 + Retry-After.",
 )
-@click.option(
-    "--threads-per-replica",
-    type=int,
-    default=1,
-    show_default=True,
-    help="--ray: ONNX Runtime threads (and CPUs reserved) per replica.",
-)
 def serve(
     artifact: str | None,
     host: str,
     port: int,
     workers: int,
+    threads: int | None,
     queue: int,
     timeout: float,
     api_key: str | None,
@@ -69,7 +76,6 @@ def serve(
     replicas: int,
     max_replicas: int | None,
     max_ongoing_requests: int,
-    threads_per_replica: int,
 ) -> None:
     """Serve the Chinese TTS web page at / and the HTTP API.
 
@@ -92,7 +98,7 @@ def serve(
             replicas=replicas,
             max_replicas=max_replicas,
             max_ongoing_requests=max_ongoing_requests,
-            threads=threads_per_replica,
+            threads=threads or 1,
         )
         run_ray(
             artifact,
@@ -102,5 +108,13 @@ def serve(
         return
     run(
         artifact,
-        ServeSettings(host=host, port=port, workers=workers, queue=queue, timeout_s=timeout, api_key=api_key or None),
+        ServeSettings(
+            host=host,
+            port=port,
+            workers=workers,
+            threads_per_worker=threads or 0,
+            queue=queue,
+            timeout_s=timeout,
+            api_key=api_key or None,
+        ),
     )

@@ -100,7 +100,7 @@ def synth(
         "acoustic_s": round(result.acoustic_s, 4),
         "vocoder_s": round(result.vocoder_s, 4),
         "artifact": str(synthesizer.root),
-        "voice": voice,
+        "voice": voice or synthesizer.manifest.default_voice,
     }
     if as_json:
         emit_json(info)

@@ -139,9 +139,11 @@ def create_app(synthesizer: Any, settings: ServeSettings) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {"msg": "invalid request", "loc": ()}
-        loc = [str(p) for p in first.get("loc", ()) if p != "body"]
         kind = first.get("type", "invalid")
-        msg = "request body is not valid JSON" if kind == "json_invalid" else first.get("msg", "invalid value")
+        if kind == "json_invalid":  # loc is ("body", character index into the decoded body)
+            return _error(422, _bad_json_message(first, exc.body), None, kind)
+        loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+        msg = first.get("msg", "invalid value")
         field = ".".join(loc) or None
         return _error(422, f"{field}: {msg}" if field else msg, field, kind)
 
@@ -198,7 +200,7 @@ def create_app(synthesizer: Any, settings: ServeSettings) -> FastAPI:
 
     def check_voice(name: str | None) -> None:
         if name not in (None, "", *voices):
-            raise ApiError(400, f"unknown voice {name!r}; valid voices: {', '.join(voices)}", "voice")
+            raise ApiError(422, f"unknown voice {name!r}; valid voices: {', '.join(voices)}", "voice")
 
     async def synthesize(text: str, options: SynthesisOptions) -> Any:
         if len(text) > settings.max_chars:
@@ -352,7 +354,7 @@ def create_app(synthesizer: Any, settings: ServeSettings) -> FastAPI:
         supported = audio_io.supported_formats()
         if fmt not in supported:
             raise ApiError(
-                400,
+                422,
                 f"response_format {req.response_format!r} is not supported here; supported: " f"{', '.join(supported)}",
                 "response_format",
             )
@@ -365,7 +367,7 @@ def create_app(synthesizer: Any, settings: ServeSettings) -> FastAPI:
                 emotion = req.voice
             except InputError:
                 raise ApiError(
-                    400,
+                    422,
                     f"unknown voice {req.voice!r}; use one of {', '.join(voices)}, an emotion "
                     f"(中性 喜悦 悲伤 愤怒) or an OpenAI voice name",
                     "voice",
@@ -385,17 +387,35 @@ def create_app(synthesizer: Any, settings: ServeSettings) -> FastAPI:
     return app
 
 
+def _bad_json_message(error: dict[str, Any], body: Any) -> str:
+    """'request body is not valid JSON at byte offset N: <why>' (FastAPI gives a character index)."""
+    pos = next((p for p in reversed(error.get("loc", ())) if isinstance(p, int)), None)
+    why = (error.get("ctx") or {}).get("error")
+    text = "request body is not valid JSON"
+    if pos is not None:
+        offset = len(body[:pos].encode("utf-8", "surrogatepass")) if isinstance(body, str) else pos
+        text += f" at byte offset {offset}"
+    return f"{text}: {why}" if why else text
+
+
 def run(artifact: str | None, settings: ServeSettings) -> None:
-    """Load the Synthesizer with `threads_per_worker` intra-op threads, then serve until SIGTERM/SIGINT.
+    """Bind the port, load the Synthesizer with `threads_per_worker` intra-op threads, then serve until
+    SIGTERM/SIGINT (a port in use: InputError, exit 2, before anything loads).
 
     uvicorn's graceful shutdown drains in-flight requests (up to the request timeout) on SIGTERM.
     """
     import uvicorn
 
+    from speedy.serve import listen
     from speedy.synth import Synthesizer
 
+    sock = listen.bind(settings.host, settings.port)  # a port in use fails now, before the load
     malloc.limit_arenas(settings.malloc_arenas)  # before any worker thread allocates (speedy.runtime.malloc)
-    synthesizer = Synthesizer.load(artifact, threads=settings.threads_per_worker)
+    try:
+        synthesizer = Synthesizer.load(artifact, threads=settings.threads_per_worker)
+    except BaseException:
+        sock.close()
+        raise
     app = create_app(synthesizer, settings)
     _LOGGER.info(
         "serving %s on http://%s:%d (%d workers × %d threads, queue %d)",
@@ -406,6 +426,12 @@ def run(artifact: str | None, settings: ServeSettings) -> None:
         settings.threads_per_worker,
         settings.queue,
     )
-    uvicorn.run(
-        app, host=settings.host, port=settings.port, log_level="info", timeout_graceful_shutdown=int(settings.timeout_s)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=listen.uvicorn_log_config(),
+        log_level=listen.uvicorn_log_level(),
+        timeout_graceful_shutdown=int(settings.timeout_s),
     )
+    uvicorn.Server(config).run(sockets=[sock])

@@ -1,7 +1,7 @@
 """Bounded load test on loopback: N concurrent clients for S seconds against POST /tts.
 
     speedy loadtest --spawn --clients 16 --seconds 60
-    speedy loadtest --spawn --ray --clients 16 --seconds 60 --out docs/load-ray.json
+    speedy loadtest --spawn --ray --clients 16 --seconds 60 --json-out docs/load-ray.json
     speedy loadtest --url http://127.0.0.1:8000 --clients 4 --seconds 30
     speedy loadtest --spawn --memory 200 --json
 

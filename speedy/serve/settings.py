@@ -49,7 +49,7 @@ class ServeSettings:
         object.__setattr__(self, "threads_per_worker", self.threads_per_worker or max(1, cores // workers))
         object.__setattr__(self, "malloc_arenas", self.malloc_arenas or workers)
         if not 1 <= workers <= 64:
-            raise InputError(f"--workers-threads must be in [1, 64], got {workers}")
+            raise InputError(f"--workers must be in [1, 64], got {workers}")
         if not 0 <= self.queue <= 10_000:
             raise InputError(f"--queue must be in [0, 10000], got {self.queue}")
         if not 0 < self.timeout_s <= 3600:

@@ -7,10 +7,8 @@ holds the recipes and the stage); a multi-graph family's own per-graph hook take
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import shutil
-import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -21,6 +19,8 @@ import numpy as np
 from speedy.artifacts import Component, Manifest, sha256_file
 from speedy.errors import InputError, ModelError
 from speedy.families import lookup
+from speedy.noise import library_stdout
+from speedy.progress import report
 
 if TYPE_CHECKING:
     from speedy.stages.quantize import QuantRecipe
@@ -63,9 +63,11 @@ class CalibrationReader:
     have a different length per utterance and cannot be stacked into one array.
     """
 
-    def __init__(self, feeds: list[dict[str, np.ndarray]]) -> None:
+    def __init__(self, feeds: list[dict[str, np.ndarray]], label: str = "calibrating") -> None:
         self.feeds = feeds
+        self.label = label
         self._it: Iterator[dict[str, np.ndarray]] = iter(feeds)
+        self._done = 0
 
     def __len__(self) -> int:
         return len(self.feeds)
@@ -74,10 +76,15 @@ class CalibrationReader:
         self._it = iter(self.feeds[start_index:end_index])
 
     def get_next(self) -> dict[str, np.ndarray] | None:
-        return next(self._it, None)
+        feed = next(self._it, None)
+        report(self.label, self._done, len(self.feeds))  # ORT asks for the next input once the last one ran
+        if feed is not None:
+            self._done += 1
+        return feed
 
     def rewind(self) -> None:
         self._it = iter(self.feeds)
+        self._done = 0
 
 
 def acoustic_feeds(comp: Component, ids: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
@@ -200,7 +207,16 @@ def quantize_graph(
     if feeds is None:
         raise ModelError(f"quantize: no calibration inputs were recorded for {name}")
     say(f"calibrating {name} ({recipe.calibration}, {len(feeds)} inputs) and quantizing {', '.join(ops)}")
-    static_int8(root / comp.file, staging / comp.file, ops, recipe, CalibrationReader(feeds), cache, (), scopes)
+    static_int8(
+        root / comp.file,
+        staging / comp.file,
+        ops,
+        recipe,
+        CalibrationReader(feeds, f"calibrating {name}"),
+        cache,
+        (),
+        scopes,
+    )
 
 
 def quantized_component(comp: Component, precision: str, staging: Path, ops: Sequence[str]) -> Component:
@@ -260,7 +276,7 @@ def hybrid_int8(
         convs = [n.name for n in onnx.load(str(src), load_external_data=False).graph.node if n.op_type == "Conv"]
     scales = smoothing_scales(src, channel_ranges(src, convs, feeds), SMOOTH_ALPHA)
     gemms = rewrite_convs(src, tmp, convs, scales)
-    with contextlib.redirect_stdout(sys.stderr):
+    with library_stdout():
         quantize_dynamic(
             str(tmp),
             str(dst),
@@ -329,8 +345,8 @@ def static_int8(
     if unshared.exists() or unshare_initializers(src, unshared):
         src = unshared
     try:
-        # ORT's calibrators print progress to stdout; keep stdout for the command's --json object.
-        with contextlib.redirect_stdout(sys.stderr):
+        # ORT's calibrators print progress to stdout: shown on stderr with -v (stdout is the --json object's)
+        with library_stdout():
             _quantize_static(
                 str(src),
                 str(dst),

@@ -64,7 +64,7 @@ class QuantRecipe:
 
     def __post_init__(self) -> None:
         if self.name not in RECIPES:
-            raise InputError(f"unknown recipe {self.name!r}; choose one of: {', '.join(RECIPES)}")
+            raise InputError(f"unknown recipe {self.name!r}; choose one of: {', '.join(RECIPES)}, auto")
         if self.calibration not in CALIBRATION_METHODS:
             raise InputError(
                 f"unknown calibration method {self.calibration!r}; choose one of: " f"{', '.join(CALIBRATION_METHODS)}"
@@ -140,7 +140,7 @@ class QuantRecipe:
             "mixed": cls.mixed,
         }
         if name not in factories:
-            raise InputError(f"unknown recipe {name!r}; choose one of: {', '.join(RECIPES)}")
+            raise InputError(f"unknown recipe {name!r}; choose one of: {', '.join(RECIPES)}, auto")
         recipe = factories[name]()
         clean = {k: v for k, v in overrides.items() if v is not None}
         return replace(recipe, **clean) if clean else recipe

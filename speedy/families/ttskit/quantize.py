@@ -14,9 +14,7 @@ result is judged by DNSMOS and duration against the FP32 artifact, not by mel pa
 
 from __future__ import annotations
 
-import contextlib
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -34,6 +32,7 @@ from speedy.artifacts import (
     write_manifest,
 )
 from speedy.errors import InputError, ModelError
+from speedy.noise import library_stdout
 
 GRAPHS = ("decoder_step", "postnet", "vocoder")
 #: Intra-op threads cap recorded on the host loop's graphs (``extra["max_threads"]``, read by
@@ -105,7 +104,7 @@ def _quantize(
         if name != "decoder_step":
             source = tmp / comp.file
             nodes = rewrite_convs(src / comp.file, source)
-        with contextlib.redirect_stdout(sys.stderr):
+        with library_stdout():
             quantize_dynamic(
                 str(source),
                 str(dst),
