@@ -24,8 +24,8 @@ def build(out: Path = OUT) -> int:
     from pypinyin.constants import PHRASES_DICT, PINYIN_DICT
     from pypinyin_dict.phrase_pinyin_data import cc_cedict, zdic_cibs
 
-    from speedy.frontend.g2p import word_readings
     from speedy.frontend.lexicon import tone3
+    from speedy.frontend.words import word_readings
 
     merged: dict[str, list[list[str]]] = dict(zdic_cibs.phrases_dict)
     merged.update(cc_cedict.phrases_dict)  # CC-CEDICT marks neutral tones; prefer it

@@ -178,7 +178,7 @@ def predict(
     import numpy as np
 
     if readings is None:
-        from speedy.frontend.g2p import lexicon_pass
+        from speedy.frontend.words import lexicon_pass
 
         _, _, readings, guesses, ruled = lexicon_pass(text)
     feats = encode(text, readings, guesses or set(), ruled or set(), model.vocab, model.class_index, model.candidates)

@@ -50,7 +50,7 @@ def _hard_cut(clause: str, max_chars: int) -> Iterator[str]:
 
 def _word_cut(clause: str, max_chars: int) -> int:
     """The last word boundary within ``max_chars`` (at least half-way)."""
-    from speedy.frontend.g2p import cut
+    from speedy.frontend.words import cut
 
     pos = 0
     best = max_chars
@@ -126,7 +126,7 @@ def _prosodic_cut(clause: str, max_chars: int) -> int:
     """Where to end a short head of ``clause`` (2..``max_chars`` characters): the last prosodic-phrase
     end (#2) there, else the last prosodic-word end (#1), never inside a spoken number; else a word end."""
     from speedy.frontend import prosody
-    from speedy.frontend.g2p import cut
+    from speedy.frontend.words import cut
 
     words = cut(clause[: max_chars + 8])
     groups = prosody.prosodic_words(words)

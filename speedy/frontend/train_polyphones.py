@@ -78,8 +78,8 @@ def _encode(
     examples: list[Example], vocab: dict[str, int], classes: dict[str, int], cands: dict[str, list[int]]
 ) -> list[tuple[list[int], int, int, list[int], list[int], list[int]]]:
     """(chars, position, gold class, candidates, prior, status) per usable example (see polyphone_model.encode)."""
-    from speedy.frontend.g2p import lexicon_pass
     from speedy.frontend.polyphone_model import encode
+    from speedy.frontend.words import lexicon_pass
 
     out = []
     for e in examples:
@@ -280,7 +280,7 @@ def select_overrides(
     that gain at least ``min_gain``. Writes the choice into ``polyphone_model.json`` (``override``).
     """
     from speedy.frontend import polyphone_model
-    from speedy.frontend.g2p import lexicon_pass
+    from speedy.frontend.words import lexicon_pass
 
     limits = {polyphone_model.GUESS: guess, polyphone_model.PHRASE: phrase}
     gain: dict[int, Counter] = {polyphone_model.GUESS: Counter(), polyphone_model.PHRASE: Counter()}
