@@ -13,7 +13,7 @@ For every layer/block (a top-level module, or one element of a module list: ``en
 Rows are ranked by "cost saved per dB lost": the best of INT8 (saves 3/4 of the layer's parameter bytes)
 and pruning a fraction f (saves f × the mean of its parameter and time shares), divided by the dB that
 action costs (floored at 0.05 dB). `quantize --recipe mixed --sensitivity FILE` reads the JSON through
-`groups_from_sensitivity` / `mixed_scores` instead of measuring again.
+`speedy.stages.mixed.groups_from_sensitivity` / `mixed_scores` instead of measuring again.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from speedy.artifacts import Manifest, read_manifest
-from speedy.errors import InputError, ModelError
+from speedy.errors import InputError
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -191,8 +191,9 @@ def analyze(
     """
     import shutil
 
+    from speedy.calibration import acoustic_feeds, calibration_ids
     from speedy.corpus import load_corpus
-    from speedy.stages.int8 import acoustic_feeds, calibration_ids, vocoder_feeds
+    from speedy.stages.int8 import vocoder_feeds
     from speedy.stages.quantize import QuantRecipe
 
     say = progress or (lambda m: _LOGGER.info(m))
@@ -308,61 +309,3 @@ def _rows(
             }
         )
     return sorted(rows, key=lambda r: -r["saved_per_db"])
-
-
-@dataclass(frozen=True)
-class SensitivityGroup:
-    """One layer's quantizable nodes and how much keeping them float helped (dB, all-INT8 MCD minus theirs)."""
-
-    component: str
-    name: str
-    nodes: tuple[str, ...]
-    float_gain_db: float
-
-
-def groups_from_sensitivity(path: Path) -> list[SensitivityGroup]:
-    """Read an `analyze --json` report: layers with INT8 nodes, most helpful to keep float first.
-
-    Raises InputError naming the file if it is missing, not JSON, or has no quantization figures.
-    """
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-        base = data["all_int8_mcd_db"]
-        layers = data["layers"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise InputError(f"--sensitivity {path}: not an analyze report ({exc})") from None
-    if base is None:
-        raise InputError(f"--sensitivity {path}: the report has no quantization figures (analyzed with --no-quant)")
-    out = [
-        SensitivityGroup(
-            r["component"],
-            r["name"],
-            tuple(r.get("onnx_nodes", ())),
-            round(float(base) - float(r["float_keep_mcd_db"]), 4),
-        )
-        for r in layers
-        if r.get("float_keep_mcd_db") is not None and r.get("onnx_nodes")
-    ]
-    return sorted(out, key=lambda g: -g.float_gain_db)
-
-
-def mixed_scores(path: Path, model_paths: Mapping[str, Path] | None = None) -> list[tuple[float, str, str, list[str]]]:
-    """`choose_float_groups`' score list, (gain dB, component, group, node names), from a report.
-
-    With `model_paths` ({component: FP32 .onnx}), nodes are re-resolved by layer scope in those files, so
-    a report made on the torch artifact (or another export of it) applies to this graph; nodes named in
-    the report but absent from the file are dropped.
-    """
-    out = []
-    for g in groups_from_sensitivity(path):
-        nodes = list(g.nodes)
-        if model_paths and g.component in model_paths:
-            import onnx
-
-            present = {n.name for n in onnx.load(str(model_paths[g.component]), load_external_data=False).graph.node}
-            nodes = [n for n in nodes if n in present]
-        if nodes:
-            out.append((g.float_gain_db, g.component, f"/{g.name}", nodes))
-    if not out:
-        raise ModelError(f"--sensitivity {path}: none of its layers match the graphs being quantized")
-    return out

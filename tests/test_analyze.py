@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from speedy.analyze import (OTHER, AnalyzeConfig, Layer, _rows, groups_from_sensitivity, layer_of, mixed_scores,
-                            model_layers, profile_times, quantizable_nodes)
+from speedy.analyze import (OTHER, AnalyzeConfig, Layer, _rows, layer_of, model_layers, profile_times,
+                            quantizable_nodes)
 from speedy.errors import InputError
+from speedy.stages.mixed import groups_from_sensitivity, mixed_scores
 from tests.test_prune_stage import IDS, _make_artifact
 from tests.test_prune_surgery import tiny_fs2, tiny_mbm
 

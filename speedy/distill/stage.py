@@ -278,10 +278,10 @@ def _resume_checkpoint(
 def _pairs(
     src: Manifest, teacher: dict, config: DistillConfig, say: Callable[[str], None], ids: Sequence[np.ndarray] | None
 ):  # -> Pairs
+    from speedy.calibration import calibration_ids
     from speedy.corpus import load_corpus
     from speedy.distill.data import cache_key, read_sentences, teacher_pairs
     from speedy.families.wheels import cache_root
-    from speedy.stages.int8 import calibration_ids
 
     if ids is not None:
         return teacher_pairs(teacher["acoustic"], teacher["vocoder"], ids, config.frames, None)
@@ -330,8 +330,8 @@ def check(src: Manifest, teacher: dict, student, say: Callable[[str], None]) -> 
     """Vocoder MCD and DNSMOS of the student against the teacher on held-out sentences (g2pL dev split)."""
     import torch
 
+    from speedy.calibration import calibration_ids
     from speedy.distill.data import read_sentences
-    from speedy.stages.int8 import calibration_ids
 
     try:
         from speedy.quality import dnsmos, mel_cepstral_distortion

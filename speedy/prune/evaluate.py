@@ -13,8 +13,8 @@ from speedy.artifacts import Manifest
 
 def eval_ids(manifest: Manifest, count: int, sentences: Sequence[str] | None = None) -> list[np.ndarray]:
     """Phoneme ids (1, T) int64 of the first `count` utterances of `sentences` (default: the eval corpus)."""
+    from speedy.calibration import calibration_ids
     from speedy.corpus import load_corpus
-    from speedy.stages.int8 import calibration_ids
 
     return calibration_ids(manifest, list(sentences) if sentences else load_corpus("eval"), count)
 

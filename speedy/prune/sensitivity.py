@@ -36,9 +36,11 @@ def quant_sensitivity(
     Returns:
         (all-INT8 MCD dB, {(component, layer): (MCD with only this layer INT8, MCD with only it float)}).
     """
+    from speedy.calibration import CalibrationReader, acoustic_feeds, calibration_ids
     from speedy.corpus import load_corpus
-    from speedy.stages.int8 import CalibrationReader, acoustic_feeds, calibration_ids, static_int8, vocoder_feeds
+    from speedy.stages.int8 import vocoder_feeds
     from speedy.stages.mixed import Scorer
+    from speedy.stages.ort_int8 import static_int8
     from speedy.stages.quantize import QuantRecipe
 
     recipe = QuantRecipe.int8_static()

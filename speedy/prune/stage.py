@@ -244,8 +244,8 @@ def _ids(src: Manifest, config: PruneConfig, given: Sequence[np.ndarray] | None)
         if not ids or any(x.size == 0 for x in ids):
             raise InputError("prune: calibration ids are empty")
         return ids
+    from speedy.calibration import calibration_ids
     from speedy.corpus import load_corpus
-    from speedy.stages.int8 import calibration_ids
 
     return calibration_ids(src, load_corpus("calib"), config.calib_sentences)
 

@@ -23,9 +23,10 @@ from speedy.artifacts import (
     sha256_file,
     write_manifest,
 )
+from speedy.calibration import snr_db
 from speedy.errors import InputError, ModelError
 from speedy.families.graph_spec import OPSET, ComponentSpec
-from speedy.stages.parity import ParityError, ParityFigure, family_spec, snr_db
+from speedy.stages.parity import ParityError, ParityFigure, family_spec
 
 _LOGGER = logging.getLogger(__name__)
 

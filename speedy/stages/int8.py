@@ -1,15 +1,17 @@
-"""INT8 builders of the quantize stage, over ONNX Runtime's quantization tools: calibration feeds from
-Chinese text through the real frontend, static QDQ, dynamic, and the int8-hybrid SmoothQuant path.
+"""INT8 builders of the quantize stage: every component of an artifact for one INT8 recipe (static QDQ,
+dynamic, and the int8-hybrid SmoothQuant path), calibrated on Chinese text through the real frontend.
 
-`int8_components` builds every component of an artifact for one INT8 recipe (`speedy.stages.quantize`
-holds the recipes and the stage); a multi-graph family's own per-graph hook takes over when it has one.
+`int8_components` builds every component (`speedy.stages.quantize` holds the recipes and the stage; the
+mixed recipe's search on top of it is `speedy.stages.mixed`); a multi-graph family's own per-graph hook
+takes over when it has one. The one-graph ONNX Runtime calls are in `speedy.stages.ort_int8`, the
+calibration feeds in `speedy.calibration`.
 """
 
 from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,10 +19,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from speedy.artifacts import Component, Manifest, sha256_file
-from speedy.errors import InputError, ModelError
+from speedy.calibration import CalibrationReader, acoustic_feeds, calibration_ids
+from speedy.errors import ModelError
 from speedy.families import lookup
 from speedy.noise import library_stdout
-from speedy.progress import report
+from speedy.stages.ort_int8 import calibration_cache, dynamic_int8, scoped_nodes, static_int8
 
 if TYPE_CHECKING:
     from speedy.stages.quantize import QuantRecipe
@@ -31,67 +34,6 @@ SMOOTH_ALPHA = 0.6
 """SmoothQuant's migration strength for int8-hybrid. Chosen on the last 6 calibration sentences (a tuning
 split, not eval.txt): decoder + postnet mel L1 vs FP32 0.0163 / 0.0139 / 0.0119 / 0.0103 at α = 0.3 / 0.4 /
 0.5 / 0.6, and α = 0.8 was worse than 0.5 in MCD."""
-
-
-# ---- calibration data -----------------------------------------------------------------------------
-def calibration_ids(manifest: Manifest, sentences: Sequence[str], limit: int) -> list[np.ndarray]:
-    """Phone-id arrays (1, T) int64 from Chinese sentences through the real frontend."""
-    from speedy.frontend import text_to_utterances
-
-    if not sentences:
-        raise InputError("calibration set is empty")
-    han = sum(1 for s in sentences if any("\u4e00" <= ch <= "\u9fff" for ch in s))
-    if han < max(1, len(sentences) // 2):
-        raise InputError("calibration set is not Chinese text (fewer than half the lines have Han characters)")
-    table = {s: i for i, s in enumerate(manifest.frontend.symbols)}
-    out: list[np.ndarray] = []
-    for text in sentences:
-        for utt in text_to_utterances(text):
-            out.append(np.asarray([[table[p] for p in utt.phones]], dtype=np.int64))
-            if len(out) >= limit:
-                return out
-    if not out:
-        raise InputError("calibration set produced no utterances")
-    return out
-
-
-class CalibrationReader:
-    """onnxruntime.quantization.CalibrationDataReader over a list of feed dicts.
-
-    Supports ORT's strided calibration (`set_range`): with a stride of 1 every utterance is collected
-    on its own, which the histogram calibrators (entropy, percentile) need because TTS activations
-    have a different length per utterance and cannot be stacked into one array.
-    """
-
-    def __init__(self, feeds: list[dict[str, np.ndarray]], label: str = "calibrating") -> None:
-        self.feeds = feeds
-        self.label = label
-        self._it: Iterator[dict[str, np.ndarray]] = iter(feeds)
-        self._done = 0
-
-    def __len__(self) -> int:
-        return len(self.feeds)
-
-    def set_range(self, start_index: int, end_index: int) -> None:
-        self._it = iter(self.feeds[start_index:end_index])
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        feed = next(self._it, None)
-        report(self.label, self._done, len(self.feeds))  # ORT asks for the next input once the last one ran
-        if feed is not None:
-            self._done += 1
-        return feed
-
-    def rewind(self) -> None:
-        self._it = iter(self.feeds)
-        self._done = 0
-
-
-def acoustic_feeds(comp: Component, ids: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
-    """Default controls (speed 1, pitch 0, range 1, energy 1) with each id sequence."""
-    names = comp.inputs
-    one, zero = np.ones(1, np.float32), np.zeros(1, np.float32)
-    return [{names[0]: x, names[1]: one, names[2]: zero, names[3]: one, names[4]: one} for x in ids]
 
 
 def vocoder_feeds(
@@ -117,16 +59,15 @@ def int8_components(
     recipe: QuantRecipe,
     text: Sequence[str],
     say: Callable[[str], None],
-    sensitivity: Path | None = None,
 ) -> tuple[dict[str, Component], dict[str, object]]:
-    from speedy.stages.mixed import choose_float_groups
-
+    """Every component of `src` (FP32 ONNX at `root`) written to `staging` with `recipe`'s INT8; `tmp` holds the
+    calibration tables (`calibration_cache`), which the mixed recipe's search (`speedy.stages.mixed`) reuses.
+    Returns (components, report); the report is empty unless a multi-graph family's own hook wrote one."""
     family = lookup(src.family)
     if family is not None and family.quantize:  # multi-graph families: per-graph INT8 through the host loop
         return family.hook("quantize")(src, root, staging, tmp, recipe, text, say)
     ac, vo = src.components["acoustic"], src.components["vocoder"]
     comps: dict[str, Component] = {}
-    caches: dict[str, Path] = {}
     feeds: dict[str, list] = {}
     if recipe.name == "int8-hybrid":
         say(f"calibration: {recipe.calib_sentences} sentences through the frontend (activation ranges for SmoothQuant)")
@@ -155,35 +96,11 @@ def int8_components(
                 feeds[name],
             )
         else:
-            caches[name] = tmp / f"{name}.calib.json"
-            quantize_graph(
-                name, root, staging, comp, ops, recipe, recipe.scopes.get(name), feeds.get(name), caches[name], say
-            )
+            cache = calibration_cache(tmp, name)
+            quantize_graph(name, root, staging, comp, ops, recipe, recipe.scopes.get(name), feeds.get(name), cache, say)
         precision = recipe.name if recipe.name in ("int8-dynamic", "int8-hybrid") else "int8-static"
         comps[name] = quantized_component(comp, precision, staging, ops)
-    report: dict[str, object] = {}
-    if recipe.name == "mixed":
-        excluded, report = choose_float_groups(src, root, staging, comps, recipe, text, caches, say, sensitivity)
-        for name, nodes in excluded.items():
-            if nodes:
-                ops = recipe.op_types[name]
-                static_int8(
-                    root / src.components[name].file,
-                    staging / comps[name].file,
-                    ops,
-                    recipe,
-                    None,
-                    caches[name],
-                    nodes,
-                    recipe.scopes.get(name),
-                )
-                comps[name] = replace(
-                    comps[name],
-                    precision="mixed",
-                    sha256=sha256_file(staging / comps[name].file),
-                    extra={**dict(comps[name].extra), "float_nodes": len(nodes)},
-                )
-    return comps, report
+    return comps, {}
 
 
 def quantize_graph(
@@ -229,29 +146,6 @@ def quantized_component(comp: Component, precision: str, staging: Path, ops: Seq
     )
 
 
-def scoped_nodes(model_path: Path, ops: Sequence[str], scopes: Sequence[str] | None) -> list[str] | None:
-    """Names of the `ops` nodes under any of the `scopes` prefixes (None = no restriction)."""
-    if not scopes:
-        return None
-    import onnx
-
-    graph = onnx.load(str(model_path), load_external_data=False).graph
-    return [n.name for n in graph.node if n.op_type in ops and n.name.startswith(tuple(scopes))]
-
-
-def dynamic_int8(src: Path, dst: Path, ops: tuple[str, ...], recipe: QuantRecipe, scopes: Sequence[str] | None) -> None:
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    quantize_dynamic(
-        str(src),
-        str(dst),
-        op_types_to_quantize=list(ops),
-        per_channel=recipe.per_channel,
-        weight_type=QuantType.QInt8,
-        nodes_to_quantize=scoped_nodes(src, ops, scopes),
-    )
-
-
 def hybrid_int8(
     src: Path,
     dst: Path,
@@ -285,82 +179,3 @@ def hybrid_int8(
             weight_type=QuantType.QInt8,
             nodes_to_quantize=gemms,
         )
-
-
-def unshare_initializers(src: Path, dst: Path) -> bool:
-    """Give every Conv/ConvTranspose its own copy of an initializer it shares with another node.
-
-    MB-MelGAN's shortcut and second 1×1 conv share one bias tensor (the TFLite graph did, so the
-    exporter kept one initializer). ORT's QDQ quantizer then cannot quantize that bias, leaves those
-    convs as DequantizeLinear → float Conv, and the graph pays Q/DQ without the QLinearConv kernel.
-    Returns False (and writes nothing) when no initializer is shared.
-    """
-    import onnx
-
-    model = onnx.load(str(src))
-    inits = {i.name: i for i in model.graph.initializer}
-    users: dict[str, int] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            if name in inits:
-                users[name] = users.get(name, 0) + 1
-    changed = False
-    for node in model.graph.node:
-        if node.op_type not in ("Conv", "ConvTranspose"):
-            continue
-        for k, name in enumerate(node.input):
-            if name in inits and users[name] > 1:
-                copy = onnx.TensorProto()
-                copy.CopyFrom(inits[name])
-                copy.name = f"{name}__{node.name.strip('/').replace('/', '_')}_{k}"
-                model.graph.initializer.append(copy)
-                node.input[k] = copy.name
-                users[name] -= 1
-                changed = True
-    if changed:
-        onnx.save(model, str(dst))
-    return changed
-
-
-def static_int8(
-    src: Path,
-    dst: Path,
-    ops: tuple[str, ...],
-    recipe: QuantRecipe,
-    reader: CalibrationReader | None,
-    cache: Path,
-    exclude: Sequence[str],
-    scopes: Sequence[str] | None = None,
-) -> None:
-    """Static QDQ quantization; the first call calibrates and writes `cache`, later calls reuse it."""
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
-    from onnxruntime.quantization import quantize_static as _quantize_static
-
-    method = {
-        "minmax": CalibrationMethod.MinMax,
-        "entropy": CalibrationMethod.Entropy,
-        "percentile": CalibrationMethod.Percentile,
-    }[recipe.calibration]
-    unshared = cache.with_name(cache.name + ".unshared.onnx")
-    if unshared.exists() or unshare_initializers(src, unshared):
-        src = unshared
-    try:
-        # ORT's calibrators print progress to stdout: shown on stderr with -v (stdout is the --json object's)
-        with library_stdout():
-            _quantize_static(
-                str(src),
-                str(dst),
-                calibration_data_reader=reader if not cache.exists() else None,
-                quant_format=QuantFormat.QDQ,
-                op_types_to_quantize=list(ops),
-                per_channel=recipe.per_channel,
-                activation_type=QuantType.QInt8,
-                weight_type=QuantType.QInt8,
-                nodes_to_exclude=list(exclude),
-                nodes_to_quantize=scoped_nodes(src, ops, scopes),
-                calibrate_method=method,
-                calibration_cache_path=str(cache),
-                extra_options={"ActivationSymmetric": False, "WeightSymmetric": True, "CalibStridedMinMax": 1},
-            )
-    except (ValueError, RuntimeError) as e:
-        raise ModelError(f"quantize: ONNX Runtime failed on {src.name}: {str(e).splitlines()[0][:300]}") from e

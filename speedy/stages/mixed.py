@@ -4,20 +4,27 @@ A layer group is the set of quantizable nodes that share a module path prefix in
 (e.g. `/decoder/layer_1` or `/upsample.2/stack.0`). Sensitivity of a group = how much MCD against the
 FP32 artifact drops when only that group stays float. Groups are kept float greedily, most sensitive
 first, until MCD is within the recipe's budget. Calibration is reused from the cache, so each trial
-only re-writes the QDQ graph.
+only re-writes the QDQ graph. `keep_float` runs that search on the all-INT8 components that
+`speedy.stages.int8.int8_components` wrote; a `speedy analyze --json` report can rank the groups instead
+(`groups_from_sensitivity` / `mixed_scores`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from speedy.artifacts import Component, Manifest
+from speedy.artifacts import Component, Manifest, sha256_file
+from speedy.calibration import acoustic_feeds, calibration_ids
+from speedy.errors import InputError, ModelError
+from speedy.stages.ort_int8 import calibration_cache, static_int8
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -51,8 +58,6 @@ class Scorer:
     """MCD (dB) of candidate (acoustic.onnx, vocoder.onnx) pairs against FP32 on held-out sentences."""
 
     def __init__(self, manifest: Manifest, fp32_root: Path, sentences: Sequence[str]) -> None:
-        from speedy.stages.int8 import acoustic_feeds, calibration_ids
-
         self.manifest = manifest
         self.ac: Component = manifest.components["acoustic"]
         self.vo: Component = manifest.components["vocoder"]
@@ -98,8 +103,6 @@ def choose_float_groups(
     With `sensitivity` (a `speedy analyze --json` report) the per-group trials are skipped and the
     report's "keep this layer float" gains rank the groups instead.
     """
-    from speedy.stages.int8 import static_int8
-
     held_out = list(text[-recipe.check_sentences :])  # never the sentences the calibrator saw first
     scorer = Scorer(src, root, held_out)
     files = {n: staging / comps[n].file for n in comps}
@@ -116,8 +119,6 @@ def choose_float_groups(
     try:
         scores = []
         if sensitivity is not None:
-            from speedy.analyze import mixed_scores
-
             scores = mixed_scores(sensitivity, {n: root / src.components[n].file for n in comps})
             report["sensitivity"] = str(sensitivity)
             say(f"mixed: ranking {len(scores)} layer groups from {sensitivity}")
@@ -174,3 +175,102 @@ def choose_float_groups(
 
         shutil.rmtree(trial_dir, ignore_errors=True)
     return excluded, report
+
+
+def keep_float(
+    src: Manifest,
+    root: Path,
+    staging: Path,
+    tmp: Path,
+    comps: Mapping[str, Component],
+    recipe,
+    text: Sequence[str],
+    say: Callable[[str], None],
+    sensitivity: Path | None = None,
+) -> tuple[dict[str, Component], dict[str, object]]:
+    """The mixed recipe: `comps` (all-INT8 static, written to `staging` by `int8_components` with its
+    calibration tables in `tmp`) with the groups `choose_float_groups` picks rewritten to stay float.
+
+    Returns (components, report); a rewritten component's precision becomes "mixed".
+    """
+    comps = dict(comps)
+    caches = {name: calibration_cache(tmp, name) for name in comps if recipe.op_types.get(name)}
+    excluded, report = choose_float_groups(src, root, staging, comps, recipe, text, caches, say, sensitivity)
+    for name, nodes in excluded.items():
+        if nodes:
+            ops = recipe.op_types[name]
+            static_int8(
+                root / src.components[name].file,
+                staging / comps[name].file,
+                ops,
+                recipe,
+                None,
+                caches[name],
+                nodes,
+                recipe.scopes.get(name),
+            )
+            comps[name] = replace(
+                comps[name],
+                precision="mixed",
+                sha256=sha256_file(staging / comps[name].file),
+                extra={**dict(comps[name].extra), "float_nodes": len(nodes)},
+            )
+    return comps, report
+
+
+@dataclass(frozen=True)
+class SensitivityGroup:
+    """One layer's quantizable nodes and how much keeping them float helped (dB, all-INT8 MCD minus theirs)."""
+
+    component: str
+    name: str
+    nodes: tuple[str, ...]
+    float_gain_db: float
+
+
+def groups_from_sensitivity(path: Path) -> list[SensitivityGroup]:
+    """Read an `analyze --json` report: layers with INT8 nodes, most helpful to keep float first.
+
+    Raises InputError naming the file if it is missing, not JSON, or has no quantization figures.
+    """
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        base = data["all_int8_mcd_db"]
+        layers = data["layers"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"--sensitivity {path}: not an analyze report ({exc})") from None
+    if base is None:
+        raise InputError(f"--sensitivity {path}: the report has no quantization figures (analyzed with --no-quant)")
+    out = [
+        SensitivityGroup(
+            r["component"],
+            r["name"],
+            tuple(r.get("onnx_nodes", ())),
+            round(float(base) - float(r["float_keep_mcd_db"]), 4),
+        )
+        for r in layers
+        if r.get("float_keep_mcd_db") is not None and r.get("onnx_nodes")
+    ]
+    return sorted(out, key=lambda g: -g.float_gain_db)
+
+
+def mixed_scores(path: Path, model_paths: Mapping[str, Path] | None = None) -> list[tuple[float, str, str, list[str]]]:
+    """`choose_float_groups`' score list, (gain dB, component, group, node names), from a report.
+
+    With `model_paths` ({component: FP32 .onnx}), nodes are re-resolved by layer scope in those files, so
+    a report made on the torch artifact (or another export of it) applies to this graph; nodes named in
+    the report but absent from the file are dropped.
+    """
+    out = []
+    for g in groups_from_sensitivity(path):
+        nodes = list(g.nodes)
+        if model_paths and g.component in model_paths:
+            import onnx
+
+            present = {n.name for n in onnx.load(str(model_paths[g.component]), load_external_data=False).graph.node}
+            nodes = [n for n in nodes if n in present]
+        if nodes:
+            out.append((g.float_gain_db, g.component, f"/{g.name}", nodes))
+    if not out:
+        raise ModelError(f"--sensitivity {path}: none of its layers match the graphs being quantized")
+    return out

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from speedy.artifacts import Manifest
+from speedy.calibration import snr_db
 from speedy.errors import ModelError
 from speedy.families import for_family
 from speedy.families.graph_spec import ComponentSpec, GraphSpec
@@ -118,12 +119,6 @@ def build_check_set(
                 )
                 vo.append((m, vocoder(m)))
     return CheckSet(tuple(ac), tuple(vo))
-
-
-def snr_db(ref: np.ndarray, test: np.ndarray) -> float:
-    """10·log10(Σref² / Σ(ref−test)²) in dB; inf when identical. Shapes must match."""
-    noise = float(np.sum((ref.astype(np.float64) - test) ** 2))
-    return float("inf") if noise == 0 else 10.0 * float(np.log10(float(np.sum(ref.astype(np.float64) ** 2)) / noise))
 
 
 def compare_runner(

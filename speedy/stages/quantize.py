@@ -30,6 +30,7 @@ from speedy.artifacts import (
 )
 from speedy.errors import InputError
 from speedy.stages.int8 import int8_components
+from speedy.stages.mixed import keep_float
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -199,7 +200,11 @@ def quantize(
                 from speedy.corpus import load_corpus
 
                 calibration_text = load_corpus("calib")
-            comps, report = int8_components(src, Path(source), staging, tmp, recipe, calibration_text, say, sensitivity)
+            comps, report = int8_components(src, Path(source), staging, tmp, recipe, calibration_text, say)
+            if recipe.name == "mixed":  # multi-graph families' own INT8 hooks refuse mixed
+                comps, report = keep_float(
+                    src, Path(source), staging, tmp, comps, recipe, calibration_text, say, sensitivity
+                )
         step = lineage_step(
             "quantize",
             {

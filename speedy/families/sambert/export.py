@@ -357,9 +357,9 @@ def loop_error(
     the last quarter of frames (growth along the utterance shows autoregressive error accumulation);
     ``vocoder_snr_db``: both vocoders on the FP32 mel (None when identical).
     """
+    from speedy.calibration import snr_db
     from speedy.families.sambert.frontend import encoder
     from speedy.runtime import RuntimeOptions, load_runner
-    from speedy.stages.parity import snr_db
 
     opts = RuntimeOptions(threads=1)
     a = load_runner(ref, "acoustic", ref_root, opts)
@@ -410,9 +410,9 @@ def verify_graphs(
     otherwise ``error`` (e.g. the compile stage's CompileParityError) is raised.
     Returns parity figures in the shape ``speedy.stages.compile`` records.
     """
+    from speedy.calibration import snr_db
     from speedy.families.sambert.frontend import encoder
     from speedy.runtime import RuntimeOptions, load_runner
-    from speedy.stages.parity import snr_db
 
     opts = RuntimeOptions(threads=threads)
     runners = [

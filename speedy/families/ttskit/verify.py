@@ -35,9 +35,9 @@ def verify_graphs(
     SNR of the source vocoder. ``strict=False`` reports without raising (reduced precision); otherwise
     ``error`` (the compile stage's CompileParityError) is raised. Returns figures as compile records them.
     """
+    from speedy.calibration import snr_db
     from speedy.families.ttskit.frontend import encoder
     from speedy.runtime import RuntimeOptions, load_runner
-    from speedy.stages.parity import snr_db
 
     opts = RuntimeOptions(threads=threads)
     acoustic: list[Any] = [load_runner(m, "acoustic", r, opts) for m, r in ((src, src_root), (manifest, root))]
