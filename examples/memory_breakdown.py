@@ -86,10 +86,11 @@ def main() -> None:
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args()
     steps: dict[str, Any] = {"start": status()}
-    import numpy as np
+    import numpy  # noqa: F401
     import onnxruntime  # noqa: F401
 
     steps["numpy + onnxruntime imported"] = status()
+    from speedy.controls import DEFAULT_CONTROLS
     from speedy.synth import Synthesizer
 
     steps["speedy.synth imported"] = status()
@@ -101,7 +102,7 @@ def main() -> None:
     frontend = synth._encoder or synth._frontend  # noqa: SLF001 - a diagnostic of the Synthesizer's parts
     utterance = next(iter(frontend.text_to_utterances(LONG_PIECE)))
     ids = synth.ids_for(utterance.phones)
-    controls = np.ones(4, dtype=np.float32)
+    controls = DEFAULT_CONTROLS
     stages: dict[str, Any] = {}
     for i in range(3):
         (mel, _), stages[f"acoustic #{i + 1}"] = stage(lambda: synth.acoustic(ids, controls))

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from speedy.artifacts import Audio, Controls, Frontend, Manifest, Source
-from speedy.controls import SynthesisOptions
+from speedy.controls import DEFAULT_CONTROLS, GraphControls, SynthesisOptions
 from speedy.errors import InputError, MissingExtraError, ModelError
 from speedy.runtime import RuntimeOptions
 from speedy.synth import FIRST_PIECE_CHARS, AudioChunk, SynthesisResult, check_text, phones_to_ids, vocode_padded
@@ -230,7 +230,7 @@ class _TfliteAcoustic:
             raise ModelError(f"{path.name}: no tensor named {', '.join(missing)}")
         self.masks = [i for n, i in self.inputs.items() if n not in FS2_INPUTS]
 
-    def __call__(self, ids: np.ndarray, controls: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(self, ids: np.ndarray, controls: GraphControls) -> tuple[np.ndarray, np.ndarray]:
         n = int(ids.shape[1])
         it = self.it
         it.resize_tensor_input(self.inputs["input_ids"], [1, n])
@@ -351,7 +351,7 @@ class TfliteSynthesizer:
         while utt is not None:
             ids = self.ids_for(utt.phones)
             t0 = time.perf_counter()
-            mel, _ = self.acoustic(ids, np.array([1.0, 0.0, 1.0, 1.0], np.float32))
+            mel, _ = self.acoustic(ids, DEFAULT_CONTROLS)
             t1 = time.perf_counter()
             wav = self.vocode(mel)
             t2 = time.perf_counter()

@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from speedy.artifacts import Component, Manifest
+from speedy.controls import DEFAULT_CONTROLS
 from speedy.errors import InputError
 from speedy.progress import report
 
@@ -70,10 +71,9 @@ class CalibrationReader:
 
 
 def acoustic_feeds(comp: Component, ids: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
-    """Default controls (speed 1, pitch 0, range 1, energy 1) with each id sequence."""
-    names = comp.inputs
-    one, zero = np.ones(1, np.float32), np.zeros(1, np.float32)
-    return [{names[0]: x, names[1]: one, names[2]: zero, names[3]: one, names[4]: one} for x in ids]
+    """Each id sequence at the default controls, as the acoustic graph's feed dict (inputs by name)."""
+    ids_name, *control_names = comp.inputs
+    return [{ids_name: x, **DEFAULT_CONTROLS.feeds(control_names)} for x in ids]
 
 
 def snr_db(ref: np.ndarray, test: np.ndarray) -> float:

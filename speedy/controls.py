@@ -1,16 +1,19 @@
 """Per-call synthesis controls, their ranges, and the emotion presets built from them.
 
 The acoustic graphs take the four controls as real tensor inputs (see `ControlVector`), so exported and
-compiled artifacts keep them. Emotions are named presets of those controls plus a pause-length scale,
+compiled artifacts keep them; `GraphControls` carries them by name from the Synthesizer to the runners. Emotions are named presets of those controls plus a pause-length scale,
 for voices without emotion embeddings (manifest `controls.emotions.kind == "preset"`).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import astuple, dataclass, field
 
-from speedy.errors import InputError
+import numpy as np
+
+from speedy.errors import InputError, ModelError
 
 #: name -> (low, high, default, unit). Ranges are inclusive and shared by the CLI, the API and the page.
 CONTROL_RANGES: dict[str, tuple[float, float, float, str]] = {
@@ -132,3 +135,42 @@ def effective_controls(options: SynthesisOptions) -> ControlVector:
         energy=clip("energy", options.energy * preset.energy),
         pause=preset.pause,
     )
+
+
+@dataclass(frozen=True)
+class GraphControls:
+    """The acoustic graph's control inputs, by name: what every acoustic runner takes with the ids.
+
+    speed (× speaking rate), pitch (semitones the graph itself applies), pitch_range (× F0 movement),
+    energy (× loudness). A graph feeds each as a float32 tensor of shape (1,) at its input of the same
+    name. The defaults leave the voice as trained. Values are rounded to float32 (the graphs' input type)
+    on construction, so every runner, host loops included, sees the same numbers.
+    """
+
+    speed: float = 1.0
+    pitch: float = 0.0
+    pitch_range: float = 1.0
+    energy: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in CONTROL_RANGES:
+            object.__setattr__(self, name, float(np.float32(getattr(self, name))))
+
+    def values(self) -> tuple[float, ...]:
+        """(speed, pitch, pitch_range, energy): the graph's input order, for callables that take the
+        controls positionally after the ids (the torch modules and their traced or exported forms)."""
+        return astuple(self)
+
+    def feeds(self, names: Iterable[str]) -> dict[str, np.ndarray]:
+        """{input name: float32 array (1,)} for a graph's control inputs `names`; ModelError for a name
+        that is not a control."""
+        out = {}
+        for name in names:
+            if name not in CONTROL_RANGES:
+                raise ModelError(f"acoustic graph input {name!r} is not a control ({', '.join(CONTROL_RANGES)})")
+            out[name] = np.asarray([getattr(self, name)], dtype=np.float32)
+        return out
+
+
+#: The controls that leave the voice as trained (what calibration, parity and fidelity runs use).
+DEFAULT_CONTROLS = GraphControls()

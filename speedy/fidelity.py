@@ -28,10 +28,10 @@ from typing import Any
 
 import numpy as np
 
+from speedy.controls import DEFAULT_CONTROLS
 from speedy.errors import InputError
 
 _LOGGER = logging.getLogger(__name__)
-DEFAULT_CONTROLS = np.asarray([1.0, 0.0, 1.0, 1.0], dtype=np.float32)
 """speed, pitch (semitones), pitch range, energy: the neutral setting every figure is measured at."""
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from speedy.artifacts import Manifest, ensure_folder, read_manifest
-from speedy.controls import CONTROL_RANGES, SynthesisOptions, effective_controls
+from speedy.controls import CONTROL_RANGES, GraphControls, SynthesisOptions, effective_controls
 from speedy.errors import InputError, ModelError, OutputError
 from speedy.families import default_family, frontend_module
 from speedy.runtime import RuntimeOptions, load_runner
@@ -218,7 +218,9 @@ class Synthesizer:
         graph_pitch, ratio = self.split_pitch(ctrl.pitch)
         # Durations are stretched by `ratio` before the waveform is resampled by 1/ratio, so the
         # requested speed is kept while F0 (and formants) move by `ratio`.
-        controls = np.asarray([ctrl.speed / ratio, graph_pitch, ctrl.pitch_range, ctrl.energy], dtype=np.float32)
+        controls = GraphControls(
+            speed=ctrl.speed / ratio, pitch=graph_pitch, pitch_range=ctrl.pitch_range, energy=ctrl.energy
+        )
         utterances = (self._encoder or self._frontend).text_to_utterances(text, first_chars=FIRST_PIECE_CHARS)
         first = next(utterances, None)
         if first is None:

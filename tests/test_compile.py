@@ -15,12 +15,13 @@ sys.path.insert(0, str(Path(__file__).parent))
 import tiny_voice  # noqa: E402
 
 from speedy.artifacts import read_manifest, sha256_file, write_manifest  # noqa: E402
+from speedy.controls import DEFAULT_CONTROLS, GraphControls  # noqa: E402
 from speedy.errors import InputError, MissingExtraError, ModelError  # noqa: E402
 from speedy.runtime import RuntimeOptions, load_runner  # noqa: E402
 from speedy.stages.compile import CompileConfig, compile_artifact  # noqa: E402
 
-CONTROLS = np.asarray([1.0, 0.0, 1.0, 1.0], np.float32)
-SLOW_HIGH = np.asarray([0.7, 3.0, 1.5, 1.3], np.float32)
+CONTROLS = DEFAULT_CONTROLS
+SLOW_HIGH = GraphControls(speed=0.7, pitch=3.0, pitch_range=1.5, energy=1.3)
 
 
 @pytest.fixture(scope="module")

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
-from speedy.controls import EMOTION_PRESETS, SynthesisOptions, effective_controls, resolve_emotion
-from speedy.errors import InputError
+from speedy.controls import (
+    DEFAULT_CONTROLS,
+    EMOTION_PRESETS,
+    GraphControls,
+    SynthesisOptions,
+    effective_controls,
+    resolve_emotion,
+)
+from speedy.errors import InputError, ModelError
 
 
 @pytest.mark.parametrize("field, value", [("speed", 0.0), ("speed", -1.0), ("speed", 2.5), ("speed", math.nan),
@@ -45,3 +53,21 @@ def test_preset_directions_follow_the_literature() -> None:
     assert p["喜悦"].pitch > 0 and p["喜悦"].pitch_range > 1 and p["喜悦"].speed > 1
     assert p["愤怒"].energy > p["喜悦"].energy > 1 and p["愤怒"].pitch_range > 1
     assert p["悲伤"].pitch < 0 and p["悲伤"].pitch_range < 1 and p["悲伤"].speed < 1 and p["悲伤"].energy < 1
+
+
+def test_graph_controls_feed_by_name() -> None:
+    """A graph's control inputs are fed by their names, whatever order the graph lists them in."""
+    c = GraphControls(speed=0.8, pitch=2.0, pitch_range=1.3, energy=1.2)
+    feeds = c.feeds(("energy", "speed"))
+    assert list(feeds) == ["energy", "speed"]
+    assert feeds["energy"].dtype == np.float32 and feeds["energy"].shape == (1,)
+    assert feeds["speed"][0] == np.float32(0.8)
+    assert DEFAULT_CONTROLS.values() == (1.0, 0.0, 1.0, 1.0)
+    with pytest.raises(ModelError, match="speed_ratio"):
+        c.feeds(("speed_ratio",))
+
+
+def test_graph_controls_hold_float32_values() -> None:
+    """Every runner sees the float32 value the graph input gets, host loops included."""
+    assert GraphControls(speed=1.08).speed == float(np.float32(1.08)) != 1.08
+

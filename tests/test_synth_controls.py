@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from speedy.controls import SynthesisOptions
+from speedy.controls import GraphControls, SynthesisOptions
 
 pytestmark = pytest.mark.integration
 TEXT = "今天天气很好，我们一起去公园散步吧。"
@@ -55,8 +55,7 @@ def token_f0_spread(synthesizer, text: str, pitch_range: float) -> float:
     sr, hop = synthesizer.sample_rate, synthesizer.manifest.audio.hop_size
     medians = []
     for utt in synthesizer._frontend.text_to_utterances(text):
-        mel, dur = synthesizer.acoustic(synthesizer.ids_for(utt.phones),
-                                        np.asarray([1.0, 0.0, pitch_range, 1.0], np.float32))
+        mel, dur = synthesizer.acoustic(synthesizer.ids_for(utt.phones), GraphControls(pitch_range=pitch_range))
         x = synthesizer.vocode(mel).astype(np.float64)
         f0, t = pyworld.dio(x, sr, f0_floor=60.0, f0_ceil=800.0, frame_period=5.0)
         f0 = pyworld.stonemask(x, f0, t, sr)

@@ -12,6 +12,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import tiny_voice  # noqa: E402
 
 from speedy.artifacts import read_manifest  # noqa: E402
+from speedy.controls import DEFAULT_CONTROLS, GraphControls  # noqa: E402
 from speedy.errors import ModelError  # noqa: E402
 from speedy.runtime import RuntimeOptions, load_runner  # noqa: E402
 from speedy.runtime.torch_backend import TorchAcoustic, TorchVocoder, load_torch_export, load_torch_modules  # noqa: E402
@@ -33,20 +34,19 @@ def test_modules_are_eval_and_frozen(tiny_torch: Path) -> None:
 
 
 def test_runner_numpy_contract(tiny_torch: Path) -> None:
-    """Acoustic: (1,T) int64 + 4 controls → float32 mel (1,L,n_mels), int64 durations (1,T); vocoder L·hop samples."""
+    """Acoustic: (1,T) int64 + controls by name → float32 mel (1,L,n_mels), int64 durations (1,T); vocoder L·hop
+    samples."""
     m = read_manifest(tiny_torch)
     ac = load_runner(m, "acoustic", tiny_torch, RuntimeOptions(threads=1))
     vo = load_runner(m, "vocoder", tiny_torch, RuntimeOptions(threads=1))
     ids = np.arange(1, 9, dtype=np.int64)[None]
-    mel, dur = ac(ids, np.asarray([1, 0, 1, 1], np.float32))
+    mel, dur = ac(ids, DEFAULT_CONTROLS)
     assert mel.dtype == np.float32 and mel.shape == (1, int(dur.sum()), tiny_voice.N_MELS)
     assert dur.dtype == np.int64 and dur.shape == (1, 8)
     wav = vo(mel)
     assert wav.dtype == np.float32 and wav.shape == (1, mel.shape[1] * m.audio.hop_size)
-    slow, _ = ac(ids, np.asarray([0.5, 0, 1, 1], np.float32))
+    slow, _ = ac(ids, GraphControls(speed=0.5))
     assert slow.shape[1] > mel.shape[1]
-    with pytest.raises(ModelError, match="4 controls"):
-        ac(ids, np.ones(3, np.float32))
 
 
 def test_threads_option_sets_torch_threads(tiny_torch: Path) -> None:
@@ -82,7 +82,7 @@ def test_refused_input_is_a_model_error() -> None:
         raise AssertionError("Guard failed: input_ids.size()[1] <= 512")
 
     with pytest.raises(ModelError, match="acoustic: the torch runtime refused input"):
-        TorchAcoustic(prog)(np.ones((1, 600), np.int64), np.ones(4, np.float32))
+        TorchAcoustic(prog)(np.ones((1, 600), np.int64), DEFAULT_CONTROLS)
 
 
 def test_missing_pt2_is_a_model_error(tiny_torch: Path, tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import tiny_voice  # noqa: E402
 
 from speedy.artifacts import read_manifest  # noqa: E402
+from speedy.controls import GraphControls  # noqa: E402
 from speedy.errors import InputError, ModelError  # noqa: E402
 from speedy.runtime import RuntimeOptions, load_runner  # noqa: E402
 from speedy.stages.trace import TraceConfig, trace  # noqa: E402
@@ -55,7 +56,7 @@ def test_traced_follows_length_and_speed(tiny_torch: Path, traced: Path, n: int,
     eager_ac, eager_vo = _runners(tiny_torch)
     ac, vo = _runners(traced)
     ids = (np.arange(n, dtype=np.int64)[None] % (len(tiny_voice.SYMBOLS) - 1)) + 1
-    controls = np.asarray([speed, 1.0, 1.2, 0.9], np.float32)
+    controls = GraphControls(speed=speed, pitch=1.0, pitch_range=1.2, energy=0.9)
     mel_a, dur_a = eager_ac(ids, controls)
     mel_b, dur_b = ac(ids, controls)
     assert np.array_equal(dur_a, dur_b)

@@ -14,6 +14,7 @@ from typing import Literal, Protocol, overload
 import numpy as np
 
 from speedy.artifacts import Component, Manifest
+from speedy.controls import GraphControls
 from speedy.errors import ModelError
 
 #: component format -> "module:function" building a runner. One line per backend; no if-chains elsewhere.
@@ -35,13 +36,13 @@ class RuntimeOptions:
 
 
 class AcousticRunner(Protocol):
-    """ids (1, T) int64 and controls (speed ×, pitch st, pitch_range ×, energy ×) → (mel, durations).
+    """ids (1, T) int64 and the controls by name (`speedy.controls.GraphControls`) → (mel, durations).
 
     mel: (1, L, n_mels) float32, normalised as the manifest's audio.mel_normalization says;
     durations: (1, T) int64 frames per id.
     """
 
-    def __call__(self, ids: np.ndarray, controls: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+    def __call__(self, ids: np.ndarray, controls: GraphControls) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 class VocoderRunner(Protocol):

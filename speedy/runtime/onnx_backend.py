@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from speedy.artifacts import Manifest
+from speedy.controls import GraphControls
 from speedy.errors import MissingExtraError, ModelError
 from speedy.runtime.receptive import onnx_width
 
@@ -80,10 +81,8 @@ class AcousticSession:
         self.ids_name, *self.control_names = inputs
         self.outputs = list(outputs[:2])
 
-    def __call__(self, ids: np.ndarray, controls: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        feed = {self.ids_name: ids.astype(np.int64)}
-        for i, n in enumerate(self.control_names):
-            feed[n] = np.asarray([controls[i]], dtype=np.float32)
+    def __call__(self, ids: np.ndarray, controls: GraphControls) -> tuple[np.ndarray, np.ndarray]:
+        feed = {self.ids_name: ids.astype(np.int64), **controls.feeds(self.control_names)}
         mel, dur = self.session.run(self.outputs, feed)
         return mel.astype(np.float32, copy=False), dur.astype(np.int64, copy=False)
 

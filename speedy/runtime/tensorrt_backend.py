@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from speedy.artifacts import Manifest
+from speedy.controls import GraphControls
 from speedy.errors import MissingExtraError, ModelError
 
 ENGINE_SUFFIX = ".engine"
@@ -125,10 +126,9 @@ class _Acoustic:
     def __init__(self, engine: TensorRTEngine, inputs: tuple[str, ...], outputs: tuple[str, ...]) -> None:
         self.engine, (self.ids_name, *self.control_names), self.outputs = engine, inputs, outputs
 
-    def __call__(self, ids: np.ndarray, controls: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """ids (1, T) int64; controls (4,) float32 → mel (1, L, n_mels) float32, durations (1, T) int64."""
-        feed = {self.ids_name: ids}
-        feed.update({n: np.asarray([controls[i]], dtype=np.float32) for i, n in enumerate(self.control_names)})
+    def __call__(self, ids: np.ndarray, controls: GraphControls) -> tuple[np.ndarray, np.ndarray]:
+        """ids (1, T) int64; controls by name → mel (1, L, n_mels) float32, durations (1, T) int64."""
+        feed = {self.ids_name: ids, **controls.feeds(self.control_names)}
         got = self.engine.run(feed)
         return got[self.outputs[0]].astype(np.float32), got[self.outputs[1]].astype(np.int64)
 

@@ -2,7 +2,8 @@
 programs ("torch-export").
 
 Every runner follows the protocols in `speedy.runtime`: numpy in, numpy out. The acoustic runner takes
-ids (1, T) int64 and controls float32[4] = (speed ×, pitch semitones, pitch_range ×, energy ×) and returns
+ids (1, T) int64 and the controls by name (`speedy.controls.GraphControls`, passed to the module in its
+input order: speed ×, pitch semitones, pitch_range ×, energy ×) and returns
 mel (1, L, n_mels) float32 and durations (1, T) int64; the vocoder runner takes mel (B, L, n_mels) float32
 and returns a waveform (B, L·hop) float32. Runners run under `torch.inference_mode()`.
 
@@ -19,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from speedy.artifacts import Manifest
+from speedy.controls import GraphControls
 from speedy.errors import ModelError
 from speedy.runtime.receptive import torch_width
 
@@ -61,17 +63,12 @@ class TorchAcoustic:
     def __init__(self, fn: Any) -> None:
         self.fn = fn
 
-    def __call__(self, ids: np.ndarray, controls: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """ids (1, T) int64; controls (4,) float32 → mel (1, L, n_mels) float32, durations (1, T) int64."""
+    def __call__(self, ids: np.ndarray, controls: GraphControls) -> tuple[np.ndarray, np.ndarray]:
+        """ids (1, T) int64; controls by name → mel (1, L, n_mels) float32, durations (1, T) int64."""
         import torch
 
-        c = np.asarray(controls, dtype=np.float32).reshape(-1)
-        if c.shape[0] != 4:
-            raise ModelError(
-                f"acoustic runner: expected 4 controls (speed, pitch, pitch_range, energy), got {c.shape[0]}"
-            )
         t_ids = torch.from_numpy(np.ascontiguousarray(ids, dtype=np.int64))
-        ctrl = [torch.tensor([float(v)], dtype=torch.float32) for v in c]
+        ctrl = [torch.tensor([v], dtype=torch.float32) for v in controls.values()]
         mel, dur = _call("acoustic", self.fn, t_ids, *ctrl)
         return mel.float().numpy(), dur.to(torch.int64).numpy()
 

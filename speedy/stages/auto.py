@@ -193,8 +193,9 @@ def search(
 
     The manifest's `extra["quantize"]` holds every candidate's measurements and the pairs tried.
     """
+    from speedy.controls import DEFAULT_CONTROLS
     from speedy.corpus import load_corpus
-    from speedy.fidelity import DEFAULT_CONTROLS, component_fidelity, utterance_ids
+    from speedy.fidelity import component_fidelity, utterance_ids
     from speedy.quality import dnsmos
     from speedy.stages.quantize import QuantRecipe
 
@@ -304,7 +305,7 @@ def _choose(
     sr = src.audio.sample_rate
 
     def ovrl(pair: _Pair) -> float:
-        from speedy.fidelity import DEFAULT_CONTROLS
+        from speedy.controls import DEFAULT_CONTROLS
 
         audio = np.concatenate([pair.vocode(pair.acoustic(x, DEFAULT_CONTROLS)[0]) for x in ids])
         return float(np.mean([dnsmos(seg, sr)["ovrl"] for seg in dnsmos_segments(audio, sr)]))

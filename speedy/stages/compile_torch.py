@@ -137,12 +137,13 @@ def _export_examples(src: Manifest, checks: Any) -> dict[str, tuple]:
     """Example inputs for export: distinct tensors per input (aliased inputs would be baked in as one)."""
     import torch
 
+    from speedy.controls import DEFAULT_CONTROLS
     from speedy.stages.parity import check_ids
 
     ids = torch.from_numpy(check_ids(src)[0])
     frames = max(16, src.audio.min_vocoder_frames + 6)
     mel = torch.from_numpy(checks.vocoder[0][0]) if checks is not None else torch.randn(1, frames, src.audio.n_mels)
-    controls = tuple(torch.tensor([v], dtype=torch.float32) for v in (1.0, 0.0, 1.0, 1.0))
+    controls = tuple(torch.tensor([v], dtype=torch.float32) for v in DEFAULT_CONTROLS.values())
     return {"acoustic": (ids, *controls), "vocoder": (mel,)}
 
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from speedy.artifacts import Manifest
 from speedy.calibration import snr_db
+from speedy.controls import DEFAULT_CONTROLS, GraphControls
 from speedy.errors import ModelError
 from speedy.families import for_family
 from speedy.families.graph_spec import ComponentSpec, GraphSpec
@@ -26,8 +27,8 @@ from speedy.families.graph_spec import ComponentSpec, GraphSpec
 _LOGGER = logging.getLogger(__name__)
 
 CHECK_SENTENCES = ("今天天气很好。", "我们一起去公园散步吧！", "请在三点以前把报告发给我。")
-#: (speed ×, pitch semitones, pitch_range ×, energy ×): defaults, then a set that moves every control.
-CHECK_CONTROLS = ((1.0, 0.0, 1.0, 1.0), (0.8, 2.0, 1.3, 1.2))
+#: The defaults, then a set that moves every control.
+CHECK_CONTROLS = (DEFAULT_CONTROLS, GraphControls(speed=0.8, pitch=2.0, pitch_range=1.3, energy=1.2))
 #: id-sequence lengths used when no frontend is available (short, medium, longer).
 FALLBACK_LENGTHS = (9, 23, 41)
 
@@ -51,11 +52,11 @@ class ParityFigure:
 class CheckSet:
     """Reference inputs and outputs.
 
-    acoustic: [(ids (1, T) int64, controls (4,) float32, mel (1, L, n_mels), durations (1, T))].
+    acoustic: [(ids (1, T) int64, controls (GraphControls), mel (1, L, n_mels), durations (1, T))].
     vocoder: [(mel (1, L, n_mels) float32, wav (1, L·hop) float32)].
     """
 
-    acoustic: tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], ...]
+    acoustic: tuple[tuple[np.ndarray, GraphControls, np.ndarray, np.ndarray], ...]
     vocoder: tuple[tuple[np.ndarray, np.ndarray], ...]
 
 
@@ -103,10 +104,9 @@ def build_check_set(
     ac: list[Any] = []
     vo: list[Any] = []
     for i, ids in enumerate(check_ids(manifest)):
-        for j, c in enumerate(CHECK_CONTROLS):
+        for j, controls in enumerate(CHECK_CONTROLS):
             if j and i % 2:  # non-default controls on every other input: enough to catch a baked value
                 continue
-            controls = np.asarray(c, dtype=np.float32)
             mel, dur = acoustic(ids, controls)
             ac.append((ids, controls, mel, dur))
             if j == 0:

@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from speedy.artifacts import Component, Manifest, atomic_artifact, lineage_step, read_manifest, write_manifest
+from speedy.controls import GraphControls
 from speedy.errors import InputError
-from speedy.stages.parity import CheckSet, ParityError, build_check_set, compare_runner, family_spec
+from speedy.stages.parity import CHECK_CONTROLS, CheckSet, ParityError, build_check_set, compare_runner, family_spec
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -181,9 +182,9 @@ def _trace_inputs(name: str, checks: CheckSet) -> tuple[tuple, tuple]:
     rows = list(checks.acoustic)
     ids_a, c_a = rows[0][0], rows[0][1]
     ids_b = next((r[0] for r in rows if r[0].shape[1] != ids_a.shape[1]), np.concatenate([ids_a, ids_a], axis=1))
-    c_b = np.asarray((0.8, 2.0, 1.3, 1.2), dtype=np.float32)
+    c_b = CHECK_CONTROLS[1]
 
-    def pack(ids: np.ndarray, c: np.ndarray) -> tuple:
-        return (torch.from_numpy(ids), *(torch.tensor([float(v)], dtype=torch.float32) for v in c))
+    def pack(ids: np.ndarray, c: GraphControls) -> tuple:
+        return (torch.from_numpy(ids), *(torch.tensor([v], dtype=torch.float32) for v in c.values()))
 
     return pack(ids_a, c_a), pack(ids_b, c_b)

@@ -37,6 +37,7 @@ from speedy.artifacts import (
     sha256_file,
     write_manifest,
 )
+from speedy.controls import DEFAULT_CONTROLS
 from speedy.errors import InputError, ModelError
 from speedy.families.graph_spec import loop_figures
 
@@ -225,7 +226,7 @@ def loop_parity(manifest: Manifest, root: Path, acoustic: Any, text: str = CHECK
     worst = 0.0
     for utt in enc.text_to_utterances(text):
         inputs = enc.encode(utt, None)
-        mel, dur = runner(inputs, np.asarray((1.0, 0.0, 1.0, 1.0), np.float32))
+        mel, dur = runner(inputs, DEFAULT_CONTROLS)
         ref = acoustic.forward(inputs)
         if not np.array_equal(dur[0], ref.durations.numpy()):
             raise ModelError("export: the ONNX host loop's durations differ from PyTorch's")
@@ -367,7 +368,7 @@ def loop_error(
     va, vb = load_runner(ref, "vocoder", ref_root, opts), load_runner(test, "vocoder", test_root, opts)
     snr = float("inf")
     enc = encoder(ref)
-    ctl = np.asarray((1.0, 0.0, 1.0, 1.0), np.float32)
+    ctl = DEFAULT_CONTROLS
     changed = total = 0
     num = den = num_q = den_q = 0.0
     for utt in enc.text_to_utterances(text):
@@ -420,7 +421,7 @@ def verify_graphs(
         for m, r in ((src, src_root), (manifest, root))
     ]
     enc = encoder(src)
-    ctl = np.asarray((1.0, 0.0, 1.0, 1.0), np.float32)
+    ctl = DEFAULT_CONTROLS
     mel_diff, snr, dur_equal = 0.0, float("inf"), True
     for utt in enc.text_to_utterances(text):
         inputs = enc.encode(utt, None)

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from speedy.artifacts import Manifest
+from speedy.controls import GraphControls
 from speedy.errors import ModelError
 from speedy.families.sambert.loop import GRAPH_NAMES, SambertInputs, SambertLoop, SambertLoopConfig
 
@@ -37,7 +38,7 @@ class SambertAcousticRunner:
 
     Args of ``__call__``:
         inputs: :class:`SambertInputs` of one sentence (streams of shape ``(T,)``).
-        controls: float32 ``(4,)`` = speed ×, pitch (semitones), pitch_range ×, energy ×. Speed divides
+        controls: :class:`speedy.controls.GraphControls` (speed, pitch, pitch_range, energy). Speed divides
             the predicted durations; pitch_range scales the (speaker-normalised) pitch contour around the
             speaker's mean. Pitch and energy are not model inputs for this family: the manifest's
             ``pitch_graph_semitones`` (0, 0) sends every pitch shift to the Synthesizer's resampling and
@@ -51,9 +52,8 @@ class SambertAcousticRunner:
     def __init__(self, loop: SambertLoop) -> None:
         self.loop = loop
 
-    def __call__(self, inputs: SambertInputs, controls: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        c = np.asarray(controls, dtype=np.float32).reshape(4)
-        res = self.loop.acoustic(inputs, (float(c[2]), 0.0, 1.0, 0.0), float(c[0]))
+    def __call__(self, inputs: SambertInputs, controls: GraphControls) -> tuple[np.ndarray, np.ndarray]:
+        res = self.loop.acoustic(inputs, (controls.pitch_range, 0.0, 1.0, 0.0), controls.speed)
         return res.mel[None].astype(np.float32, copy=False), res.durations[None].astype(np.int64, copy=False)
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from speedy.artifacts import Manifest
+from speedy.controls import GraphControls
 from speedy.errors import InputError, ModelError
 from speedy.families.ttskit.loop import GRAPHS, LoopConfig, TtskitLoop
 
@@ -58,7 +59,7 @@ class TtskitAcousticRunner:
 
     Args of ``__call__``:
         inputs: :class:`speedy.families.ttskit.frontend.TtskitInputs` (ids ``(T,)``, speaker ``(32,)``).
-        controls: float32 ``(4,)`` = speed ×, pitch (st), pitch_range ×, energy ×. Only speed is used
+        controls: :class:`speedy.controls.GraphControls` (speed, pitch, pitch_range, energy). Only speed is used
             here (:func:`stretch`); the manifest sends pitch to resampling and energy to a gain, and the
             model has no pitch-range control.
 
@@ -70,12 +71,12 @@ class TtskitAcousticRunner:
     def __init__(self, loop: TtskitLoop) -> None:
         self.loop = loop
 
-    def __call__(self, inputs: Any, controls: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(self, inputs: Any, controls: GraphControls) -> tuple[np.ndarray, np.ndarray]:
         ids = getattr(inputs, "ids", None)
         speaker = getattr(inputs, "speaker", None)
         if ids is None or speaker is None:
             raise InputError("ttskit: the acoustic runner takes TtskitInputs (ids and a speaker vector)")
-        speed = float(np.asarray(controls, dtype=np.float32).reshape(-1)[0])
+        speed = controls.speed
         if not speed > 0:
             raise InputError(f"speed must be > 0, got {speed}")
         res = self.loop.acoustic(ids, speaker)

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from speedy.artifacts import Manifest
+from speedy.controls import DEFAULT_CONTROLS
 from speedy.errors import ModelError
 from speedy.families.graph_spec import loop_figures
 
@@ -43,11 +44,10 @@ def verify_graphs(
     acoustic: list[Any] = [load_runner(m, "acoustic", r, opts) for m, r in ((src, src_root), (manifest, root))]
     vocoder: list[Any] = [load_runner(m, "vocoder", r, opts) for m, r in ((src, src_root), (manifest, root))]
     enc = encoder(src)
-    controls = np.asarray((1.0, 0.0, 1.0, 1.0), np.float32)
     mel_diff, snr, same_steps = 0.0, float("inf"), True
     for utt in enc.text_to_utterances(text or VERIFY_TEXT):
         inputs: Any = enc.encode(utt, None)
-        (ma, da), (mb, db) = acoustic[0](inputs, controls), acoustic[1](inputs, controls)
+        (ma, da), (mb, db) = acoustic[0](inputs, DEFAULT_CONTROLS), acoustic[1](inputs, DEFAULT_CONTROLS)
         same_steps &= ma.shape == mb.shape and bool(np.array_equal(da, db))
         mel_diff = max(mel_diff, float(np.abs(ma - mb).max()) if ma.shape == mb.shape else float("inf"))
         snr = min(snr, snr_db(vocoder[0](ma), vocoder[1](ma)))
