@@ -1,7 +1,7 @@
-"""Torch loaders: a converted folder -> the family's torch modules.
+"""What the torch loaders share: reading a converted folder's config.json and its safetensors weights.
 
-Which loader a family uses is declared in its :class:`speedy.families.FamilySpec` (``torch_loaders``);
-this module holds what the loaders share.
+Which loader a family uses is declared in its :class:`speedy.families.FamilySpec` (``torch_loaders``) and
+looked up by :func:`speedy.families.torch_loader`.
 """
 
 from __future__ import annotations
@@ -19,13 +19,6 @@ Loader = Callable[[Path], tuple[nn.Module, nn.Module, dict[str, Any]]]
 """folder -> (acoustic model, vocoder, config dict); modules are in eval mode on CPU."""
 
 
-def get_loader(family: str) -> Loader:
-    """The torch loader of a manifest family value, from the family registry (ModelError when unknown)."""
-    from speedy.families import torch_loader
-
-    return torch_loader(family)
-
-
 def read_config(folder: Path) -> dict[str, Any]:
     """config.json of a converted model folder."""
     path = Path(folder) / "config.json"
@@ -37,8 +30,11 @@ def read_config(folder: Path) -> dict[str, Any]:
 
 def load_models(folder: Path) -> tuple[nn.Module, nn.Module, dict[str, Any]]:
     """Load any converted folder through the loader its config.json ``family`` names."""
+    from speedy.families import torch_loader
+
     cfg = read_config(folder)
-    return get_loader(str(cfg.get("family", "")))(Path(folder))
+    loader: Loader = torch_loader(str(cfg.get("family", "")))
+    return loader(Path(folder))
 
 
 def load_weights(module: nn.Module, path: Path) -> None:

@@ -31,15 +31,16 @@ def load_torch_modules(manifest: Manifest, root: Path) -> dict[str, Any]:
     """Build the family's eager modules from a torch artifact folder.
 
     Args:
-        manifest: the folder's manifest; its `family` picks the loader in `speedy.models.registry`.
+        manifest: the folder's manifest; its `family` picks the loader its FamilySpec declares
+            (`speedy.families.torch_loader`).
         root: the artifact folder (holds the weight files and the family's config.json).
 
     Returns:
         {"acoustic": nn.Module, "vocoder": nn.Module}, eval mode, float32, CPU, no parameter requires grad.
     """
-    from speedy.models.registry import get_loader
+    from speedy.families import torch_loader
 
-    acoustic, vocoder, _cfg = get_loader(manifest.family)(Path(root))
+    acoustic, vocoder, _cfg = torch_loader(manifest.family)(Path(root))
     modules = {"acoustic": acoustic.eval(), "vocoder": vocoder.eval()}
     for m in modules.values():  # inference only: tensors made under inference_mode may meet the weights
         m.requires_grad_(False)
