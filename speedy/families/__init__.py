@@ -45,6 +45,8 @@ class FamilySpec:
     native_emotions: "module:function" name -> bool: emotion names the model embeds natively.
     reference:   "module:function" (progress=None) -> Path of the family's FP32 ONNX artifact built from its
                  built-in source (what ``speedy bench`` compares a row of this family with by default).
+    analysis:    "module:function" (audio (samples,), manifest) -> mel (frames, n_mels): a vocoder-only
+                 family's torch-free mel analysis, for copy synthesis of a recording.
     """
 
     name: str
@@ -58,6 +60,7 @@ class FamilySpec:
     verify: str | None = None
     native_emotions: str | None = None
     reference: str | None = None
+    analysis: str | None = None
     notes: Mapping[str, str] = field(default_factory=dict)
 
     @property

@@ -20,4 +20,5 @@ SPEC = FamilySpec(
     frontends=frozen({}),
     builtin="speedy.families.hifigan.export:export_builtin",
     reference="speedy.families.hifigan.export:cached_artifact",
+    analysis="speedy.families.hifigan.mel:manifest_mel",
 )

@@ -15,11 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from speedy.errors import InputError, ModelError
+
+if TYPE_CHECKING:
+    from speedy.artifacts import Manifest
 
 
 @dataclass(frozen=True)
@@ -137,3 +140,12 @@ def log_mel(audio: np.ndarray, settings: MelSettings = DEFAULT) -> np.ndarray:
     if s.log == "log10":
         out /= np.log(10.0)
     return out.astype(np.float32)
+
+
+def manifest_mel(audio: np.ndarray, manifest: Manifest) -> np.ndarray:
+    """The FamilySpec ``analysis`` hook: :func:`log_mel` with the setting the manifest records
+    (``extra["mel"]``), ``(frames, n_mels)`` float32."""
+    data = manifest.extra.get("mel")
+    if not isinstance(data, Mapping):
+        raise ModelError("hifigan manifest: extra['mel'] (the mel setting) is missing")
+    return log_mel(audio, MelSettings.from_dict(data))
