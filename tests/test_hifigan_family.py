@@ -216,3 +216,41 @@ def test_bad_input_to_a_vocoder_only_artifact(artifact: Path, tmp_path: Path) ->
             run("synth", "--artifact", str(artifact), "--wav", str(tmp_path / name), "-o", str(out)), 2, word
         )
     assert not out.exists()
+
+
+# ---- compression --------------------------------------------------------------------------------------------
+def _int8_convs(path: Path) -> int:
+    """Convolutions whose weight comes through a DequantizeLinear (static QDQ INT8)."""
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    dq = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    return sum(1 for n in graph.node if n.op_type == "Conv" and n.input[1] in dq)
+
+
+@pytest.mark.integration
+def test_quantize_recipes_on_the_vocoder_only_artifact(artifact: Path, tmp_path: Path) -> None:
+    """int8-static quantizes the 72 residual-block convs (calibrated on the default voice's speech) and still
+    copy-synthesises close to FP32; fp16 converts; int8-dynamic, which leaves vocoders float, is refused."""
+    from speedy.artifacts import read_manifest
+    from speedy.quality import mel_cepstral_distortion
+    from speedy.synth import Synthesizer
+
+    static, half = tmp_path / "int8", tmp_path / "fp16"
+    proc = run("quantize", str(artifact), "-o", str(static), "--recipe", "int8-static", "--calib-sentences", "2")
+    assert proc.returncode == 0, proc.stderr.decode()[-800:]
+    assert run("quantize", str(artifact), "-o", str(half), "--recipe", "fp16").returncode == 0
+    one_error_line(
+        run("quantize", str(artifact), "-o", str(tmp_path / "dyn"), "--recipe", "int8-dynamic"),
+        2,
+        "int8-dynamic",
+        "vocoder-only",
+    )
+    assert _int8_convs(static / "vocoder.onnx") == 72 and _int8_convs(artifact / "vocoder.onnx") == 0
+    assert read_manifest(static).components["vocoder"].precision == "int8-static"
+    assert read_manifest(half).components["vocoder"].precision == "fp16"
+    clip = _speech_like(1.0, 16000)
+    fp32 = Synthesizer.load(artifact, threads=1).copy_synthesize(clip).audio
+    for folder in (static, half):
+        got = Synthesizer.load(folder, threads=1).copy_synthesize(clip).audio
+        assert got.shape == fp32.shape and mel_cepstral_distortion(fp32, got, 16000) < 3.0

@@ -38,7 +38,10 @@ _LOGGER = logging.getLogger(__name__)
 
 OPSET = 17
 #: Bump when the exported file or the manifest change meaning: cached exports are then rebuilt.
-EXPORT_VERSION = 1
+EXPORT_VERSION = 2
+#: Node-name prefixes static INT8 quantizes (the 12 residual blocks: 72 of the 78 convolutions). conv_pre,
+#: the transposed convolutions (no QLinear kernel on CPU) and the 32 → 1 output conv stay float.
+INT8_SCOPES = ("/resblocks.",)
 #: Parity floor, dB SNR, of our module and of the ONNX graph against the shipped TorchScript.
 SNR_DB = 60.0
 #: Frame counts of the parity inputs (two lengths: the frames axis must not be baked in).
@@ -199,7 +202,7 @@ def export_hifigan(
                     outputs=OUTPUTS,
                     sha256=sha256_file(path),
                     dynamic_axes={k: {str(a): n for a, n in v.items()} for k, v in DYNAMIC_AXES.items()},
-                    extra={"opset": OPSET, "config": "HiFiGANConfig.v1_16k"},
+                    extra={"opset": OPSET, "config": "HiFiGANConfig.v1_16k", "int8_scopes": list(INT8_SCOPES)},
                 )
             },
             audio=Audio(
