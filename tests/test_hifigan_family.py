@@ -280,3 +280,18 @@ def test_trace_matches_the_shipped_torchscript_and_onnx(artifact: Path, wheel: P
     onnx = [Synthesizer.load(artifact, threads=2).vocoder(m) for m in mels]
     assert min(snr_db(r, g) for r, g in zip(refs, got)) >= 60.0
     assert min(snr_db(o, g) for o, g in zip(onnx, got)) >= 60.0
+
+
+@pytest.mark.integration
+def test_compile_ort_on_the_vocoder_only_artifact(artifact: Path, tmp_path: Path) -> None:
+    """`speedy compile` (ONNX Runtime) takes a vocoder-only artifact, checks only its vocoder (≥ 60 dB SNR on
+    real speech) and the result still copy-synthesises."""
+    from speedy.artifacts import read_manifest
+    from speedy.synth import Synthesizer
+
+    out = tmp_path / "ort"
+    proc = run("compile", str(artifact), "-o", str(out), "--threads", "1")
+    assert proc.returncode == 0, proc.stderr.decode()[-800:]
+    (figure,) = read_manifest(out).extra["parity"]
+    assert figure["component"] == "vocoder" and figure["value"] >= 60.0
+    assert Synthesizer.load(out, threads=1).copy_synthesize(_speech_like(0.5, 16000)).audio.size == 8000
