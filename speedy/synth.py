@@ -320,7 +320,9 @@ class Synthesizer:
             audio: ``(samples,)`` float32 mono at the artifact's sample rate (see speedy.wav_input.read_wav).
 
         Returns:
-            the waveform ``(frames * hop,)``; ``acoustic_s`` is the mel analysis time.
+            the waveform ``(frames * hop,)``; ``acoustic_s`` is the mel analysis time. The mel is vocoded in
+            blocks of BLOCK_FRAMES with receptive-field context (peak memory stays bounded on long recordings;
+            the joins equal one-shot vocoding) when the vocoder's receptive field is known.
         """
         if not self.manifest.vocoder_only:
             raise InputError(f"--wav needs a vocoder-only artifact; {self.root} ({self.manifest.family}) takes text")
@@ -329,7 +331,8 @@ class Synthesizer:
         start = time.perf_counter()
         mel = for_family(self.manifest.family).hook("analysis")(audio, self.manifest)[None]
         t1 = time.perf_counter()
-        wav = self.vocode(mel)
+        context = self.vocoder_context_frames
+        wav = self.vocode(mel) if context is None else self._vocode_blocks(mel, context)
         t2 = time.perf_counter()
         if not np.isfinite(wav).all():
             raise ModelError("the model produced non-finite audio")

@@ -343,3 +343,18 @@ def test_bench_rows_for_vocoder_only_artifacts(artifact: Path, tmp_path: Path) -
     assert fp32.quality.vocoder_mcd_db == 0.0 and fp32.audio_s > 1.0 and 0 < fp32.rtf.total
     assert q8.quality.vocoder_mcd_db is not None and 0.0 < q8.quality.vocoder_mcd_db < 5.0
     assert q8.quality.f0_gpe is not None and q8.quality.dnsmos_ovrl is not None and q8.vs_fp32 is not None
+
+
+@pytest.mark.integration
+def test_long_recordings_are_vocoded_in_blocks_that_join_exactly(artifact: Path) -> None:
+    """A recording longer than one block (450 frames > BLOCK_FRAMES) is vocoded block by block with
+    receptive-field context, and the result equals vocoding the whole mel at once (≥ 60 dB SNR)."""
+    from speedy.families.hifigan.export import snr_db
+    from speedy.families.hifigan.mel import DEFAULT, log_mel
+    from speedy.synth import BLOCK_FRAMES, Synthesizer
+
+    synth = Synthesizer.load(artifact, threads=2)
+    clip = _speech_like(4.5, 16000)
+    assert clip.size // 160 > BLOCK_FRAMES and synth.vocoder_context_frames
+    whole = synth.vocoder(log_mel(clip, DEFAULT)[None])[0]
+    assert snr_db(whole, synth.copy_synthesize(clip).audio) >= 60.0
