@@ -375,3 +375,10 @@ def test_long_recordings_are_vocoded_in_blocks_that_join_exactly(artifact: Path)
     assert clip.size // 160 > BLOCK_FRAMES and synth.vocoder_context_frames
     whole = synth.vocoder(log_mel(clip, DEFAULT)[None])[0]
     assert snr_db(whole, synth.copy_synthesize(clip).audio) >= 60.0
+
+
+@pytest.mark.integration
+def test_serve_refuses_a_vocoder_only_artifact(artifact: Path) -> None:
+    """`speedy serve` on a vocoder-only artifact stops before listening: one line, exit 2, saying why."""
+    proc = run("serve", "--artifact", str(artifact), "--port", "18927")
+    one_error_line(proc, 2, "vocoder-only", "--wav")
