@@ -70,7 +70,8 @@ bench: setup
 # ORT-compiled rows, each copy-synthesising the default voice's speech of the eval texts. HiFi-GAN is ~25x the
 # default voice's vocoder work: with the default length probes this takes about half an hour on 2 cores.
 # 8 calibration sentences (as measured in the family's README): ORT's percentile calibrator holds every
-# activation of every sentence in memory, and 16 kHz HiFi-GAN activations are large.
+# activation of every sentence in memory, and 16 kHz HiFi-GAN activations are large (8 sentences: 2.3 GB peak
+# RSS, 32 s; the recipe's default 48 would hold about six times as much).
 bench-hifigan: setup
 	$(SPEEDY) export hifigan -o artifacts/hifigan --force
 	$(SPEEDY) quantize artifacts/hifigan -o artifacts/hifigan-int8-static --recipe int8-static --calib-sentences 8 --force
