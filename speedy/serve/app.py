@@ -115,7 +115,15 @@ class BodyLimit:
 
 
 def create_app(synthesizer: Any, settings: ServeSettings) -> FastAPI:
-    """The app around a loaded Synthesizer; `settings` sizes the pool and sets the limits."""
+    """The app around a loaded Synthesizer; `settings` sizes the pool and sets the limits.
+
+    A vocoder-only artifact (copy synthesis, no text input) is refused here, before the server starts.
+    """
+    if getattr(getattr(synthesizer, "manifest", None), "vocoder_only", False):
+        raise InputError(
+            f"serve: {synthesizer.root} is a vocoder-only artifact; the server speaks text, so serve a "
+            "text-to-speech artifact (copy-synthesise recordings with 'speedy synth --artifact DIR --wav')"
+        )
     pool = SynthesisPool(settings.workers, settings.queue, on_idle=malloc.trim if settings.trim_memory else None)
 
     @contextlib.asynccontextmanager

@@ -217,7 +217,7 @@ def verify(
 
     figures: list[dict] = []
     opts = RuntimeOptions(threads=threads)
-    for name in ("acoustic", "vocoder"):
+    for name in (n for n in ("acoustic", "vocoder") if n in manifest.components):
         runner = load_runner(manifest, name, root, opts)
         figures += [
             {**asdict(f), "enforced": strict}

@@ -20,7 +20,7 @@ import numpy as np
 
 from speedy.artifacts import Component, Manifest, sha256_file
 from speedy.calibration import CalibrationReader, acoustic_feeds, calibration_ids
-from speedy.errors import ModelError
+from speedy.errors import InputError, ModelError
 from speedy.families import lookup
 from speedy.noise import library_stdout
 from speedy.stages.ort_int8 import calibration_cache, dynamic_int8, scoped_nodes, static_int8
@@ -66,14 +66,21 @@ def int8_components(
     family = lookup(src.family)
     if family is not None and family.quantize:  # multi-graph families: per-graph INT8 through the host loop
         return family.hook("quantize")(src, root, staging, tmp, recipe, text, say)
-    ac, vo = src.components["acoustic"], src.components["vocoder"]
     comps: dict[str, Component] = {}
     feeds: dict[str, list] = {}
-    if recipe.name == "int8-hybrid":
+    if src.vocoder_only:
+        # the family records which of its vocoder's nodes INT8 may touch (the recipes' scopes name MB-MelGAN's)
+        scopes = src.components["vocoder"].extra.get("int8_scopes")
+        if scopes:
+            recipe = replace(recipe, scopes={**recipe.scopes, "vocoder": tuple(scopes)})
+        feeds = vocoder_only_feeds(src, recipe, text, say)
+    elif recipe.name == "int8-hybrid":
+        ac = src.components["acoustic"]
         say(f"calibration: {recipe.calib_sentences} sentences through the frontend (activation ranges for SmoothQuant)")
         feeds = {"acoustic": acoustic_feeds(ac, calibration_ids(src, text, recipe.calib_sentences))}
     elif recipe.name != "int8-dynamic":
         say(f"calibration: {recipe.calib_sentences} sentences through the frontend and FP32 acoustic model")
+        ac, vo = src.components["acoustic"], src.components["vocoder"]
         ids = calibration_ids(src, text, recipe.calib_sentences)
         feeds = {
             "acoustic": acoustic_feeds(ac, ids),
@@ -101,6 +108,26 @@ def int8_components(
         precision = recipe.name if recipe.name in ("int8-dynamic", "int8-hybrid") else "int8-static"
         comps[name] = quantized_component(comp, precision, staging, ops)
     return comps, {}
+
+
+def vocoder_only_feeds(
+    src: Manifest, recipe: QuantRecipe, text: Sequence[str], say: Callable[[str], None]
+) -> dict[str, list]:
+    """Calibration feeds of a vocoder-only artifact: the default voice's speech of `text`, analysed as copy
+    synthesis does. A recipe that leaves the vocoder float would change nothing, so it is refused."""
+    from speedy.stages.copy_calib import recording_mels
+
+    if not recipe.op_types.get("vocoder"):
+        raise InputError(
+            f"quantize: recipe {recipe.name} leaves the vocoder float, and a vocoder-only artifact has nothing "
+            "else to quantize; use --recipe int8-static or fp16 (or --op-types vocoder=Conv)"
+        )
+    if recipe.name in ("int8-dynamic", "int8-hybrid"):
+        return {}
+    if recipe.name == "mixed":
+        raise InputError("quantize: --recipe mixed needs an acoustic model; use int8-static on a vocoder-only artifact")
+    name = src.components["vocoder"].inputs[0]
+    return {"vocoder": [{name: m} for m in recording_mels(src, text, recipe.calib_sentences, say)]}
 
 
 def quantize_graph(

@@ -98,8 +98,13 @@ def build_check_set(
     from speedy.runtime import RuntimeOptions, load_runner
 
     opts = RuntimeOptions(threads=threads)
-    acoustic = acoustic or load_runner(manifest, "acoustic", root, opts)
     vocoder = vocoder or load_runner(manifest, "vocoder", root, opts)
+    if manifest.vocoder_only:  # no acoustic model: the default voice's speech, analysed as copy synthesis does
+        from speedy.stages.copy_calib import recording_mels
+
+        mels = recording_mels(manifest, CHECK_SENTENCES, len(CHECK_SENTENCES))
+        return CheckSet((), tuple((m, vocoder(m)) for m in mels))
+    acoustic = acoustic or load_runner(manifest, "acoustic", root, opts)
     need = max(1, manifest.audio.min_vocoder_frames)
     ac: list[Any] = []
     vo: list[Any] = []

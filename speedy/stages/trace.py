@@ -82,13 +82,12 @@ def trace(
     start = time.perf_counter()
     with atomic_artifact(out, force=force) as staging:  # refuses an existing `out` before any work
         modules = load_torch_modules(src, source)
-        checks = build_check_set(
-            src, source, spec, acoustic=TorchAcoustic(modules["acoustic"]), vocoder=TorchVocoder(modules["vocoder"])
-        )
+        acoustic = TorchAcoustic(modules["acoustic"]) if "acoustic" in modules else None
+        checks = build_check_set(src, source, spec, acoustic=acoustic, vocoder=TorchVocoder(modules["vocoder"]))
         comps: dict[str, Component] = {}
         notes: dict[str, Any] = {}
         figures: list[dict] = []
-        for name in ("vocoder", "acoustic"):
+        for name in (n for n in ("vocoder", "acoustic") if n in modules):
             say(f"{name}: tracing to TorchScript")
             comp, note, figs = _trace_component(src, source, staging, name, modules[name], checks, spec, config)
             comps[name], notes[name] = comp, note

