@@ -9,8 +9,6 @@ artifact atomically with `distill` in its lineage. `export`, `quantize` and `com
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -20,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from speedy.artifacts import Manifest, read_manifest
+from speedy.artifacts import Manifest
 from speedy.errors import InputError
 
 _LOGGER = logging.getLogger(__name__)
@@ -106,23 +104,6 @@ def checkpoint_path(out: Path) -> Path:
     return out.parent / f".{out.name}.distill.ckpt"
 
 
-def _run_key(src: Manifest, config: DistillConfig) -> str:
-    opts = {k: v for k, v in asdict(config).items() if k not in ("threads", "evaluate", "checkpoint_minutes", "device")}
-    blob = json.dumps({"src": {n: c.sha256 for n, c in src.components.items()}, "opts": opts}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:24]
-
-
-def _check_source(source: Path) -> Manifest:
-    src = read_manifest(source)
-    formats = {c.format for c in src.components.values()}
-    if formats != {"torch"}:
-        raise InputError(
-            f"distill: {source} is a {'/'.join(sorted(formats))} artifact; distill trains torch weights — give it "
-            "the torch artifact (e.g. the default voice, or a 'speedy prune' output), then export its output"
-        )
-    return src
-
-
 def distill(
     source: Path | None,
     out: Path,
@@ -150,13 +131,14 @@ def distill(
     from speedy.families import default_family, for_family, resolve
     from speedy.prune.family import write_pruned_artifact
     from speedy.prune.recover import load_checkpoint, save_checkpoint
+    from speedy.prune.stage import run_key, torch_source
     from speedy.runtime.torch_backend import load_torch_modules
 
     say = progress or (lambda m: _LOGGER.info(m))
     if source is None:
         source = default_family().hook("torch_artifact")(progress=progress)
     source, out = Path(source), Path(out)
-    src = _check_source(source)
+    src = torch_source(source, "distill")
     spec = for_family(src.family)
     if config.component not in spec.students:
         raise InputError(f"distill: the {spec.name} family declares no student space for its {config.component}")
@@ -164,7 +146,9 @@ def distill(
         raise InputError(f"{out} already exists; pass --force to replace it")
     if config.device == "cuda" and not torch.cuda.is_available():
         raise InputError("distill: --device cuda, but torch sees no CUDA GPU here; use --device cpu")
-    ckpt_file, key = checkpoint_path(out), _run_key(src, config)
+    ignored = ("threads", "evaluate", "checkpoint_minutes", "device")
+    ckpt_file = checkpoint_path(out)
+    key = run_key(src, {k: v for k, v in asdict(config).items() if k not in ignored})
     ckpt = _resume_checkpoint(
         ckpt_file, key, resume, lambda p: load_checkpoint(p, "distill", ("step", "student", "key"))
     )

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from speedy.distill.data import Pairs
 from speedy.distill.losses import feature_mse, log_mel_l1, multi_resolution_stft, subband_stft
 from speedy.errors import InputError, ModelError
+from speedy.prune.recover import warmup_cosine
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -69,10 +70,7 @@ class TrainConfig:
 
     def lr_at(self, step: int) -> float:
         """Linear warm-up then cosine decay from lr to lr/10 over `steps`."""
-        if step < self.warmup:
-            return self.lr * (step + 1) / self.warmup
-        t = (step - self.warmup) / max(1, self.steps - self.warmup)
-        return self.lr * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, t))))
+        return warmup_cosine(step, self.lr, self.warmup, self.steps)
 
     def hint_at(self, step: int) -> float:
         """The hint loss's weight at `step`."""

@@ -80,10 +80,15 @@ class RecoveryConfig:
 
     def lr_at(self, step: int) -> float:
         """Linear warm-up then cosine decay from lr to lr/10 over `steps`."""
-        if step < self.warmup:
-            return self.lr * (step + 1) / self.warmup
-        t = (step - self.warmup) / max(1, self.steps - self.warmup)
-        return self.lr * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, t))))
+        return warmup_cosine(step, self.lr, self.warmup, self.steps)
+
+
+def warmup_cosine(step: int, lr: float, warmup: int, steps: int) -> float:
+    """Learning rate at `step`: linear warm-up over `warmup` steps, then cosine decay to lr/10 at `steps`."""
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    t = (step - warmup) / max(1, steps - warmup)
+    return lr * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, t))))
 
 
 @dataclass

@@ -15,7 +15,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -105,20 +105,21 @@ def checkpoint_path(out: Path) -> Path:
     return out.parent / f".{out.name}.prune.ckpt"
 
 
-def _run_key(src: Manifest, config: PruneConfig) -> str:
-    """Identity of a run: the source weights and every option that changes the result."""
-    opts = {k: v for k, v in asdict(config).items() if k not in ("threads", "evaluate", "checkpoint_every")}
-    blob = json.dumps({"src": {n: c.sha256 for n, c in src.components.items()}, "opts": opts}, sort_keys=True)
+def run_key(src: Manifest, options: Mapping[str, Any]) -> str:
+    """Identity of a training run (prune's recovery, distill): the source weights and every option that
+    changes the result, so that a checkpoint is only resumed by the run that wrote it."""
+    blob = json.dumps({"src": {n: c.sha256 for n, c in src.components.items()}, "opts": dict(options)}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
-def _check_source(source: Path) -> Manifest:
+def torch_source(source: Path, stage: str) -> Manifest:
+    """The manifest of `source`, which must be a torch artifact: `stage` trains weights before export."""
     src = read_manifest(source)
     formats = {c.format for c in src.components.values()}
     if formats != {"torch"}:
         raise InputError(
-            f"prune: {source} is an artifact in {'/'.join(sorted(formats))} format; prune works "
-            "on torch weights before export — run prune on the torch artifact (e.g. the default voice), then "
+            f"{stage}: {source} is an artifact in {'/'.join(sorted(formats))} format; {stage} works on torch "
+            f"weights before export — run {stage} on the torch artifact (e.g. the default voice), then "
             "'speedy export' (and 'speedy quantize') on its output"
         )
     return src
@@ -157,7 +158,7 @@ def prune(
 
         source = default_family().hook("torch_artifact")(progress=progress)
     source, out = Path(source), Path(out)
-    src = _check_source(source)
+    src = torch_source(source, "prune")
     if out.exists() and not force:
         raise InputError(f"{out} already exists; pass --force to replace it")
     if config.threads:
@@ -168,7 +169,9 @@ def prune(
         groups_for(c, teacher[c])  # InputError early if the component has no prunable structures
     ids = _ids(src, config, calibration_ids)
     start = time.perf_counter()
-    ckpt_file, key = checkpoint_path(out), _run_key(src, config)
+    ignored = ("threads", "evaluate", "checkpoint_every")
+    ckpt_file = checkpoint_path(out)
+    key = run_key(src, {k: v for k, v in asdict(config).items() if k not in ignored})
     ckpt = load_checkpoint(ckpt_file) if ckpt_file.exists() else None
     if ckpt is not None and ckpt.get("key") != key:
         _LOGGER.warning("prune: %s is from a run with other options or weights; starting over", ckpt_file)
