@@ -14,12 +14,17 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from speedy.artifacts import Manifest
 from speedy.errors import InputError
+
+if TYPE_CHECKING:  # torch-heavy modules, imported when a function needs them
+    from speedy.distill.data import Pairs
+    from speedy.distill.student import StudentShape
+    from speedy.distill.train import TrainConfig
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -80,12 +85,12 @@ class DistillConfig:
             raise InputError(f"--sentences must be in [8, 30000], got {self.sentences}")
         self.train_config(self.steps or 1)  # validates lr / batch / hint options
 
-    def shape(self):  # -> StudentShape
+    def shape(self) -> StudentShape:
         from speedy.distill.student import StudentShape
 
         return StudentShape(width=self.width, layers=self.layers, inner=self.inner_width)
 
-    def train_config(self, steps: int):  # -> TrainConfig
+    def train_config(self, steps: int) -> TrainConfig:
         from speedy.distill.train import TrainConfig
 
         return TrainConfig(
@@ -261,7 +266,7 @@ def _resume_checkpoint(
 
 def _pairs(
     src: Manifest, teacher: dict, config: DistillConfig, say: Callable[[str], None], ids: Sequence[np.ndarray] | None
-):  # -> Pairs
+) -> Pairs:
     from speedy.calibration import calibration_ids
     from speedy.corpus import load_corpus
     from speedy.distill.data import cache_key, read_sentences, teacher_pairs
