@@ -125,9 +125,9 @@ def shapes(refit: bool, threads: int) -> None:
 
 def _refit_crops(src, teacher) -> list[torch.Tensor]:
     """The stage's own re-fit input: 32 windows of two adjacent 32-frame crops from the cached pairs."""
-    from speedy.distill.stage import REFIT_CROPS, DistillConfig, _pairs
+    from speedy.distill.stage import REFIT_CROPS, DistillConfig, training_pairs
 
-    pairs = _pairs(src, teacher, DistillConfig(), lambda m: None, None)
+    pairs = training_pairs(src, teacher, DistillConfig(), lambda m: None, None)
     return [torch.from_numpy(pairs.mels[2 * i : 2 * i + 2].reshape(1, -1, 80)) for i in range(REFIT_CROPS)]
 
 

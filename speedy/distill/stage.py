@@ -164,7 +164,7 @@ def distill(
     teacher = load_torch_modules(src, source)
     voc = teacher["vocoder"]
     sample_rate = src.audio.sample_rate
-    pairs = _pairs(src, teacher, config, say, calibration_ids)
+    pairs = training_pairs(src, teacher, config, say, calibration_ids)
     build = resolve(spec.students[config.component])
     if ckpt is not None:
         say(f"resuming from {ckpt_file} (step {ckpt['step']}/{ckpt['total_steps']})")
@@ -264,9 +264,11 @@ def _resume_checkpoint(
     return ckpt
 
 
-def _pairs(
+def training_pairs(
     src: Manifest, teacher: dict, config: DistillConfig, say: Callable[[str], None], ids: Sequence[np.ndarray] | None
 ) -> Pairs:
+    """The teacher's pairs for `config` (cached by checksum): the g2pL train text, or `ids` (1, T) when given
+    (not cached). Held-out text (calibration/eval.txt, calib.txt) is never trained on."""
     from speedy.calibration import calibration_ids
     from speedy.corpus import load_corpus
     from speedy.distill.data import cache_key, read_sentences, teacher_pairs
