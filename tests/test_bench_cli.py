@@ -23,7 +23,7 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.Fixtu
     stack = contextlib.ExitStack()
     stack.enter_context(registered(TOY_FAMILY))
     request.addfinalizer(stack.close)
-    monkeypatch.setattr("speedy.bench.measure_peak_rss", lambda *a, **k: 100_000_000)
+    monkeypatch.setattr("speedy.bench.run.measure_peak_rss", lambda *a, **k: 100_000_000)
     texts = tmp_path / "texts.txt"
     texts.write_text(TEXTS, encoding="utf-8")
     fp32 = make_toy_artifact(tmp_path / "fp32")

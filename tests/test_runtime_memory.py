@@ -36,7 +36,7 @@ def test_peak_rss_of_a_long_text(default_onnx: Path) -> None:
     under PEAK_RSS_MB (sessions ~85 MiB, numpy+ORT ~45, frontend ~17, the rest per-run buffers and audio)."""
     code = textwrap.dedent(f"""
         from speedy.bench import FIRST_AUDIO_CHARS, length_probes, read_texts
-        from speedy.bench_worker import peak_rss_bytes
+        from speedy.bench.worker import peak_rss_bytes
         from speedy.synth import Synthesizer
         s = Synthesizer.load({str(default_onnx)!r}, threads=2)
         probe = length_probes(read_texts({str(Path(__file__).parent.parent / "calibration" / "eval.txt")!r}),

@@ -92,7 +92,7 @@ def bench(
       speedy bench artifacts/onnx --texts t.txt --repeat 1 --no-quality --json
     """
     from speedy.bench import BenchConfig, check_writable, read_texts, run_bench, write_json
-    from speedy.bench_report import machine_line, rich_tables, summary_line, write_markdown, write_plot
+    from speedy.bench.report import machine_line, rich_tables, summary_line, write_markdown, write_plot
     from speedy.errors import MissingExtraError
 
     refuse_old_json_path(artifacts)

@@ -187,7 +187,7 @@ def count_parameters(folder: Path, manifest: Manifest) -> int | None:
 
 # ---- peak memory in a fresh process ----------------------------------------------------------------
 def measure_peak_rss(target: str, texts: Sequence[str], threads: int, *, baseline: bool = False) -> int | None:
-    """Peak RSS (bytes) of a fresh `python -m speedy.bench_worker` that loads `target` and synthesises `texts`.
+    """Peak RSS (bytes) of a fresh `python -m speedy.bench.worker` that loads `target` and synthesises `texts`.
 
     `target` is an artifact folder, or a baseline name with `baseline=True`. Returns None (and logs a
     warning) if the worker fails, e.g. killed for memory.
@@ -198,7 +198,7 @@ def measure_peak_rss(target: str, texts: Sequence[str], threads: int, *, baselin
         cmd = [
             sys.executable,
             "-m",
-            "speedy.bench_worker",
+            "speedy.bench.worker",
             "--baseline" if baseline else "--artifact",
             target,
             "--threads",

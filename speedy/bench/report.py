@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from speedy.bench import BenchReport, BenchRow, check_writable
+from speedy.bench.run import BenchReport, BenchRow, check_writable
 from speedy.errors import OutputError
 
 _LOGGER = logging.getLogger(__name__)

