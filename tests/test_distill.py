@@ -234,3 +234,36 @@ def test_progress_line_shows_step_losses_and_rate() -> None:
     line = describe(120, 2000, {"total": 3.21, "stft": 1.5, "hint": 0.25, "mel": 0.4}, 2.46)
     assert line == "step 120/2000  total 3.210  stft 1.500  hint 0.250  2.5 steps/s"
     assert "hint" not in describe(1900, 2000, {"total": 1.0, "stft": 0.5}, 3.0)
+
+
+def test_a_time_budget_stops_training_short_of_the_planned_steps(tiny_artifact: Path) -> None:
+    """--minutes is a wall-clock budget: if the machine slows down after the steps were planned, training
+    stops when the time is up (here at once: the first step) and the state says how far it got."""
+    from speedy.distill.data import teacher_pairs
+    from speedy.distill.train import projections, train
+
+    teacher = load_models(tiny_artifact)
+    pairs = teacher_pairs(teacher[0], teacher[1], IDS, 12, None)
+    student = build_student(teacher[1], StudentShape(width=0.5, round_to=4), [], refit_layers=False)
+    proj = projections(student.module, teacher[1], student.keep)
+    cfg = TrainConfig(steps=500, batch=2, max_seconds=0.0)
+    state = train(teacher[1], student.module, proj, pairs, cfg, 24000)
+    assert state.step == 1
+
+
+def test_sigterm_checkpoints_like_ctrl_c(tiny_artifact: Path, tmp_path: Path) -> None:
+    """A job stopped with SIGTERM (a scheduler, `kill`) keeps its last step in the checkpoint and resumes."""
+    import os
+    import signal
+
+    out = tmp_path / "s"
+
+    def term(step: int, total: int, smooth: dict) -> None:
+        if step == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(DistillInterrupted, match="stopped at step 2/6"):
+        distill(tiny_artifact, out, _cfg(), calibration_ids=IDS, on_step=term)
+    assert signal.getsignal(signal.SIGTERM) is before and not out.exists()
+    assert distill(tiny_artifact, out, _cfg(), resume=True, calibration_ids=IDS).extra["distill"]["steps"] == 6

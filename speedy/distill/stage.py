@@ -41,7 +41,7 @@ class DistillConfig:
 
     component: what gets a student (the vocoder; the acoustic decoder is not built yet). width, inner_width,
     layers: the student's shape (`speedy.distill.student.StudentShape`). steps / minutes: the training
-    budget (minutes are turned into steps after timing a few steps). sentences: training text (g2pL train
+    budget (minutes are turned into steps after timing a few steps, and training also stops when they are up). sentences: training text (g2pL train
     split); frames: mel frames per crop. lr, batch, hint_weight, hint_fraction, checkpoint_minutes: see
     `speedy.distill.train.TrainConfig`. device: "cpu" or "cuda". threads: torch intra-op threads.
     """
@@ -100,6 +100,7 @@ class DistillConfig:
             feature_weight=self.hint_weight,
             feature_fraction=self.hint_fraction,
             checkpoint_seconds=60.0 * self.checkpoint_minutes,
+            max_seconds=None if self.minutes is None else 60.0 * self.minutes,
             seed=self.seed,
         )
 
@@ -224,6 +225,7 @@ def distill(
         "macs_per_frame": [vocoder_macs(voc), vocoder_macs(student.module)],
         "fit_errors": fit_errors,
         "steps": state.step,
+        "planned_steps": total,
         "train_seconds": round(state.seconds, 1),
         "final_losses": {k: round(v, 5) for k, v in state.losses.items()},
         "pairs": {"crops": len(pairs), "frames": config.frames, "sentences": config.sentences, "text": "g2pl_train"},

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import logging
 import math
+import signal
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -46,7 +48,9 @@ class TrainConfig:
     steps: optimiser steps. lr: peak Adam learning rate (betas 0.5/0.9, as GAN vocoders train), linear
     warm-up over `warmup` steps then cosine decay to lr/10. batch: crops per step. feature_weight /
     feature_fraction: the hint loss's starting weight and the share of the steps over which it decays to 0.
-    checkpoint_seconds: wall time between checkpoints. seed: the data order.
+    checkpoint_seconds: wall time between checkpoints. seed: the data order. max_seconds: stop once this much
+    training time has passed, even short of `steps` (a wall-clock budget holds when the machine slows down
+    after the steps were planned; the state records the steps reached).
     """
 
     steps: int = 2000
@@ -57,6 +61,7 @@ class TrainConfig:
     feature_fraction: float = 0.5
     checkpoint_seconds: float = 180.0
     seed: int = 0
+    max_seconds: float | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.steps <= 10_000_000:
@@ -145,6 +150,18 @@ def step_loss(
     return terms
 
 
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _stop_on_sigterm() -> Any:
+    """Treat SIGTERM (a scheduler or `kill` stopping the job) like Ctrl-C: checkpoint, then exit 3. Returns the
+    handler it replaced, or None off the main thread (where signals cannot be handled)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _interrupt)
+
+
 def batch_at(pairs: Pairs, cfg: TrainConfig, step: int) -> tuple[Tensor, Tensor]:
     """The batch of `step`: the same whether or not the run was resumed."""
     gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
@@ -189,6 +206,7 @@ def train(
         if checkpoint is not None:
             checkpoint(state)
 
+    previous = _stop_on_sigterm()
     try:
         while state.step < cfg.steps:
             mel, bands_t = (t.to(device) for t in batch_at(pairs, cfg, state.step))
@@ -209,16 +227,27 @@ def train(
             state.losses = dict(smooth)
             if progress is not None:
                 progress(state.step, cfg.steps, smooth)
-            if time.perf_counter() - last_ckpt >= cfg.checkpoint_seconds or state.step == cfg.steps:
+            out_of_time = cfg.max_seconds is not None and time.perf_counter() - t0 >= cfg.max_seconds
+            if time.perf_counter() - last_ckpt >= cfg.checkpoint_seconds or state.step == cfg.steps or out_of_time:
                 save()
                 last_ckpt = time.perf_counter()
+            if out_of_time:
+                _LOGGER.warning(
+                    "distill: the time budget ran out at step %d of the %d planned (the machine got slower than "
+                    "when the steps were planned)",
+                    state.step,
+                    cfg.steps,
+                )
+                break
     except KeyboardInterrupt:
         if state.step > 0:
             save()
         raise DistillInterrupted(
-            f"distill: interrupted at step {state.step}/{cfg.steps}; run the same command with --resume to continue"
+            f"distill: stopped at step {state.step}/{cfg.steps}; run the same command with --resume to continue"
         ) from None
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
         student.eval().cpu()
         teacher.cpu()
         for p in params:
