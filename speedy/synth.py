@@ -23,10 +23,12 @@ from speedy.artifacts import Manifest, ensure_folder, read_manifest
 from speedy.controls import CONTROL_RANGES, GraphControls, SynthesisOptions, effective_controls
 from speedy.errors import InputError, ModelError, OutputError
 from speedy.families import default_family, frontend_module
-from speedy.runtime import RuntimeOptions, load_runner
+from speedy.runtime import RuntimeOptions, isa_warnings, load_runner
 from speedy.runtime.receptive import context_frames
 
 _LOGGER = logging.getLogger(__name__)
+#: CPU-mismatch lines already logged by this process (a server loads one Synthesizer per worker)
+_WARNED: set[str] = set()
 
 # A manifest's frontend name picks, through its FamilySpec, a module providing `text_to_utterances(text,
 # first_chars=None) -> Iterator[Utterance]` (first_chars: cut the first piece that short), or, for a family
@@ -124,6 +126,10 @@ class Synthesizer:
         self.manifest = manifest
         self.root = root
         self.runtime = options or RuntimeOptions()
+        for line in isa_warnings(manifest):  # bf16 on an AVX2 CPU, an auto choice made on a VNNI one, …
+            if line not in _WARNED:
+                _WARNED.add(line)
+                _LOGGER.warning(line)
         self.vocoder = load_runner(manifest, "vocoder", root, self.runtime)
         self._ids = {s: i for i, s in enumerate(manifest.frontend.symbols)}
         if manifest.vocoder_only:  # copy synthesis only: no acoustic model, no frontend

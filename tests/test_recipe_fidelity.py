@@ -120,16 +120,17 @@ def test_auto_picks_the_fastest_candidate_within_budget(default_onnx: Path, tmp_
             if x["component"] == "acoustic" and y["component"] == "vocoder" and x["within_budget"] and y["within_budget"]:
                 fast_enough = x["seconds"] + y["seconds"] <= 0.95 * (cands[("acoustic", "fp32")]["seconds"]
                                                                      + cands[("vocoder", "fp32")]["seconds"])
-                if fast_enough and x["seconds"] + y["seconds"] < a["seconds"] + v["seconds"]:
-                    assert (x["recipe"], y["recipe"]) in tried  # faster pairs were tried first and failed DNSMOS
+                # faster pairs were tried first and failed DNSMOS, unless within the 3 % tie (fidelity decides)
+                if fast_enough and (x["seconds"] + y["seconds"]) * 1.03 < a["seconds"] + v["seconds"]:
+                    assert (x["recipe"], y["recipe"]) in tried
     m = read_manifest(out)
     assert m.components["acoustic"].extra["auto_recipe"] == chosen["acoustic"]
 
 
 def test_auto_bad_budget_and_backend(default_onnx: Path, tmp_path: Path) -> None:
-    """An unknown backend, a budget outside its range or a --student that is not distilled: one line,
+    """An unknown backend, a list without onnxruntime (the reference), a budget outside its range or a --student that is not distilled: one line,
     exit 2, no folder."""
-    for args in (("--backends", "openvino"), ("--max-dnsmos-drop", "9"), ("--max-mcd", "-1"),
+    for args in (("--backends", "openvino"), ("--backends", "onnxruntime,tflite"), ("--max-dnsmos-drop", "9"), ("--max-mcd", "-1"),
                  ("--min-duration-match", "2"), ("--student", str(default_onnx))):
         proc = cli("quantize", str(default_onnx), "-o", str(tmp_path / "a"), "--recipe", "auto", *args)
         assert proc.returncode == 2, (args, proc.stderr[-500:])

@@ -23,13 +23,22 @@ from typing import Any
 import numpy as np
 
 from speedy.artifacts import Manifest, library_versions
+from speedy.backends import BACKENDS, cpu_isa
 from speedy.errors import InputError
 from speedy.quality import DNSMOS_MIN_TAIL_S, DNSMOS_SEGMENT_S, dnsmos_segments  # noqa: F401 (bench's API)
 
 _LOGGER = logging.getLogger(__name__)
 
 WORKER_TIMEOUT_S = 900
-VERSIONED_LIBS = ("onnxruntime", "numpy", "ai-edge-litert", "torch", "speechmos", "pyworld", "pysptk")
+#: the backends' libraries (the backend table) and the measuring ones; a library not installed is left out
+VERSIONED_LIBS = (
+    *dict.fromkeys(lib for b in BACKENDS for lib in b.libs if lib != "onnx"),
+    "numpy",
+    "ai-edge-litert",
+    "speechmos",
+    "pyworld",
+    "pysptk",
+)
 
 
 @dataclass(frozen=True)
@@ -100,33 +109,14 @@ class Quality:
     component_utterances: int = 0
 
 
-ISA_FLAGS = (
-    "avx2",
-    "fma",
-    "avx512f",
-    "avx512_vnni",
-    "avx_vnni",
-    "avx512_bf16",
-    "avx512_fp16",
-    "amx_int8",
-    "amx_bf16",
-    "asimddp",
-    "sve",
-)
-
-
 def machine_info() -> MachineInfo:
     """Describe this machine (reads /proc/cpuinfo where it exists)."""
     cpu = platform.processor() or platform.machine()
-    isa: tuple[str, ...] = ()
     try:
         for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
-            key = line.split(":", 1)[0].strip().lower()
-            if key == "model name" and cpu == (platform.processor() or platform.machine()):
+            if line.split(":", 1)[0].strip().lower() == "model name":
                 cpu = line.split(":", 1)[1].strip()
-            elif key in ("flags", "features") and not isa:
-                have = set(line.split(":", 1)[1].split())
-                isa = tuple(f for f in ISA_FLAGS if f in have)
+                break
     except OSError:
         pass
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -148,7 +138,7 @@ def machine_info() -> MachineInfo:
         python=platform.python_version(),
         versions=library_versions(*VERSIONED_LIBS),
         load_avg=load,
-        isa=isa,
+        isa=cpu_isa(),
     )
 
 

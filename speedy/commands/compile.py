@@ -1,4 +1,4 @@
-"""`speedy compile`: an artifact → the same voice prepared for one runtime backend (onnxruntime, tensorrt, torch)."""
+"""`speedy compile`: an artifact → the same voice prepared for one runtime backend (the backend table's)."""
 
 from __future__ import annotations
 
@@ -6,26 +6,37 @@ from pathlib import Path
 
 import click
 
+from speedy.backends import BACKENDS, COMPILE_PRECISIONS, help_text
 from speedy.commands.common import console, emit_json, force_option, json_option, threads_option
 
+_HELP = f"""Compile an artifact for one runtime backend, checked against its source.
 
-@click.command("compile")
+{help_text()}
+
+Every compiled component is run against its source; a difference beyond the family's export
+tolerance fails (exit 3). A backend whose extra is not installed, or a precision this CPU lacks
+(bf16 without AVX512_BF16 / AMX), is refused in one line before any work.
+"""
+
+
+@click.command("compile", help=_HELP)
 @click.argument("source", type=click.Path())
 @click.option("-o", "--output", required=True, type=click.Path(), help="Artifact folder to write.")
 @click.option(
     "--backend",
-    type=click.Choice(["onnxruntime", "tensorrt", "torch"]),
+    type=click.Choice([b.name for b in BACKENDS]),
     default="onnxruntime",
     show_default=True,
     help="Runtime to compile for (see above for the input each one takes).",
 )
 @click.option(
     "--precision",
-    type=click.Choice(["fp32", "fp16", "int8"]),
+    type=click.Choice([*COMPILE_PRECISIONS, "f32"]),
     default="fp32",
     show_default=True,
-    help="tensorrt only: engine precision (int8 needs --int8-calib; so does an INT8 QDQ input). The other "
-    "backends keep the source's precision (use 'speedy quantize' first).",
+    help="Precision the backend runs at (f32 = fp32): tensorrt fp16 / int8 (int8 needs --int8-calib; so does "
+    "an INT8 QDQ input); openvino bf16 / int8. onnxruntime and torch keep the source's precision (use "
+    "'speedy quantize' first).",
 )
 @click.option(
     "--max-seq-len",
@@ -44,7 +55,7 @@ from speedy.commands.common import console, emit_json, force_option, json_option
 @click.option(
     "--opt-level",
     default=None,
-    help="onnxruntime: basic | extended (default) | all; tensorrt: builder level 0-5 (default 3).",
+    help="; ".join(f"{b.name}: {' | '.join(b.levels)} (default {b.default_level})" for b in BACKENDS if b.levels),
 )
 @click.option("--no-fusions", is_flag=True, help="onnxruntime: skip the transformer optimizer on the acoustic model.")
 @click.option(
@@ -70,26 +81,12 @@ def compile_cmd(
     force: bool,
     as_json: bool,
 ) -> None:
-    """Compile an artifact for one runtime backend, checked against its source.
-
-    \b
-    onnxruntime  ONNX artifact in; each graph optimised offline (the acoustic model also through
-                 ONNX Runtime's transformer fusions when they keep its output in tolerance), so the
-                 runtime loads it without optimising again. --threads is stored as its default.
-    tensorrt     ONNX artifact in; TensorRT engines with one profile from --max-seq-len /
-                 --max-frames. Needs 'pip install openspeedy[tensorrt]' and a CUDA GPU (exit 3 otherwise).
-    torch        torch artifact in (e.g. the default voice's); torch.export programs (.pt2) with
-                 dynamic token and frame counts.
-
-    Every compiled component is run against its source; a difference beyond the family's export
-    tolerance fails (exit 3).
-    """
     from speedy.stages.compile import CompileConfig, compile_artifact
 
     config = CompileConfig(
         backend=backend,
         threads=threads,
-        precision=precision,
+        precision="fp32" if precision == "f32" else precision,
         max_seq_len=max_seq_len,
         max_frames=max_frames,
         opt_level=opt_level,

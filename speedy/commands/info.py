@@ -16,6 +16,7 @@ from speedy.commands.common import console, emit_json, json_option
 def info(folder: str, as_json: bool) -> None:
     """Validate and describe an artifact folder (exit 3 if it is not a valid one)."""
     from speedy.artifacts import folder_size, read_manifest
+    from speedy.runtime import isa_warnings
 
     root = Path(folder)
     m = read_manifest(root)
@@ -41,6 +42,7 @@ def info(folder: str, as_json: bool) -> None:
         "voices": list(m.controls.voices),
         "default_voice": m.default_voice,
         "emotions": dict(m.controls.emotions),
+        "warnings": (cpu_lines := isa_warnings(m)),
         "lineage": [
             {"stage": s.stage, "time": s.time, "seconds": s.seconds, "options": dict(s.options)} for s in m.lineage
         ],
@@ -57,6 +59,8 @@ def info(folder: str, as_json: bool) -> None:
         t.add_row(name, c["file"], c["format"], c["precision"], f"{c['size_bytes'] / 1e6:.2f} MB")
     console.print(t)
     console.print(f"voices ({len(m.controls.voices)}, default {m.default_voice}): " + ", ".join(m.controls.voices))
+    for line in cpu_lines:
+        console.print(f"[yellow]warning: {line}[/yellow]")
     console.print(
         "lineage: " + " → ".join(f"{s.stage}({', '.join(f'{k}={v}' for k, v in s.options.items())})" for s in m.lineage)
     )

@@ -55,7 +55,9 @@ RECIPE_CHOICES = ("int8-dynamic", "int8-static", "int8-hybrid", "fp16", "mixed",
     "--backends",
     default="onnxruntime",
     show_default=True,
-    help="auto: comma-separated backends to try (built in: onnxruntime).",
+    help="auto: comma-separated backends to place components on (onnxruntime, openvino). Each backend other "
+    "than onnxruntime adds its compile precisions as candidates (openvino: fp32, bf16 where the CPU has "
+    "AVX512_BF16 / AMX, int8), measured like the quantize recipes.",
 )
 @click.option(
     "--threads", type=click.IntRange(1), default=None, help="auto: threads for the timed runs (default: all)."
@@ -167,7 +169,7 @@ def quantize(
         "output": output,
         "recipe": rec.name,
         "components": {
-            n: {"precision": c.precision, "size_bytes": (Path(output) / c.file).stat().st_size}
+            n: {"precision": c.precision, "format": c.format, "size_bytes": (Path(output) / c.file).stat().st_size}
             for n, c in manifest.components.items()
         },
         "report": manifest.extra.get("quantize", {}),
@@ -229,8 +231,10 @@ def _auto(
         "chosen": report["chosen"],
         "candidates": report["candidates"],
         "pairs_tried": report["pairs_tried"],
+        "isa": report.get("isa", []),
+        "left_out": report.get("left_out", []),
         "components": {
-            n: {"precision": c.precision, "size_bytes": (Path(output) / c.file).stat().st_size}
+            n: {"precision": c.precision, "format": c.format, "size_bytes": (Path(output) / c.file).stat().st_size}
             for n, c in manifest.components.items()
         },
     }
@@ -240,13 +244,14 @@ def _auto(
     from rich.table import Table
 
     table = Table(title="speedy quantize --recipe auto: candidates (held-out sentences)", title_justify="left")
-    for h in ("component", "recipe", "ms", "MCD dB", "durations = FP32", "MB", "within budget"):
+    for h in ("component", "recipe", "backend", "ms", "MCD dB", "durations = FP32", "MB", "within budget"):
         table.add_column(h)
     for c in report["candidates"]:
         match = "—" if c["duration_match"] is None else f"{100 * c['duration_match']:.0f} %"
         table.add_row(
             c["component"],
             c["recipe"],
+            c.get("backend", "onnxruntime"),
             f"{1000 * c['seconds']:.0f}",
             f"{c['mcd_db']:.2f}",
             match,

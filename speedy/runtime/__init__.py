@@ -1,4 +1,5 @@
-"""Runtime backends behind one protocol, chosen by a component's `format` in the manifest.
+"""Runtime backends behind one protocol, chosen by a component's `format` in the manifest through the
+backend table (`speedy.backends.FORMATS`: format → loader).
 
 Nothing here imports torch at module level: the ONNX path (synth, serve, bench) must run without it.
 A backend module is imported only when a manifest names its format.
@@ -6,7 +7,6 @@ A backend module is imported only when a manifest names its format.
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol, overload
@@ -14,17 +14,9 @@ from typing import Literal, Protocol, overload
 import numpy as np
 
 from speedy.artifacts import Component, Manifest
+from speedy.backends import cpu_isa, fmt, missing_isa, resolve
 from speedy.controls import GraphControls
 from speedy.errors import ModelError
-
-#: component format -> "module:function" building a runner. One line per backend; no if-chains elsewhere.
-_BACKENDS: dict[str, str] = {
-    "onnx": "speedy.runtime.onnx_backend:load_component",
-    "torch": "speedy.runtime.torch_backend:load_component",
-    "torchscript": "speedy.runtime.torch_backend:load_torchscript",
-    "torch-export": "speedy.runtime.torch_backend:load_torch_export",
-    "tensorrt": "speedy.runtime.tensorrt_backend:load_component",
-}
 
 
 @dataclass(frozen=True)
@@ -75,9 +67,31 @@ def load_runner(manifest: Manifest, name: str, root: Path, options: RuntimeOptio
             raise ModelError(f"the manifest has no {name} component")
         return spec.hook("composite")(manifest, name, root, options)
     comp: Component = manifest.components[name]
-    target = _BACKENDS.get(comp.format)
-    if target is None:
+    record = fmt(comp.format)
+    if record is None:
         raise ModelError(f"no runtime backend for format {comp.format!r} ({name})")
-    module_name, func = target.split(":")
-    module = importlib.import_module(module_name)
-    return getattr(module, func)(manifest, name, root, options)
+    return resolve(record.loader)(manifest, name, root, options)
+
+
+#: the flags whose presence changes which artifact is fastest (int8 dot products, bf16, AMX tiles)
+DECISIVE_ISA = ("avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
+
+
+def isa_warnings(manifest: Manifest) -> list[str]:
+    """One line per reason this CPU is not the one the artifact was built or chosen for: a component that
+    needs CPU flags this one lacks (`extra["needs_isa"]`, e.g. OpenVINO bf16 on AVX2), or an `auto` choice
+    measured on a CPU with decisive flags (VNNI, BF16, AMX) this one lacks (`extra["quantize"]["isa"]`)."""
+    lines = []
+    for name, comp in manifest.components.items():
+        lacking = missing_isa(tuple(comp.extra.get("needs_isa") or ()))
+        if lacking:
+            lines.append(f"{name} ({comp.format} {comp.precision}) {lacking}")
+    measured = (manifest.extra.get("quantize") or {}).get("isa")
+    if measured:
+        gone = [f for f in DECISIVE_ISA if f in measured and f not in cpu_isa()]
+        if gone:
+            lines.append(
+                f"quantize --recipe auto chose this artifact on a CPU with {', '.join(gone)}, which this one "
+                "lacks: run the search again on this machine for the fastest choice here"
+            )
+    return lines

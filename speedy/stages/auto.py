@@ -5,7 +5,10 @@ Like the accuracy-aware tuning of Intel's Neural Compressor or NNCF, but the can
 per-component recipes and both axes are measured:
 
 1. Build every candidate file once with the existing recipes (`quantize`): acoustic ∈ {fp32, int8-hybrid,
-   int8-static, fp16}, vocoder ∈ {fp32, int8-static, fp16}.
+   int8-static, fp16}, vocoder ∈ {fp32, int8-static, fp16}. With `--backends onnxruntime,openvino`, every
+   precision of every other listed backend (`speedy.backends`: OpenVINO f32 / bf16 / int8) is compiled from
+   the FP32 source too and joins both components' candidates as `openvino-fp32`, … A precision this CPU
+   lacks (bf16 without AVX512_BF16 / AMX) is left out and said so in the report.
 2. On held-out sentences (the last `check_sentences` of the calibration text, which the calibrator never
    reads, and never `calibration/eval.txt`, the benchmark's test text), time each candidate on its own
    component (acoustic on the phone ids, vocoder on the FP32 mels; runs interleaved across candidates) and
@@ -15,8 +18,11 @@ per-component recipes and both axes are measured:
    With a student (`--student DIR`: the exported ONNX artifact of a `speedy distill` run), its vocoder is
    one more vocoder candidate, `distilled`, measured like the rest.
 3. Order the pairs whose components are both within budget and that are at least `min_gain` faster than
-   FP32 by their summed time; the first whose whole pipeline keeps DNSMOS OVRL within `max_dnsmos_drop` of
-   FP32 wins. FP32 itself always qualifies.
+   FP32 by their summed time (pairs within `tie` of the fastest one left count as tied and go by their
+   summed MCD, so a tie between backends goes to the better fidelity); the first whose whole pipeline keeps
+   DNSMOS OVRL within `max_dnsmos_drop` of FP32 wins. FP32 itself always qualifies.
+The manifest records the CPU's vector extensions the choice was measured on (`extra["quantize"]["isa"]`);
+`speedy info`, `synth` and `serve` warn where the CPU lacks the decisive ones (speedy.runtime.isa_warnings).
 """
 
 from __future__ import annotations
@@ -31,15 +37,24 @@ from typing import Any
 
 import numpy as np
 
-from speedy.artifacts import Manifest, atomic_artifact, lineage_step, read_manifest, sha256_file, write_manifest
+from speedy.artifacts import (
+    Component,
+    Manifest,
+    atomic_artifact,
+    lineage_step,
+    read_manifest,
+    sha256_file,
+    write_manifest,
+)
+from speedy.backends import AUTO_NAMES, backend, cpu_isa, missing_isa, resolve
 from speedy.errors import InputError
 from speedy.families import multi_graph
 
 _LOGGER = logging.getLogger(__name__)
 
-BACKENDS = ("onnxruntime",)
-"""Backends the search can place a component on. Only ONNX Runtime is built in; an OpenVINO backend
-(bf16 needs AVX512_BF16 or AMX) is not part of this project yet."""
+BACKENDS = AUTO_NAMES
+"""Backends the search can place a component on (the backend table's `auto` records). ONNX Runtime's
+candidates are the quantize recipes below; another backend's are its compile precisions."""
 ACOUSTIC_RECIPES = ("fp32", "int8-hybrid", "int8-static", "fp16")
 VOCODER_RECIPES = ("fp32", "int8-static", "fp16", "distilled")
 
@@ -49,7 +64,9 @@ class AutoBudget:
     """What the search may lose. max_mcd: per component, dB; max_dnsmos_drop: DNSMOS OVRL points below FP32;
     min_duration_match: share of tokens whose frame count must equal FP32's; min_gain: a pair must be at
     least this much faster than FP32 (0.05 = 5 %) to be taken, so that timing noise on a shared machine
-    cannot pick a lossy pair that is no faster; check_sentences: held-out
+    cannot pick a lossy pair that is no faster; tie: pairs within this share of each other's time are
+    ordered by fidelity; backends: where components may run (onnxruntime must be one: FP32 ONNX is the
+    reference every candidate is measured against); check_sentences: held-out
     sentences measured; repeat: timed runs per candidate (median); calib_sentences: calibration sentences for
     the candidates' recipes (None = each recipe's default)."""
 
@@ -57,7 +74,8 @@ class AutoBudget:
     max_dnsmos_drop: float = 0.05
     min_duration_match: float = 0.95
     min_gain: float = 0.05
-    backends: tuple[str, ...] = BACKENDS
+    tie: float = 0.03
+    backends: tuple[str, ...] = ("onnxruntime",)
     check_sentences: int = 6
     repeat: int = 3
     threads: int | None = None
@@ -78,6 +96,10 @@ class AutoBudget:
                 f"--backends: unknown backend(s) {', '.join(unknown) or '(none given)'}; "
                 f"supported: {', '.join(BACKENDS)}"
             )
+        if "onnxruntime" not in self.backends:
+            raise InputError("--backends must include onnxruntime (the FP32 ONNX reference runs on it)")
+        if not 0 <= self.tie < 0.5:
+            raise InputError(f"tie must be in [0, 0.5), got {self.tie}")
         if not 1 <= self.check_sentences <= 100:
             raise InputError(f"check sentences must be in [1, 100], got {self.check_sentences}")
         if self.repeat < 1:
@@ -91,6 +113,7 @@ class Candidate:
     component: str
     recipe: str
     seconds: float
+    backend: str
     mcd_db: float
     duration_match: float | None
     size_bytes: int
@@ -131,38 +154,83 @@ def student_vocoder(src: Manifest, student: Path) -> Path:
     return student / voc.file
 
 
+@dataclass(frozen=True)
+class _Built:
+    """One built candidate: its component as its own manifest records it (file, format, precision, extra),
+    the folder holding its files, and the backend that runs it."""
+
+    component: Component
+    root: Path
+    backend: str
+
+    def files(self) -> list[Path]:
+        """The component's file and its sidecars (same stem: OpenVINO's .xml has a .bin)."""
+        main = self.root / self.component.file
+        return [main, *sorted(p for p in self.root.glob(f"{main.stem}.*") if p != main and p.is_file())]
+
+    def size(self) -> int:
+        return sum(p.stat().st_size for p in self.files())
+
+
 def _build_candidates(
     source: Path,
     work: Path,
     say: Callable[[str], None],
     text: Sequence[str] | None,
-    calib_sentences: int | None,
+    budget: AutoBudget,
     student: Path | None = None,
-) -> dict[tuple[str, str], Path]:
-    """{(component, recipe): file} for every candidate, each built once by the named recipe."""
+) -> tuple[dict[tuple[str, str], _Built], list[str]]:
+    """({(component, label): built} for every candidate, each built once; the candidates left out and why).
+
+    Labels: the quantize recipe on ONNX Runtime (fp32, int8-hybrid, …, distilled), "BACKEND-PRECISION" on
+    another backend (openvino-bf16, …)."""
+    from speedy.stages.compile import CompileConfig, compile_artifact
     from speedy.stages.quantize import QuantRecipe, quantize
 
     src = read_manifest(source)
-    files = {(c, "fp32"): source / src.components[c].file for c in ("acoustic", "vocoder")}
+    built = {(c, "fp32"): _Built(src.components[c], source, "onnxruntime") for c in ("acoustic", "vocoder")}
     if student is not None:
-        files[("vocoder", "distilled")] = student_vocoder(src, student)
+        path = student_vocoder(src, student)
+        built[("vocoder", "distilled")] = _Built(
+            replace(src.components["vocoder"], file=path.name), path.parent, "onnxruntime"
+        )
     for recipe in ("int8-hybrid", "int8-static", "fp16"):
         say(f"auto: building the {recipe} candidates")
         out = work / recipe
         m = quantize(
-            source, out, QuantRecipe.named(recipe, calib_sentences=calib_sentences), calibration_text=text, progress=say
+            source,
+            out,
+            QuantRecipe.named(recipe, calib_sentences=budget.calib_sentences),
+            calibration_text=text,
+            progress=say,
         )
         for comp in ("acoustic", "vocoder"):
             if m.components[comp].precision != "fp32":
-                files[(comp, recipe)] = out / m.components[comp].file
-    return {k: v for k, v in files.items() if k[1] in (ACOUSTIC_RECIPES if k[0] == "acoustic" else VOCODER_RECIPES)}
+                built[(comp, recipe)] = _Built(m.components[comp], out, "onnxruntime")
+    built = {k: v for k, v in built.items() if k[1] in (ACOUSTIC_RECIPES if k[0] == "acoustic" else VOCODER_RECIPES)}
+    left_out: list[str] = []
+    for name in (n for n in budget.backends if n != "onnxruntime"):
+        record = backend(name)
+        for precision in record.precisions:
+            lacking = missing_isa(record.precision_needs.get(precision, ()))
+            if lacking:
+                left_out.append(f"{name}-{precision}: {lacking}")
+                say(f"auto: leaving out {name} {precision}: it {lacking}")
+                continue
+            say(f"auto: compiling the {name} {precision} candidates")
+            out = work / f"{name}-{precision}"
+            config = CompileConfig(backend=name, precision=precision, threads=budget.threads)
+            m = compile_artifact(source, out, config, progress=say)
+            for comp in ("acoustic", "vocoder"):
+                built[(comp, f"{name}-{precision}")] = _Built(m.components[comp], out, name)
+    return built, left_out
 
 
-def _runner(src: Manifest, comp: str, path: Path, threads: int | None) -> Any:
+def _runner(src: Manifest, comp: str, built: _Built, threads: int | None) -> Any:
     from speedy.runtime import RuntimeOptions, load_runner
 
-    manifest = replace(src, components={**src.components, comp: replace(src.components[comp], file=path.name)})
-    return load_runner(manifest, comp, path.parent, RuntimeOptions(threads=threads))
+    manifest = replace(src, components={**src.components, comp: built.component})
+    return load_runner(manifest, comp, built.root, RuntimeOptions(threads=threads))
 
 
 def _time(calls: Mapping[tuple[str, str], Callable[..., object]], repeat: int) -> dict[tuple[str, str], float]:
@@ -218,16 +286,20 @@ def search(
     held_out = text[-budget.check_sentences :]
     if student is not None:
         student_vocoder(src, student)  # checked before minutes of candidate building
+    for name in budget.backends:  # a missing extra is refused before the minutes of candidate building
+        preflight = backend(name).preflight
+        if preflight:
+            from speedy.stages.compile import CompileConfig
+
+            resolve(preflight)(src, source, CompileConfig(backend=name, threads=budget.threads))
     start = time.perf_counter()
     with atomic_artifact(out, force=force) as staging:
         work = staging.parent / (staging.name + ".candidates")
         work.mkdir(exist_ok=True)
         try:
-            files = _build_candidates(
-                source, work, say, text[: -budget.check_sentences], budget.calib_sentences, student
-            )
+            files, left_out = _build_candidates(source, work, say, text[: -budget.check_sentences], budget, student)
             say(f"auto: measuring {len(files)} candidates on {len(held_out)} held-out sentences")
-            runners = {k: _runner(src, k[0], p, budget.threads) for k, p in files.items()}
+            runners = {k: _runner(src, k[0], b, budget.threads) for k, b in files.items()}
             fp32 = _Pair(runners[("acoustic", "fp32")], runners[("vocoder", "fp32")], src)
             ids = utterance_ids(fp32, held_out)
             mels = [fp32.acoustic(x, DEFAULT_CONTROLS)[0] for x in ids]
@@ -254,7 +326,14 @@ def search(
                     match = f.duration_match if comp == "acoustic" else None
                 ok = mcd <= budget.max_mcd and (match is None or match >= budget.min_duration_match)
                 cands[(comp, recipe)] = Candidate(
-                    comp, recipe, seconds[(comp, recipe)], mcd, match, files[(comp, recipe)].stat().st_size, ok
+                    component=comp,
+                    recipe=recipe,
+                    seconds=seconds[(comp, recipe)],
+                    backend=files[(comp, recipe)].backend,
+                    mcd_db=mcd,
+                    duration_match=match,
+                    size_bytes=files[(comp, recipe)].size(),
+                    within_budget=ok,
                 )
                 say(
                     f"auto: {comp} {recipe}: {seconds[(comp, recipe)] * 1000:.0f} ms, MCD {mcd:.2f} dB"
@@ -262,21 +341,27 @@ def search(
                     + ("" if ok else " (over budget)")
                 )
             chosen, tried = _choose(cands, runners, fp32, ids, src, budget, dnsmos, say)
+            comps: dict[str, Component] = {}
             for comp, recipe in chosen.items():
-                shutil.copyfile(files[(comp, recipe)], staging / src.components[comp].file)
+                pick = files[(comp, recipe)]
+                if pick.backend == "onnxruntime":  # the ONNX file under the source's name
+                    shutil.copyfile(pick.root / pick.component.file, staging / src.components[comp].file)
+                    comps[comp] = replace(
+                        src.components[comp],
+                        precision="fp32" if recipe == "distilled" else recipe,  # a student is a float graph
+                        sha256=sha256_file(staging / src.components[comp].file),
+                        extra={**dict(src.components[comp].extra), "auto_recipe": recipe},
+                    )
+                else:  # another backend's files as it wrote them (OpenVINO: .xml + .bin)
+                    for path in pick.files():
+                        shutil.copyfile(path, staging / path.name)
+                    comps[comp] = replace(pick.component, extra={**dict(pick.component.extra), "auto_recipe": recipe})
         finally:
             shutil.rmtree(work, ignore_errors=True)
-        comps = {
-            c: replace(
-                src.components[c],
-                precision="fp32" if chosen[c] == "distilled" else chosen[c],  # a student is a float graph
-                sha256=sha256_file(staging / src.components[c].file),
-                extra={**dict(src.components[c].extra), "auto_recipe": chosen[c]},
-            )
-            for c in chosen
-        }
         report = {
             "budget": asdict(budget),
+            "isa": list(cpu_isa()),
+            "left_out": left_out,
             "held_out_sentences": len(ids),
             "chosen": chosen,
             "candidates": [asdict(c) for c in cands.values()],
@@ -286,8 +371,7 @@ def search(
             "quantize",
             {"recipe": "auto", **asdict(budget), **({"student": str(student)} if student else {})},
             time.perf_counter() - start,
-            "onnxruntime",
-            "onnx",
+            *dict.fromkeys(lib for name in budget.backends for lib in backend(name).libs),
         )
         manifest = src.with_step(step, components=comps, extra={**dict(src.extra), "quantize": report})
         write_manifest(staging, manifest)
@@ -324,6 +408,7 @@ def _choose(
         for p in pairs
         if (p[0].recipe == p[1].recipe == "fp32") or p[0].seconds + p[1].seconds <= (1 - budget.min_gain) * base
     ]
+    pairs = _tie_order(pairs, budget.tie)
     ref = ovrl(fp32)
     tried = []
     for a, v in pairs:
@@ -339,3 +424,17 @@ def _choose(
         if drop <= budget.max_dnsmos_drop:
             return {"acoustic": a.recipe, "vocoder": v.recipe}, tried
     return {"acoustic": "fp32", "vocoder": "fp32"}, tried
+
+
+def _tie_order(pairs: list[tuple[Candidate, Candidate]], tie: float) -> list[tuple[Candidate, Candidate]]:
+    """`pairs` (sorted by summed seconds) reordered so that, at each step, of the pairs within `tie` of the
+    fastest one left the one with the smallest summed MCD comes first: a speed difference inside timing
+    noise (two backends at the same speed) is decided by fidelity."""
+    left, out = list(pairs), []
+    while left:
+        fastest = left[0][0].seconds + left[0][1].seconds
+        group = [p for p in left if p[0].seconds + p[1].seconds <= fastest * (1 + tie)]
+        best = min(group, key=lambda p: p[0].mcd_db + p[1].mcd_db)
+        out.append(best)
+        left.remove(best)
+    return out

@@ -1,15 +1,10 @@
 """Compile stage: an artifact → the same voice prepared for one runtime backend.
 
-Backends:
-  onnxruntime  ONNX artifact in → offline-optimised ONNX graphs out (format "onnx"). The acoustic model
-               first goes through ONNX Runtime's transformer optimizer (fusions kept only if the output
-               stays within the family's tolerance), then every graph is optimised once at the chosen
-               level and saved, so that the runtime loads it with that level recorded in the component's
-               `extra["graph_optimization"]` and skips the work at load time.
-  tensorrt     ONNX artifact in → serialized TensorRT engines (format "tensorrt") with optimisation
-               profiles from --max-seq-len / --max-frames. Needs the `tensorrt` extra and a CUDA GPU.
-  torch        torch artifact in → `torch.export` programs (.pt2, format "torch-export") with dynamic
-               token / frame counts.
+The backends are the records of the one backend table, `speedy.backends`: what each reads and writes,
+its compiler ("module:function", e.g. `speedy.stages.compile_ort`), its preflight, precisions, levels and
+the hardware it needs. This module validates the options against the record, refuses an input or machine
+the record rules out, runs the compiler into a staging folder and checks the result; it has no per-backend
+branches.
 
 Every compiled component is run against its source on the same inputs and compared with the family's
 export tolerances (`speedy.families.graph_spec`); a difference beyond them raises `CompileParityError`.
@@ -17,7 +12,6 @@ export tolerances (`speedy.families.graph_spec`); a difference beyond them raise
 
 from __future__ import annotations
 
-import importlib
 import logging
 import time
 from collections.abc import Callable
@@ -32,22 +26,16 @@ from speedy.artifacts import (
     read_manifest,
     write_manifest,
 )
+from speedy.backends import BACKENDS as TABLE
+from speedy.backends import COMPILE_PRECISIONS, NAMES, Backend, backend, fmt, missing_isa, resolve
 from speedy.errors import InputError
 from speedy.families import lookup
 from speedy.stages.parity import CheckSet, ParityError, build_check_set, compare_runner, family_spec
 
 _LOGGER = logging.getLogger(__name__)
 
-BACKENDS = ("onnxruntime", "tensorrt", "torch")
-PRECISIONS = ("fp32", "fp16", "int8")
-ORT_LEVELS = ("basic", "extended", "all")
-#: "extended", measured on the default voice with onnxruntime 1.32: the graph saved at "all" is identical
-#: to the one saved at "extended" (the extra level-3 pass is the NCHWc layout transform, which rewrites
-#: 2-D convolutions only; these models use 1-D ones), and where it does apply it bakes the compiling CPU's
-#: vector block size (AVX2 8 / AVX-512 16) into the file. "extended" keeps the artifact portable across
-#: x86 CPUs and loses nothing here. Its fused ops (FusedConv, SkipLayerNormalization) are CPU-EP ops.
-ORT_DEFAULT_LEVEL = "extended"
-TRT_DEFAULT_LEVEL = "3"
+BACKENDS = NAMES  # the backend table's names (speedy.backends), re-exported for callers of this stage
+PRECISIONS = COMPILE_PRECISIONS
 
 
 class CompileParityError(ParityError):
@@ -58,10 +46,10 @@ class CompileParityError(ParityError):
 class CompileConfig:
     """Options of the compile stage.
 
-    backend: "onnxruntime" | "tensorrt" | "torch".
+    backend: a `speedy.backends` name (onnxruntime, openvino, tensorrt, torch).
     threads: intra-op threads stored as the artifact's default and used for the checks (None = all cores).
-    precision: target precision; only the tensorrt backend changes it ("fp16", or "int8" with
-        `int8_calib`); onnxruntime and torch keep the source's precision and take "fp32" (the default).
+    precision: target precision, one of the backend's `precisions` (tensorrt: fp16, or int8 with
+        `int8_calib`; openvino: bf16 or int8); onnxruntime and torch keep the source's and take "fp32".
     max_seq_len: most phoneme ids per sentence the compiled acoustic model must take (tensorrt profiles,
         torch.export dimension bounds).
     max_frames: most mel frames per sentence (12.5 ms each at 24 kHz / hop 300).
@@ -83,40 +71,52 @@ class CompileConfig:
     check: bool = True
 
     def __post_init__(self) -> None:
-        if self.backend not in BACKENDS:
-            raise InputError(f"--backend {self.backend!r} is unknown; choose one of: {', '.join(BACKENDS)}")
+        b = backend(self.backend)  # InputError for an unknown name
         if self.threads is not None and not 1 <= self.threads <= 256:
             raise InputError(f"--threads must be in [1, 256], got {self.threads}")
-        if self.precision not in PRECISIONS:
-            raise InputError(f"--precision {self.precision!r} is unknown; choose one of: {', '.join(PRECISIONS)}")
-        if self.backend != "tensorrt" and self.precision != "fp32":
+        if self.precision not in b.precisions:
+            takers = [x.name for x in TABLE if self.precision in x.precisions]
+            if not takers:
+                raise InputError(
+                    f"--precision {self.precision!r} is unknown; choose one of: {', '.join(COMPILE_PRECISIONS)}"
+                )
             raise InputError(
-                f"--precision {self.precision} needs --backend tensorrt; the {self.backend} backend "
-                "keeps the source's precision (use 'speedy quantize' for INT8/FP16 ONNX)"
+                f"--precision {self.precision} needs --backend {' or '.join(takers)}; the {b.name} backend "
+                f"takes {'/'.join(b.precisions)}"
+                + (
+                    " and keeps the source's precision (use 'speedy quantize' for INT8/FP16 ONNX)"
+                    if b.precisions == ("fp32",)
+                    else ""
+                )
             )
         if not 2 <= self.max_seq_len <= 4096:
             raise InputError(f"--max-seq-len must be in [2, 4096], got {self.max_seq_len}")
         if not 16 <= self.max_frames <= 65536:
             raise InputError(f"--max-frames must be in [16, 65536], got {self.max_frames}")
-        if self.opt_level is not None:
-            ok = ORT_LEVELS if self.backend == "onnxruntime" else ("0", "1", "2", "3", "4", "5")
-            if self.backend == "torch" or self.opt_level not in ok:
-                what = "takes no --opt-level" if self.backend == "torch" else f"takes one of: {', '.join(ok)}"
-                raise InputError(f"--opt-level {self.opt_level!r}: the {self.backend} backend {what}")
-        if self.backend == "tensorrt" and self.precision == "int8" and self.int8_calib is None:
-            raise InputError(
-                "--precision int8 with the tensorrt backend needs --int8-calib DIR (calibration "
-                "batches), or use --precision fp16"
-            )
-        if self.int8_calib is not None and not (self.backend == "tensorrt" and self.precision == "int8"):
-            raise InputError("--int8-calib is only used with --backend tensorrt --precision int8")
+        if self.opt_level is not None and self.opt_level not in b.levels:
+            what = f"takes one of: {', '.join(b.levels)}" if b.levels else "takes no --opt-level"
+            raise InputError(f"--opt-level {self.opt_level!r}: the {b.name} backend {what}")
+        for option in ("int8_calib",):  # the backend-specific options that have no default
+            if getattr(self, option) is None or b.options.get(option) in ("", self.precision):
+                continue
+            uses = [
+                f"--backend {x.name}" + (f" --precision {x.options[option]}" if x.options[option] else "")
+                for x in TABLE
+                if option in x.options
+            ]
+            raise InputError(f"--{option.replace('_', '-')} is only used with {' or '.join(uses)}")
+        if b.validate:
+            resolve(b.validate)(self)
+
+    @property
+    def record(self) -> Backend:
+        """This config's row of the backend table."""
+        return backend(self.backend)
 
     @property
     def level(self) -> str:
         """The effective optimisation level for the backend."""
-        if self.opt_level is not None:
-            return self.opt_level
-        return {"onnxruntime": ORT_DEFAULT_LEVEL, "tensorrt": TRT_DEFAULT_LEVEL}.get(self.backend, "")
+        return self.opt_level if self.opt_level is not None else self.record.default_level
 
     def options(self) -> dict[str, Any]:
         """The options as recorded in the lineage (level resolved)."""
@@ -146,26 +146,32 @@ def compile_artifact(
     src = read_manifest(source)
     _check_source(src, source, config)
     family = lookup(src.family)
+    record = config.record
     graphs = family is not None and family.multi_graph  # host-loop family: checked through its loop
-    if graphs and config.backend != "onnxruntime":
-        raise InputError(
-            f"compile: {source} is a multi-graph {src.family} artifact; only --backend onnxruntime " "takes it"
-        )
+    if graphs and not record.multi_graph:
+        takers = " or ".join(b.name for b in TABLE if b.multi_graph)
+        raise InputError(f"compile: {source} is a multi-graph {src.family} artifact; only --backend {takers} takes it")
     if graphs and family is not None and config.check and not family.verify:
         raise InputError(
             f"compile: {family.name} artifacts have no host-loop check yet; use the ONNX artifact "
             "as it is (or pass --no-check)"
         )
     spec = None if graphs else family_spec(src, "compile")
-    if config.backend in _PREFLIGHT:
-        _resolve(_PREFLIGHT[config.backend])(src, source, config)
+    if record.preflight:
+        resolve(record.preflight)(src, source, config)
+    lacking = missing_isa(record.precision_needs.get(config.precision, ()))
+    if lacking:
+        raise InputError(f"compile: --backend {record.name} --precision {config.precision} {lacking}")
     start = time.perf_counter()
     with atomic_artifact(out, force=force) as staging:
         # spec is None exactly for a multi-graph family
         checks = (
             build_check_set(src, source, spec, threads=config.threads) if config.check and spec is not None else None
         )
-        comps, notes = _resolve(_COMPILERS[config.backend])(src, source, staging, config, checks, say)
+        comps, notes = resolve(record.compiler)(src, source, staging, config, checks, say)
+        needs = record.precision_needs.get(config.precision)
+        if needs:  # read back by speedy.runtime.isa_warnings where the artifact is run
+            comps = {n: replace(c, extra={**dict(c.extra), "needs_isa": list(needs)}) for n, c in comps.items()}
         manifest = replace(src, components=comps, extra={**dict(src.extra), "compile": notes})
         figures: list[dict] = []
         if config.check and graphs:
@@ -184,26 +190,11 @@ def compile_artifact(
             say("checking the compiled components against the source")
             figures = verify(manifest, staging, checks, spec, config.threads, strict=config.precision == "fp32")
         step = lineage_step(
-            "compile", {**config.options(), "source": str(source)}, time.perf_counter() - start, *_libs(config.backend)
+            "compile", {**config.options(), "source": str(source)}, time.perf_counter() - start, *record.libs
         )
         manifest = manifest.with_step(step, extra={**dict(manifest.extra), "parity": figures})
         write_manifest(staging, manifest)
     return manifest
-
-
-#: backend -> "module:function" writing its components (imported only when that backend is used).
-_COMPILERS: dict[str, str] = {
-    "onnxruntime": "speedy.stages.compile_ort:compile_ort",
-    "tensorrt": "speedy.stages.compile_trt:compile_tensorrt",
-    "torch": "speedy.stages.compile_torch:compile_torch_export",
-}
-#: backend -> "module:function" refusing an unusable input or machine before any work (optional).
-_PREFLIGHT: dict[str, str] = {"tensorrt": "speedy.stages.compile_trt:preflight"}
-
-
-def _resolve(target: str) -> Callable[..., Any]:
-    module, func = target.split(":")
-    return getattr(importlib.import_module(module), func)
 
 
 def verify(
@@ -230,18 +221,9 @@ def verify(
 
 def _check_source(src: Manifest, source: Path, config: CompileConfig) -> None:
     formats = {c.format for c in src.components.values()}
-    want = "torch" if config.backend == "torch" else "onnx"
-    if formats != {want}:
-        hint = (
-            "a torch artifact (e.g. the default voice's)"
-            if want == "torch"
-            else "an ONNX artifact (run 'speedy export' first)"
-        )
+    reads = config.record.reads
+    if not formats <= set(reads):
+        hint = " or ".join(getattr(fmt(r), "artifact", "") or f"{r} components" for r in reads)
         raise InputError(
-            f"compile: {source} has {'/'.join(sorted(formats))} components; the {config.backend} "
-            f"backend takes {hint}"
+            f"compile: {source} has {'/'.join(sorted(formats))} components; the {config.backend} backend takes {hint}"
         )
-
-
-def _libs(backend: str) -> tuple[str, ...]:
-    return {"onnxruntime": ("onnx", "onnxruntime"), "tensorrt": ("onnx", "tensorrt"), "torch": ("torch",)}[backend]

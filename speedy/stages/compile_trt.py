@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from speedy.artifacts import Component, Manifest, replace_component
-from speedy.errors import ModelError
+from speedy.errors import InputError, ModelError
 from speedy.runtime.tensorrt_backend import ENGINE_SUFFIX, require_gpu
 
 _LOGGER = logging.getLogger(__name__)
@@ -101,6 +101,16 @@ def quantization_kind(path: Path) -> str | None:
     if ops & QDQ_OPS:
         return "qdq"
     return None
+
+
+def validate_options(config: Any) -> None:
+    """The backend's own option rule, checked when the CompileConfig is made: INT8 engines need
+    calibration batches."""
+    if config.precision == "int8" and config.int8_calib is None:
+        raise InputError(
+            "--precision int8 with the tensorrt backend needs --int8-calib DIR (calibration batches), or use "
+            "--precision fp16"
+        )
 
 
 def preflight(src: Manifest, source: Path, config: Any) -> None:
