@@ -24,6 +24,7 @@ _BACKENDS: dict[str, str] = {
     "torchscript": "speedy.runtime.torch_backend:load_torchscript",
     "torch-export": "speedy.runtime.torch_backend:load_torch_export",
     "tensorrt": "speedy.runtime.tensorrt_backend:load_component",
+    "openvino": "speedy.runtime.openvino_backend:load_component",
 }
 
 
