@@ -1,4 +1,5 @@
-"""`speedy compile`: an artifact → the same voice prepared for one runtime backend (onnxruntime, tensorrt, torch)."""
+"""`speedy compile`: an artifact → the same voice prepared for one runtime backend (onnxruntime, tensorrt, torch,
+openvino)."""
 
 from __future__ import annotations
 
@@ -14,17 +15,18 @@ from speedy.commands.common import console, emit_json, force_option, json_option
 @click.option("-o", "--output", required=True, type=click.Path(), help="Artifact folder to write.")
 @click.option(
     "--backend",
-    type=click.Choice(["onnxruntime", "tensorrt", "torch"]),
+    type=click.Choice(["onnxruntime", "tensorrt", "torch", "openvino"]),
     default="onnxruntime",
     show_default=True,
     help="Runtime to compile for (see above for the input each one takes).",
 )
 @click.option(
     "--precision",
-    type=click.Choice(["fp32", "fp16", "int8"]),
+    type=click.Choice(["fp32", "f32", "fp16", "bf16", "int8"]),
     default="fp32",
     show_default=True,
-    help="tensorrt only: engine precision (int8 needs --int8-calib; so does an INT8 QDQ input). The other "
+    help="tensorrt: fp32 | fp16 | int8 (int8 needs --int8-calib; so does an INT8 QDQ input); openvino: fp32 | "
+    "bf16 (needs AVX512_BF16 or AMX) | int8 (NNCF, calibrated on the calibration text). f32 = fp32. The other "
     "backends keep the source's precision (use 'speedy quantize' first).",
 )
 @click.option(
@@ -80,16 +82,19 @@ def compile_cmd(
                  --max-frames. Needs 'pip install openspeedy[tensorrt]' and a CUDA GPU (exit 3 otherwise).
     torch        torch artifact in (e.g. the default voice's); torch.export programs (.pt2) with
                  dynamic token and frame counts.
+    openvino     FP32 ONNX artifact in; OpenVINO IR (.xml + .bin) run at fp32, bf16 or int8 (NNCF).
+                 Needs 'pip install openspeedy[openvino]' (exit 3 otherwise).
 
     Every compiled component is run against its source; a difference beyond the family's export
-    tolerance fails (exit 3).
+    tolerance fails (exit 3). Reduced precisions (fp16, bf16, int8) are reported, not held to it; openvino
+    bf16 / int8 still fail on a gross loss (see speedy.stages.compile_openvino).
     """
     from speedy.stages.compile import CompileConfig, compile_artifact
 
     config = CompileConfig(
         backend=backend,
         threads=threads,
-        precision=precision,
+        precision={"f32": "fp32"}.get(precision, precision),
         max_seq_len=max_seq_len,
         max_frames=max_frames,
         opt_level=opt_level,

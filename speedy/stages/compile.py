@@ -10,6 +10,9 @@ Backends:
                profiles from --max-seq-len / --max-frames. Needs the `tensorrt` extra and a CUDA GPU.
   torch        torch artifact in → `torch.export` programs (.pt2, format "torch-export") with dynamic
                token / frame counts.
+  openvino     FP32 ONNX artifact in → OpenVINO IR (.xml + .bin, format "openvino") at fp32, bf16 (the
+               FP32 IR run with the bf16 precision hint) or int8 (NNCF post-training quantization,
+               calibrated on the calibration text). Needs the `openvino` extra (int8: nncf too).
 
 Every compiled component is run against its source on the same inputs and compared with the family's
 export tolerances (`speedy.families.graph_spec`); a difference beyond them raises `CompileParityError`.
@@ -38,8 +41,17 @@ from speedy.stages.parity import CheckSet, ParityError, build_check_set, compare
 
 _LOGGER = logging.getLogger(__name__)
 
-BACKENDS = ("onnxruntime", "tensorrt", "torch")
-PRECISIONS = ("fp32", "fp16", "int8")
+BACKENDS = ("onnxruntime", "tensorrt", "torch", "openvino")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+#: backend -> the precisions it builds (fp32 first: the default)
+BACKEND_PRECISIONS: dict[str, tuple[str, ...]] = {
+    "onnxruntime": ("fp32",),
+    "tensorrt": ("fp32", "fp16", "int8"),
+    "torch": ("fp32",),
+    "openvino": ("fp32", "bf16", "int8"),
+}
+#: backends whose compiler converts every graph of a multi-graph (host-loop) family
+MULTI_GRAPH_BACKENDS = ("onnxruntime", "openvino")
 ORT_LEVELS = ("basic", "extended", "all")
 #: "extended", measured on the default voice with onnxruntime 1.32: the graph saved at "all" is identical
 #: to the one saved at "extended" (the extra level-3 pass is the NCHWc layout transform, which rewrites
@@ -60,8 +72,9 @@ class CompileConfig:
 
     backend: "onnxruntime" | "tensorrt" | "torch".
     threads: intra-op threads stored as the artifact's default and used for the checks (None = all cores).
-    precision: target precision; only the tensorrt backend changes it ("fp16", or "int8" with
-        `int8_calib`); onnxruntime and torch keep the source's precision and take "fp32" (the default).
+    precision: target precision (BACKEND_PRECISIONS): tensorrt builds "fp16", or "int8" with `int8_calib`;
+        openvino builds "bf16" or "int8"; onnxruntime and torch keep the source's precision and take
+        "fp32" (the default).
     max_seq_len: most phoneme ids per sentence the compiled acoustic model must take (tensorrt profiles,
         torch.export dimension bounds).
     max_frames: most mel frames per sentence (12.5 ms each at 24 kHz / hop 300).
@@ -89,19 +102,20 @@ class CompileConfig:
             raise InputError(f"--threads must be in [1, 256], got {self.threads}")
         if self.precision not in PRECISIONS:
             raise InputError(f"--precision {self.precision!r} is unknown; choose one of: {', '.join(PRECISIONS)}")
-        if self.backend != "tensorrt" and self.precision != "fp32":
+        if self.precision not in BACKEND_PRECISIONS[self.backend]:
+            takes = [b for b, ps in BACKEND_PRECISIONS.items() if self.precision in ps]
             raise InputError(
-                f"--precision {self.precision} needs --backend tensorrt; the {self.backend} backend "
-                "keeps the source's precision (use 'speedy quantize' for INT8/FP16 ONNX)"
+                f"--precision {self.precision} needs --backend {' or '.join(takes)}; the {self.backend} backend "
+                f"takes {', '.join(BACKEND_PRECISIONS[self.backend])} (use 'speedy quantize' for INT8/FP16 ONNX)"
             )
         if not 2 <= self.max_seq_len <= 4096:
             raise InputError(f"--max-seq-len must be in [2, 4096], got {self.max_seq_len}")
         if not 16 <= self.max_frames <= 65536:
             raise InputError(f"--max-frames must be in [16, 65536], got {self.max_frames}")
         if self.opt_level is not None:
-            ok = ORT_LEVELS if self.backend == "onnxruntime" else ("0", "1", "2", "3", "4", "5")
-            if self.backend == "torch" or self.opt_level not in ok:
-                what = "takes no --opt-level" if self.backend == "torch" else f"takes one of: {', '.join(ok)}"
+            ok = {"onnxruntime": ORT_LEVELS, "tensorrt": ("0", "1", "2", "3", "4", "5")}.get(self.backend, ())
+            if self.opt_level not in ok:
+                what = f"takes one of: {', '.join(ok)}" if ok else "takes no --opt-level"
                 raise InputError(f"--opt-level {self.opt_level!r}: the {self.backend} backend {what}")
         if self.backend == "tensorrt" and self.precision == "int8" and self.int8_calib is None:
             raise InputError(
@@ -147,9 +161,10 @@ def compile_artifact(
     _check_source(src, source, config)
     family = lookup(src.family)
     graphs = family is not None and family.multi_graph  # host-loop family: checked through its loop
-    if graphs and config.backend != "onnxruntime":
+    if graphs and config.backend not in MULTI_GRAPH_BACKENDS:
         raise InputError(
-            f"compile: {source} is a multi-graph {src.family} artifact; only --backend onnxruntime " "takes it"
+            f"compile: {source} is a multi-graph {src.family} artifact; only --backend "
+            f"{' or '.join(MULTI_GRAPH_BACKENDS)} takes it"
         )
     if graphs and family is not None and config.check and not family.verify:
         raise InputError(
@@ -196,9 +211,13 @@ _COMPILERS: dict[str, str] = {
     "onnxruntime": "speedy.stages.compile_ort:compile_ort",
     "tensorrt": "speedy.stages.compile_trt:compile_tensorrt",
     "torch": "speedy.stages.compile_torch:compile_torch_export",
+    "openvino": "speedy.stages.compile_openvino:compile_openvino",
 }
 #: backend -> "module:function" refusing an unusable input or machine before any work (optional).
-_PREFLIGHT: dict[str, str] = {"tensorrt": "speedy.stages.compile_trt:preflight"}
+_PREFLIGHT: dict[str, str] = {
+    "tensorrt": "speedy.stages.compile_trt:preflight",
+    "openvino": "speedy.stages.compile_openvino:preflight",
+}
 
 
 def _resolve(target: str) -> Callable[..., Any]:
@@ -244,4 +263,9 @@ def _check_source(src: Manifest, source: Path, config: CompileConfig) -> None:
 
 
 def _libs(backend: str) -> tuple[str, ...]:
-    return {"onnxruntime": ("onnx", "onnxruntime"), "tensorrt": ("onnx", "tensorrt"), "torch": ("torch",)}[backend]
+    return {
+        "onnxruntime": ("onnx", "onnxruntime"),
+        "tensorrt": ("onnx", "tensorrt"),
+        "torch": ("torch",),
+        "openvino": ("onnx", "openvino", "nncf"),
+    }[backend]
