@@ -46,8 +46,9 @@ _CORE: Any = None
 def core() -> Any:
     """The process's one `openvino.Core` (reading plugins is the slow part of making one)."""
     global _CORE
+    ov = require_openvino()  # every time: a missing extra is reported even after a Core was made
     if _CORE is None:
-        _CORE = require_openvino().Core()
+        _CORE = ov.Core()
     return _CORE
 
 
