@@ -28,7 +28,7 @@ _LOGGER = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 #: Formats a component file may have; each maps to one runtime backend (speedy.runtime).
-FORMATS = ("torch", "onnx", "torchscript", "torch-export", "tensorrt")
+FORMATS = ("torch", "onnx", "torchscript", "torch-export", "tensorrt", "openvino")
 PRECISIONS = ("fp32", "fp16", "bf16", "int8", "int8-dynamic", "int8-static", "int8-hybrid", "mixed")
 COMPONENT_NAMES = ("acoustic", "vocoder")
 
@@ -340,4 +340,11 @@ def lineage_step(stage: str, options: Mapping[str, Any], seconds: float, *libs: 
 
 def folder_size(folder: Path, manifest: Manifest) -> int:
     """Bytes of the component files (what a deployment ships)."""
-    return sum((folder / c.file).stat().st_size for c in manifest.components.values())
+    return sum(component_size(folder, c) for c in manifest.components.values())
+
+
+def component_size(folder: Path, comp: Component) -> int:
+    """Bytes of one component: its file plus a weights file it names (an OpenVINO IR's .bin)."""
+    weights = comp.extra.get("weights")
+    extra = Path(folder) / str(weights["file"]) if isinstance(weights, Mapping) and "file" in weights else None
+    return (Path(folder) / comp.file).stat().st_size + (extra.stat().st_size if extra and extra.is_file() else 0)

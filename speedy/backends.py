@@ -80,8 +80,9 @@ class Format:
     """A component format in a manifest and the runtime code that loads it.
 
     loader: "module:function" `(manifest, name, root, RuntimeOptions) -> runner` (speedy.runtime's
-    protocols). graph_loader: "module:function" `(root, component, threads, level) -> session` with an
-    ORT-like `run(output_names, feeds)`, for the graphs of a host-loop family (None: not usable there).
+    protocols). graph_loader: "module:function" `(root, component, RuntimeOptions, fp16_max_level) ->
+    session` with an ORT-like `run(output_names, feeds)`, for the graphs of a host-loop family (None: not
+    usable there).
     backend: the `Backend` that runs it. artifact: how an error names an artifact of this format.
     """
 
@@ -160,7 +161,7 @@ FORMATS: tuple[Format, ...] = (
         "onnx",
         "speedy.runtime.onnx_backend:load_component",
         "onnxruntime",
-        graph_loader="speedy.runtime.onnx_backend:component_session",
+        graph_loader="speedy.runtime.onnx_backend:ort_graph_session",
         artifact="an ONNX artifact (run 'speedy export' first)",
     ),
     Format(

@@ -15,7 +15,7 @@ from speedy.commands.common import console, emit_json, json_option
 @json_option
 def info(folder: str, as_json: bool) -> None:
     """Validate and describe an artifact folder (exit 3 if it is not a valid one)."""
-    from speedy.artifacts import folder_size, read_manifest
+    from speedy.artifacts import component_size, folder_size, read_manifest
     from speedy.runtime import isa_warnings
 
     root = Path(folder)
@@ -25,7 +25,7 @@ def info(folder: str, as_json: bool) -> None:
             "file": c.file,
             "format": c.format,
             "precision": c.precision,
-            "size_bytes": (root / c.file).stat().st_size,
+            "size_bytes": component_size(root, c),
             "inputs": list(c.inputs),
             "outputs": list(c.outputs),
         }

@@ -102,6 +102,10 @@ class _Vocoder:
         return wav.reshape(wav.shape[0], -1)
 
 
+#: the vocoder wrapper under a public name, for the other backends whose sessions share ORT's `run`
+VocoderSession = _Vocoder
+
+
 def load_component(manifest: Manifest, name: str, root: Path, options) -> AcousticSession | _Vocoder:
     """An ONNX Runtime session for component `name`.
 
@@ -128,22 +132,32 @@ def graph_sessions(
     loop: str,
     fp16_max_level: str | None = None,
 ) -> dict[str, Any]:
-    """ONNX Runtime sessions of the named graph components of a host-loop family (`loop` names it in errors),
-    each with its recorded optimisation level and threads; `fp16_max_level` caps the level of FP16 graphs."""
+    """Sessions of the named graph components of a host-loop family (`loop` names it in errors), each
+    opened by its format's `graph_loader` in the backend table (speedy.backends.FORMATS) with its recorded
+    settings; `fp16_max_level` caps the ONNX Runtime level of FP16 graphs."""
+    from speedy.backends import FORMATS, fmt, resolve
+
     sessions: dict[str, Any] = {}
     for name in names:
         comp = manifest.components.get(name)
         if comp is None:
             raise ModelError(f"{loop} artifact: no {name} component")
-        if comp.format != "onnx":
-            raise ModelError(f"{loop} artifact: {name} is {comp.format}; the {loop} loop runs ONNX graphs only")
-        level = str(comp.extra.get("graph_optimization") or options.graph_optimization)
-        if level not in _LEVELS:
-            raise ModelError(f"{comp.file}: unknown graph_optimization {level!r} in manifest")
-        if fp16_max_level and comp.precision == "fp16" and level == "all":
-            level = fp16_max_level
-        sessions[name] = component_session(root, comp, options.threads, level)
+        record = fmt(comp.format)
+        if record is None or record.graph_loader is None:
+            takes = " or ".join(f.name for f in FORMATS if f.graph_loader)
+            raise ModelError(f"{loop} artifact: {name} is {comp.format}; the {loop} loop runs {takes} graphs only")
+        sessions[name] = resolve(record.graph_loader)(root, comp, options, fp16_max_level)
     return sessions
+
+
+def ort_graph_session(root: Path, comp: Any, options: Any, fp16_max_level: str | None = None):
+    """An ONNX Runtime session for one host-loop graph at its recorded optimisation level and threads."""
+    level = str(comp.extra.get("graph_optimization") or options.graph_optimization)
+    if level not in _LEVELS:
+        raise ModelError(f"{comp.file}: unknown graph_optimization {level!r} in manifest")
+    if fp16_max_level and comp.precision == "fp16" and level == "all":
+        level = fp16_max_level
+    return component_session(root, comp, options.threads, level)
 
 
 def component_session(root: Path, comp: Any, threads: int | None, level: str):  # -> ort.InferenceSession

@@ -41,6 +41,7 @@ from speedy.artifacts import (
     Component,
     Manifest,
     atomic_artifact,
+    component_size,
     lineage_step,
     read_manifest,
     sha256_file,
@@ -164,12 +165,13 @@ class _Built:
     backend: str
 
     def files(self) -> list[Path]:
-        """The component's file and its sidecars (same stem: OpenVINO's .xml has a .bin)."""
-        main = self.root / self.component.file
-        return [main, *sorted(p for p in self.root.glob(f"{main.stem}.*") if p != main and p.is_file())]
+        """The component's file and the weights file it names (an OpenVINO IR's .bin)."""
+        weights = self.component.extra.get("weights")
+        named = [str(weights["file"])] if isinstance(weights, Mapping) and "file" in weights else []
+        return [self.root / f for f in (self.component.file, *named)]
 
     def size(self) -> int:
-        return sum(p.stat().st_size for p in self.files())
+        return component_size(self.root, self.component)
 
 
 def _build_candidates(

@@ -161,7 +161,10 @@ def compile_artifact(
         resolve(record.preflight)(src, source, config)
     lacking = missing_isa(record.precision_needs.get(config.precision, ()))
     if lacking:
-        raise InputError(f"compile: --backend {record.name} --precision {config.precision} {lacking}")
+        usable = [p for p in record.precisions if missing_isa(record.precision_needs.get(p, ())) is None]
+        raise InputError(
+            f"compile: --backend {record.name} --precision {config.precision} {lacking} (use {' or '.join(usable)})"
+        )
     start = time.perf_counter()
     with atomic_artifact(out, force=force) as staging:
         # spec is None exactly for a multi-graph family
