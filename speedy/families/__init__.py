@@ -48,21 +48,24 @@ class PruneMap:
 
 @dataclass(frozen=True)
 class TfliteBaseline:
-    """A family's original TFLite graphs, run as a ``speedy bench --baseline NAME`` row.
+    """A family's original TFLite graphs, run as a ``speedy bench --baseline NAME`` row (speedy.bench.baseline).
 
-    graphs:  component -> file of the runnable graph in the baseline's cache folder.
-    shipped: component -> size key in the folder's variant.json ``original_bytes`` (what a user deploys).
-    build:   "module:function" (folder, schema, source_wheel) -> variant.json dict: writes the runnable
-             graphs and the symbol table into `folder` (schema: ai_edge_litert's flatbuffer schema).
-    key:     "module:function" () -> (cache folder name, source sha256) of the built folder.
-    manifest: "module:function" (folder) -> in-memory Manifest (family, audio, frontend, symbols).
-    inputs:  the acoustic graph's named inputs: ids first, then speaker ids (fed 0) and ratios (fed 1);
-             any other input is a dropout mask of (1, T, mask_width), fed ones.
-    outputs: the acoustic graph's (mel, per-token durations) output names.
-    version: bump when `build` changes: a cached folder of another version is rebuilt.
+    graphs:   component -> file of the runnable graph in the baseline's cache folder.
+    files:    other files `build` writes there (the symbol table); all are checked before a cached folder is used.
+    build:    "module:function" (folder, schema, source_wheel=None) -> dict for variant.json (its
+              ``original_bytes``: component -> size of the graph as shipped): writes `graphs` and `files`
+              into `folder` (schema: ai_edge_litert's flatbuffer schema module).
+    key:      "module:function" () -> (cache folder name, source sha256) of the built folder.
+    manifest: "module:function" (folder) -> in-memory Manifest (family, audio, frontend and its symbols).
+    inputs:   the acoustic graph's named inputs: ids first, then speaker ids (fed 0) and ratios (fed 1); any
+              other input is a dropout mask of (1, T, mask_width), fed ones.
+    outputs:  the acoustic graph's (mel, per-token durations) output names.
+    version:  bump when `build` changes: a cached folder of another version is rebuilt.
+    precision, lineage: what the bench row prints in place of an artifact's precision and lineage.
     """
 
     graphs: Mapping[str, str]
+    files: tuple[str, ...]
     build: str
     key: str
     manifest: str
@@ -70,7 +73,8 @@ class TfliteBaseline:
     outputs: tuple[str, str]
     mask_width: int
     version: int
-    files: tuple[str, ...] = ()
+    precision: str
+    lineage: tuple[str, ...]
 
 
 @dataclass(frozen=True)

