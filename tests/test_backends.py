@@ -210,3 +210,72 @@ def test_openvino_missing_is_one_line(tiny: dict[str, Path], tmp_path: Path, mon
         compile_artifact(tiny["onnx"], out, CompileConfig(backend="openvino"))
     assert "openvino" in str(e.value) and "\n" not in str(e.value)
     assert not out.exists()
+
+
+# ---- auto across backends ------------------------------------------------------------------------
+
+
+def _cand(component: str, recipe: str, seconds: float, mcd: float, backend: str = "onnxruntime"):
+    from speedy.stages.auto import Candidate
+
+    return Candidate(component=component, recipe=recipe, seconds=seconds, backend=backend, mcd_db=mcd,
+                     duration_match=None, size_bytes=1, within_budget=True)
+
+
+def test_auto_breaks_near_ties_by_fidelity() -> None:
+    """Pairs within `tie` of the fastest left go by summed MCD; a clearly faster pair stays first."""
+    from speedy.stages.auto import _tie_order
+
+    voc = _cand("vocoder", "fp32", 1.0, 0.0)
+    ort = (_cand("acoustic", "int8-hybrid", 1.00, 1.4), voc)
+    ov = (_cand("acoustic", "openvino-bf16", 1.02, 0.9, "openvino"), voc)
+    slow = (_cand("acoustic", "fp32", 1.5, 0.0), voc)
+    assert _tie_order([ort, ov, slow], 0.03) == [ov, ort, slow]  # 2.02 vs 2.00 s: a tie, fidelity decides
+    assert _tie_order([ort, ov, slow], 0.0) == [ort, ov, slow]
+    fast = (_cand("acoustic", "int8-static", 0.5, 2.0), voc)
+    assert _tie_order([fast, ort, ov], 0.03)[0] == fast  # 25 % faster is no tie
+
+
+def test_auto_backends_must_be_known_and_include_onnxruntime() -> None:
+    from speedy.stages.auto import AutoBudget
+
+    with pytest.raises(InputError, match="unknown backend"):
+        AutoBudget(backends=("onnxruntime", "tflite"))
+    with pytest.raises(InputError, match="must include onnxruntime"):
+        AutoBudget(backends=("openvino",))
+    assert AutoBudget(backends=("onnxruntime", "openvino")).backends == ("onnxruntime", "openvino")
+
+
+@pytest.mark.integration
+def test_auto_places_components_on_either_backend(default_onnx: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--recipe auto --backends onnxruntime,openvino` on the real voice, narrowed to FP32 on both backends
+    (ORT's lossy recipes and OpenVINO's bf16 / int8 are measured elsewhere; here the plumbing): OpenVINO's
+    candidates are measured per component beside ORT's, the manifest records the CPU flags, and whichever
+    backend each component lands on, the written artifact loads and speaks."""
+    pytest.importorskip("openvino")
+    import speedy.stages.auto as auto
+    from speedy.synth import Synthesizer
+
+    monkeypatch.setattr(auto, "ACOUSTIC_RECIPES", ("fp32",))
+    monkeypatch.setattr(auto, "VOCODER_RECIPES", ("fp32",))
+    real = auto.backend
+    monkeypatch.setattr(auto, "backend", lambda name: replace(real(name), precisions=("fp32",)))
+    out = tmp_path / "auto-ov"
+    budget = auto.AutoBudget(backends=("onnxruntime", "openvino"), check_sentences=2, repeat=1, threads=2,
+                             calib_sentences=4, min_gain=0.0)
+    m = auto.search(default_onnx, out, budget)
+    report = m.extra["quantize"]
+    got = {(c["component"], c["recipe"]): c for c in report["candidates"]}
+    assert set(got) == {(c, r) for c in ("acoustic", "vocoder") for r in ("fp32", "openvino-fp32")}
+    for comp in ("acoustic", "vocoder"):
+        ov = got[(comp, "openvino-fp32")]
+        assert ov["backend"] == "openvino" and ov["seconds"] > 0 and ov["mcd_db"] < 0.1, ov
+    assert report["isa"] == list(backends.cpu_isa())
+    for comp, recipe in report["chosen"].items():
+        c = m.components[comp]
+        assert c.extra["auto_recipe"] == recipe
+        assert c.format == ("openvino" if recipe.startswith("openvino") else "onnx")
+        assert (out / c.file).is_file()
+    audio = Synthesizer.load(out, threads=2).synthesize("你好。").audio
+    assert audio.size > 1000 and np.isfinite(audio).all()

@@ -27,6 +27,10 @@ SKIP: dict[str, str] = {
     "speedy quantize artifacts/onnx -o artifacts/auto --recipe auto --max-mcd 1.5 --max-dnsmos-drop 0.05": LONG,
     "speedy compile artifacts/int8 -o artifacts/compiled --backend onnxruntime --threads 2": "needs artifacts/int8 "
     "(int8-static, skipped above); tests/test_compile.py",
+    "speedy compile artifacts/onnx -o artifacts/openvino-bf16 --backend openvino --precision bf16": "needs a CPU "
+    "with AVX512_BF16 or AMX (exit 2 elsewhere); tests/test_openvino.py",
+    "speedy quantize artifacts/onnx -o artifacts/auto-ov --recipe auto --backends onnxruntime,openvino": f"{LONG} "
+    "(about 4 minutes); tests/test_openvino.py",
     "speedy trace -o artifacts/ts": f"{LONG} (about a minute); tests/test_trace.py",
     "speedy analyze --json-out analyze.json": f"{LONG} (about 4 minutes)",
     "speedy prune -o artifacts/pruned --target-params 0.7": f"{LONG} (about 10 minutes)",
