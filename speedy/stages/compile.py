@@ -70,7 +70,7 @@ class CompileParityError(ParityError):
 class CompileConfig:
     """Options of the compile stage.
 
-    backend: "onnxruntime" | "tensorrt" | "torch".
+    backend: "onnxruntime" | "tensorrt" | "torch" | "openvino".
     threads: intra-op threads stored as the artifact's default and used for the checks (None = all cores).
     precision: target precision (BACKEND_PRECISIONS): tensorrt builds "fp16", or "int8" with `int8_calib`;
         openvino builds "bf16" or "int8"; onnxruntime and torch keep the source's precision and take
