@@ -265,6 +265,24 @@ def test_default_voice_streams_and_cli(ov_fp32: Path, fp32, tmp_path: Path) -> N
 
 
 @pytest.mark.integration
+def test_openvino_runtime_imports_no_torch(ov_fp32: Path, tmp_path: Path) -> None:
+    """Synthesising from the OpenVINO artifact works with torch (and nncf) made unimportable."""
+    import subprocess
+    import textwrap
+
+    code = textwrap.dedent(f"""
+        import sys
+        sys.modules["torch"] = None  # any 'import torch' now raises ImportError
+        sys.modules["nncf"] = None
+        from speedy.synth import Synthesizer
+        r = Synthesizer.load({str(ov_fp32)!r}, threads=1).to_wav("你好。", {str(tmp_path / "x.wav")!r})
+        assert r.duration_s > 0.3, r.duration_s
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+
+
+@pytest.mark.integration
 def test_default_voice_bf16_within_budget(default_onnx: Path, fp32, ids: list, tmp_path: Path) -> None:
     """bf16 (the f32 IR with the bf16 hint): compile's gross-loss figures recorded and met, each component within
     its MCD budget of FP32."""
