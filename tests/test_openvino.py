@@ -113,6 +113,8 @@ def test_tiny_round_trip_matches_onnxruntime(tiny: dict[str, Path]) -> None:
     ort = load_runner(src, "acoustic", tiny["onnx"], opts), load_runner(src, "vocoder", tiny["onnx"], opts)
     ov = load_runner(m, "acoustic", tiny["ov"], opts), load_runner(m, "vocoder", tiny["ov"], opts)
     assert ov[1].receptive_field_frames == pytest.approx(ort[1].receptive_field_frames)
+    for r in ov:  # set explicitly: on AVX512_BF16 / AMX CPUs the plugin's default would be bf16
+        assert "float32" in str(r.session.compiled.get_property("INFERENCE_PRECISION_HINT"))
     for n, controls in ((5, DEFAULT_CONTROLS), (37, SLOW_HIGH), (11, DEFAULT_CONTROLS)):
         ids = (np.arange(1, n + 1, dtype=np.int64)[None] % (len(tiny_voice.SYMBOLS) - 1)) + 1
         (mel_a, dur_a), (mel_b, dur_b) = ort[0](ids, controls), ov[0](ids, controls)
