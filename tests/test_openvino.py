@@ -165,6 +165,15 @@ def test_without_openvino_names_the_extra(tiny: dict[str, Path], tmp_path: Path,
         load_runner(read_manifest(tiny["ov"]), "vocoder", tiny["ov"], RuntimeOptions(threads=1))
 
 
+def test_int8_without_nncf_names_the_extra(tiny: dict[str, Path], tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "nncf", None)
+    out = tmp_path / "n"
+    one_error(cli("compile", str(tiny["onnx"]), "-o", str(out), "--backend", "openvino", "--precision", "int8"), 3,
+              "needs the 'nncf' package: pip install 'openspeedy[openvino]'")
+    no_partial(out)
+
+
 @pytest.mark.parametrize("which", ["bin", "xml"])
 def test_ir_file_not_matching_its_manifest_is_exit_3(tiny: dict[str, Path], tmp_path: Path, which: str) -> None:
     """A changed .bin (checked by the loader) or .xml (checked with the manifest) is one line, exit 3, and
