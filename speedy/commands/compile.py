@@ -118,9 +118,17 @@ def compile_cmd(
             state = "kept" if fused.get("kept") else f"dropped ({fused.get('reason', '')})"
             ops = ", ".join(f"{k}×{v}" for k, v in fused["fusions"].items())
             console.print(f"  fusions {ops}: {state}")
+        fidelity = notes.get(name, {}).get("fidelity")
+        if fidelity:  # openvino bf16 / int8: the gross-loss figures (speedy.stages.compile_openvino)
+            figs = ", ".join(
+                f"{k} {v:g} (budget {fidelity['budget'][k]:g})" for k, v in fidelity.items() if k != "budget"
+            )
+            console.print(f"  vs FP32: {figs}")
         if notes.get(name, {}).get("reason"):
             console.print(f"  [yellow]{notes[name]['reason']}[/yellow]")
     for p in parity:
         unit = "dB SNR" if p["kind"] == "snr_db" else "max |Δ|"
-        console.print(f"parity {p['component']}.{p['output']}: {p['value']:.3g} {unit} (tolerance {p['tol']:g})")
+        # None: not comparable, a reduced-precision model moved a duration, so the lengths differ
+        value = "n/a (the lengths differ)" if p["value"] is None else f"{p['value']:.3g} {unit}"
+        console.print(f"parity {p['component']}.{p['output']}: {value} (tolerance {p['tol']:g})")
     console.print(f"wrote {output}")

@@ -15,6 +15,7 @@ runs float graphs in bf16 on CPUs with AVX512_BF16 or AMX, so an "fp32" artifact
 
 from __future__ import annotations
 
+import logging
 import os
 import queue
 from collections.abc import Mapping, Sequence
@@ -25,6 +26,8 @@ import numpy as np
 
 from speedy.artifacts import Component, Manifest, sha256_file
 from speedy.errors import MissingExtraError, ModelError
+
+_LOGGER = logging.getLogger(__name__)
 
 #: manifest precision hint -> OpenVINO's INFERENCE_PRECISION_HINT value
 PRECISION_HINTS: dict[str, str] = {"f32": "f32", "bf16": "bf16"}
@@ -150,7 +153,11 @@ def open_component(root: Path, comp: Component, threads: int | None) -> OvSessio
     except RuntimeError as e:
         raise ModelError(f"{xml.name}: OpenVINO cannot read it ({str(e).strip().splitlines()[0][:200]})") from None
     hint = str(comp.extra.get("inference_precision") or DEFAULT_HINT)
-    return OvSession.load(model, component_threads(comp, threads), hint)
+    session = OvSession.load(model, component_threads(comp, threads), hint)
+    got = str(session.compiled.get_property("INFERENCE_PRECISION_HINT"))
+    if hint == "bf16" and "bf16" not in got and "bfloat16" not in got:  # the plugin falls back on other CPUs
+        _LOGGER.warning("%s: a bf16 artifact on a CPU without AVX512_BF16 or AMX runs in %s", comp.file, got)
+    return session
 
 
 def load_component(manifest: Manifest, name: str, root: Path, options: Any) -> Any:

@@ -13,8 +13,9 @@ Per component: `openvino.convert_model(onnx)` and `openvino.save_model(..., comp
         run at f32.
 
 Reduced precisions are not held to the family's FP32 tolerances (compile's `verify` reports them), but a
-gross loss still fails (FIDELITY_BUDGET): a duration predictor that moves most tokens, a mel or a waveform
-spectrum far from FP32's. Needs the `openvino` extra (nncf for int8), imported inside the functions.
+gross loss still fails (FIDELITY_BUDGET, measured on compile's check sentences, so not with --no-check; a
+multi-graph family's reduced-precision graphs are only reported, through its host-loop check): a duration
+predictor that moves most tokens, a mel or a waveform spectrum far from FP32's. Needs the `openvino` extra (nncf for int8), imported inside the functions.
 """
 
 from __future__ import annotations
