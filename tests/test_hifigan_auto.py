@@ -1,4 +1,5 @@
-"""`speedy quantize --recipe auto` on the vocoder-only hifigan artifact (speedy.stages.auto_vocoder)."""
+"""`speedy quantize --recipe auto` (speedy.stages.auto_vocoder) and `--recipe mixed` on the vocoder-only hifigan
+artifact."""
 
 from __future__ import annotations
 
@@ -53,7 +54,7 @@ def test_auto_on_a_vocoder_only_artifact(artifact: Path, tmp_path: Path) -> None
     report = m.extra["quantize"]
     assert m.vocoder_only and report["held_out_sentences"] == 1 and info["chosen"] == report["chosen"]
     by_recipe = {c["recipe"]: c for c in report["candidates"]}
-    assert set(by_recipe) == {"fp32", "int8-static", "fp16"}
+    assert set(by_recipe) == {"fp32", "int8-static", "mixed", "fp16"}
     assert by_recipe["fp32"]["mcd_db"] == 0.0 and by_recipe["int8-static"]["mcd_db"] > 0.0
     assert all(c["seconds"] > 0 and c["size_bytes"] > 0 for c in by_recipe.values())
     chosen = report["chosen"]["vocoder"]
@@ -79,6 +80,31 @@ def test_auto_refusals_on_a_vocoder_only_artifact(artifact: Path, tmp_path: Path
         run("quantize", str(artifact), "-o", str(out), "--recipe", "auto", "--student", str(artifact)), 2, "--student"
     )
     assert not out.exists()
+
+
+@pytest.mark.integration
+def test_mixed_groups_hifigan_per_residual_block(artifact: Path, tmp_path: Path) -> None:
+    """HiFi-GAN's INT8 scope is one stage (/resblocks.N), so mixed tries each of the 12 blocks; the blocks it keeps
+    float stay float, nothing outside the scope becomes INT8, and the artifact records what it did."""
+    import onnx
+
+    from speedy.artifacts import read_manifest
+    from speedy.stages.mixed import node_groups
+    from speedy.stages.quantize import QuantRecipe, quantize
+
+    groups = node_groups(artifact / "vocoder.onnx", ("Conv",), scopes=("/resblocks.",))
+    assert list(groups) == [f"/resblocks.{i}" for i in range(12)] and {len(g) for g in groups.values()} == {6}
+    recipe = QuantRecipe.named("mixed", max_mcd=0.3, calib_sentences=1, check_sentences=1)
+    m = quantize(artifact, tmp_path / "mixed", recipe, calibration_text=TEXT)
+    report, comp = m.extra["quantize"], m.components["vocoder"]
+    kept = [g["group"] for g in report["groups"]]
+    assert comp.precision == "mixed" and kept and set(kept) <= set(groups)
+    assert comp.extra["float_nodes"] == 6 * len(kept) and report["final_mcd_db"] < report["all_int8_mcd_db"]
+    graph = onnx.load(str(tmp_path / "mixed" / "vocoder.onnx")).graph
+    dq = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    int8 = {n.name for n in graph.node if n.op_type == "Conv" and n.input[1] in dq}
+    assert int8 == {n for g, ns in groups.items() if g not in kept for n in ns}
+    assert read_manifest(tmp_path / "mixed").lineage[-1].options["recipe"] == "mixed"
 
 
 def _cands(**spec: tuple[float, float]) -> dict[str, VocoderCandidate]:

@@ -4,7 +4,8 @@
 no acoustic model and takes a recording, so its search is over the vocoder's recipes alone:
 
 1. Build each candidate once with the quantize stage (`VOCODER_RECIPES`; FP32 is the source itself), calibrated
-   on the calibration text minus its last `check_sentences`.
+   on the calibration text minus its last `check_sentences` (mixed checks itself on the `check_sentences` before
+   those).
 2. Those held-out sentences are spoken by the default voice, resampled to the vocoder's rate and analysed with
    the family's mel settings (`speedy.stages.copy_calib.recording_mels`: the input `speedy synth --wav` and
    bench's spoken-copy rows give the vocoder). Each candidate vocodes them, timed on this machine (runs
@@ -38,9 +39,11 @@ if TYPE_CHECKING:
 
 _LOGGER = logging.getLogger(__name__)
 
-VOCODER_RECIPES = ("fp32", "int8-static", "fp16")
-"""The candidates. `mixed` is not one: its layer search scores an acoustic + vocoder pipeline and is refused on a
-vocoder-only artifact; int8-dynamic and int8-hybrid leave vocoders float."""
+VOCODER_RECIPES = ("fp32", "int8-static", "mixed", "fp16")
+"""The candidates (int8-dynamic and int8-hybrid leave vocoders float). `mixed` keeps layer groups float until its
+own held-out check (the last `check_sentences` of the calibration part, not the search's) is within
+`MIXED_MARGIN` × `max_mcd`: a margin, so that it is not just over the budget on the search's sentences."""
+MIXED_MARGIN = 0.9
 
 
 @dataclass(frozen=True)
@@ -112,10 +115,10 @@ def search_vocoder(
         raise InputError("quantize --recipe auto takes an FP32 ONNX artifact (run 'speedy export')")
     text = list(calibration_text) if calibration_text is not None else load_corpus("calib")
     calib_n = budget.calib_sentences or QuantRecipe.named("int8-static").calib_sentences
-    if len(text) < calib_n + budget.check_sentences:
+    if len(text) < calib_n + 2 * budget.check_sentences:
         raise InputError(
             f"the calibration text has {len(text)} sentences; auto needs at least "
-            f"{calib_n + budget.check_sentences} (calibration + held-out check sentences)"
+            f"{calib_n + 2 * budget.check_sentences} (calibration, mixed's check and the search's held-out sentences)"
         )
     held_out, calib = text[-budget.check_sentences :], text[: -budget.check_sentences]
     sr = src.audio.sample_rate
@@ -127,13 +130,9 @@ def search_vocoder(
             folders = {"fp32": Path(source)}
             for recipe in VOCODER_RECIPES[1:]:
                 say(f"auto: building the {recipe} candidate")
-                quantize(
-                    source,
-                    work / recipe,
-                    QuantRecipe.named(recipe, calib_sentences=budget.calib_sentences),
-                    calibration_text=calib,
-                    progress=say,
-                )
+                extra = {"max_mcd": MIXED_MARGIN * budget.max_mcd, "check_sentences": budget.check_sentences}
+                named = QuantRecipe.named(recipe, calib_sentences=budget.calib_sentences, **extra)
+                quantize(source, work / recipe, named, calibration_text=calib, progress=say)
                 folders[recipe] = work / recipe
             mels = recording_mels(src, held_out, len(held_out), say)
             say(f"auto: timing {len(folders)} candidates on {len(mels)} held-out sentences")
