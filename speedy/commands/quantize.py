@@ -126,7 +126,8 @@ def quantize(
       auto          measures fp32 / int8-hybrid / int8-static / fp16 per component on held-out calibration
                     sentences (speed on this machine, fidelity vs FP32) and writes the fastest pair within
                     --max-mcd per component and --max-dnsmos-drop overall; --student DIR adds a
-                    distilled vocoder to the candidates
+                    distilled vocoder to the candidates; on a vocoder-only artifact, the vocoder's
+                    recipes alone (fp32 / int8-static / fp16), each copy-synthesising held-out speech
     Calibration text runs through the real frontend and FP32 acoustic model (the vocoder sees real mels).
     """
     from speedy.corpus import read_corpus_file
@@ -259,6 +260,5 @@ def _auto(
             "yes" if c["within_budget"] else "no",
         )
     console.print(table)
-    console.print(
-        f"chosen: acoustic {report['chosen']['acoustic']}, vocoder {report['chosen']['vocoder']}; wrote {output}"
-    )
+    chosen = ", ".join(f"{c} {r}" for c, r in report["chosen"].items())  # a vocoder-only artifact: vocoder alone
+    console.print(f"chosen: {chosen}; wrote {output}")

@@ -273,10 +273,11 @@ def search(
     src = read_manifest(source)
     if multi_graph(src) or any(c.format != "onnx" or c.precision != "fp32" for c in src.components.values()):
         raise InputError("quantize --recipe auto takes a single-graph FP32 ONNX artifact (run 'speedy export')")
-    if src.vocoder_only:  # the search picks an (acoustic, vocoder) pair by their joint DNSMOS
-        raise InputError(
-            "quantize --recipe auto picks an acoustic + vocoder pair; a vocoder-only artifact takes "
-            "--recipe int8-static or fp16"
+    if src.vocoder_only:  # no pair to pick: the vocoder's recipes alone
+        from speedy.stages.auto_vocoder import search_vocoder
+
+        return search_vocoder(
+            source, out, budget, calibration_text=calibration_text, force=force, progress=progress, student=student
         )
     text = list(calibration_text) if calibration_text is not None else load_corpus("calib")
     calib_n = budget.calib_sentences or QuantRecipe.named("int8-static").calib_sentences

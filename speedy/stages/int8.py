@@ -69,10 +69,7 @@ def int8_components(
     comps: dict[str, Component] = {}
     feeds: dict[str, list] = {}
     if src.vocoder_only:
-        # the family records which of its vocoder's nodes INT8 may touch (the recipes' scopes name MB-MelGAN's)
-        scopes = src.components["vocoder"].extra.get("int8_scopes")
-        if scopes:
-            recipe = replace(recipe, scopes={**recipe.scopes, "vocoder": tuple(scopes)})
+        recipe = with_family_scopes(src, recipe)
         feeds = vocoder_only_feeds(src, recipe, text, say)
     elif recipe.name == "int8-hybrid":
         ac = src.components["acoustic"]
@@ -110,6 +107,13 @@ def int8_components(
     return comps, {}
 
 
+def with_family_scopes(src: Manifest, recipe: QuantRecipe) -> QuantRecipe:
+    """`recipe` with the vocoder's INT8 scopes that a vocoder-only artifact's family recorded in its manifest
+    (`extra["int8_scopes"]`: which nodes INT8 may touch; the recipes' own scopes name MB-MelGAN's)."""
+    scopes = src.components["vocoder"].extra.get("int8_scopes") if src.vocoder_only else None
+    return replace(recipe, scopes={**recipe.scopes, "vocoder": tuple(scopes)}) if scopes else recipe
+
+
 def vocoder_only_feeds(
     src: Manifest, recipe: QuantRecipe, text: Sequence[str], say: Callable[[str], None]
 ) -> dict[str, list]:
@@ -124,8 +128,6 @@ def vocoder_only_feeds(
         )
     if recipe.name in ("int8-dynamic", "int8-hybrid"):
         return {}
-    if recipe.name == "mixed":
-        raise InputError("quantize: --recipe mixed needs an acoustic model; use int8-static on a vocoder-only artifact")
     name = src.components["vocoder"].inputs[0]
     return {"vocoder": [{name: m} for m in recording_mels(src, text, recipe.calib_sentences, say)]}
 

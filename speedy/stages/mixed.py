@@ -36,48 +36,69 @@ def node_groups(
     path with the last block index dropped (`/decoder.1` → `/decoder`, `/stacks.2.3` → `/stacks.2`).
 
     Measured on the default voice, single blocks each moved MCD by ≤ 0.2 dB (the error is spread
-    thin), so per-block trials cost many runs for little signal; stages give 5 trials.
+    thin), so per-block trials cost many runs for little signal; stages give 5 trials. When every node falls
+    in one stage (HiFi-GAN's INT8 scope is its residual blocks, `/resblocks.0` … `/resblocks.11`), a single
+    trial could only keep everything float, so the nodes are grouped per block instead.
     """
     import onnx
 
     model = onnx.load(str(model_path), load_external_data=False)
-    groups: OrderedDict[str, list[str]] = OrderedDict()
-    for node in model.graph.node:
-        if scopes and not node.name.startswith(tuple(scopes)):
-            continue
-        if node.op_type in op_types or "*" in op_types:
-            parts = [p for p in node.name.split("/") if p][:-1] or [node.op_type]
-            head = parts[:depth]
-            head[-1] = head[-1].rsplit(".", 1)[0] if head[-1].rsplit(".", 1)[-1].isdigit() else head[-1]
-            key = "/" + "/".join(head)
-            groups.setdefault(key, []).append(node.name)
+    names = [
+        n.name
+        for n in model.graph.node
+        if (not scopes or n.name.startswith(tuple(scopes))) and (n.op_type in op_types or "*" in op_types)
+    ]
+    kinds = {n.name: n.op_type for n in model.graph.node}
+    for per_block in (False, True):
+        groups: OrderedDict[str, list[str]] = OrderedDict()
+        for name in names:
+            head = ([p for p in name.split("/") if p][:-1] or [kinds[name]])[:depth]
+            if not per_block:
+                head[-1] = head[-1].rsplit(".", 1)[0] if head[-1].rsplit(".", 1)[-1].isdigit() else head[-1]
+            groups.setdefault("/" + "/".join(head), []).append(name)
+        if len(groups) > 1:
+            break
     return groups
 
 
 class Scorer:
-    """MCD (dB) of candidate (acoustic.onnx, vocoder.onnx) pairs against FP32 on held-out sentences."""
+    """MCD (dB) of candidate (acoustic.onnx, vocoder.onnx) pairs against FP32 on held-out sentences.
+
+    A vocoder-only artifact has no acoustic model (pass None for it): its held-out mels are the default voice's
+    speech of the sentences, analysed as copy synthesis does (`speedy.stages.copy_calib.recording_mels`).
+    """
 
     def __init__(self, manifest: Manifest, fp32_root: Path, sentences: Sequence[str]) -> None:
         self.manifest = manifest
-        self.ac: Component = manifest.components["acoustic"]
         self.vo: Component = manifest.components["vocoder"]
-        self.feeds = acoustic_feeds(self.ac, calibration_ids(manifest, sentences, len(sentences) * 4))
-        self.ref = self._audio(fp32_root / self.ac.file, fp32_root / self.vo.file)
+        self.ac: Component | None = None
+        if manifest.vocoder_only:
+            from speedy.stages.copy_calib import recording_mels
+
+            mels = recording_mels(manifest, sentences, len(sentences))
+            self.feeds = [{self.vo.inputs[0]: m} for m in mels]
+        else:
+            self.ac = manifest.components["acoustic"]
+            self.feeds = acoustic_feeds(self.ac, calibration_ids(manifest, sentences, len(sentences) * 4))
+        self.ref = self._audio(None if self.ac is None else fp32_root / self.ac.file, fp32_root / self.vo.file)
         self._ref_features: list[Any] | None = None
 
-    def _audio(self, acoustic: Path, vocoder: Path) -> list[np.ndarray]:
+    def _audio(self, acoustic: Path | None, vocoder: Path) -> list[np.ndarray]:
         from speedy.runtime.onnx_backend import make_session
 
-        a, v = make_session(acoustic, None), make_session(vocoder, None)
+        a, v = None if acoustic is None else make_session(acoustic, None), make_session(vocoder, None)
         out = []
         for f in self.feeds:
-            mel = a.run([self.ac.outputs[0]], f)[0]
+            if a is None or self.ac is None:
+                mel = f[self.vo.inputs[0]]
+            else:
+                mel = a.run([self.ac.outputs[0]], f)[0]
             if mel.shape[1] < self.manifest.audio.min_vocoder_frames:
                 continue
             out.append(v.run([self.vo.outputs[0]], {self.vo.inputs[0]: mel})[0].reshape(-1))
         return out
 
-    def mcd(self, acoustic: Path, vocoder: Path) -> float:
+    def mcd(self, acoustic: Path | None, vocoder: Path) -> float:
         from speedy.quality import mcd_against, reference_features
 
         test = self._audio(acoustic, vocoder)
@@ -106,7 +127,7 @@ def choose_float_groups(
     held_out = list(text[-recipe.check_sentences :])  # never the sentences the calibrator saw first
     scorer = Scorer(src, root, held_out)
     files = {n: staging / comps[n].file for n in comps}
-    base = scorer.mcd(files["acoustic"], files["vocoder"])
+    base = scorer.mcd(files.get("acoustic"), files["vocoder"])
     groups: list[dict[str, object]] = []
     report: dict[str, object] = {"budget_db": recipe.max_mcd, "all_int8_mcd_db": round(base, 4), "groups": groups}
     say(f"mixed: all-INT8 MCD {base:.3f} dB (budget {recipe.max_mcd} dB)")
@@ -131,7 +152,7 @@ def choose_float_groups(
                 trial = trial_dir / f"{name}.onnx"
                 static_int8(root / src.components[name].file, trial, ops, recipe, None, caches[name], nodes, scopes)
                 pair = {**files, name: trial}
-                m = scorer.mcd(pair["acoustic"], pair["vocoder"])
+                m = scorer.mcd(pair.get("acoustic"), pair["vocoder"])
                 scores.append((base - m, name, key, nodes))
                 say(f"mixed: {name}{key} float → MCD {m:.3f} dB")
         scores.sort(key=lambda s: -s[0])
@@ -154,7 +175,7 @@ def choose_float_groups(
                         recipe.scopes.get(n),
                     )
             pair = {n: (trial_dir / f"{n}.onnx" if excluded[n] else files[n]) for n in comps}
-            current = scorer.mcd(pair["acoustic"], pair["vocoder"])
+            current = scorer.mcd(pair.get("acoustic"), pair["vocoder"])
             groups.append(
                 {
                     "component": name,

@@ -29,7 +29,7 @@ from speedy.artifacts import (
     write_manifest,
 )
 from speedy.errors import InputError
-from speedy.stages.int8 import int8_components
+from speedy.stages.int8 import int8_components, with_family_scopes
 from speedy.stages.mixed import keep_float
 
 _LOGGER = logging.getLogger(__name__)
@@ -200,6 +200,7 @@ def quantize(
                 from speedy.corpus import load_corpus
 
                 calibration_text = load_corpus("calib")
+            recipe = with_family_scopes(src, recipe)  # the mixed search's trials must touch the same nodes
             comps, report = int8_components(src, Path(source), staging, tmp, recipe, calibration_text, say)
             if recipe.name == "mixed":  # multi-graph families' own INT8 hooks refuse mixed
                 comps, report = keep_float(
