@@ -343,8 +343,14 @@ def folder_size(folder: Path, manifest: Manifest) -> int:
     return sum(component_size(folder, c) for c in manifest.components.values())
 
 
-def component_size(folder: Path, comp: Component) -> int:
-    """Bytes of one component: its file plus a weights file it names (an OpenVINO IR's .bin)."""
+def component_files(folder: Path, comp: Component) -> list[Path]:
+    """The files of one component: its file plus a weights file it names (an OpenVINO IR's .bin)."""
     weights = comp.extra.get("weights")
-    extra = Path(folder) / str(weights["file"]) if isinstance(weights, Mapping) and "file" in weights else None
-    return (Path(folder) / comp.file).stat().st_size + (extra.stat().st_size if extra and extra.is_file() else 0)
+    named = [str(weights["file"])] if isinstance(weights, Mapping) and "file" in weights else []
+    return [Path(folder) / f for f in (comp.file, *named)]
+
+
+def component_size(folder: Path, comp: Component) -> int:
+    """Bytes of one component's files (`component_files`; a named weights file that is missing counts 0)."""
+    files = component_files(folder, comp)
+    return files[0].stat().st_size + sum(f.stat().st_size for f in files[1:] if f.is_file())

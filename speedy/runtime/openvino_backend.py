@@ -153,11 +153,9 @@ def open_component(root: Path, comp: Component, threads: int | None) -> OvSessio
     except RuntimeError as e:
         raise ModelError(f"{xml.name}: OpenVINO cannot read it ({str(e).strip().splitlines()[0][:200]})") from None
     hint = str(comp.extra.get("inference_precision") or DEFAULT_HINT)
-    session = OvSession.load(model, component_threads(comp, threads), hint)
-    got = str(session.compiled.get_property("INFERENCE_PRECISION_HINT"))
-    if hint == "bf16" and "bf16" not in got and "bfloat16" not in got:  # the plugin falls back on other CPUs
-        _LOGGER.warning("%s: a bf16 artifact on a CPU without AVX512_BF16 or AMX runs in %s", comp.file, got)
-    return session
+    # a bf16 component on a CPU without AVX512_BF16 / AMX (where the plugin runs f32) is warned about once, by
+    # speedy.runtime.isa_warnings from the component's `needs_isa`, where the Synthesizer loads the artifact
+    return OvSession.load(model, component_threads(comp, threads), hint)
 
 
 def load_component(manifest: Manifest, name: str, root: Path, options: Any) -> Any:

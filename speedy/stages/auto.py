@@ -41,6 +41,7 @@ from speedy.artifacts import (
     Component,
     Manifest,
     atomic_artifact,
+    component_files,
     component_size,
     lineage_step,
     read_manifest,
@@ -53,9 +54,6 @@ from speedy.families import multi_graph
 
 _LOGGER = logging.getLogger(__name__)
 
-BACKENDS = AUTO_NAMES
-"""Backends the search can place a component on (the backend table's `auto` records). ONNX Runtime's
-candidates are the quantize recipes below; another backend's are its compile precisions."""
 ACOUSTIC_RECIPES = ("fp32", "int8-hybrid", "int8-static", "fp16")
 VOCODER_RECIPES = ("fp32", "int8-static", "fp16", "distilled")
 
@@ -66,8 +64,9 @@ class AutoBudget:
     min_duration_match: share of tokens whose frame count must equal FP32's; min_gain: a pair must be at
     least this much faster than FP32 (0.05 = 5 %) to be taken, so that timing noise on a shared machine
     cannot pick a lossy pair that is no faster; tie: pairs within this share of each other's time are
-    ordered by fidelity; backends: where components may run (onnxruntime must be one: FP32 ONNX is the
-    reference every candidate is measured against); check_sentences: held-out
+    ordered by fidelity; backends: where components may run, among the backend table's `auto` records
+    (AUTO_NAMES; ONNX Runtime's candidates are the quantize recipes, another backend's its compile
+    precisions; onnxruntime must be one: FP32 ONNX is the reference every candidate is measured against); check_sentences: held-out
     sentences measured; repeat: timed runs per candidate (median); calib_sentences: calibration sentences for
     the candidates' recipes (None = each recipe's default)."""
 
@@ -91,11 +90,11 @@ class AutoBudget:
             raise InputError(f"--min-duration-match must be in [0, 1], got {self.min_duration_match}")
         if not 0 <= self.min_gain < 1:
             raise InputError(f"min gain must be in [0, 1), got {self.min_gain}")
-        unknown = [b for b in self.backends if b not in BACKENDS]
+        unknown = [b for b in self.backends if b not in AUTO_NAMES]
         if unknown or not self.backends:
             raise InputError(
                 f"--backends: unknown backend(s) {', '.join(unknown) or '(none given)'}; "
-                f"supported: {', '.join(BACKENDS)}"
+                f"supported: {', '.join(AUTO_NAMES)}"
             )
         if "onnxruntime" not in self.backends:
             raise InputError("--backends must include onnxruntime (the FP32 ONNX reference runs on it)")
@@ -166,9 +165,7 @@ class _Built:
 
     def files(self) -> list[Path]:
         """The component's file and the weights file it names (an OpenVINO IR's .bin)."""
-        weights = self.component.extra.get("weights")
-        named = [str(weights["file"])] if isinstance(weights, Mapping) and "file" in weights else []
-        return [self.root / f for f in (self.component.file, *named)]
+        return component_files(self.root, self.component)
 
     def size(self) -> int:
         return component_size(self.root, self.component)
@@ -289,11 +286,11 @@ def search(
     held_out = text[-budget.check_sentences :]
     if student is not None:
         student_vocoder(src, student)  # checked before minutes of candidate building
+    from speedy.stages.compile import CompileConfig
+
     for name in budget.backends:  # a missing extra is refused before the minutes of candidate building
         preflight = backend(name).preflight
         if preflight:
-            from speedy.stages.compile import CompileConfig
-
             resolve(preflight)(src, source, CompileConfig(backend=name, threads=budget.threads))
     start = time.perf_counter()
     with atomic_artifact(out, force=force) as staging:

@@ -27,15 +27,12 @@ from speedy.artifacts import (
     write_manifest,
 )
 from speedy.backends import BACKENDS as TABLE
-from speedy.backends import COMPILE_PRECISIONS, NAMES, Backend, backend, fmt, missing_isa, resolve
+from speedy.backends import COMPILE_PRECISIONS, Backend, backend, fmt, missing_isa, resolve
 from speedy.errors import InputError
 from speedy.families import lookup
 from speedy.stages.parity import CheckSet, ParityError, build_check_set, compare_runner, family_spec
 
 _LOGGER = logging.getLogger(__name__)
-
-BACKENDS = NAMES  # the backend table's names (speedy.backends), re-exported for callers of this stage
-PRECISIONS = COMPILE_PRECISIONS
 
 
 class CompileParityError(ParityError):

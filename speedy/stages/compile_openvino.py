@@ -24,6 +24,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -123,16 +124,7 @@ def compile_openvino(
         }
         if name == "vocoder":
             extra["receptive_field_frames"] = onnx_width(onnx_path)
-        base = Component(
-            file=comp.file,
-            format=comp.format,
-            precision=comp.precision,
-            inputs=comp.inputs,
-            outputs=comp.outputs,
-            sha256=comp.sha256,
-            dynamic_axes=comp.dynamic_axes,
-            extra={k: v for k, v in comp.extra.items() if k not in _ORT_EXTRA},
-        )
+        base = replace(comp, extra={k: v for k, v in comp.extra.items() if k not in _ORT_EXTRA})
         comps[name] = replace_component(base, xml, "openvino", config.precision, **extra)
         note["seconds"] = round(time.perf_counter() - start, 2)
         notes[name] = note
@@ -280,7 +272,6 @@ def gross_check(
 ) -> None:
     """Measure the compiled components against the check set (FIDELITY_BUDGET); record the figures in
     `notes[name]["fidelity"]` and raise ParityError (exit 3) on a gross loss."""
-    from dataclasses import replace
 
     from speedy.runtime import RuntimeOptions, load_runner
     from speedy.stages.parity import ParityError
