@@ -75,6 +75,18 @@ def assert_same_audio(got, want, what: str, min_snr_db: float = SAME_MODEL_SNR_D
     assert snr >= min_snr_db, f"{what}: SNR {snr:.1f} dB against the reference (need {min_snr_db:g})"
 
 
+def short_loop_check(monkeypatch: pytest.MonkeyPatch, family: str, text: str) -> None:
+    """Compile's host-loop check of `family` on `text` (a short sentence keeps the test fast): the registered
+    spec is replaced by one whose LoopCheck speaks `text`, for this test only."""
+    from dataclasses import replace
+
+    from speedy import families
+
+    spec = families.by_name(family)
+    assert spec.loop_check is not None
+    monkeypatch.setitem(families._REGISTRY, family, replace(spec, loop_check=replace(spec.loop_check, text=text)))
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Run the `ray`-marked tests last (in their usual order): the session's Ray then starts once, after
     every other test, instead of idling beside them (processes, memory) from the first Ray test on."""

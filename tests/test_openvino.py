@@ -19,7 +19,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 import tiny_voice  # noqa: E402
-from conftest import skip_or_fail_in_ci  # noqa: E402
+from conftest import short_loop_check, skip_or_fail_in_ci  # noqa: E402
 
 from speedy.artifacts import read_manifest  # noqa: E402
 from speedy.controls import DEFAULT_CONTROLS, GraphControls  # noqa: E402
@@ -355,11 +355,11 @@ def test_ttskit_host_loop_runs_on_openvino(tmp_path: Path, monkeypatch: pytest.M
     """Every graph converted; compile's host-loop check (same stop step, mel ≤ 1e-3, vocoder ≥ 40 dB) passes on
     OpenVINO sessions, and the Synthesizer speaks through them. int8 (calibration through the loop) is refused."""
     from speedy.families.ttskit.export import cached_artifact
-    from speedy.families.ttskit.runtime import sessions
+    from speedy.runtime import load_runner
     from speedy.runtime.openvino_backend import OvSession
     from speedy.synth import Synthesizer
 
-    monkeypatch.setattr("speedy.families.ttskit.verify.VERIFY_TEXT", "好的。")
+    short_loop_check(monkeypatch, "ttskit", "好的。")
     with pytest.raises(InputError, match="int8 takes single-graph artifacts; ttskit"):
         compile_artifact(cached_artifact(), tmp_path / "q", CompileConfig(backend="openvino", precision="int8"))
     no_partial(tmp_path / "q")
@@ -368,7 +368,7 @@ def test_ttskit_host_loop_runs_on_openvino(tmp_path: Path, monkeypatch: pytest.M
     figures = {(f["component"], f["output"]): f for f in m.extra["parity"]}
     assert figures[("acoustic-loop", "stop_step")]["value"] == 0.0
     assert figures[("acoustic-loop", "mel")]["value"] <= 1e-3 and figures[("vocoder", "wav")]["value"] >= 40.0
-    graphs = sessions(m, tmp_path / "t", RuntimeOptions(threads=1))
+    graphs = load_runner(m, "acoustic", tmp_path / "t", RuntimeOptions(threads=1)).loop.graphs
     assert graphs and all(isinstance(g, OvSession) for g in graphs.values())
     assert Synthesizer.load(tmp_path / "t", threads=2).synthesize("好的。").audio.size > 0
 

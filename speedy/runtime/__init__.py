@@ -56,16 +56,19 @@ def load_runner(
 def load_runner(manifest: Manifest, name: str, root: Path, options: RuntimeOptions) -> AcousticRunner | VocoderRunner:
     """Build the runner for component `name` with the backend its format names.
 
-    A multi-graph family's manifest lacks `name` (e.g. "acoustic") as a component: the composite runtime
-    its FamilySpec names (a host loop over the graphs) builds it.
+    A multi-graph family's manifest lacks `name` (e.g. "acoustic") as a component: its graphs (the FamilySpec's
+    ``graphs[name]``) are opened here and handed to the family's ``compose`` hook (a host loop over them).
     """
     if name not in manifest.components:
         from speedy.families import for_family
+        from speedy.runtime.onnx_backend import graph_sessions
 
         spec = for_family(manifest.family)
-        if not spec.multi_graph:
+        graphs = spec.graph_names(name)
+        if not spec.multi_graph or not graphs:
             raise ModelError(f"the manifest has no {name} component")
-        return spec.hook("composite")(manifest, name, root, options)
+        sessions = graph_sessions(manifest, root, options, graphs, spec.name, spec.fp16_max_level)
+        return spec.hook("compose")(manifest, sessions)
     comp: Component = manifest.components[name]
     record = fmt(comp.format)
     if record is None:

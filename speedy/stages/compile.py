@@ -30,6 +30,7 @@ from speedy.backends import BACKENDS as TABLE
 from speedy.backends import COMPILE_PRECISIONS, Backend, backend, fmt, missing_isa, resolve
 from speedy.errors import InputError
 from speedy.families import lookup
+from speedy.stages.loop_check import verify_loop
 from speedy.stages.parity import CheckSet, ParityError, build_check_set, compare_runner, family_spec
 
 _LOGGER = logging.getLogger(__name__)
@@ -148,7 +149,7 @@ def compile_artifact(
     if graphs and not record.multi_graph:
         takers = " or ".join(b.name for b in TABLE if b.multi_graph)
         raise InputError(f"compile: {source} is a multi-graph {src.family} artifact; only --backend {takers} takes it")
-    if graphs and family is not None and config.check and not family.verify:
+    if graphs and family is not None and config.check and family.loop_check is None:
         raise InputError(
             f"compile: {family.name} artifacts have no host-loop check yet; use the ONNX artifact "
             "as it is (or pass --no-check)"
@@ -177,12 +178,12 @@ def compile_artifact(
         if config.check and graphs:
             assert family is not None
             say("checking the compiled graphs against the source through the host loop")
-            figures = family.hook("verify")(
+            figures = verify_loop(
                 src,
                 source,
                 manifest,
                 staging,
-                config.threads,
+                threads=config.threads,
                 strict=config.precision == "fp32",
                 error=CompileParityError,
             )

@@ -25,7 +25,7 @@ from speedy.artifacts import (
 )
 from speedy.calibration import snr_db
 from speedy.errors import InputError, ModelError
-from speedy.families.graph_spec import OPSET, ComponentSpec
+from speedy.families.graph_spec import OPSET, GraphSpec
 from speedy.stages.parity import ParityError, ParityFigure, family_spec
 
 _LOGGER = logging.getLogger(__name__)
@@ -152,7 +152,7 @@ def _examples(manifest: Manifest, modules: dict, sentences: Sequence[str]) -> di
     return out
 
 
-def _export_one(module, example: tuple, spec: ComponentSpec, path: Path, opset: int) -> None:
+def _export_one(module, example: tuple, spec: GraphSpec, path: Path, opset: int) -> None:
     import torch
 
     inputs, _ = example
@@ -192,7 +192,7 @@ def _add_metadata(path: Path, manifest: Manifest, name: str) -> None:
     onnx.save(model, str(path))
 
 
-def check_parity(path: Path, name: str, spec: ComponentSpec, examples: list, threads: int | None) -> list[ParityFigure]:
+def check_parity(path: Path, name: str, spec: GraphSpec, examples: list, threads: int | None) -> list[ParityFigure]:
     """Run the ONNX file on each example and compare with PyTorch per `spec.checks`; raise on failure."""
     from speedy.runtime.onnx_backend import make_session
 

@@ -21,8 +21,8 @@ from speedy.artifacts import Manifest
 from speedy.calibration import snr_db
 from speedy.controls import DEFAULT_CONTROLS, GraphControls
 from speedy.errors import ModelError
-from speedy.families import for_family
-from speedy.families.graph_spec import ComponentSpec, GraphSpec
+from speedy.families import FamilySpec, for_family
+from speedy.families.graph_spec import GraphSpec
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -60,8 +60,9 @@ class CheckSet:
     vocoder: tuple[tuple[np.ndarray, np.ndarray], ...]
 
 
-def family_spec(manifest: Manifest, stage: str) -> GraphSpec:
-    """The family's export contract; ModelError when the family has none."""
+def family_spec(manifest: Manifest, stage: str) -> FamilySpec:
+    """The family's spec, whose single-graph components (`FamilySpec.component`) give the export contract;
+    ModelError naming `stage` for a host-loop family or one without graphs."""
     return for_family(manifest.family).graph_spec(stage)
 
 
@@ -88,7 +89,7 @@ def check_ids(manifest: Manifest, sentences: Sequence[str] = CHECK_SENTENCES) ->
 def build_check_set(
     manifest: Manifest,
     root: Path,
-    spec: GraphSpec,
+    spec: FamilySpec,
     *,
     threads: int | None = None,
     acoustic: Callable | None = None,
@@ -129,7 +130,7 @@ def build_check_set(
 def compare_runner(
     runner: Callable,
     name: str,
-    spec: ComponentSpec,
+    spec: GraphSpec,
     checks: CheckSet,
     stage: str,
     error: type[ParityError] = ParityError,

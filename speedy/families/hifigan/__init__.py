@@ -11,6 +11,7 @@ waveform (``speedy synth --artifact DIR --wav in.wav``), and text input is refus
 from __future__ import annotations
 
 from speedy.families import FamilySpec, frozen
+from speedy.families.hifigan.graphs import GRAPHS
 
 FAMILY = "hifigan-ts-16k"
 
@@ -20,7 +21,7 @@ SPEC = FamilySpec(
     frontends=frozen({}),
     builtin="speedy.families.hifigan.export:export_builtin",
     torch_loaders=frozen({FAMILY: "speedy.families.hifigan.torch_artifact:load_torch_models"}),
-    graphs="speedy.families.hifigan.graphs:GRAPHS",
+    graphs=frozen(GRAPHS),
     torch_artifact="speedy.families.hifigan.torch_artifact:torch_artifact",
     reference="speedy.families.hifigan.export:cached_artifact",
     analysis="speedy.families.hifigan.mel:manifest_mel",

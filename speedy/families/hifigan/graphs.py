@@ -1,16 +1,17 @@
-"""The hifigan family's export contract: a vocoder only, compared by waveform SNR."""
+"""The hifigan family's graphs: a vocoder only, compared by waveform SNR."""
 
-from speedy.families.graph_spec import ComponentSpec, GraphSpec, OutputCheck
-from speedy.families.hifigan import FAMILY
+from speedy.families.graph_spec import Graphs, GraphSpec, OutputCheck
 
-GRAPHS = GraphSpec(
-    family=FAMILY,
-    acoustic=None,
-    vocoder=ComponentSpec(
-        inputs=("mel",),
-        outputs=("wav",),
-        dynamic_axes={"mel": {0: "batch", 1: "frames"}, "wav": {0: "batch", 1: "samples"}},
-        # The issue's floor for every graph of this vocoder against its reference.
-        checks=(OutputCheck("wav", "snr_db", 60.0),),
+GRAPHS: Graphs = {
+    "vocoder": (
+        GraphSpec(
+            "vocoder",
+            inputs=("mel",),
+            outputs=("wav",),
+            dynamic_axes={"mel": {0: "batch", 1: "frames"}, "wav": {0: "batch", 1: "samples"}},
+            # The issue's floor for every graph of this vocoder against its reference.
+            checks=(OutputCheck("wav", "snr_db", 60.0),),
+            role="vocoder",
+        ),
     ),
-)
+}

@@ -5,13 +5,19 @@ Emotions of the ``*_emo`` voices are native embedding ids.
 """
 
 from speedy.families import FamilySpec, frozen
+from speedy.families.graph_spec import LoopCheck
+from speedy.families.sambert.graphs import GRAPHS
 
 SPEC = FamilySpec(
     name="sambert",
     families=("sambert-hifigan",),
     frontends=frozen({"sambert-kantts": "speedy.families.sambert.frontend"}),
-    composite="speedy.families.sambert.runtime:load_runner",
+    graphs=frozen(GRAPHS),
+    compose="speedy.families.sambert.runtime:compose",
+    # onnxruntime 1.32 crashes (SIGSEGV) creating a session at level "all" for the FP16 variance and postnet
+    # graphs (FSMN convolutions + LSTM, Cast-wrapped by the FP16 converter); "extended" loads and runs them.
+    fp16_max_level="extended",
     quantize="speedy.families.sambert.export:quantize_graphs",
-    verify="speedy.families.sambert.export:verify_graphs",
+    loop_check=LoopCheck("今天天气很好，我们一起去公园散步吧。", "durations", "durations equal"),
     native_emotions="speedy.families.sambert.frontend:is_native_emotion",
 )

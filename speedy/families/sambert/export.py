@@ -87,7 +87,8 @@ def export_modelscope(
     Returns the written manifest (``extra["parity"]``: one figure per graph and for the loop).
     """
     from speedy.families.sambert.frontend import FRONTEND_NAME, native_emotion_names, read_vocab
-    from speedy.families.sambert.graphs import (
+    from speedy.families.sambert.source import load_sambert
+    from speedy.families.sambert.torch_graphs import (
         ATOL,
         OPSET,
         SPECS,
@@ -95,7 +96,6 @@ def export_modelscope(
         export_sambert_graphs,
         loop_config,
     )
-    from speedy.families.sambert.source import load_sambert
 
     say = _say(progress)
     check = bool(getattr(config, "check", True))
@@ -217,7 +217,7 @@ def loop_parity(manifest: Manifest, root: Path, acoustic: Any, text: str = CHECK
     (errors of the six graphs add up along the loop).
     """
     from speedy.families.sambert.frontend import encoder
-    from speedy.families.sambert.graphs import ATOL
+    from speedy.families.sambert.torch_graphs import ATOL
     from speedy.runtime import RuntimeOptions, load_runner
 
     enc = encoder(manifest)
@@ -302,8 +302,10 @@ def record_calibration(
     """
     from speedy.families.host_loop import as_runner
     from speedy.families.sambert.frontend import LABELS, encoder
-    from speedy.families.sambert.runtime import build_loop
+    from speedy.families.sambert.loop import SambertLoop
+    from speedy.families.sambert.runtime import ACOUSTIC_GRAPHS, loop_config
     from speedy.runtime import RuntimeOptions
+    from speedy.runtime.onnx_backend import graph_sessions
 
     if not text:
         raise InputError("calibration set is empty")
@@ -322,7 +324,8 @@ def record_calibration(
 
         return rec
 
-    loop = build_loop(src, root, RuntimeOptions(threads=None), wrap)
+    sessions = graph_sessions(src, root, RuntimeOptions(threads=None), (*ACOUSTIC_GRAPHS, "vocoder"), "sambert")
+    loop = SambertLoop({n: wrap(n, s) for n, s in sessions.items()}, loop_config(src))
     enc = encoder(src)
     labels: list[str | None] = [lab for lab in LABELS if lab in enc.emotions] or [None]
     count = 0
@@ -390,41 +393,3 @@ def loop_error(
         "mel_rel_last_quarter": round((num_q / max(den_q, 1e-12)) ** 0.5, 5),
         "vocoder_snr_db": round(snr, 2) if np.isfinite(snr) else None,
     }
-
-
-# ---- compile -----------------------------------------------------------------------------------------
-def verify_graphs(
-    src: Manifest,
-    src_root: Path,
-    manifest: Manifest,
-    root: Path,
-    threads: int | None = None,
-    strict: bool = True,
-    text: str = CHECK_TEXT,
-    error: type[ModelError] = ModelError,
-) -> list[dict[str, Any]]:
-    """A compiled Sambert artifact against its source, through the runtime: loop and vocoder.
-
-    Durations (and so the mel's shape) must match exactly and the loop's mel within 1e-3 (max |Δ|); the
-    vocoder, fed the source's mel, within 40 dB SNR (`speedy.families.host_loop.verify_host_loop`). ``strict=False`` reports without raising (reduced precision);
-    otherwise ``error`` (e.g. the compile stage's CompileParityError) is raised.
-    Returns parity figures in the shape ``speedy.stages.compile`` records.
-    """
-    from speedy.families.host_loop import verify_host_loop
-    from speedy.families.sambert.frontend import encoder
-
-    return verify_host_loop(
-        src,
-        src_root,
-        manifest,
-        root,
-        encoder=encoder(src),
-        text=text,
-        steps=("durations", "durations equal"),
-        label="Sambert",
-        mel_tol=1e-3,
-        snr_min_db=40.0,
-        threads=threads,
-        strict=strict,
-        error=error,
-    )

@@ -1,7 +1,7 @@
 """Host loop for the exported Sambert-HifiGan graphs (numpy + ONNX Runtime, no torch).
 
 The acoustic model's autoregressive parts cannot live in one graph, so the exporter
-(:mod:`speedy.families.sambert.graphs`) writes one graph per piece and this loop chains them::
+(:mod:`speedy.families.sambert.torch_graphs`) writes one graph per piece and this loop chains them::
 
     encoder → variance → duration_step × T → length regulation (numpy) → decoder_memory
             → decoder_step × ⌈L / r⌉ → postnet → vocoder

@@ -2,19 +2,16 @@
 
 A Sambert artifact has no single ``acoustic`` component: its manifest lists the six acoustic graphs
 (``encoder`` … ``postnet``) and the ``vocoder`` as components and says in ``extra["graphs"]`` how they
-chain. :func:`speedy.runtime.load_runner` sends ``"acoustic"`` here (the sambert FamilySpec's
-``composite`` hook); the vocoder loads like any other component.
-
-Each graph is opened by the backend its component format names (ONNX Runtime; a compiled graph keeps
-its recorded optimisation level and thread count) and handed to
-:class:`speedy.families.sambert.loop.SambertLoop`.
+chain. :func:`speedy.runtime.load_runner` opens the acoustic graphs, each by the backend its component format
+names (a compiled graph keeps its recorded optimisation level and thread count), and hands them to
+:func:`compose` (the sambert FamilySpec's hook), which runs them in :class:`speedy.families.sambert.loop.SambertLoop`;
+the vocoder loads like any other component.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -28,9 +25,6 @@ _LOGGER = logging.getLogger(__name__)
 
 RUNTIME_NAME = "sambert-loop"
 ACOUSTIC_GRAPHS = GRAPH_NAMES[:-1]
-#: onnxruntime 1.32 crashes (SIGSEGV) creating a session at level "all" for the FP16 variance and postnet
-#: graphs (FSMN convolutions + LSTM, Cast-wrapped by the FP16 converter); "extended" loads and runs them.
-FP16_MAX_LEVEL = "extended"
 
 
 class SambertAcousticRunner:
@@ -69,27 +63,7 @@ def loop_config(manifest: Manifest) -> SambertLoopConfig:
         raise ModelError(f"sambert manifest: bad extra['graphs']['loop'] ({e})") from None
 
 
-def graph_sessions(
-    manifest: Manifest, root: Path, options: Any, names: Sequence[str] = ACOUSTIC_GRAPHS
-) -> dict[str, Any]:
-    """ONNX Runtime sessions of the named graph components (each with its recorded level and threads)."""
-    from speedy.runtime.onnx_backend import graph_sessions as open_graphs
-
-    return open_graphs(manifest, root, options, names, "sambert", fp16_max_level=FP16_MAX_LEVEL)
-
-
-def build_loop(
-    manifest: Manifest, root: Path, options: Any, wrap: Callable[[str, Any], Any] | None = None
-) -> SambertLoop:
-    """A :class:`SambertLoop` over the artifact's graphs; ``wrap(name, session)`` may replace each runner."""
-    sessions = graph_sessions(manifest, root, options, (*ACOUSTIC_GRAPHS, "vocoder"))
-    graphs = {n: (wrap(n, s) if wrap else s) for n, s in sessions.items()}
-    return SambertLoop(graphs, loop_config(manifest))
-
-
-def load_runner(manifest: Manifest, name: str, root: Path, options: Any) -> SambertAcousticRunner:
-    """The composite runner for ``name`` (only ``"acoustic"``); called by :func:`speedy.runtime.load_runner`."""
-    if name != "acoustic":
-        raise ModelError(f"sambert artifact: no composite component {name!r} (the loop provides 'acoustic')")
-    sessions = graph_sessions(manifest, root, options)
-    return SambertAcousticRunner(SambertLoop(sessions, loop_config(manifest)))
+def compose(manifest: Manifest, graphs: Mapping[str, Any]) -> SambertAcousticRunner:
+    """The acoustic runner over the opened acoustic graphs (the FamilySpec ``compose`` hook;
+    :func:`speedy.runtime.load_runner` opens them, each with its recorded level and threads)."""
+    return SambertAcousticRunner(SambertLoop(dict(graphs), loop_config(manifest)))

@@ -13,6 +13,8 @@ import hashlib
 import numpy as np
 
 from speedy.families import FamilySpec, frozen
+from speedy.families.graph_spec import LoopCheck
+from speedy.families.ttskit.graphs import GRAPHS
 
 FAMILY = "ttskit-mellotron-melgan"
 #: The 24 speaker names the checkpoint was trained with (ttskit ``resource/__init__.py``, ids 1..24).
@@ -61,8 +63,10 @@ SPEC = FamilySpec(
     families=(FAMILY,),
     frontends=frozen({"ttskit-phkit": "speedy.families.ttskit.frontend"}),
     builtin="speedy.families.ttskit.export:export_builtin",
-    composite="speedy.families.ttskit.runtime:load_runner",
+    graphs=frozen(GRAPHS),
+    compose="speedy.families.ttskit.runtime:compose",
     quantize="speedy.families.ttskit.quantize:stage_int8",
-    verify="speedy.families.ttskit.verify:verify_graphs",
+    # Held out of calibration; one sentence of about 170 decoder steps for the default voice.
+    loop_check=LoopCheck("请把窗户关上好吗？", "stop_step", "same stop step and durations"),
     reference="speedy.families.ttskit.export:cached_artifact",
 )

@@ -33,7 +33,7 @@ from speedy.artifacts import (
     write_manifest,
 )
 from speedy.errors import InputError, ModelError
-from speedy.families.ttskit.quantize import session_settings
+from speedy.families.ttskit.graphs import GRAPHS as DECLARED
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -51,51 +51,18 @@ CHECK_STEPS = (0, 1, 5, 20, 60, 120)
 MAX_IDS = 400
 #: MelGAN's first layer reflection-pads 3 frames: shorter mels are padded with silence first.
 MIN_VOCODER_FRAMES = 4
-STEP_INPUTS = (
-    "frame",
-    "prenet_mask",
-    "att_h",
-    "att_c",
-    "dec_h",
-    "dec_c",
-    "att_w",
-    "att_wcum",
-    "context",
-    "memory",
-    "processed",
-    "att_bias",
-)
-STEP_OUTPUTS = (
-    "frame_out",
-    "gate",
-    "att_h_out",
-    "att_c_out",
-    "dec_h_out",
-    "dec_c_out",
-    "att_w_out",
-    "att_wcum_out",
-    "context_out",
-)
-#: name -> (inputs, outputs, dynamic axes, role)
-GRAPHS: dict[str, tuple[tuple[str, ...], tuple[str, ...], dict[str, dict[int, str]], str]] = {
-    "encoder": (
-        ("ids", "speaker"),
-        ("memory", "processed"),
-        {"ids": {1: "symbols"}, "memory": {1: "symbols"}, "processed": {1: "symbols"}},
-        "acoustic",
-    ),
-    "decoder_step": (
-        STEP_INPUTS,
-        STEP_OUTPUTS,
-        {
-            n: {1: "symbols"}
-            for n in ("att_w", "att_wcum", "memory", "processed", "att_bias", "att_w_out", "att_wcum_out")
-        },
-        "acoustic",
-    ),
-    "postnet": (("mel",), ("mel_post",), {"mel": {1: "frames"}, "mel_post": {1: "frames"}}, "acoustic"),
-    "vocoder": (("mel",), ("wav",), {"mel": {0: "batch", 1: "frames"}, "wav": {0: "batch", 1: "samples"}}, "vocoder"),
+#: name -> (inputs, outputs, dynamic axes, role), from the declared graphs (speedy.families.ttskit.graphs)
+GRAPHS: dict[str, tuple[tuple[str, ...], tuple[str, ...], Any, str]] = {
+    g.name: (g.inputs, g.outputs, {k: dict(v) for k, v in g.dynamic_axes.items()}, g.role)
+    for graphs in DECLARED.values()
+    for g in graphs
 }
+EXTRA = {g.name: g.extra for graphs in DECLARED.values() for g in graphs}
+
+
+def _plain(extra: Any) -> dict[str, Any]:
+    """A declared graph's extra settings as JSON-ready dicts (the contract holds read-only mappings)."""
+    return {k: dict(v) if hasattr(v, "items") else v for k, v in extra.items()}
 
 
 def _say(progress: Callable[[str], None] | None) -> Callable[[str], None]:
@@ -233,7 +200,7 @@ def export_ttskit(
                 outputs=outputs,
                 sha256=sha256_file(path),
                 dynamic_axes={k: {str(a): n for a, n in v.items()} for k, v in dynamic.items()},
-                extra={"opset": OPSET, "role": role, **session_settings(name)},
+                extra={"opset": OPSET, "role": role, **_plain(EXTRA[name])},
             )
         figures: list[dict[str, Any]] = []
         if check:
@@ -378,10 +345,10 @@ def graph_parity(root: Path, examples: dict[str, list[Any]], threads: int | None
 
 def loop_parity(manifest: Manifest, root: Path, ref: dict[str, Any], threads: int | None) -> list[dict[str, Any]]:
     """The ONNX host loop vs the PyTorch reference: identical stop step and end frame, mel max |Δ|."""
-    from speedy.families.ttskit.runtime import build_loop
-    from speedy.runtime import RuntimeOptions
+    from speedy.runtime import RuntimeOptions, load_runner
 
-    loop = build_loop(manifest, root, RuntimeOptions(threads=threads))
+    runner: Any = load_runner(manifest, "acoustic", root, RuntimeOptions(threads=threads))
+    loop = runner.loop
     res = loop.acoustic(ref["ids"], ref["speaker"])
     if res.steps != ref["steps"] or res.end != ref["end"]:
         raise ModelError(

@@ -139,6 +139,7 @@ class TtskitLoop:
         if missing:
             raise ModelError(f"ttskit loop: missing graphs {', '.join(missing)}")
         self.config = config
+        self.graphs = dict(graphs)  # as given (sessions or callables), for callers that check what runs
         self._run = {name: as_runner(g, "ttskit") for name, g in graphs.items()}
 
     def decode(

@@ -35,15 +35,6 @@ from speedy.errors import InputError, ModelError
 from speedy.noise import library_stdout
 
 GRAPHS = ("decoder_step", "postnet", "vocoder")
-#: Intra-op threads cap recorded on the host loop's graphs (``extra["max_threads"]``, read by
-#: ``speedy.runtime.onnx_backend.component_session``), by the export and kept by quantize: the decoder step
-#: is ≈ 100 tiny sequential ops per frame, where a second thread adds a pool hand-off per op; one thread ran
-#: its steps 2–3× faster on the shared 2-core machine (README.md). The vocoder keeps the runtime's threads.
-LOOP_MAX_THREADS = {"encoder": 1, "decoder_step": 1, "postnet": 1}
-#: ORT session config recorded on every component (``extra["session_config"]``), by the export and kept by
-#: quantize: pool threads sleep instead of spinning between ops. On the shared 2-core machine the vocoder
-#: ran 1.2–1.4× faster so (spinning threads of one session took the cores the other thread needed; README.md).
-SESSION_CONFIG = {"session.intra_op.allow_spinning": "0"}
 #: What ``speedy quantize --recipe int8-dynamic`` does to a ttskit artifact: the vocoder stays float
 #: (INT8 MelGAN measured 0.6× the speed and −1.2 DNSMOS; see README.md).
 STAGE_GRAPHS = ("decoder_step", "postnet")
@@ -60,19 +51,20 @@ def quantize_components(
     """Write every component of ``manifest`` into ``staging``: ``graphs`` in dynamic INT8, others copied.
 
     Returns the new components (precision ``int8-dynamic`` where quantized), each with
-    :data:`SESSION_CONFIG` and the loop's graphs with :data:`LOOP_MAX_THREADS`.
+    the session settings their graphs declare (:func:`session_settings`).
     """
     comps = _quantize(manifest, src, staging, tmp, graphs, say)
     return {name: replace(comp, extra={**dict(comp.extra), **session_settings(name)}) for name, comp in comps.items()}
 
 
 def session_settings(graph: str) -> dict[str, object]:
-    """The session settings a ttskit graph records in its component's ``extra`` (export and quantize alike,
-    so that an INT8 artifact is compared with an FP32 export that runs with the same threads)."""
-    extra: dict[str, object] = {"session_config": dict(SESSION_CONFIG)}
-    if graph in LOOP_MAX_THREADS:
-        extra["max_threads"] = LOOP_MAX_THREADS[graph]
-    return extra
+    """The session settings a ttskit graph declares (speedy.families.ttskit.graphs), recorded in its component's
+    ``extra`` by export and quantize alike, so that an INT8 artifact is compared with an FP32 export that runs
+    with the same threads."""
+    from speedy.families.ttskit.graphs import GRAPHS as DECLARED
+
+    extra = next(g.extra for gs in DECLARED.values() for g in gs if g.name == graph)
+    return {k: dict(v) if hasattr(v, "items") else v for k, v in extra.items()}
 
 
 def _quantize(

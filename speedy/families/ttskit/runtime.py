@@ -1,13 +1,12 @@
 """The ttskit acoustic runner the Synthesizer uses: the host loop over the artifact's graphs. No torch.
 
-:func:`speedy.runtime.load_runner` sends ``"acoustic"`` here (the ttskit FamilySpec's ``composite`` hook);
-the vocoder loads like any other ONNX component.
+:func:`speedy.runtime.load_runner` opens the graphs of ``"acoustic"`` and hands them to :func:`compose` (the ttskit
+FamilySpec's hook); the vocoder loads like any other ONNX component.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,7 +14,7 @@ import numpy as np
 from speedy.artifacts import Manifest
 from speedy.controls import GraphControls
 from speedy.errors import InputError, ModelError
-from speedy.families.ttskit.loop import GRAPHS, LoopConfig, TtskitLoop
+from speedy.families.ttskit.loop import LoopConfig, TtskitLoop
 
 
 def loop_config(manifest: Manifest) -> LoopConfig:
@@ -27,18 +26,6 @@ def loop_config(manifest: Manifest) -> LoopConfig:
         return LoopConfig(**dict(data))
     except TypeError as e:
         raise ModelError(f"ttskit manifest: bad extra['graphs']['loop'] ({e})") from None
-
-
-def sessions(manifest: Manifest, root: Path, options: Any, names: tuple[str, ...] = GRAPHS) -> dict[str, Any]:
-    """ONNX Runtime sessions of the named graph components (recorded optimisation level and threads)."""
-    from speedy.runtime.onnx_backend import graph_sessions
-
-    return graph_sessions(manifest, root, options, names, "ttskit")
-
-
-def build_loop(manifest: Manifest, root: Path, options: Any) -> TtskitLoop:
-    """A :class:`TtskitLoop` over the artifact's encoder, decoder_step and postnet graphs."""
-    return TtskitLoop(sessions(manifest, root, options), loop_config(manifest))
 
 
 def stretch(mel: np.ndarray, speed: float) -> np.ndarray:
@@ -83,8 +70,7 @@ class TtskitAcousticRunner:
         return stretch(res.mel, speed)[None], res.durations[None]
 
 
-def load_runner(manifest: Manifest, name: str, root: Path, options: Any) -> TtskitAcousticRunner:
-    """The composite runner for ``name`` (only ``"acoustic"``); called by :func:`speedy.runtime.load_runner`."""
-    if name != "acoustic":
-        raise ModelError(f"ttskit artifact: no composite component {name!r} (the loop provides 'acoustic')")
-    return TtskitAcousticRunner(build_loop(manifest, root, options))
+def compose(manifest: Manifest, graphs: Mapping[str, Any]) -> TtskitAcousticRunner:
+    """The acoustic runner over the opened encoder, decoder_step and postnet graphs (the FamilySpec ``compose``
+    hook; :func:`speedy.runtime.load_runner` opens them)."""
+    return TtskitAcousticRunner(TtskitLoop(dict(graphs), loop_config(manifest)))

