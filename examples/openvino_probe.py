@@ -40,12 +40,12 @@ def main() -> None:
 
     from speedy.backends import backend, missing_isa
     from speedy.corpus import load_corpus
-    from speedy.families.zhtts.default_voice import default_artifact
+    from speedy.stages.export import reference_artifact
     from speedy.fidelity import component_fidelity, utterance_ids
     from speedy.stages.compile import CompileConfig, compile_artifact
     from speedy.synth import Synthesizer
 
-    src = default_artifact()
+    src = reference_artifact()
     variants: dict[str, Path] = {"ORT fp32": src}
     precisions = [
         p for p in backend("openvino").precisions if not missing_isa(backend("openvino").precision_needs.get(p, ()))

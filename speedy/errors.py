@@ -25,6 +25,11 @@ class ModelError(SpeedyError):
     exit_code = 3
 
 
+class ParityError(ModelError):
+    """A graph or backend disagrees with its reference beyond the family's tolerance (names output and
+    difference): export against PyTorch, compile and trace against the source."""
+
+
 class MissingExtraError(ModelError):
     """An optional dependency is not installed; the message names the extra (exit 3)."""
 

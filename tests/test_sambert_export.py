@@ -11,17 +11,18 @@ import pytest
 import torch
 from sambert_fixture import write_sambert_folder
 
-from speedy.errors import ModelError, OutputError
+from speedy.artifacts import Manifest
+from speedy.errors import InputError, ModelError
+from speedy.families import by_name
 from speedy.families.sambert.loop import CONFIG_METADATA_KEY, GRAPH_NAMES, SambertLoop
 from speedy.families.sambert.source import LoadedSambert, load_sambert
-from speedy.families.sambert.torch_graphs import (
-    OPSET,
-    check_sambert_graphs,
-    export_sambert_graphs,
-    record_feeds,
-    sample_inputs,
-    torch_graphs,
-)
+from speedy.families.sambert.torch_graphs import OPSET, record_feeds, sample_inputs, torch_graphs
+from speedy.stages.export import ExportConfig, export
+
+
+def export_sambert(model_dir: Path, out: Path) -> Manifest:
+    """The export stage on a ModelScope-layout folder (the sambert family's plan)."""
+    return export(model_dir, out, ExportConfig(threads=1), family=by_name("sambert"))
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -37,8 +38,15 @@ def loaded(model_dir: Path) -> LoadedSambert:
 
 
 @pytest.fixture(scope="module")
-def graphs(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return export_sambert_graphs(model_dir, tmp_path_factory.mktemp("out") / "graphs")
+def exported(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Manifest, Path]:
+    out = tmp_path_factory.mktemp("out") / "graphs"
+    return export_sambert(model_dir, out), out
+
+
+@pytest.fixture(scope="module")
+def graphs(exported: tuple[Manifest, Path]) -> dict[str, Path]:
+    manifest, out = exported
+    return {name: out / comp.file for name, comp in manifest.components.items()}
 
 
 def test_every_graph_written_with_metadata(graphs: dict[str, Path]) -> None:
@@ -53,11 +61,13 @@ def test_every_graph_written_with_metadata(graphs: dict[str, Path]) -> None:
         assert meta["speedy.graph"] == name and CONFIG_METADATA_KEY in meta and meta["sample_rate"] == "16000"
 
 
-def test_every_graph_matches_pytorch(loaded: LoadedSambert, graphs: dict[str, Path]) -> None:
-    """ONNX Runtime equals PyTorch on every graph (recorded feeds of a sentence of another length)."""
-    diffs = check_sambert_graphs(loaded.acoustic, loaded.vocoder, graphs, length=13)
-    assert set(diffs) == set(GRAPH_NAMES)
-    assert max(diffs.values()) < 1e-4, diffs
+def test_every_graph_matches_pytorch(exported: tuple[Manifest, Path]) -> None:
+    """ONNX Runtime equals PyTorch on every graph (recorded feeds of a sentence of another length), and the
+    exported loop equals the PyTorch forward: the stage's figures, one per graph and one for the loop."""
+    figures = {f["component"]: f for f in exported[0].extra["parity"]}
+    assert set(figures) == {*GRAPH_NAMES, "acoustic-loop"}
+    assert all(f["value"] < 1e-4 for n, f in figures.items() if n in GRAPH_NAMES), figures
+    assert figures["acoustic-loop"]["value"] <= figures["acoustic-loop"]["tol"]
 
 
 @pytest.mark.parametrize("band", [0, 2, 5])
@@ -117,18 +127,18 @@ def test_runtime_loop_imports_no_torch() -> None:
 
 
 def test_export_refuses_non_empty_target(model_dir: Path, tmp_path: Path) -> None:
-    """A non-empty target folder is an output error and nothing is written next to it."""
+    """An existing target folder is an input error (without --force) and nothing is written next to it."""
     target = tmp_path / "t"
     target.mkdir()
     (target / "keep.txt").write_text("x")
-    with pytest.raises(OutputError, match="not an empty folder"):
-        export_sambert_graphs(model_dir, target)
+    with pytest.raises(InputError, match="already exists"):
+        export_sambert(model_dir, target)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t"] and [p.name for p in target.iterdir()] == ["keep.txt"]
 
 
 def test_export_bad_source_writes_nothing(tmp_path: Path) -> None:
     """A folder that is not a model folder fails with ModelError and leaves no output."""
     with pytest.raises(ModelError, match="not a Sambert-HifiGan model folder"):
-        export_sambert_graphs(tmp_path, tmp_path / "out")
+        export_sambert(tmp_path, tmp_path / "out")
     assert not (tmp_path / "out").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]

@@ -1,7 +1,7 @@
 """The ttskit family: speaker vectors, symbol mapping, host loop vs PyTorch, bad wheel/checkpoint/voice.
 
 Unit tests use random weights; ``integration`` tests use the real wheel, exported once per checksum
-into the cache (``speedy.families.ttskit.export.cached_artifact``).
+into the cache (``speedy.stages.export.reference_artifact``).
 """
 
 from __future__ import annotations
@@ -188,9 +188,10 @@ def test_component_session_settings(tmp_path: Path) -> None:
 # ---- integration: the real wheel -------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def artifact() -> Path:
-    from speedy.families.ttskit.export import cached_artifact
+    from speedy.families import by_name
+    from speedy.stages.export import reference_artifact
 
-    return cached_artifact()
+    return reference_artifact(by_name("ttskit"))
 
 
 @pytest.mark.integration
@@ -210,7 +211,11 @@ def test_loop_parity_short_sentence(artifact: Path) -> None:
     """ONNX host loop vs PyTorch on a short sentence with another voice: same stop step, mel max |Δ| ≤ 1e-3."""
     from speedy.families.ttskit.export import loop_vs_reference
 
-    (row,) = loop_vs_reference(artifact, "你好，世界。", ["Xiaogang"])
+    from speedy.artifacts import read_manifest
+    from speedy.runtime import RuntimeOptions, load_runner
+
+    runner = load_runner(read_manifest(artifact), "acoustic", artifact, RuntimeOptions(threads=1))
+    (row,) = loop_vs_reference(runner, "你好，世界。", ["Xiaogang"])
     assert row["value"] <= 1e-3 and 20 < row["steps"] < 200
 
 

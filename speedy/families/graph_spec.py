@@ -6,7 +6,7 @@ output and the difference (optimum's pattern of per-architecture export specs wi
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +47,38 @@ class GraphSpec:
 #: A family's graphs by component: {"acoustic": (GraphSpec, ...), "vocoder": (GraphSpec,)}. A component of one
 #: graph of its own name is a single graph; a component of several is assembled by the family's host loop.
 Graphs = Mapping[str, tuple[GraphSpec, ...]]
+
+
+@dataclass(frozen=True)
+class ExportPlan:
+    """What a family's ``export_plan`` hook hands the export stage (speedy.stages.export), which writes every
+    declared graph, checks it and writes the manifest. Built with torch on the family's side.
+
+    manifest:  (components) -> the artifact's manifest holding them (family, source, audio, frontend, controls,
+               extra, and any lineage before export; the stage adds the export step and the parity figures).
+    modules:   graph name -> torch module whose ``forward`` takes the graph's inputs in order.
+    trace:     graph name -> example inputs (torch tensors, in input order) the exporter traces with.
+    checks:    graph name -> [(inputs, PyTorch outputs)] as numpy arrays, compared by the graph's `checks`.
+    step:      the export step's lineage parameters.
+    metadata:  graph name -> entries written into the ONNX file's ``metadata_props``.
+    component_extra: graph name -> entries of the component's ``extra`` beyond opset, role and the GraphSpec's.
+    figures:   parity figures the family measured before export (e.g. its module against a shipped TorchScript).
+    loop_check: (manifest, the exported host loop's acoustic runner) -> parity figures against the PyTorch reference;
+               raises speedy.errors.ModelError beyond tolerance. None for single-graph families.
+    roles:     whether components record their graph's role (host-loop families: which recipe lists apply).
+    """
+
+    manifest: Callable[[Mapping[str, Any]], Any]
+    modules: Mapping[str, Any]
+    trace: Mapping[str, tuple[Any, ...]]
+    checks: Mapping[str, Sequence[tuple[tuple[Any, ...], tuple[Any, ...]]]]
+    opset: int = OPSET
+    step: Mapping[str, Any] = field(default_factory=dict)
+    metadata: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    component_extra: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    figures: tuple[Mapping[str, Any], ...] = ()
+    loop_check: Callable[[Any, Any], list[dict[str, Any]]] | None = None
+    roles: bool = False
 
 
 @dataclass(frozen=True)

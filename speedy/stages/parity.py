@@ -20,7 +20,7 @@ import numpy as np
 from speedy.artifacts import Manifest
 from speedy.calibration import snr_db
 from speedy.controls import DEFAULT_CONTROLS, GraphControls
-from speedy.errors import ModelError
+from speedy.errors import ParityError
 from speedy.families import FamilySpec, for_family
 from speedy.families.graph_spec import GraphSpec
 
@@ -31,10 +31,6 @@ CHECK_SENTENCES = ("今天天气很好。", "我们一起去公园散步吧！",
 CHECK_CONTROLS = (DEFAULT_CONTROLS, GraphControls(speed=0.8, pitch=2.0, pitch_range=1.3, energy=1.2))
 #: id-sequence lengths used when no frontend is available (short, medium, longer).
 FALLBACK_LENGTHS = (9, 23, 41)
-
-
-class ParityError(ModelError):
-    """A backend disagrees with the reference beyond the family's tolerance (names output and difference)."""
 
 
 @dataclass(frozen=True)

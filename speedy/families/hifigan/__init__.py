@@ -19,10 +19,11 @@ SPEC = FamilySpec(
     name="hifigan",
     families=(FAMILY,),
     frontends=frozen({}),
-    builtin="speedy.families.hifigan.export:export_builtin",
+    builtin=True,
+    export_plan="speedy.families.hifigan.export:export_plan",
     torch_loaders=frozen({FAMILY: "speedy.families.hifigan.torch_artifact:load_torch_models"}),
     graphs=frozen(GRAPHS),
     torch_artifact="speedy.families.hifigan.torch_artifact:torch_artifact",
-    reference="speedy.families.hifigan.export:cached_artifact",
+    reference="speedy.families.hifigan.export:reference_folder",
     analysis="speedy.families.hifigan.mel:manifest_mel",
 )

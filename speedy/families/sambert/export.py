@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import shutil
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -32,13 +31,12 @@ from speedy.artifacts import (
     Frontend,
     Manifest,
     Source,
-    atomic_artifact,
-    lineage_step,
     sha256_file,
-    write_manifest,
 )
 from speedy.controls import DEFAULT_CONTROLS
 from speedy.errors import InputError, ModelError
+from speedy.families.graph_spec import ExportPlan
+from speedy.families.sambert.graphs import GRAPHS
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -69,80 +67,48 @@ def _say(progress: Callable[[str], None] | None) -> Callable[[str], None]:
 
 
 # ---- export ----------------------------------------------------------------------------------------
-def export_modelscope(
-    model_dir: Path,
-    out: Path,
-    *,
-    voice: str | None = None,
-    config: Any = None,
-    force: bool = False,
-    progress: Callable[[str], None] | None = None,
-) -> Manifest:
-    """Export one voice of a ModelScope Sambert-HifiGan folder to an ONNX artifact at ``out``.
+def export_plan(source: Path | None, config: Any, say: Callable[[str], None], voice: str | None = None) -> ExportPlan:
+    """The plan for one voice of a ModelScope Sambert-HifiGan folder `source` (the FamilySpec ``export_plan``
+    hook; speedy.stages.export writes and checks it).
 
     The folder is read (and refused with a one-line ModelError: not a model folder, missing voice,
-    unsupported variant) before anything is written. Every graph is checked in ONNX Runtime against
-    PyTorch, then the whole ONNX loop against the PyTorch reference on a real sentence.
-
-    Returns the written manifest (``extra["parity"]``: one figure per graph and for the loop).
+    unsupported variant) before anything is written. Graphs are traced on a 24-symbol input and checked in
+    ONNX Runtime against PyTorch on feeds recorded from a 17-symbol one (so the dynamic axes are exercised);
+    the whole exported loop is then checked against the PyTorch reference on a real sentence.
     """
     from speedy.families.sambert.frontend import FRONTEND_NAME, native_emotion_names, read_vocab
+    from speedy.families.sambert.loop import CONFIG_METADATA_KEY
     from speedy.families.sambert.source import load_sambert
     from speedy.families.sambert.torch_graphs import (
-        ATOL,
+        METHODS,
         OPSET,
-        SPECS,
-        check_sambert_graphs,
-        export_sambert_graphs,
+        Method,
         loop_config,
+        record_feeds,
+        sample_inputs,
+        torch_graphs,
     )
 
-    say = _say(progress)
-    check = bool(getattr(config, "check", True))
-    opset = getattr(config, "opset", OPSET)
-    if opset != OPSET:
-        raise InputError(f"--opset {opset}: Sambert graphs are exported at opset {OPSET} only")
-    model_dir = Path(model_dir)
-    if out.exists() and not force:
-        raise InputError(f"{out} already exists; pass --force to replace it")
+    if source is None:
+        raise InputError("export: Sambert has no built-in weights; give a ModelScope folder (--from-modelscope DIR)")
+    if config.opset != OPSET:
+        raise InputError(f"--opset {config.opset}: Sambert graphs are exported at opset {OPSET} only")
+    model_dir = Path(source)
     say(f"reading {model_dir} (voice {voice or 'default'})")
     loaded = load_sambert(model_dir, voice)
     info = loaded.voice
-    cfg = loop_config(loaded.acoustic, loaded.vocoder, info.audio.sample_rate)
+    acoustic, vocoder = loaded.acoustic.eval(), loaded.vocoder.eval()
+    cfg = loop_config(acoustic, vocoder, info.audio.sample_rate)
     speakers = info.speakers or ["F7"]
     vocab, vocab_origin = read_vocab(info.folder, speakers, cfg.vocab_sizes)
-    start = time.perf_counter()
-    with atomic_artifact(out, force=force) as staging:
-        say(f"exporting {len(SPECS)} graphs to ONNX (opset {OPSET})")
-        tmp = staging / ".graphs"
-        paths = export_sambert_graphs(loaded, tmp, check=False)
-        comps: dict[str, Component] = {}
-        for name, path in paths.items():
-            dst = staging / path.name
-            shutil.move(str(path), dst)
-            spec = SPECS[name]
-            comps[name] = Component(
-                file=dst.name,
-                format="onnx",
-                precision="fp32",
-                inputs=spec.inputs,
-                outputs=spec.outputs,
-                sha256=sha256_file(dst),
-                dynamic_axes={k: {str(a): n for a, n in v.items()} for k, v in spec.dynamic.items()},
-                extra={"opset": OPSET, "role": "vocoder" if spec.module == "vocoder" else "acoustic"},
-            )
-        shutil.rmtree(tmp, ignore_errors=True)
-        figures: list[dict[str, Any]] = []
-        if check:
-            say("checking every graph in ONNX Runtime against PyTorch")
-            diffs = check_sambert_graphs(
-                loaded.acoustic, loaded.vocoder, {n: staging / c.file for n, c in comps.items()}
-            )
-            figures = [
-                {"component": n, "output": "*", "kind": "max_abs", "value": v, "tol": ATOL} for n, v in diffs.items()
-            ]
-        emotions = native_emotion_names(vocab.emotion)
-        manifest = Manifest(
+    trace = record_feeds(acoustic, vocoder, sample_inputs(acoustic, 24, seed=0))
+    feeds = record_feeds(acoustic, vocoder, sample_inputs(acoustic, 17, seed=1))
+    reference = torch_graphs(acoustic, vocoder)
+    graphs = {g.name: g for gs in GRAPHS.values() for g in gs}
+    owners = {"acoustic": acoustic, "vocoder": vocoder}
+
+    def manifest(comps: Any) -> Manifest:
+        return Manifest(
             family=FAMILY,
             source=Source(
                 kind="modelscope",
@@ -161,7 +127,9 @@ def export_modelscope(
             ),
             frontend=Frontend(name=FRONTEND_NAME, symbols=vocab.sy),
             controls=Controls(
-                inputs=("speed", "pitch_range"), emotions={"kind": "native", "names": emotions}, voices=(info.name,)
+                inputs=("speed", "pitch_range"),
+                emotions={"kind": "native", "names": native_emotion_names(vocab.emotion)},
+                voices=(info.name,),
             ),
             extra={
                 "graphs": {
@@ -180,27 +148,29 @@ def export_modelscope(
                 "audio_config": asdict(info.audio),
             },
         )
-        if check:
-            say("checking the ONNX host loop against the PyTorch reference on a sentence")
-            figures += loop_parity(manifest, staging, loaded.acoustic)
-        step = lineage_step(
-            "export",
-            {
-                "from_modelscope": str(model_dir),
-                "voice": info.name,
-                "opset": OPSET,
-                "check": check,
-                "am_checkpoint": info.am_checkpoint.name,
-                "voc_checkpoint": info.voc_checkpoint.name,
-            },
-            time.perf_counter() - start,
-            "torch",
-            "onnx",
-            "onnxruntime",
-        )
-        manifest = manifest.with_step(step, extra={**dict(manifest.extra), "parity": figures})
-        write_manifest(staging, manifest)
-    return manifest
+
+    return ExportPlan(
+        manifest=manifest,
+        modules={n: Method(owners[g.role], METHODS[n]) for n, g in graphs.items()},
+        trace={n: tuple(np.asarray(trace[n][k]) for k in g.inputs) for n, g in graphs.items()},
+        checks={
+            n: [(tuple(np.asarray(feeds[n][k]) for k in g.inputs), tuple(reference[n](feeds[n])))]
+            for n, g in graphs.items()
+        },
+        opset=OPSET,
+        step={
+            "from_modelscope": str(model_dir),
+            "voice": info.name,
+            "am_checkpoint": info.am_checkpoint.name,
+            "voc_checkpoint": info.voc_checkpoint.name,
+        },
+        metadata={
+            n: {CONFIG_METADATA_KEY: cfg.to_json(), "speedy.graph": n, "sample_rate": str(cfg.sample_rate)}
+            for n in graphs
+        },
+        loop_check=lambda manifest, runner: loop_parity(manifest, runner, acoustic),
+        roles=True,
+    )
 
 
 def _checkpoints_sha(*paths: Path) -> str:
@@ -210,18 +180,17 @@ def _checkpoints_sha(*paths: Path) -> str:
     return h.hexdigest()
 
 
-def loop_parity(manifest: Manifest, root: Path, acoustic: Any, text: str = CHECK_TEXT) -> list[dict[str, Any]]:
-    """ONNX host loop vs ``acoustic.forward`` (PyTorch) on ``text``: exact durations, mel max |Δ|.
+def loop_parity(manifest: Manifest, runner: Any, acoustic: Any, text: str = CHECK_TEXT) -> list[dict[str, Any]]:
+    """The exported host loop (its acoustic runner) vs ``acoustic.forward`` (PyTorch) on ``text``: exact
+    durations, mel max |Δ|.
 
     Raises ModelError when a duration differs or the mel is off by more than the graphs' tolerance × 10
     (errors of the six graphs add up along the loop).
     """
     from speedy.families.sambert.frontend import encoder
     from speedy.families.sambert.torch_graphs import ATOL
-    from speedy.runtime import RuntimeOptions, load_runner
 
     enc = encoder(manifest)
-    runner = load_runner(manifest, "acoustic", root, RuntimeOptions(threads=1))
     worst = 0.0
     for utt in enc.text_to_utterances(text):
         inputs = enc.encode(utt, None)

@@ -1,37 +1,28 @@
-"""Export Sambert-HifiGan as per-piece ONNX graphs for the host loop, with a parity check.
+"""The torch side of Sambert-HifiGan's per-piece graphs: each declared graph as a module (:class:`Method`), the
+host loop run on PyTorch (:func:`torch_graphs`) and the feeds it records.
 
 Whole-model export fails on the autoregressive duration predictor and PNCA decoder, so each piece
 of :class:`~speedy.families.sambert.model.SambertAcoustic` (and the vocoder) becomes its own graph, named as
 :data:`speedy.families.sambert.loop.GRAPH_NAMES`; :class:`~speedy.families.sambert.loop.SambertLoop`
-chains them. Every graph carries the loop's config in its ``metadata_props``.
-
-The same loop also runs on the PyTorch modules (:func:`torch_graphs`), which is how real inputs for
-each graph are recorded: graphs are traced on one sentence and checked in ONNX Runtime against
-PyTorch on another of a different length, so the dynamic axes are exercised too.
+chains them. Recording the loop's feeds on PyTorch is how real inputs for each graph are made: the export
+plan (speedy.families.sambert.export) traces on one input and checks on another of a different length.
 """
 
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from speedy.errors import ModelError, OutputError
 from speedy.families.host_loop import GraphRunner
 from speedy.families.sambert.graphs import GRAPHS
 from speedy.families.sambert.kan_hifigan import KanHifiGan
 from speedy.families.sambert.loop import (
-    CONFIG_METADATA_KEY,
-    GRAPH_NAMES,
     SambertInputs,
     SambertLoop,
     SambertLoopConfig,
@@ -76,7 +67,7 @@ SPECS: dict[str, GraphSpec] = {
 }
 
 
-class _Method(nn.Module):
+class Method(nn.Module):
     """Expose one method of a module as ``forward`` (positional tensors in, tuple out)."""
 
     def __init__(self, owner: nn.Module, method: str) -> None:
@@ -154,141 +145,3 @@ def sample_inputs(acoustic: SambertAcoustic, length: int, seed: int) -> SambertI
     rng = np.random.default_rng(seed)
     sizes = acoustic.config.vocab_sizes
     return SambertInputs(**{k: rng.integers(0, max(n - 3, 1), length) for k, n in sizes.items()})
-
-
-def export_sambert_graphs(
-    source: Path | str | Any,
-    out_dir: Path | str,
-    *,
-    voice: str | None = None,
-    check: bool = True,
-    sample_rate: int | None = None,
-) -> dict[str, Path]:
-    """Write ``<name>.onnx`` for every graph into ``out_dir`` (created atomically; must not exist or be empty).
-
-    Args:
-        source: a ModelScope model folder, a :class:`~speedy.families.sambert.source.LoadedSambert`,
-            or an ``(acoustic, vocoder)`` pair (vocoder may be None: no ``vocoder.onnx``).
-        voice: voice of a model folder (default: its first).
-        check: compare ONNX Runtime with PyTorch on every graph (raises :class:`ModelError` beyond tolerance).
-        sample_rate: recorded in the metadata (default: the voice's audio config, else 16000).
-
-    Returns:
-        Graph name → path of its ONNX file.
-    """
-    acoustic, vocoder, rate = _resolve(source, voice)
-    rate = sample_rate or rate
-    out = Path(out_dir)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise OutputError(f"{out} exists and is not an empty folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        cfg = loop_config(acoustic, vocoder, rate)
-        trace = record_feeds(acoustic, vocoder, sample_inputs(acoustic, 24, seed=0))
-        owners = {"acoustic": acoustic, "vocoder": vocoder}
-        paths = {}
-        for name in GRAPH_NAMES:
-            spec = SPECS[name]
-            owner = owners[spec.module]
-            if owner is None:
-                continue
-            paths[name] = _export_one(owner, name, spec, trace[name], tmp / f"{name}.onnx", cfg)
-        if check:
-            diffs = check_sambert_graphs(acoustic, vocoder, paths)
-            _LOGGER.info("sambert ONNX parity (max abs diff): %s", ", ".join(f"{k} {v:.2e}" for k, v in diffs.items()))
-        if out.exists():
-            out.rmdir()
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return {name: out / path.name for name, path in paths.items()}
-
-
-def check_sambert_graphs(
-    acoustic: SambertAcoustic, vocoder: KanHifiGan | None, paths: Mapping[str, Path], length: int = 17
-) -> dict[str, float]:
-    """ONNX Runtime vs PyTorch on recorded feeds of a ``length``-symbol sentence: max abs diff per graph.
-
-    Raises:
-        ModelError: a graph differs beyond ``ATOL + RTOL·|torch|`` (names the graph and output).
-    """
-    import onnxruntime as ort
-
-    feeds = record_feeds(acoustic, vocoder, sample_inputs(acoustic, length, seed=1))
-    reference = torch_graphs(acoustic, vocoder)
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1  # a check, not a benchmark: avoid spinning threads on shared cores
-    diffs: dict[str, float] = {}
-    for name, path in paths.items():
-        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        got = sess.run(None, feeds[name])
-        want = reference[name](feeds[name])
-        worst = 0.0
-        for out_name, g, w in zip(SPECS[name].outputs, got, want):
-            if g.shape != w.shape:
-                raise ModelError(f"{path.name}: output {out_name} has shape {g.shape}, PyTorch gives {w.shape}")
-            diff = np.abs(g.astype(np.float64) - w)
-            if np.any(diff > ATOL + RTOL * np.abs(w)):
-                raise ModelError(f"{path.name}: output {out_name} differs from PyTorch by up to {diff.max():.3g}")
-            worst = max(worst, float(diff.max(initial=0.0)))
-        diffs[name] = worst
-    return diffs
-
-
-def _export_one(
-    owner: nn.Module, name: str, spec: GraphSpec, feeds: Mapping[str, np.ndarray], path: Path, cfg: SambertLoopConfig
-) -> Path:
-    import onnx
-
-    args = tuple(torch.from_numpy(np.asarray(feeds[k])) for k in spec.inputs)
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter(
-            "ignore", torch.jit.TracerWarning
-        )  # shape-dependent branches are fixed per graph by design
-        warnings.simplefilter("ignore", UserWarning)  # exporter notes on LSTM batch size / shape inference
-        warnings.simplefilter(
-            "ignore", DeprecationWarning
-        )  # the TorchScript exporter, chosen on purpose (as stages/export.py)
-        torch.onnx.export(
-            _Method(owner, spec.method),
-            args,
-            str(path),
-            input_names=list(spec.inputs),
-            output_names=list(spec.outputs),
-            dynamic_axes=spec.dynamic,
-            opset_version=OPSET,
-            dynamo=False,
-            do_constant_folding=True,
-        )
-    model = onnx.load(str(path))
-    kept = {i.name for i in model.graph.input}
-    if kept != set(spec.inputs):
-        raise ModelError(f"{name}: exported inputs {sorted(kept)} differ from {list(spec.inputs)}")
-    for key, value in (
-        (CONFIG_METADATA_KEY, cfg.to_json()),
-        ("speedy.graph", name),
-        ("sample_rate", str(cfg.sample_rate)),
-    ):
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
-    onnx.save(model, str(path))
-    return path
-
-
-def _resolve(source: Any, voice: str | None) -> tuple[SambertAcoustic, KanHifiGan | None, int]:
-    if isinstance(source, (str, Path)):
-        from speedy.families.sambert.source import load_sambert
-
-        source = load_sambert(source, voice)
-    if hasattr(source, "acoustic") and hasattr(source, "voice"):
-        return source.acoustic.eval(), source.vocoder.eval(), source.voice.audio.sample_rate
-    if isinstance(source, tuple) and len(source) == 2 and isinstance(source[0], SambertAcoustic):
-        voc = source[1]
-        if voc is not None and not isinstance(voc, KanHifiGan):
-            raise ModelError(f"export: expected a KanHifiGan vocoder, got {type(voc).__name__}")
-        return source[0].eval(), voc.eval() if voc is not None else None, 16000
-    raise ModelError(
-        f"export: expected a model folder, LoadedSambert or (acoustic, vocoder), got {type(source).__name__}"
-    )

