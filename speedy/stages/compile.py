@@ -209,7 +209,7 @@ def verify(
 
     figures: list[dict] = []
     opts = RuntimeOptions(threads=threads)
-    for name in (n for n in ("acoustic", "vocoder") if n in manifest.components):
+    for name in (n for n in spec.graphs if n in manifest.components):
         runner = load_runner(manifest, name, root, opts)
         figures += [  # NaN (lengths differ, not comparable) is recorded as null: the manifest stays strict JSON
             {**asdict(f), "value": None if f.value != f.value else f.value, "enforced": strict}

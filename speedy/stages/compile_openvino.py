@@ -273,12 +273,13 @@ def gross_check(
     """Measure the compiled components against the check set (FIDELITY_BUDGET); record the figures in
     `notes[name]["fidelity"]` and raise ParityError (exit 3) on a gross loss."""
 
+    from speedy.errors import ParityError
+    from speedy.families import for_family
     from speedy.runtime import RuntimeOptions, load_runner
-    from speedy.stages.parity import ParityError
 
     manifest = replace(src, components=comps)
     opts = RuntimeOptions(threads=threads)
-    for name in (n for n in ("acoustic", "vocoder") if n in comps):
+    for name in (n for n in for_family(src.family).graphs if n in comps):
         runner = load_runner(manifest, name, root, opts)
         figures = fidelity_figures(
             runner if name == "acoustic" else None, runner if name == "vocoder" else None, checks
