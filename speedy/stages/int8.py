@@ -2,8 +2,8 @@
 dynamic, and the int8-hybrid SmoothQuant path), calibrated on Chinese text through the real frontend.
 
 `int8_components` builds every component (`speedy.stages.quantize` holds the recipes and the stage; the
-mixed recipe's search on top of it is `speedy.stages.mixed`); a multi-graph family's own per-graph hook
-takes over when it has one. The one-graph ONNX Runtime calls are in `speedy.stages.ort_int8`, the
+mixed recipe's search on top of it is `speedy.stages.mixed`); a host-loop family's graphs go one by one through
+`speedy.stages.int8_graphs`, as its declared `int8` data says. The one-graph ONNX Runtime calls are in `speedy.stages.ort_int8`, the
 calibration feeds in `speedy.calibration`.
 """
 
@@ -59,13 +59,19 @@ def int8_components(
     recipe: QuantRecipe,
     text: Sequence[str],
     say: Callable[[str], None],
+    graphs: Sequence[str] | None = None,
 ) -> tuple[dict[str, Component], dict[str, object]]:
     """Every component of `src` (FP32 ONNX at `root`) written to `staging` with `recipe`'s INT8; `tmp` holds the
     calibration tables (`calibration_cache`), which the mixed recipe's search (`speedy.stages.mixed`) reuses.
-    Returns (components, report); the report is empty unless a multi-graph family's own hook wrote one."""
+    `graphs`: a host-loop family's graphs to make INT8 in place of its policy's default (speedy.stages.int8_graphs).
+    Returns (components, report); the report is empty unless the family's graphs went through int8_graphs."""
     family = lookup(src.family)
-    if family is not None and family.quantize:  # multi-graph families: per-graph INT8 through the host loop
-        return family.hook("quantize")(src, root, staging, tmp, recipe, text, say)
+    if family is not None and family.int8 is not None:  # host-loop families: per-graph INT8 from declared data
+        from speedy.stages.int8_graphs import int8_graphs
+
+        return int8_graphs(family, src, root, staging, tmp, recipe, text, say, graphs)
+    if graphs is not None:
+        raise InputError(f"quantize: {src.family} artifacts take no choice of graphs")
     comps: dict[str, Component] = {}
     feeds: dict[str, list] = {}
     if src.vocoder_only:
