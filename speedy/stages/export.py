@@ -159,9 +159,8 @@ def export_graph(module: Any, inputs: tuple[Any, ...], graph: GraphSpec, path: P
 
     try:
         with torch.inference_mode(), warnings.catch_warnings():
-            warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape branches are fixed per graph by design
-            warnings.simplefilter("ignore", UserWarning)  # exporter notes on LSTM batch size / shape inference
-            warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter
+            # shape branches are fixed per graph by design; other exporter chatter is speedy.noise's to hide (-v shows it)
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
             torch.onnx.export(
                 module,
                 tuple(torch.from_numpy(a) if isinstance(a, np.ndarray) else a for a in inputs),

@@ -2,8 +2,8 @@
 dynamic, and the int8-hybrid SmoothQuant path), calibrated on Chinese text through the real frontend.
 
 `int8_components` builds every component (`speedy.stages.quantize` holds the recipes and the stage; the
-mixed recipe's search on top of it is `speedy.stages.mixed`); a multi-graph family's own per-graph hook
-takes over when it has one. The one-graph ONNX Runtime calls are in `speedy.stages.ort_int8`, the
+mixed recipe's search on top of it is `speedy.stages.mixed`); a host-loop family's graphs go one by one through
+`speedy.stages.int8_graphs`, as its declared `int8` data says. The one-graph ONNX Runtime calls are in `speedy.stages.ort_int8`, the
 calibration feeds in `speedy.calibration`.
 """
 
@@ -18,12 +18,17 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from speedy.artifacts import Component, Manifest, sha256_file
-from speedy.calibration import CalibrationReader, acoustic_feeds, calibration_ids
-from speedy.errors import InputError, ModelError
+from speedy.artifacts import Component, Manifest
+from speedy.calibration import acoustic_feeds, calibration_ids
+from speedy.errors import InputError
 from speedy.families import lookup
 from speedy.noise import library_stdout
-from speedy.stages.ort_int8 import calibration_cache, dynamic_int8, scoped_nodes, static_int8
+from speedy.stages.ort_int8 import (
+    calibration_cache,
+    quantize_graph,
+    quantized_component,
+    scoped_nodes,
+)
 
 if TYPE_CHECKING:
     from speedy.stages.quantize import QuantRecipe
@@ -59,13 +64,19 @@ def int8_components(
     recipe: QuantRecipe,
     text: Sequence[str],
     say: Callable[[str], None],
+    graphs: Sequence[str] | None = None,
 ) -> tuple[dict[str, Component], dict[str, object]]:
     """Every component of `src` (FP32 ONNX at `root`) written to `staging` with `recipe`'s INT8; `tmp` holds the
     calibration tables (`calibration_cache`), which the mixed recipe's search (`speedy.stages.mixed`) reuses.
-    Returns (components, report); the report is empty unless a multi-graph family's own hook wrote one."""
+    `graphs`: a host-loop family's graphs to make INT8 in place of its policy's default (speedy.stages.int8_graphs).
+    Returns (components, report); the report is empty unless the family's graphs went through int8_graphs."""
     family = lookup(src.family)
-    if family is not None and family.quantize:  # multi-graph families: per-graph INT8 through the host loop
-        return family.hook("quantize")(src, root, staging, tmp, recipe, text, say)
+    if family is not None and family.int8 is not None:  # host-loop families: per-graph INT8 from declared data
+        from speedy.stages.int8_graphs import int8_graphs
+
+        return int8_graphs(family, src, root, staging, tmp, recipe, text, say, graphs)
+    if graphs is not None:
+        raise InputError(f"quantize: {src.family} artifacts take no choice of graphs")
     comps: dict[str, Component] = {}
     feeds: dict[str, list] = {}
     if src.vocoder_only:
@@ -130,49 +141,6 @@ def vocoder_only_feeds(
         return {}
     name = src.components["vocoder"].inputs[0]
     return {"vocoder": [{name: m} for m in recording_mels(src, text, recipe.calib_sentences, say)]}
-
-
-def quantize_graph(
-    name: str,
-    root: Path,
-    staging: Path,
-    comp: Component,
-    ops: tuple[str, ...],
-    recipe: QuantRecipe,
-    scopes: Sequence[str] | None,
-    feeds: list[dict[str, np.ndarray]] | None,
-    cache: Path,
-    say: Callable[[str], None],
-) -> None:
-    """Write `comp`'s graph from `root` to `staging` with its `ops` INT8: dynamically for int8-dynamic (no
-    data), else statically, calibrated on `feeds` (the graph's input dicts; `cache`: the calibration table)."""
-    if recipe.name == "int8-dynamic":
-        say(f"quantizing {name} (dynamic INT8: {', '.join(ops)})")
-        dynamic_int8(root / comp.file, staging / comp.file, ops, recipe, scopes)
-        return
-    if feeds is None:
-        raise ModelError(f"quantize: no calibration inputs were recorded for {name}")
-    say(f"calibrating {name} ({recipe.calibration}, {len(feeds)} inputs) and quantizing {', '.join(ops)}")
-    static_int8(
-        root / comp.file,
-        staging / comp.file,
-        ops,
-        recipe,
-        CalibrationReader(feeds, f"calibrating {name}"),
-        cache,
-        (),
-        scopes,
-    )
-
-
-def quantized_component(comp: Component, precision: str, staging: Path, ops: Sequence[str]) -> Component:
-    """`comp` as written to `staging`: its precision, new checksum and the op types made INT8."""
-    return replace(
-        comp,
-        precision=precision,
-        sha256=sha256_file(staging / comp.file),
-        extra={**dict(comp.extra), "op_types": list(ops)},
-    )
 
 
 def hybrid_int8(

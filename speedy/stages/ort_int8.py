@@ -1,21 +1,25 @@
 """ONNX Runtime's INT8 quantizers applied to one graph file: dynamic, and static QDQ from a calibration table.
 
-The lowest layer of the quantize stage: `speedy.stages.int8` (every component for one recipe), the mixed
-recipe's search (`speedy.stages.mixed`) and prune's sensitivity scan all call these, and they import no
-other stage.
+The lowest layer of the quantize stage: `speedy.stages.int8` (every component for one recipe),
+`speedy.stages.int8_graphs` (a host loop's graphs), the mixed recipe's search (`speedy.stages.mixed`) and
+prune's sensitivity scan all call these, and they import no other stage.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
+from speedy.artifacts import Component, sha256_file
+from speedy.calibration import CalibrationReader
 from speedy.errors import ModelError
 from speedy.noise import library_stdout
 
 if TYPE_CHECKING:
-    from speedy.calibration import CalibrationReader
     from speedy.stages.quantize import QuantRecipe
 
 
@@ -125,3 +129,46 @@ def static_int8(
             )
     except (ValueError, RuntimeError) as e:
         raise ModelError(f"quantize: ONNX Runtime failed on {src.name}: {str(e).splitlines()[0][:300]}") from e
+
+
+def quantize_graph(
+    name: str,
+    root: Path,
+    staging: Path,
+    comp: Component,
+    ops: tuple[str, ...],
+    recipe: QuantRecipe,
+    scopes: Sequence[str] | None,
+    feeds: list[dict[str, np.ndarray]] | None,
+    cache: Path,
+    say: Callable[[str], None],
+) -> None:
+    """Write `comp`'s graph from `root` to `staging` with its `ops` INT8: dynamically for int8-dynamic (no
+    data), else statically, calibrated on `feeds` (the graph's input dicts; `cache`: the calibration table)."""
+    if recipe.name == "int8-dynamic":
+        say(f"quantizing {name} (dynamic INT8: {', '.join(ops)})")
+        dynamic_int8(root / comp.file, staging / comp.file, ops, recipe, scopes)
+        return
+    if feeds is None:
+        raise ModelError(f"quantize: no calibration inputs were recorded for {name}")
+    say(f"calibrating {name} ({recipe.calibration}, {len(feeds)} inputs) and quantizing {', '.join(ops)}")
+    static_int8(
+        root / comp.file,
+        staging / comp.file,
+        ops,
+        recipe,
+        CalibrationReader(feeds, f"calibrating {name}"),
+        cache,
+        (),
+        scopes,
+    )
+
+
+def quantized_component(comp: Component, precision: str, staging: Path, ops: Sequence[str]) -> Component:
+    """`comp` as written to `staging`: its precision, new checksum and the op types made INT8."""
+    return replace(
+        comp,
+        precision=precision,
+        sha256=sha256_file(staging / comp.file),
+        extra={**dict(comp.extra), "op_types": list(ops)},
+    )

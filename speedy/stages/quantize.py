@@ -175,13 +175,18 @@ def quantize(
     force: bool = False,
     progress: Callable[[str], None] | None = None,
     sensitivity: Path | None = None,
+    graphs: Sequence[str] | None = None,
 ) -> Manifest:
     """Quantize the FP32 ONNX artifact at `source` into `out` with `recipe`; returns the new manifest.
 
     `sensitivity`: a `speedy analyze --json` report that ranks layers for the mixed recipe.
+    `graphs`: for a host-loop family with its own INT8 policy (ttskit), the graphs to make INT8 instead of the
+    policy's default (examples/ttskit_int8.py measures the INT8 vocoder so); recorded in the lineage.
     """
     if sensitivity is not None and recipe.name != "mixed":
         raise InputError("--sensitivity is only used by --recipe mixed")
+    if graphs is not None and recipe.name == "fp16":
+        raise InputError("quantize: a choice of graphs is only used by INT8 recipes")
     say = progress or (lambda m: _LOGGER.info(m))
     src = read_manifest(source)
     for name, c in src.components.items():
@@ -201,7 +206,7 @@ def quantize(
 
                 calibration_text = load_corpus("calib")
             recipe = with_family_scopes(src, recipe)  # the mixed search's trials must touch the same nodes
-            comps, report = int8_components(src, Path(source), staging, tmp, recipe, calibration_text, say)
+            comps, report = int8_components(src, Path(source), staging, tmp, recipe, calibration_text, say, graphs)
             if recipe.name == "mixed":  # multi-graph families' own INT8 hooks refuse mixed
                 comps, report = keep_float(
                     src, Path(source), staging, tmp, comps, recipe, calibration_text, say, sensitivity
@@ -215,6 +220,7 @@ def quantize(
                 "calibration": recipe.calibration,
                 "calib_sentences": recipe.calib_sentences,
                 "max_mcd": recipe.max_mcd,
+                **({"graphs": list(graphs)} if graphs is not None else {}),
             },
             time.perf_counter() - start,
             "onnxruntime",
