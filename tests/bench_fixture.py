@@ -122,11 +122,12 @@ def make_toy_artifact(target: Path, *, precision: str = "fp32", noise: float = 0
     return target
 
 
-def toy_reference(progress: object = None) -> Path:
-    """The toy family's FP32 reference (a FamilySpec ``reference`` hook): the folder in $SPEEDY_TOY_REFERENCE."""
+def toy_reference() -> tuple[Path, bool]:
+    """The toy family's FP32 reference (a FamilySpec ``reference`` hook: folder, current): the folder in
+    $SPEEDY_TOY_REFERENCE, always current (nothing to export)."""
     import os
 
-    return Path(os.environ["SPEEDY_TOY_REFERENCE"])
+    return Path(os.environ["SPEEDY_TOY_REFERENCE"]), True
 
 
 def register_toy_family() -> None:
