@@ -6,7 +6,9 @@ imported only when called, so this module imports neither torch nor any family's
 runtime reads it too.
 
 Adding a family: a package ``speedy/families/<name>/`` whose ``__init__`` defines ``SPEC`` (no heavy
-imports there), plus its name in :data:`_PACKAGES`.
+imports there), plus its name in :data:`_PACKAGES`. The spec declares the family's graphs as a component list
+(speedy.families.graph_spec) and an ``export_plan`` hook; the stages do the rest (export, per-graph INT8,
+compile and its checks), so a family imports nothing above it: no stages, no runtime.
 """
 
 from __future__ import annotations

@@ -50,7 +50,7 @@ from speedy.artifacts import (
 )
 from speedy.backends import AUTO_NAMES, backend, cpu_isa, missing_isa, resolve
 from speedy.errors import InputError
-from speedy.families import multi_graph
+from speedy.families import for_family, multi_graph
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -187,7 +187,8 @@ def _build_candidates(
     from speedy.stages.quantize import QuantRecipe, quantize
 
     src = read_manifest(source)
-    built = {(c, "fp32"): _Built(src.components[c], source, "onnxruntime") for c in ("acoustic", "vocoder")}
+    components = tuple(for_family(src.family).graphs)  # single-graph families only: auto refuses host loops
+    built = {(c, "fp32"): _Built(src.components[c], source, "onnxruntime") for c in components}
     if student is not None:
         path = student_vocoder(src, student)
         built[("vocoder", "distilled")] = _Built(
@@ -203,7 +204,7 @@ def _build_candidates(
             calibration_text=text,
             progress=say,
         )
-        for comp in ("acoustic", "vocoder"):
+        for comp in components:
             if m.components[comp].precision != "fp32":
                 built[(comp, recipe)] = _Built(m.components[comp], out, "onnxruntime")
     built = {k: v for k, v in built.items() if k[1] in (ACOUSTIC_RECIPES if k[0] == "acoustic" else VOCODER_RECIPES)}
@@ -220,7 +221,7 @@ def _build_candidates(
             out = work / f"{name}-{precision}"
             config = CompileConfig(backend=name, precision=precision, threads=budget.threads)
             m = compile_artifact(source, out, config, progress=say)
-            for comp in ("acoustic", "vocoder"):
+            for comp in components:
                 built[(comp, f"{name}-{precision}")] = _Built(m.components[comp], out, name)
     return built, left_out
 

@@ -1,8 +1,9 @@
 """ttskit 0.3.8 (MIT): a Chinese multi-speaker Mellotron (autoregressive) + MelGAN, 22.05 kHz, 24 voices.
 
 Modules: ``source`` (the PyPI wheel, checksum-checked, read with torch), ``modules`` (the torch
-networks), ``export`` (four ONNX graphs + parity + manifest), ``loop`` (the torch-free host loop),
-``runtime`` (the Synthesizer's composite acoustic runner), ``frontend`` (our frontend → ttskit symbols).
+networks), ``graphs`` (the four ONNX graphs as plain data), ``export`` (the export plan: modules, example
+inputs, the loop's check), ``loop`` (the torch-free host loop), ``runtime`` (``compose``: the acoustic runner
+over the opened graphs), ``frontend`` (our frontend → ttskit symbols).
 This file imports neither torch nor onnxruntime.
 """
 
