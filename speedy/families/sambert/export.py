@@ -162,7 +162,7 @@ def loop_parity(manifest: Manifest, runner: Any, acoustic: Any, text: str = CHEC
     (errors of the six graphs add up along the loop).
     """
     from speedy.families.sambert.frontend import encoder
-    from speedy.families.sambert.torch_graphs import ATOL
+    from speedy.families.sambert.graphs import CHECKS
 
     enc = encoder(manifest)
     worst = 0.0
@@ -173,7 +173,7 @@ def loop_parity(manifest: Manifest, runner: Any, acoustic: Any, text: str = CHEC
         if not np.array_equal(dur[0], ref.durations.numpy()):
             raise ModelError("export: the ONNX host loop's durations differ from PyTorch's")
         worst = max(worst, float(np.abs(mel[0] - ref.mel.numpy()).max()))
-    tol = 10 * ATOL
+    tol = 10 * CHECKS[0].tol
     if worst > tol:
         raise ModelError(f"export: the ONNX host loop's mel differs from PyTorch by {worst:.3g} (> {tol:g})")
     return [{"component": "acoustic-loop", "output": "mel", "kind": "max_abs", "value": worst, "tol": tol}]

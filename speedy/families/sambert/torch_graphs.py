@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from speedy.families.graph_spec import GraphSpec
 from speedy.families.host_loop import GraphRunner
 from speedy.families.sambert.graphs import GRAPHS
 from speedy.families.sambert.kan_hifigan import KanHifiGan
@@ -34,21 +34,6 @@ _LOGGER = logging.getLogger(__name__)
 OPSET = 17
 """ONNX opset of every Sambert graph."""
 
-ATOL = 1e-4
-RTOL = 1e-3
-"""Parity tolerance per element: ``|onnx - torch| <= ATOL + RTOL * |torch|``."""
-
-
-@dataclass(frozen=True)
-class GraphSpec:
-    """One exported piece: the module method, its input/output names and dynamic axes."""
-
-    method: str
-    inputs: tuple[str, ...]
-    outputs: tuple[str, ...]
-    dynamic: dict[str, dict[int, str]]
-    module: str = "acoustic"
-
 
 #: The torch method behind each graph of speedy.families.sambert.graphs.GRAPHS.
 METHODS = {
@@ -59,11 +44,6 @@ METHODS = {
     "decoder_step": "decoder_step",
     "postnet": "postnet",
     "vocoder": "forward",
-}
-SPECS: dict[str, GraphSpec] = {
-    g.name: GraphSpec(METHODS[g.name], g.inputs, g.outputs, {k: dict(v) for k, v in g.dynamic_axes.items()}, g.role)
-    for graphs in GRAPHS.values()
-    for g in graphs
 }
 
 
@@ -102,7 +82,7 @@ def torch_graphs(acoustic: SambertAcoustic, vocoder: KanHifiGan | None = None) -
     owners = {"acoustic": acoustic, "vocoder": vocoder}
 
     def runner(spec: GraphSpec) -> GraphRunner:
-        fn = getattr(owners[spec.module], spec.method)
+        fn = getattr(owners[spec.role], METHODS[spec.name])
 
         @torch.no_grad()
         def run(feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
@@ -111,7 +91,8 @@ def torch_graphs(acoustic: SambertAcoustic, vocoder: KanHifiGan | None = None) -
 
         return run
 
-    return {name: runner(spec) for name, spec in SPECS.items() if owners[spec.module] is not None}
+    graphs = (g for gs in GRAPHS.values() for g in gs)
+    return {g.name: runner(g) for g in graphs if owners[g.role] is not None}
 
 
 def record_feeds(
