@@ -303,6 +303,15 @@ def frontend_module(frontend: str) -> str:
     raise ModelError(f"unknown frontend {frontend!r} in manifest")
 
 
+def frontend_encoder(manifest: Any) -> Any:
+    """The encoder a host-loop family's frontend binds to `manifest` (``text_to_utterances``,
+    ``encode(utt, options)``, ``emotions``); ModelError when the manifest's frontend has none."""
+    module = importlib.import_module(frontend_module(manifest.frontend.name))
+    if not hasattr(module, "encoder"):
+        raise ModelError(f"frontend {manifest.frontend.name!r} has no encoder (a single-graph family's frontend)")
+    return module.encoder(manifest)
+
+
 def is_native_emotion(name: str | None) -> bool:
     """True when some family embeds emotion `name` natively (its controls then map it to an id)."""
     return any(spec.hook("native_emotions")(name) for spec in specs() if spec.native_emotions)

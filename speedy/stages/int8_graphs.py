@@ -12,7 +12,6 @@ recorder; the vocoder is calibrated on the mels that loop makes.
 
 from __future__ import annotations
 
-import importlib
 import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
@@ -24,7 +23,7 @@ import numpy as np
 
 from speedy.artifacts import Component, Manifest
 from speedy.errors import InputError, ModelError
-from speedy.families import FamilySpec, frontend_module
+from speedy.families import FamilySpec, frontend_encoder
 from speedy.families.graph_spec import GraphQuant, GraphSpec
 from speedy.noise import library_stdout
 from speedy.stages.ort_int8 import calibration_cache, quantize_graph, quantized_component
@@ -168,11 +167,6 @@ def _with_settings(comp: Component, graph: GraphSpec) -> Component:
     return replace(comp, extra={**dict(comp.extra), **settings})
 
 
-def encoder(manifest: Manifest) -> Any:
-    """The family frontend's encoder bound to `manifest` (``text_to_utterances``, ``encode(utt, options)``)."""
-    return importlib.import_module(frontend_module(manifest.frontend.name)).encoder(manifest)
-
-
 def record_feeds(spec: FamilySpec, src: Manifest, root: Path, text: Sequence[str], limit: int) -> Feeds:
     """Each graph's inputs from the FP32 host loop over up to `limit` utterances of `text`.
 
@@ -209,7 +203,7 @@ def record_feeds(spec: FamilySpec, src: Manifest, root: Path, text: Sequence[str
     sessions = graph_sessions(src, root, RuntimeOptions(threads=None), acoustic, spec.name, spec.fp16_max_level)
     runner = spec.hook("compose")(src, {n: recorder(n, s) for n, s in sessions.items()})
     vocoders = [g for g in spec.graphs.get("vocoder", ()) if g.name in src.components]
-    enc = encoder(src)
+    enc = frontend_encoder(src)
     voice = getattr(enc, "emotions", {})
     labels: list[str | None] = [e for e in q.calib_emotions if e in voice] or [None]
     count = 0
@@ -246,7 +240,7 @@ def loop_error(ref: Manifest, ref_root: Path, test: Manifest, test_root: Path, t
     b = load_runner(test, "acoustic", test_root, opts)
     va, vb = load_runner(ref, "vocoder", ref_root, opts), load_runner(test, "vocoder", test_root, opts)
     snr = float("inf")
-    enc = encoder(ref)
+    enc = frontend_encoder(ref)
     changed = total = 0
     num = den = num_q = den_q = 0.0
     for utt in enc.text_to_utterances(text):

@@ -15,7 +15,7 @@ from speedy.artifacts import Manifest
 from speedy.calibration import snr_db
 from speedy.controls import DEFAULT_CONTROLS
 from speedy.errors import ModelError
-from speedy.families import for_family, frontend_module, resolve
+from speedy.families import for_family, frontend_encoder
 from speedy.families.graph_spec import LoopCheck
 
 
@@ -78,7 +78,7 @@ def verify_loop(
     check = family.loop_check
     if check is None:
         raise ModelError(f"compile: {family.name} declares no loop check")
-    encoder = resolve(f"{frontend_module(src.frontend.name)}:encoder")(src)
+    encoder = frontend_encoder(src)
     opts = RuntimeOptions(threads=threads)
     acoustic: list[Any] = [load_runner(m, "acoustic", r, opts) for m, r in ((src, src_root), (manifest, root))]
     vocoder: list[Any] = [load_runner(m, "vocoder", r, opts) for m, r in ((src, src_root), (manifest, root))]
