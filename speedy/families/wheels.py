@@ -22,6 +22,17 @@ from speedy.errors import ModelError
 _LOGGER = logging.getLogger(__name__)
 
 
+def cached_export(folder: Path, version_key: str, version: int) -> tuple[Path, bool]:
+    """(`folder`, whether it holds an export whose manifest records ``extra[version_key] == version``): a family's
+    ``reference`` hook for an export kept per wheel checksum and rebuilt when its export version changes."""
+    from speedy.artifacts import read_manifest
+
+    try:
+        return folder, read_manifest(folder, verify=False).extra.get(version_key) == version
+    except ModelError:
+        return folder, False
+
+
 def cache_root() -> Path:
     """``$SPEEDY_CACHE`` or ``~/.cache/speedy``: converted models, exports and downloaded wheels."""
     env = os.environ.get("SPEEDY_CACHE")

@@ -12,10 +12,9 @@ not at all.
 from __future__ import annotations
 
 import logging
-import math
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,14 +33,12 @@ from speedy.artifacts import (
 from speedy.calibration import snr_db
 from speedy.errors import InputError, ModelError, ParityError
 from speedy.families import FamilySpec, default_family, for_family
-from speedy.families.graph_spec import OPSET, ExportPlan, GraphSpec, OutputCheck
+from speedy.families.graph_spec import OPSET, ExportPlan, GraphSpec, OutputCheck, snr_value
 
 _LOGGER = logging.getLogger(__name__)
 
 #: Short real sentences for the parity check (spoken by the real frontend).
 CHECK_SENTENCES = ("今天天气很好。", "我们一起去公园散步吧！", "请在三点以前把报告发给我。")
-#: JSON has no infinity: an SNR of bit-identical outputs is recorded as this stand-in, with a note.
-IDENTICAL_SNR_DB = 999.0
 
 
 class ExportParityError(ParityError):
@@ -93,9 +90,9 @@ def export(
         for graph in family.all_graphs():
             say(f"exporting {graph.name} to ONNX (opset {plan.opset})")
             path = staging / f"{graph.name}.onnx"
-            export_graph(plan.modules[graph.name], plan.trace[graph.name], graph, path, plan.opset)
-            if plan.metadata.get(graph.name):
-                _add_metadata(path, plan.metadata[graph.name])
+            export_graph(
+                plan.modules[graph.name], plan.trace[graph.name], graph, path, plan.opset, plan.metadata.get(graph.name)
+            )
             comps[graph.name] = _component(graph, path, plan)
         if config.check:
             say("checking ONNX Runtime against PyTorch")
@@ -136,7 +133,7 @@ def _component(graph: GraphSpec, path: Path, plan: ExportPlan) -> Component:
     extra: dict[str, Any] = {"opset": plan.opset}
     if plan.roles:
         extra["role"] = graph.role
-    extra.update({k: dict(v) if hasattr(v, "items") else v for k, v in graph.extra.items()})
+    extra.update(graph.settings())
     extra.update(plan.component_extra.get(graph.name, {}))
     return Component(
         file=path.name,
@@ -145,15 +142,23 @@ def _component(graph: GraphSpec, path: Path, plan: ExportPlan) -> Component:
         inputs=graph.inputs,
         outputs=graph.outputs,
         sha256=sha256_file(path),
-        dynamic_axes={k: {str(a): n for a, n in v.items()} for k, v in graph.dynamic_axes.items()},
+        dynamic_axes=graph.axes_json(),
         extra=extra,
     )
 
 
-def export_graph(module: Any, inputs: tuple[Any, ...], graph: GraphSpec, path: Path, opset: int) -> None:
+def export_graph(
+    module: Any,
+    inputs: tuple[Any, ...],
+    graph: GraphSpec,
+    path: Path,
+    opset: int,
+    metadata: Mapping[str, Any] | None = None,
+) -> None:
     """torch.onnx.export of one graph (the TorchScript exporter, chosen on purpose: the dynamo exporter does not
-    take these models' data-dependent lengths) with the graph's names and dynamic axes; ModelError naming the
-    graph when the exporter fails or drops a declared input."""
+    take these models' data-dependent lengths) with the graph's names and dynamic axes, and `metadata` as the
+    file's metadata_props (sherpa-onnx's habit); ModelError naming the graph when the exporter fails or drops a
+    declared input."""
     import onnx
     import torch
 
@@ -174,20 +179,15 @@ def export_graph(module: Any, inputs: tuple[Any, ...], graph: GraphSpec, path: P
             )
     except Exception as e:  # the exporter raises many types; one line names the graph
         raise ModelError(f"export: torch.onnx.export failed for {graph.name}: {str(e).splitlines()[0][:300]}") from e
-    kept = {i.name for i in onnx.load(str(path), load_external_data=False).graph.input}
+    model = onnx.load(str(path))
+    kept = {i.name for i in model.graph.input}
     if kept != set(graph.inputs):
         raise ModelError(f"export: {graph.name}'s exported inputs {sorted(kept)} differ from {list(graph.inputs)}")
-
-
-def _add_metadata(path: Path, facts: Any) -> None:
-    """Key facts into the ONNX file's metadata_props (sherpa-onnx's habit)."""
-    import onnx
-
-    model = onnx.load(str(path))
-    del model.metadata_props[:]
-    for k, v in facts.items():
-        model.metadata_props.add(key=k, value=str(v))
-    onnx.save(model, str(path))
+    if metadata:
+        del model.metadata_props[:]
+        for k, v in metadata.items():
+            model.metadata_props.add(key=k, value=str(v))
+        onnx.save(model, str(path))
 
 
 def check_parity(
@@ -242,8 +242,8 @@ def _figure(graph: str, chk: OutputCheck, value: float, cases: int) -> dict[str,
     figure: dict[str, Any] = {"component": graph, "output": chk.name, "kind": chk.kind, "value": value, "tol": chk.tol}
     if chk.kind == "allclose":
         figure["rtol"] = chk.rtol
-    if math.isinf(value):
-        figure.update(value=IDENTICAL_SNR_DB, note="bit-identical outputs")
+    if chk.kind == "snr_db":
+        figure.update(snr_value(value))
     return {**figure, "cases": cases}
 
 

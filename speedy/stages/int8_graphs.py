@@ -163,8 +163,7 @@ def _gemm_int8(src: Path, dst: Path, ops: Sequence[str], per_channel: bool, gemm
 
 def _with_settings(comp: Component, graph: GraphSpec) -> Component:
     """`comp` with the session settings its GraphSpec declares (``max_threads``, ``session_config``)."""
-    settings = {k: dict(v) if isinstance(v, Mapping) else v for k, v in graph.extra.items()}
-    return replace(comp, extra={**dict(comp.extra), **settings})
+    return replace(comp, extra={**dict(comp.extra), **graph.settings()})
 
 
 def record_feeds(spec: FamilySpec, src: Manifest, root: Path, text: Sequence[str], limit: int) -> Feeds:

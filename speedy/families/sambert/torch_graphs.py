@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from speedy.families.graph_spec import GraphSpec
+from speedy.families.graph_spec import GraphSpec, flat
 from speedy.families.host_loop import GraphRunner
 from speedy.families.sambert.graphs import GRAPHS
 from speedy.families.sambert.kan_hifigan import KanHifiGan
@@ -91,8 +91,7 @@ def torch_graphs(acoustic: SambertAcoustic, vocoder: KanHifiGan | None = None) -
 
         return run
 
-    graphs = (g for gs in GRAPHS.values() for g in gs)
-    return {g.name: runner(g) for g in graphs if owners[g.role] is not None}
+    return {g.name: runner(g) for g in flat(GRAPHS).values() if owners[g.role] is not None}
 
 
 def record_feeds(
